@@ -1,0 +1,136 @@
+//! Decoding client frames, with the error the contract prescribes for each failure.
+//!
+//! The fast path is one `serde_json::from_str`. Only a frame that fails it is looked at
+//! again as a `serde_json::Value`, to tell a broken frame (`bad_json`) from an unknown
+//! `type` (`unknown_type`) from a missing or mistyped field (`invalid_room`, …).
+
+use serde_json::{Map, Value};
+
+use crate::error::ErrorCode;
+use crate::protocol::ClientMsg;
+
+/// A client frame that could not be decoded, and how to answer it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct DecodeError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The `id` or `type` the error concerns, echoed as `ref`.
+    pub reference: Option<String>,
+    /// The frame's `type` when it was a JSON object with a string `type`.
+    pub frame_type: Option<String>,
+}
+
+/// The required string fields of each known type, with the code a missing or mistyped
+/// one earns. Optional fields of the wrong type are `bad_json`.
+fn required_fields(kind: &str) -> Option<&'static [(&'static str, ErrorCode)]> {
+    const ROOM: &[(&str, ErrorCode)] = &[("room", ErrorCode::InvalidRoom)];
+    Some(match kind {
+        "hello" => &[("nick", ErrorCode::InvalidNick)],
+        "join" | "leave" | "typing" | "history" => ROOM,
+        "send" => &[
+            ("room", ErrorCode::InvalidRoom),
+            ("text", ErrorCode::InvalidText),
+            ("id", ErrorCode::InvalidId),
+        ],
+        "list_rooms" => &[],
+        _ => return None,
+    })
+}
+
+/// Decodes one text frame from a client.
+pub fn decode_client(text: &str) -> Result<ClientMsg, DecodeError> {
+    match serde_json::from_str::<ClientMsg>(text) {
+        Ok(msg) => Ok(msg),
+        Err(err) => Err(classify(text, &err)),
+    }
+}
+
+fn classify(text: &str, err: &serde_json::Error) -> DecodeError {
+    let bad = |message: String| DecodeError {
+        code: ErrorCode::BadJson,
+        message,
+        reference: None,
+        frame_type: None,
+    };
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("frame is not valid JSON: {e}")),
+    };
+    let Value::Object(obj) = value else {
+        return bad("a frame must be a JSON object".to_owned());
+    };
+    let Some(kind) = obj.get("type").and_then(Value::as_str) else {
+        return bad("a frame needs a string field \"type\"".to_owned());
+    };
+    let frame_type = Some(kind.to_owned());
+    let Some(fields) = required_fields(kind) else {
+        return DecodeError {
+            code: ErrorCode::UnknownType,
+            message: format!("unknown frame type {kind:?}"),
+            reference: frame_type.clone(),
+            frame_type,
+        };
+    };
+    let reference = reference_for(kind, &obj);
+    for (field, code) in fields {
+        if !obj.get(*field).is_some_and(Value::is_string) {
+            return DecodeError {
+                code: *code,
+                message: format!("\"{kind}\" needs a string field \"{field}\""),
+                reference,
+                frame_type,
+            };
+        }
+    }
+    DecodeError {
+        code: ErrorCode::BadJson,
+        message: format!("malformed \"{kind}\" frame: {err}"),
+        reference,
+        frame_type,
+    }
+}
+
+fn reference_for(kind: &str, obj: &Map<String, Value>) -> Option<String> {
+    if kind == "send" {
+        if let Some(id) = obj.get("id").and_then(Value::as_str) {
+            return Some(id.to_owned());
+        }
+    }
+    Some(kind.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> ErrorCode {
+        decode_client(text).unwrap_err().code
+    }
+
+    #[test]
+    fn classifies_failures() {
+        assert_eq!(code("not json"), ErrorCode::BadJson);
+        assert_eq!(code("[1,2]"), ErrorCode::BadJson);
+        assert_eq!(code(r#"{"nick":"a"}"#), ErrorCode::BadJson);
+        assert_eq!(code(r#"{"type":7}"#), ErrorCode::BadJson);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"hello"}"#), ErrorCode::InvalidNick);
+        assert_eq!(code(r#"{"type":"join","room":5}"#), ErrorCode::InvalidRoom);
+        assert_eq!(code(r#"{"type":"send","room":"a","id":"x"}"#), ErrorCode::InvalidText);
+        assert_eq!(code(r#"{"type":"send","room":"a","text":"x"}"#), ErrorCode::InvalidId);
+        assert_eq!(code(r#"{"type":"join","room":"a","since":"x"}"#), ErrorCode::BadJson);
+        assert_eq!(code(r#"{"type":"history","room":"a","limit":-1}"#), ErrorCode::BadJson);
+        let e = decode_client(r#"{"type":"send","room":1,"text":"x","id":"m9"}"#).unwrap_err();
+        assert_eq!(e.reference.as_deref(), Some("m9"));
+        assert_eq!(e.frame_type.as_deref(), Some("send"));
+    }
+
+    #[test]
+    fn ignores_unknown_fields() {
+        let msg = decode_client(r#"{"type":"leave","room":"a","extra":{"x":1}}"#).unwrap();
+        assert_eq!(msg, ClientMsg::Leave { room: "a".into() });
+        let msg = decode_client(r#"{"type":"list_rooms","junk":true}"#).unwrap();
+        assert_eq!(msg, ClientMsg::ListRooms);
+    }
+}

@@ -1,0 +1,71 @@
+//! The stable error vocabulary of `error` frames.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a request was refused. The connection stays open after every one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame was not a JSON object, or a field had the wrong type.
+    BadJson,
+    /// The `type` is not one the server knows.
+    UnknownType,
+    /// A frame other than `hello` came before a successful `hello`.
+    HelloRequired,
+    /// The nick breaks the nick rule.
+    InvalidNick,
+    /// Another connected session holds that nick.
+    NickTaken,
+    /// The room name breaks the room rule.
+    InvalidRoom,
+    /// The connection is not a member of that room.
+    NotJoined,
+    /// The text breaks the text rule.
+    InvalidText,
+    /// The message id breaks the id rule.
+    InvalidId,
+    /// Too many `send`s; this one was neither stored nor broadcast.
+    RateLimited,
+    /// The server failed (for example its storage); nothing was acknowledged.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, for tests and documentation.
+    pub const ALL: [ErrorCode; 11] = [
+        ErrorCode::BadJson,
+        ErrorCode::UnknownType,
+        ErrorCode::HelloRequired,
+        ErrorCode::InvalidNick,
+        ErrorCode::NickTaken,
+        ErrorCode::InvalidRoom,
+        ErrorCode::NotJoined,
+        ErrorCode::InvalidText,
+        ErrorCode::InvalidId,
+        ErrorCode::RateLimited,
+        ErrorCode::Internal,
+    ];
+
+    /// The code as it appears on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::HelloRequired => "hello_required",
+            ErrorCode::InvalidNick => "invalid_nick",
+            ErrorCode::NickTaken => "nick_taken",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::InvalidText => "invalid_text",
+            ErrorCode::InvalidId => "invalid_id",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

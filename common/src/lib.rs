@@ -1,0 +1,33 @@
+//! Huddle's wire protocol, version 1: the one place that knows what a frame looks like.
+//!
+//! Both the server (`backend`) and the web app (`frontend`) depend on this crate, so a
+//! frame can only change in one place. It uses serde and nothing async, and compiles
+//! for `wasm32-unknown-unknown` as well as natively.
+//!
+//! # Layout
+//! - [`protocol`]: the frames, [`ClientMsg`] (client → server) and [`ServerMsg`]
+//!   (server → client), plus the payload structs they carry.
+//! - [`decode`]: turns a text frame into a [`ClientMsg`], or into the exact
+//!   [`ErrorCode`] the contract prescribes for it.
+//! - [`validate`]: the rules for nicks, rooms, texts and ids, and the default [`Limits`].
+//! - [`error`]: the stable error vocabulary sent in `error` frames.
+//! - [`close`]: WebSocket close codes and whether a client should reconnect after them.
+//!
+//! The human-readable contract lives in `docs/protocol.md` at the repository root.
+
+pub mod close;
+pub mod decode;
+pub mod error;
+pub mod protocol;
+pub mod validate;
+
+pub use close::CloseCode;
+pub use decode::{decode_client, DecodeError};
+pub use error::ErrorCode;
+pub use protocol::{ChatMessage, ClientMsg, Limits, NotificationKind, RoomInfo, ServerMsg};
+
+/// The WebSocket subprotocol name the server accepts and echoes back.
+pub const SUBPROTOCOL: &str = "huddle.v1";
+
+/// The path of the WebSocket endpoint.
+pub const WS_PATH: &str = "/ws";

@@ -1,0 +1,206 @@
+//! The frames of protocol v1. Field names and the `type` tags are the contract: renaming
+//! any of them breaks every client, so the golden tests in `tests/wire.rs` pin them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorCode;
+
+/// A frame from a client to the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// Opens the conversation; must come first. `session` reclaims an earlier session.
+    Hello {
+        nick: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+    },
+    /// Subscribe to a room, optionally recovering everything after offset `since`.
+    Join {
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
+    },
+    /// Unsubscribe from a room.
+    Leave { room: String },
+    /// Post a message; `id` is the client's key for the ack and for de-duplication.
+    Send {
+        room: String,
+        text: String,
+        id: String,
+    },
+    /// "I am typing" in a room.
+    Typing { room: String },
+    /// Page backwards through a room's messages.
+    History {
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u64>,
+    },
+    /// Ask for the rooms that exist now.
+    ListRooms,
+}
+
+impl ClientMsg {
+    /// The `type` tag of this frame, used as `ref` in errors about it.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            ClientMsg::Hello { .. } => "hello",
+            ClientMsg::Join { .. } => "join",
+            ClientMsg::Leave { .. } => "leave",
+            ClientMsg::Send { .. } => "send",
+            ClientMsg::Typing { .. } => "typing",
+            ClientMsg::History { .. } => "history",
+            ClientMsg::ListRooms => "list_rooms",
+        }
+    }
+}
+
+/// A frame from the server to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// The answer to a successful `hello`.
+    Welcome {
+        nick: String,
+        session: String,
+        server: String,
+        limits: Limits,
+    },
+    /// The answer to `join`; always sent before any replayed message.
+    Joined {
+        room: String,
+        /// The latest offset in the room when the subscription took effect (0 if none).
+        head: u64,
+        /// Names this room's history; a different epoch means history was lost or reset.
+        epoch: String,
+        nicks: Vec<String>,
+        /// Present exactly when the join carried `since`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+    },
+    /// The answer to `leave`.
+    Left { room: String },
+    /// A chat message, to every member of its room.
+    Message(ChatMessage),
+    /// To the sender, once its message is durably stored.
+    Ack { id: String, room: String, offset: u64 },
+    /// A system event (someone joined or left, or an informational notice).
+    Notification {
+        room: String,
+        kind: NotificationKind,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nick: Option<String>,
+        ts: u64,
+    },
+    /// A room's member list after it changed.
+    Presence { room: String, nicks: Vec<String> },
+    /// Someone else is typing in a room.
+    Typing { room: String, nick: String },
+    /// The answer to `history`: messages ascending by offset.
+    History {
+        room: String,
+        messages: Vec<ChatMessage>,
+        has_more: bool,
+    },
+    /// The answer to `list_rooms`.
+    Rooms { rooms: Vec<RoomInfo> },
+    /// A refused request; the connection stays open.
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+}
+
+impl ServerMsg {
+    /// Builds an `error` frame.
+    pub fn error(code: ErrorCode, message: impl Into<String>, reference: Option<String>) -> Self {
+        ServerMsg::Error {
+            code,
+            message: message.into(),
+            reference,
+        }
+    }
+}
+
+/// A stored chat message as it travels in `message` and `history` frames.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub room: String,
+    /// Position in the room: 1, 2, 3, … with no gaps, one total order for every member.
+    pub offset: u64,
+    /// The id the sender chose.
+    pub id: String,
+    pub nick: String,
+    pub text: String,
+    /// Milliseconds since the Unix epoch, set by the server when it stored the message.
+    pub ts: u64,
+}
+
+/// What a `notification` is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    Joined,
+    Left,
+    Info,
+}
+
+/// One entry of a `rooms` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    pub room: String,
+    /// Connections in the room now.
+    pub members: u64,
+    /// The room's latest offset (0 if it has no messages).
+    pub head: u64,
+}
+
+/// The limits a server enforces, advertised in `welcome` so clients can validate early.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Longest nick, in characters after trimming.
+    pub nick_max_chars: u32,
+    /// Longest room name, in characters.
+    pub room_max_chars: u32,
+    /// Longest message text, in characters after trimming.
+    pub text_max_chars: u32,
+    /// Longest message id, in characters.
+    pub id_max_chars: u32,
+    /// Most messages one `history` request returns.
+    pub history_max: u32,
+    /// Messages a `history` request returns when it names no `limit`.
+    pub history_default: u32,
+    /// Sustained `send`s per second per connection.
+    pub rate_per_sec: u32,
+    /// Burst of `send`s allowed above the sustained rate.
+    pub rate_burst: u32,
+    /// Largest frame the server accepts, in bytes.
+    pub max_frame_bytes: u32,
+    /// The server forwards at most one `typing` per nick per room per this many ms.
+    pub typing_interval_ms: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            nick_max_chars: 32,
+            room_max_chars: 64,
+            text_max_chars: 4000,
+            id_max_chars: 64,
+            history_max: 100,
+            history_default: 50,
+            rate_per_sec: 20,
+            rate_burst: 40,
+            max_frame_bytes: 64 * 1024,
+            typing_interval_ms: 2000,
+        }
+    }
+}
