@@ -1,1 +1,98 @@
-//! placeholder
+//! The Huddle chat server: protocol v1 over WebSockets, durable history in SQLite, and
+//! the web app, in one process.
+//!
+//! # Layout
+//! - [`config`]: every flag and limit, parsed by clap.
+//! - [`http`]: routes and the WebSocket upgrade; [`web`]: the web app's files.
+//! - [`session`]: one connection's loop and its handlers; `session::outbox` holds the
+//!   bounded per-connection queue and close control.
+//! - [`codec`]: the only place frames become JSON and back.
+//! - [`hub`]: local rooms → member outboxes; [`nicks`]: nick ownership and reclaim.
+//! - [`broker`]: fan-out across nodes ([`broker::MemoryBroker`] for one node).
+//! - [`writer`]: the single history writer (group commit, then broadcast in order).
+//! - [`store`]: the [`store::HistoryStore`] trait and [`store::SqliteStore`].
+//! - [`shutdown`]: the stop signal.
+//!
+//! A message flows: session `send` → writer queue → one SQLite transaction → broker
+//! publish → hub → each member's outbox → each session's socket; the sender's `ack`
+//! comes back from the writer once the transaction committed.
+
+pub mod broker;
+pub mod codec;
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod nicks;
+pub mod session;
+pub mod shutdown;
+pub mod state;
+pub mod store;
+pub mod web;
+pub mod writer;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use state::AppState;
+
+use broker::MemoryBroker;
+use hub::Hub;
+use store::{SqliteStore, StoreError};
+use writer::Writer;
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("server I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The HTTP application for a state: what tests and `run` serve.
+pub fn app(state: AppState) -> Router {
+    http::router(state)
+}
+
+/// Serves Huddle on `listener` until `shutdown` resolves, then closes every WebSocket
+/// with 1001, flushes the history writer and returns.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let store = Arc::new(SqliteStore::open(&config.db)?);
+    let hub = Hub::default();
+    let broker = Arc::new(MemoryBroker::new(hub.clone()));
+    let (writer, writer_task) = Writer::start(
+        store.clone(),
+        broker.clone(),
+        config.write_queue,
+        config.max_batch,
+    );
+    let state = AppState::new(config, hub, broker, store, writer);
+    let token = state.shutdown.clone();
+    tracing::info!(addr = %listener.local_addr()?, db = %state.config.db.display(), "huddle listening");
+
+    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            token.cancel();
+        })
+        .await?;
+
+    // HTTP is done; upgraded sockets are closing with 1001. Wait for every session to
+    // finish, then drop the last writer handle so the writer drains and stops.
+    state.sessions.close();
+    state.sessions.wait().await;
+    drop(state);
+    writer_task.shutdown().await;
+    tracing::info!("huddle stopped");
+    Ok(())
+}

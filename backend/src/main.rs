@@ -1,1 +1,47 @@
-fn main() {}
+//! The `huddle` binary: parse flags, set up logging, bind, and run until a stop signal.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use backend::{shutdown::shutdown_signal, Config, RunError};
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("huddle: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let addr = config.addr;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            let fix = match e.kind() {
+                std::io::ErrorKind::AddrInUse => "another process is listening there; stop it or pick another address with --addr",
+                std::io::ErrorKind::PermissionDenied => "ports below 1024 need privileges; pick another port with --addr",
+                _ => "check the address given with --addr",
+            };
+            anyhow::anyhow!("cannot listen on {addr}: {e}; {fix}")
+        })?;
+        let db = config.db.clone();
+        backend::run(listener, config, shutdown_signal())
+            .await
+            .map_err(|e| match e {
+                RunError::Store(e) => anyhow::anyhow!(
+                    "{e}; pick a writable file with --db (the directory {} must exist and be writable)",
+                    db.parent().filter(|p| !p.as_os_str().is_empty()).map_or(".".into(), |p| p.display().to_string())
+                ),
+                other => other.into(),
+            })
+    })
+}

@@ -1,0 +1,55 @@
+//! Fan-out across nodes: the [`Broker`] trait and its in-memory implementation.
+//!
+//! Everything a room's members receive goes through a broker: chat messages (published by
+//! the history writer in commit order) and events (notifications, presence, typing). The
+//! broker hands what it receives to the local [`Hub`](crate::hub::Hub). It knows nothing
+//! about WebSockets or JSON: it moves encoded frames.
+
+mod memory;
+
+pub use memory::MemoryBroker;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::codec::Frame;
+use crate::session::outbox::ConnId;
+
+/// One frame for one room's members.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub room: Arc<str>,
+    /// The chat message's offset, or 0 for an event.
+    pub offset: u64,
+    /// A connection that must not receive it (the actor of "to the other members" events).
+    pub except: Option<ConnId>,
+    pub frame: Frame,
+}
+
+/// A failure to publish (a remote broker being unreachable, for example).
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Publish/subscribe of encoded frames by room.
+///
+/// Contract:
+/// - Frames published for one room from one task are delivered to every subscriber of
+///   that room in publish order. The history writer is the only publisher of chat
+///   messages, so members see offsets in order.
+/// - `subscribe` is called when a room gains its first member on this node and
+///   `unsubscribe` when it loses its last; a single-node broker may ignore both.
+/// - A broker delivers each frame to a node at most once (a node never receives its own
+///   publish twice).
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Delivers `env` to the room's members on every node.
+    async fn publish(&self, env: Envelope) -> Result<(), BrokerError>;
+    /// Starts receiving frames for `room` on this node.
+    async fn subscribe(&self, room: &str) -> Result<(), BrokerError>;
+    /// Stops receiving frames for `room` on this node.
+    async fn unsubscribe(&self, room: &str) -> Result<(), BrokerError>;
+}

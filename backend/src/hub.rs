@@ -1,0 +1,160 @@
+//! The local rooms: which connections on this node are in which room, and delivery of
+//! encoded frames to their outboxes.
+//!
+//! All methods are synchronous and hold the lock only for map updates and `try_send`s,
+//! never across an `.await`; a slow connection can never slow a broadcast down.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use crate::broker::Envelope;
+use crate::session::outbox::{ConnId, Outbox, Outgoing};
+
+/// Local room membership. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Hub {
+    /// A std mutex: critical sections are short and contain no `.await`.
+    rooms: Arc<Mutex<HashMap<Arc<str>, Room>>>,
+}
+
+#[derive(Default)]
+struct Room {
+    /// Ordered by connection id so member lists come out in a stable order.
+    members: BTreeMap<ConnId, Member>,
+}
+
+struct Member {
+    nick: Arc<str>,
+    outbox: Outbox,
+}
+
+/// What a membership change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The room's nicks after the change.
+    pub nicks: Vec<String>,
+    /// True when the change created the room here (join) or emptied it (leave), so the
+    /// broker subscription must follow.
+    pub edge: bool,
+}
+
+impl Hub {
+    /// Adds a connection to a room; `None` if it was already a member.
+    pub fn join(&self, room: &Arc<str>, conn: ConnId, nick: Arc<str>, outbox: Outbox) -> Option<Change> {
+        let mut rooms = self.lock();
+        let entry = rooms.entry(Arc::clone(room)).or_default();
+        let edge = entry.members.is_empty();
+        if entry.members.contains_key(&conn) {
+            return None;
+        }
+        entry.members.insert(conn, Member { nick, outbox });
+        Some(Change {
+            nicks: nicks_of(entry),
+            edge,
+        })
+    }
+
+    /// Removes a connection from a room; `None` if it was not a member.
+    pub fn leave(&self, room: &str, conn: ConnId) -> Option<Change> {
+        let mut rooms = self.lock();
+        let entry = rooms.get_mut(room)?;
+        entry.members.remove(&conn)?;
+        let change = Change {
+            nicks: nicks_of(entry),
+            edge: entry.members.is_empty(),
+        };
+        if change.edge {
+            rooms.remove(room);
+        }
+        Some(change)
+    }
+
+    /// The nicks in a room now.
+    pub fn nicks(&self, room: &str) -> Vec<String> {
+        self.lock().get(room).map(nicks_of).unwrap_or_default()
+    }
+
+    /// Every room with members here, with its member count.
+    pub fn room_sizes(&self) -> Vec<(String, u64)> {
+        self.lock()
+            .iter()
+            .map(|(name, room)| (name.to_string(), room.members.len() as u64))
+            .collect()
+    }
+
+    /// Queues a frame for every member of its room except `env.except`.
+    pub fn deliver(&self, env: &Envelope) {
+        let rooms = self.lock();
+        let Some(room) = rooms.get(&*env.room) else {
+            return;
+        };
+        for (conn, member) in &room.members {
+            if Some(*conn) == env.except {
+                continue;
+            }
+            member.outbox.push(Outgoing {
+                room: Some(Arc::clone(&env.room)),
+                offset: env.offset,
+                frame: env.frame.clone(),
+            });
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Room>> {
+        // A panic while holding this lock cannot leave the maps half-updated in a way
+        // that matters more than losing the whole server, so keep serving.
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn nicks_of(room: &Room) -> Vec<String> {
+    room.members.values().map(|m| m.nick.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Frame;
+
+    #[test]
+    fn join_leave_deliver() {
+        let hub = Hub::default();
+        let room: Arc<str> = Arc::from("lobby");
+        let (a, mut rx_a, _) = Outbox::new(4);
+        let (b, mut rx_b, _) = Outbox::new(4);
+        assert!(hub.join(&room, 1, "a".into(), a.clone()).unwrap().edge);
+        let change = hub.join(&room, 2, "b".into(), b).unwrap();
+        assert_eq!(change.nicks, vec!["a", "b"]);
+        assert!(!change.edge);
+        assert_eq!(hub.join(&room, 1, "a".into(), a), None);
+        hub.deliver(&Envelope {
+            room: Arc::clone(&room),
+            offset: 7,
+            except: Some(1),
+            frame: Frame::from("x"),
+        });
+        assert!(rx_a.try_recv().is_err());
+        assert_eq!(rx_b.try_recv().unwrap().offset, 7);
+        assert!(!hub.leave("lobby", 2).unwrap().edge);
+        assert_eq!(hub.leave("lobby", 2), None);
+        assert!(hub.leave("lobby", 1).unwrap().edge);
+        assert!(hub.room_sizes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_closes_its_connection_as_slow() {
+        let hub = Hub::default();
+        let room: Arc<str> = Arc::from("r");
+        let (a, _rx, control) = Outbox::new(1);
+        hub.join(&room, 1, "a".into(), a);
+        for offset in 1..=2 {
+            hub.deliver(&Envelope {
+                room: Arc::clone(&room),
+                offset,
+                except: None,
+                frame: Frame::from("x"),
+            });
+        }
+        assert_eq!(control.closed().await, common::CloseCode::SlowConsumer);
+    }
+}

@@ -1,0 +1,93 @@
+//! Message history: the [`HistoryStore`] trait and its SQLite implementation.
+//!
+//! The store knows rooms, offsets and messages; it knows nothing of WebSockets, JSON or
+//! sessions.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use common::ChatMessage;
+
+/// A message to append, already validated.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub room: String,
+    pub nick: String,
+    /// The nick's uniqueness key: together with `room` and `id` it de-duplicates retries.
+    pub nick_key: String,
+    pub id: String,
+    pub text: String,
+}
+
+/// What became of one appended message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Stored at the next offset of its room.
+    Stored(ChatMessage),
+    /// The same room + nick + id was stored before, at this offset; nothing was written.
+    Duplicate { offset: u64 },
+}
+
+/// A room's position: where its history ends and which history it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomHead {
+    /// Latest offset (0 when the room has no messages).
+    pub head: u64,
+    /// Names this room's history; changes when the history is lost or reset.
+    pub epoch: String,
+}
+
+/// One page of history, ascending by offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub messages: Vec<ChatMessage>,
+    /// True when older messages exist before the first one returned.
+    pub has_more: bool,
+}
+
+/// A failure of the storage itself (never of the caller's input).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database at {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("storage task failed: {0}")]
+    Task(String),
+}
+
+/// Durable, ordered message history per room.
+///
+/// Contract:
+/// - `append_batch` is called by one writer at a time (see `writer`); it stores the whole
+///   batch in one transaction or nothing, and assigns each room's next offsets (1, 2, 3, …
+///   with no gaps) in batch order. When it returns `Ok`, the batch is durable.
+/// - A message whose room + nick key + id was stored before is not stored again; its
+///   outcome is [`AppendOutcome::Duplicate`] with the original offset.
+/// - Reads see every batch whose `append_batch` has returned.
+#[async_trait]
+pub trait HistoryStore: Send + Sync + 'static {
+    /// Appends messages in order; see the trait's contract.
+    async fn append_batch(&self, batch: Vec<NewMessage>) -> Result<Vec<AppendOutcome>, StoreError>;
+
+    /// The room's latest offset and epoch (a room with no messages has head 0).
+    async fn head(&self, room: &str) -> Result<RoomHead, StoreError>;
+
+    /// Up to `limit` messages before offset `before` (exclusive; `None` = newest).
+    async fn page(&self, room: &str, before: Option<u64>, limit: u32) -> Result<Page, StoreError>;
+
+    /// Up to `limit` messages with offset > `after`, ascending.
+    async fn after(&self, room: &str, after: u64, limit: u32) -> Result<Vec<ChatMessage>, StoreError>;
+
+    /// How many messages with offsets in `after+1..=up_to` are still stored.
+    async fn count_between(&self, room: &str, after: u64, up_to: u64) -> Result<u64, StoreError>;
+
+    /// Every room with stored messages and its head, by name.
+    async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError>;
+}

@@ -1,0 +1,344 @@
+//! The embedded default store: one SQLite file in WAL mode.
+//!
+//! One connection writes (owned by the single history writer, so offsets come from an
+//! in-memory head cache without races); a small pool of connections reads. Every call
+//! runs on tokio's blocking pool, so no SQLite work ever blocks the async runtime.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use common::ChatMessage;
+use rand::distr::{Alphanumeric, SampleString};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{AppendOutcome, HistoryStore, NewMessage, Page, RoomHead, StoreError};
+
+/// Read connections kept for reuse; more are opened under load and closed afterwards.
+const READ_POOL: usize = 4;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rooms (
+    room TEXT PRIMARY KEY,
+    head INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+    room     TEXT    NOT NULL,
+    offset   INTEGER NOT NULL,
+    id       TEXT    NOT NULL,
+    nick     TEXT    NOT NULL,
+    nick_key TEXT    NOT NULL,
+    text     TEXT    NOT NULL,
+    ts       INTEGER NOT NULL,
+    PRIMARY KEY (room, offset)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_dedupe ON messages (room, nick_key, id);
+";
+
+/// SQLite-backed [`HistoryStore`].
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: std::path::PathBuf,
+    /// The writer's connection and head cache. A std mutex: it is only ever locked inside
+    /// a blocking task, never across an `.await`, and only the single writer contends.
+    writer: Mutex<WriterConn>,
+    /// Idle read connections; locked only to push or pop one.
+    readers: Mutex<Vec<Connection>>,
+    /// Names this database's history: a new file (lost or reset history) gets a new one.
+    epoch: String,
+}
+
+struct WriterConn {
+    conn: Connection,
+    /// Latest committed offset per room, loaded lazily from `rooms`.
+    heads: HashMap<String, u64>,
+}
+
+fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, so an
+    // acked message survives power loss, not only a process crash. Group commit makes
+    // that affordable.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path` and its schema.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = open_conn(path).map_err(open_err)?;
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        let fresh = Alphanumeric.sample_string(&mut rand::rng(), 10);
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?1)",
+            [&fresh],
+        )
+        .map_err(open_err)?;
+        let epoch: String = conn
+            .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))
+            .map_err(open_err)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writer: Mutex::new(WriterConn {
+                    conn,
+                    heads: HashMap::new(),
+                }),
+                readers: Mutex::new(Vec::new()),
+                epoch,
+            }),
+        })
+    }
+
+    /// Runs `f` with a read connection on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_conn(&inner.path)?,
+            };
+            let result = f(&conn);
+            let mut pool = inner.readers.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < READ_POOL {
+                pool.push(conn);
+            }
+            Ok(result?)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+fn row_to_message(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
+    Ok(ChatMessage {
+        room: room.to_owned(),
+        offset: row.get(0)?,
+        id: row.get(1)?,
+        nick: row.get(2)?,
+        text: row.get(3)?,
+        ts: row.get(4)?,
+    })
+}
+
+fn append_in_tx(w: &mut WriterConn, batch: Vec<NewMessage>) -> rusqlite::Result<Vec<AppendOutcome>> {
+    let WriterConn { conn, heads } = w;
+    let tx = conn.transaction()?;
+    // New heads are applied to the cache only after the commit succeeds, so a failed
+    // batch leaves no phantom offsets behind.
+    let mut new_heads: HashMap<String, u64> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let ts = now_ms();
+    {
+        let mut find_dup = tx.prepare_cached(
+            "SELECT offset FROM messages WHERE room = ?1 AND nick_key = ?2 AND id = ?3",
+        )?;
+        let mut load_head =
+            tx.prepare_cached("SELECT head FROM rooms WHERE room = ?1")?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO messages (room, offset, id, nick, nick_key, text, ts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for m in batch {
+            if let Some(offset) = find_dup
+                .query_row(params![m.room, m.nick_key, m.id], |r| r.get::<_, u64>(0))
+                .optional()?
+            {
+                outcomes.push(AppendOutcome::Duplicate { offset });
+                continue;
+            }
+            let head = match new_heads.get(&m.room).or_else(|| heads.get(&m.room)) {
+                Some(h) => *h,
+                None => load_head
+                    .query_row([&m.room], |r| r.get::<_, u64>(0))
+                    .optional()?
+                    .unwrap_or(0),
+            };
+            let offset = head + 1;
+            insert.execute(params![m.room, offset, m.id, m.nick, m.nick_key, m.text, ts])?;
+            new_heads.insert(m.room.clone(), offset);
+            outcomes.push(AppendOutcome::Stored(ChatMessage {
+                room: m.room,
+                offset,
+                id: m.id,
+                nick: m.nick,
+                text: m.text,
+                ts,
+            }));
+        }
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO rooms (room, head) VALUES (?1, ?2)
+             ON CONFLICT (room) DO UPDATE SET head = excluded.head",
+        )?;
+        for (room, head) in &new_heads {
+            upsert.execute(params![room, head])?;
+        }
+    }
+    tx.commit()?;
+    heads.extend(new_heads);
+    Ok(outcomes)
+}
+
+#[async_trait]
+impl HistoryStore for SqliteStore {
+    async fn append_batch(&self, batch: Vec<NewMessage>) -> Result<Vec<AppendOutcome>, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut w = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(append_in_tx(&mut w, batch)?)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn head(&self, room: &str) -> Result<RoomHead, StoreError> {
+        let room = room.to_owned();
+        let head = self
+            .read(move |c| {
+                c.query_row("SELECT head FROM rooms WHERE room = ?1", [&room], |r| {
+                    r.get::<_, u64>(0)
+                })
+                .optional()
+            })
+            .await?;
+        Ok(RoomHead {
+            head: head.unwrap_or(0),
+            epoch: self.inner.epoch.clone(),
+        })
+    }
+
+    async fn page(&self, room: &str, before: Option<u64>, limit: u32) -> Result<Page, StoreError> {
+        let room = room.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT offset, id, nick, text, ts FROM messages
+                 WHERE room = ?1 AND offset < ?2 ORDER BY offset DESC LIMIT ?3",
+            )?;
+            let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
+            // One extra row tells whether older messages exist.
+            let mut messages = stmt
+                .query_map(params![room, before, limit + 1], |r| row_to_message(&room, r))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let has_more = messages.len() > limit as usize;
+            messages.truncate(limit as usize);
+            messages.reverse();
+            Ok(Page { messages, has_more })
+        })
+        .await
+    }
+
+    async fn after(&self, room: &str, after: u64, limit: u32) -> Result<Vec<ChatMessage>, StoreError> {
+        let room = room.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT offset, id, nick, text, ts FROM messages
+                 WHERE room = ?1 AND offset > ?2 ORDER BY offset ASC LIMIT ?3",
+            )?;
+            let rows = stmt
+                .query_map(params![room, after, limit], |r| row_to_message(&room, r))?
+                .collect();
+            rows
+        })
+        .await
+    }
+
+    async fn count_between(&self, room: &str, after: u64, up_to: u64) -> Result<u64, StoreError> {
+        let room = room.to_owned();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM messages WHERE room = ?1 AND offset > ?2 AND offset <= ?3",
+                params![room, after, up_to],
+                |r| r.get(0),
+            )
+        })
+        .await
+    }
+
+    async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT room, head FROM rooms ORDER BY room")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect();
+            rows
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(room: &str, nick: &str, id: &str) -> NewMessage {
+        NewMessage {
+            room: room.into(),
+            nick: nick.into(),
+            nick_key: nick.to_lowercase(),
+            id: id.into(),
+            text: format!("text {id}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn offsets_are_gap_free_per_room_and_duplicates_keep_their_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+        let out = store
+            .append_batch(vec![msg("a", "x", "1"), msg("b", "x", "1"), msg("a", "x", "2"), msg("a", "X", "1")])
+            .await
+            .unwrap();
+        let offsets: Vec<_> = out
+            .iter()
+            .map(|o| match o {
+                AppendOutcome::Stored(m) => (m.room.as_str(), m.offset, false),
+                AppendOutcome::Duplicate { offset } => ("dup", *offset, true),
+            })
+            .collect();
+        assert_eq!(offsets, vec![("a", 1, false), ("b", 1, false), ("a", 2, false), ("dup", 1, true)]);
+        assert_eq!(store.head("a").await.unwrap().head, 2);
+        assert_eq!(store.head("none").await.unwrap().head, 0);
+        let page = store.page("a", None, 1).await.unwrap();
+        assert_eq!(page.messages[0].offset, 2);
+        assert!(page.has_more);
+        let page = store.page("a", Some(2), 10).await.unwrap();
+        assert_eq!(page.messages.len(), 1);
+        assert!(!page.has_more);
+        assert_eq!(store.after("a", 0, 10).await.unwrap().len(), 2);
+        assert_eq!(store.count_between("a", 0, 2).await.unwrap(), 2);
+        assert_eq!(store.rooms().await.unwrap(), vec![("a".into(), 2), ("b".into(), 1)]);
+
+        // Reopening keeps heads and the epoch: offsets continue, recovery stays valid.
+        let epoch = store.head("a").await.unwrap().epoch;
+        drop(store);
+        let store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+        assert_eq!(store.head("a").await.unwrap().epoch, epoch);
+        let out = store.append_batch(vec![msg("a", "y", "1")]).await.unwrap();
+        assert!(matches!(&out[0], AppendOutcome::Stored(m) if m.offset == 3));
+    }
+}

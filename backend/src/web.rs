@@ -1,0 +1,95 @@
+//! The web app's files: embedded in release builds, read from `dist/` in debug builds.
+//!
+//! Trunk builds the app into `dist/` and `cargo xtask web` adds `.br`/`.gz` siblings; the
+//! best encoding the browser accepts is served. Paths that name no file fall back to
+//! `index.html`, so app routes like `/r/lobby` load the app.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Response};
+use rust_embed::RustEmbed;
+
+#[derive(RustEmbed)]
+#[folder = "$CARGO_MANIFEST_DIR/../dist/"]
+#[allow_missing = true]
+struct Assets;
+
+const NOT_BUILT: &str = "<!doctype html><meta charset=utf-8><title>Huddle</title>
+<h1>Huddle is running</h1>
+<p>The WebSocket endpoint is at <code>/ws</code>, but this server was built without the web app.</p>
+<p>Build it with <code>cargo xtask run</code> (development) or <code>cargo xtask dist</code>
+(one binary with the app embedded).</p>\n";
+
+/// Serves a file of the web app.
+pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    let path = if path.is_empty() { "index.html" } else { path };
+    if let Some(resp) = file(path, &headers) {
+        return resp;
+    }
+    let last = path.rsplit('/').next().unwrap_or_default();
+    if last.contains('.') {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    }
+    file("index.html", &headers).unwrap_or_else(|| Html(NOT_BUILT).into_response())
+}
+
+fn file(path: &str, headers: &HeaderMap) -> Option<Response> {
+    // Never serve the compressed siblings under their own names.
+    if path.ends_with(".br") || path.ends_with(".gz") {
+        return None;
+    }
+    let plain = Assets::get(path)?;
+    let accepts = |enc: &str| {
+        headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|e| e.split(';').next().map(str::trim) == Some(enc)))
+    };
+    let etag = format!("\"{}\"", hex(&plain.metadata.sha256_hash()[..12]));
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return Some(StatusCode::NOT_MODIFIED.into_response());
+    }
+    let (body, encoding) = [("br", ".br"), ("gzip", ".gz")]
+        .into_iter()
+        .find_map(|(enc, ext)| {
+            accepts(enc)
+                .then(|| Assets::get(&format!("{path}{ext}")))
+                .flatten()
+                .map(|f| (f.data, Some(enc)))
+        })
+        .unwrap_or((plain.data, None));
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let mut resp = Response::new(Body::from(body.into_owned()));
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(mime.as_ref()) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Some(enc) = encoding {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(enc));
+    }
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    // Trunk puts a content hash in asset names, so those never change; the page itself
+    // must be revalidated to pick up a new build.
+    let cache = if looks_hashed(path) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    Some(resp)
+}
+
+/// Whether a file name carries a content hash (Trunk's `name-<16+ hex>_bg.wasm` style).
+fn looks_hashed(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    name.split(['-', '.', '_'])
+        .any(|part| part.len() >= 16 && part.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,119 @@
+//! The single history writer: group commit, then broadcast in commit order.
+//!
+//! Sessions hand appends to one task through a bounded queue. The task takes everything
+//! waiting (up to `max_batch`), stores it in one transaction, and only after the commit
+//! publishes each new message and answers each sender. So a message is never broadcast or
+//! acked before it is durable, offsets are assigned in commit order, and one fsync is
+//! shared by every message in the batch.
+
+use std::sync::Arc;
+
+use common::ServerMsg;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::broker::{Broker, Envelope};
+use crate::codec;
+use crate::store::{AppendOutcome, HistoryStore, NewMessage};
+
+/// What a sender learns about its append.
+pub type AppendResult = Result<AppendOutcome, WriteError>;
+
+/// Why an append was not stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error("history store failed: {0}")]
+    Store(String),
+    #[error("history writer has stopped")]
+    Stopped,
+}
+
+struct Request {
+    msg: NewMessage,
+    reply: oneshot::Sender<AppendResult>,
+}
+
+/// A handle to queue appends. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Request>,
+}
+
+/// Owns the writer task; [`WriterTask::shutdown`] flushes what is queued and waits.
+pub struct WriterTask {
+    handle: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Starts the writer task.
+    pub fn start(
+        store: Arc<dyn HistoryStore>,
+        broker: Arc<dyn Broker>,
+        queue: usize,
+        max_batch: usize,
+    ) -> (Writer, WriterTask) {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let handle = tokio::spawn(run(rx, store, broker, max_batch.max(1)));
+        (Writer { tx }, WriterTask { handle })
+    }
+
+    /// Queues a message and returns where its outcome will arrive. Waits only when the
+    /// queue is full, which pushes back on senders instead of buffering without bound.
+    pub async fn append(&self, msg: NewMessage) -> oneshot::Receiver<AppendResult> {
+        let (reply, rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError(req)) = self.tx.send(Request { msg, reply }).await {
+            let _ = req.reply.send(Err(WriteError::Stopped));
+        }
+        rx
+    }
+}
+
+impl WriterTask {
+    /// Waits until every queued append is stored and answered. Call after every
+    /// [`Writer`] handle is dropped, or it waits for them.
+    pub async fn shutdown(self) {
+        if let Err(e) = self.handle.await {
+            tracing::error!(error = %e, "history writer task failed");
+        }
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Request>,
+    store: Arc<dyn HistoryStore>,
+    broker: Arc<dyn Broker>,
+    max_batch: usize,
+) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
+        let (msgs, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|r| (r.msg, r.reply)).unzip();
+        match store.append_batch(msgs).await {
+            Ok(outcomes) => {
+                for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                    if let AppendOutcome::Stored(m) = &outcome {
+                        let env = Envelope {
+                            room: Arc::from(m.room.as_str()),
+                            offset: m.offset,
+                            except: None,
+                            frame: codec::encode(&ServerMsg::Message(m.clone())),
+                        };
+                        // The message is durable whatever happens here: members that miss
+                        // it recover it with `since`, so a broker failure is logged, not
+                        // turned into a failed append.
+                        if let Err(e) = broker.publish(env).await {
+                            tracing::warn!(error = %e, room = %m.room, offset = m.offset, "broadcast failed");
+                        }
+                    }
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "history write failed; batch not acknowledged");
+                let err = WriteError::Store(e.to_string());
+                for reply in replies {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}

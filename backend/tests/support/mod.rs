@@ -1,0 +1,229 @@
+//! Shared test scaffolding: a real server on 127.0.0.1:0 and a WebSocket client that
+//! speaks protocol v1 as JSON values.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use backend::{Config, RunError};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for a frame it expects.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A server running in this process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub db: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), RunError>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    /// Starts a server with a fresh database and the defaults changed by `tweak`.
+    pub async fn with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("huddle.db");
+        let mut server = Self::on_db(db, tweak).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts a server on an existing database path.
+    pub async fn on_db(db: PathBuf, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::with_db(&db);
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(backend::run(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            db,
+            stop: Some(stop),
+            handle: Some(handle),
+            _dir: None,
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Signals shutdown and waits for `run` to return.
+    pub async fn stop(&mut self) -> Result<(), RunError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.handle.take() {
+            Some(h) => tokio::time::timeout(WAIT, h).await.expect("shutdown timed out").unwrap(),
+            None => Ok(()),
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.ws_url()).await
+    }
+
+    /// A client that said hello as `nick`.
+    pub async fn login(&self, nick: &str) -> Client {
+        let mut c = self.client().await;
+        let welcome = c.hello(nick).await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        c
+    }
+
+    /// A client that said hello as `nick` and joined `room`.
+    pub async fn member(&self, nick: &str, room: &str) -> Client {
+        let mut c = self.login(nick).await;
+        let joined = c.join(room).await;
+        assert_eq!(joined["type"], "joined", "{joined}");
+        c
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A protocol v1 client over a real WebSocket.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        Client { ws, next_id: 0 }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.ws.send(Message::text(frame.to_string())).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws.send(Message::text(text.to_owned())).await.expect("send");
+    }
+
+    /// The next JSON frame, skipping pings and pongs; panics on close or timeout.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for a frame")
+                .expect("connection ended")
+                .expect("read error");
+            match msg {
+                Message::Text(t) => return serde_json::from_str(t.as_str()).expect("server sent invalid JSON"),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame, asserting its type.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        let v = self.recv().await;
+        assert_eq!(v["type"], kind, "expected a {kind} frame, got {v}");
+        v
+    }
+
+    /// The next frame of type `kind`, skipping others (for frames whose interleaving with
+    /// room traffic is not fixed).
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let v = self.recv().await;
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+
+    /// Asserts an `error` frame with `code`, returning it.
+    pub async fn expect_error(&mut self, code: &str) -> Value {
+        let v = self.expect("error").await;
+        assert_eq!(v["code"], code, "{v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        v
+    }
+
+    /// Asserts that no frame arrives within `wait`.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        loop {
+            match tokio::time::timeout(wait, self.ws.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(other) => panic!("expected silence, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code (None if the connection
+    /// ended without a close frame).
+    pub async fn expect_close(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out waiting for close") {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code.into()),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    pub async fn hello(&mut self, nick: &str) -> Value {
+        self.send(json!({"type": "hello", "nick": nick})).await;
+        self.recv().await
+    }
+
+    pub async fn join(&mut self, room: &str) -> Value {
+        self.send(json!({"type": "join", "room": room})).await;
+        self.recv().await
+    }
+
+    pub fn fresh_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("m{}", self.next_id)
+    }
+
+    /// Sends a message and returns its id.
+    pub async fn say(&mut self, room: &str, text: &str) -> String {
+        let id = self.fresh_id();
+        self.send(json!({"type": "send", "room": room, "text": text, "id": id})).await;
+        id
+    }
+
+    /// Sends a message and waits for its ack and own echo (in either order); returns the offset.
+    pub async fn say_acked(&mut self, room: &str, text: &str) -> u64 {
+        let id = self.say(room, text).await;
+        let (mut acked, mut echoed) = (None, false);
+        while acked.is_none() || !echoed {
+            let v = self.recv().await;
+            match v["type"].as_str() {
+                Some("ack") if v["id"] == id.as_str() => acked = v["offset"].as_u64(),
+                Some("message") if v["id"] == id.as_str() => echoed = true,
+                _ => {}
+            }
+        }
+        acked.unwrap()
+    }
+}
