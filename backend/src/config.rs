@@ -38,8 +38,9 @@ pub struct Config {
     #[arg(long, env = "HUDDLE_RATE_BURST", default_value_t = 40)]
     pub rate_burst: u32,
 
-    /// Frames queued for one connection before it counts as a slow consumer (closed with 4008).
-    #[arg(long, env = "HUDDLE_OUTBOX", default_value_t = 256)]
+    /// Frames queued for one connection before it counts as a slow consumer (closed with
+    /// 4008). Keep it above --max-batch: one commit batch can land in a room at once.
+    #[arg(long, env = "HUDDLE_OUTBOX", default_value_t = 1024)]
     pub outbox: usize,
 
     /// Interval between WebSocket pings sent to each client (e.g. `30s`, `500ms`).
@@ -51,7 +52,7 @@ pub struct Config {
     pub idle_timeout: Duration,
 
     /// Most messages written to the database in one transaction (group commit).
-    #[arg(long, env = "HUDDLE_MAX_BATCH", default_value_t = 512)]
+    #[arg(long, env = "HUDDLE_MAX_BATCH", default_value_t = 256)]
     pub max_batch: usize,
 
     /// Appends waiting for the history writer before senders wait.

@@ -114,6 +114,10 @@ pub struct Client {
 impl Client {
     pub async fn connect(url: &str) -> Self {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        Client::from_stream(ws)
+    }
+
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         Client { ws, next_id: 0 }
     }
 
