@@ -9,11 +9,11 @@
 pub enum CloseCode {
     /// 1000: a normal close (for example after the client said goodbye).
     Normal,
-    /// 1001: the server is shutting down; reconnect later or elsewhere.
+    /// 1001: the server is shutting down, or the peer was idle too long; reconnect.
     GoingAway,
     /// 1003: the client sent a binary frame; the protocol is text-only.
     Unsupported,
-    /// 1008: a policy refused the connection (Origin, limits, idle peer).
+    /// 1008: a policy refused the connection (Origin not allowed, connection limits).
     Policy,
     /// 1009: a frame exceeded the maximum frame size.
     TooBig,

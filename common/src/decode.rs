@@ -117,10 +117,22 @@ mod tests {
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"type":"hello"}"#), ErrorCode::InvalidNick);
         assert_eq!(code(r#"{"type":"join","room":5}"#), ErrorCode::InvalidRoom);
-        assert_eq!(code(r#"{"type":"send","room":"a","id":"x"}"#), ErrorCode::InvalidText);
-        assert_eq!(code(r#"{"type":"send","room":"a","text":"x"}"#), ErrorCode::InvalidId);
-        assert_eq!(code(r#"{"type":"join","room":"a","since":"x"}"#), ErrorCode::BadJson);
-        assert_eq!(code(r#"{"type":"history","room":"a","limit":-1}"#), ErrorCode::BadJson);
+        assert_eq!(
+            code(r#"{"type":"send","room":"a","id":"x"}"#),
+            ErrorCode::InvalidText
+        );
+        assert_eq!(
+            code(r#"{"type":"send","room":"a","text":"x"}"#),
+            ErrorCode::InvalidId
+        );
+        assert_eq!(
+            code(r#"{"type":"join","room":"a","since":"x"}"#),
+            ErrorCode::BadJson
+        );
+        assert_eq!(
+            code(r#"{"type":"history","room":"a","limit":-1}"#),
+            ErrorCode::BadJson
+        );
         let e = decode_client(r#"{"type":"send","room":1,"text":"x","id":"m9"}"#).unwrap_err();
         assert_eq!(e.reference.as_deref(), Some("m9"));
         assert_eq!(e.frame_type.as_deref(), Some("send"));

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// The frame was not a JSON object, or a field had the wrong type.
+    /// The frame was not a JSON object with a string `type`, or an optional field had
+    /// the wrong type (a missing or mistyped required field gets that field's code).
     BadJson,
     /// The `type` is not one the server knows.
     UnknownType,

@@ -88,7 +88,11 @@ pub enum ServerMsg {
     /// A chat message, to every member of its room.
     Message(ChatMessage),
     /// To the sender, once its message is durably stored.
-    Ack { id: String, room: String, offset: u64 },
+    Ack {
+        id: String,
+        room: String,
+        offset: u64,
+    },
     /// A system event (someone joined or left, or an informational notice).
     Notification {
         room: String,

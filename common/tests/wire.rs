@@ -1,0 +1,754 @@
+//! Golden tests: the exact JSON of every frame of protocol v1.
+//!
+//! Every literal below is what a client on the other end of the socket sees (or sends),
+//! byte for byte, with fields in declaration order. A failure here means the wire format
+//! changed, which the contract (`docs/protocol.md`) forbids for anything it names.
+
+use common::{
+    decode_client, ChatMessage, ClientMsg, CloseCode, ErrorCode, Limits, NotificationKind,
+    RoomInfo, ServerMsg, SUBPROTOCOL, WS_PATH,
+};
+
+/// `Limits::default()` as it appears inside `welcome`.
+const DEFAULT_LIMITS_JSON: &str = concat!(
+    r#"{"nick_max_chars":32,"room_max_chars":64,"text_max_chars":4000,"id_max_chars":64,"#,
+    r#""history_max":100,"history_default":50,"rate_per_sec":20,"rate_burst":40,"#,
+    r#""max_frame_bytes":65536,"typing_interval_ms":2000}"#
+);
+
+fn enc<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("frames always serialize")
+}
+
+fn server(json: &str) -> ServerMsg {
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("server frame {json} must decode: {e}"))
+}
+
+fn client(json: &str) -> ClientMsg {
+    let via_decode =
+        decode_client(json).unwrap_or_else(|e| panic!("client frame {json} must decode: {e:?}"));
+    let via_serde: ClientMsg = serde_json::from_str(json).expect("serde agrees with decode_client");
+    assert_eq!(via_decode, via_serde);
+    via_decode
+}
+
+/// Asserts that `msg` encodes to exactly `json` and that `json` decodes back to `msg`.
+fn golden_server(msg: &ServerMsg, json: &str) {
+    assert_eq!(enc(msg), json);
+    assert_eq!(&server(json), msg);
+}
+
+fn golden_client(msg: &ClientMsg, json: &str) {
+    assert_eq!(enc(msg), json);
+    assert_eq!(&client(json), msg);
+}
+
+fn chat(offset: u64, id: &str, text: &str) -> ChatMessage {
+    ChatMessage {
+        room: "lobby".into(),
+        offset,
+        id: id.into(),
+        nick: "alice".into(),
+        text: text.into(),
+        ts: 1_764_097_200_000,
+    }
+}
+
+// ---------------------------------------------------------------- client → server
+
+#[test]
+fn client_hello() {
+    golden_client(
+        &ClientMsg::Hello {
+            nick: "alice".into(),
+            session: None,
+        },
+        r#"{"type":"hello","nick":"alice"}"#,
+    );
+    golden_client(
+        &ClientMsg::Hello {
+            nick: "alice".into(),
+            session: Some("s_7Gq".into()),
+        },
+        r#"{"type":"hello","nick":"alice","session":"s_7Gq"}"#,
+    );
+}
+
+#[test]
+fn client_join() {
+    golden_client(
+        &ClientMsg::Join {
+            room: "lobby".into(),
+            since: None,
+            epoch: None,
+        },
+        r#"{"type":"join","room":"lobby"}"#,
+    );
+    golden_client(
+        &ClientMsg::Join {
+            room: "lobby".into(),
+            since: Some(41),
+            epoch: None,
+        },
+        r#"{"type":"join","room":"lobby","since":41}"#,
+    );
+    golden_client(
+        &ClientMsg::Join {
+            room: "lobby".into(),
+            since: Some(0),
+            epoch: Some("e1".into()),
+        },
+        r#"{"type":"join","room":"lobby","since":0,"epoch":"e1"}"#,
+    );
+    golden_client(
+        &ClientMsg::Join {
+            room: "lobby".into(),
+            since: None,
+            epoch: Some("e1".into()),
+        },
+        r#"{"type":"join","room":"lobby","epoch":"e1"}"#,
+    );
+}
+
+#[test]
+fn client_leave_send_typing_list_rooms() {
+    golden_client(
+        &ClientMsg::Leave {
+            room: "lobby".into(),
+        },
+        r#"{"type":"leave","room":"lobby"}"#,
+    );
+    golden_client(
+        &ClientMsg::Send {
+            room: "lobby".into(),
+            text: "hi all".into(),
+            id: "m1".into(),
+        },
+        r#"{"type":"send","room":"lobby","text":"hi all","id":"m1"}"#,
+    );
+    golden_client(
+        &ClientMsg::Typing {
+            room: "lobby".into(),
+        },
+        r#"{"type":"typing","room":"lobby"}"#,
+    );
+    golden_client(&ClientMsg::ListRooms, r#"{"type":"list_rooms"}"#);
+}
+
+#[test]
+fn client_history() {
+    golden_client(
+        &ClientMsg::History {
+            room: "lobby".into(),
+            before: None,
+            limit: None,
+        },
+        r#"{"type":"history","room":"lobby"}"#,
+    );
+    golden_client(
+        &ClientMsg::History {
+            room: "lobby".into(),
+            before: Some(42),
+            limit: None,
+        },
+        r#"{"type":"history","room":"lobby","before":42}"#,
+    );
+    golden_client(
+        &ClientMsg::History {
+            room: "lobby".into(),
+            before: None,
+            limit: Some(100),
+        },
+        r#"{"type":"history","room":"lobby","limit":100}"#,
+    );
+    golden_client(
+        &ClientMsg::History {
+            room: "lobby".into(),
+            before: Some(42),
+            limit: Some(10),
+        },
+        r#"{"type":"history","room":"lobby","before":42,"limit":10}"#,
+    );
+}
+
+#[test]
+fn client_kind_is_the_type_tag() {
+    let all = [
+        ClientMsg::Hello {
+            nick: "a".into(),
+            session: None,
+        },
+        ClientMsg::Join {
+            room: "r".into(),
+            since: None,
+            epoch: None,
+        },
+        ClientMsg::Leave { room: "r".into() },
+        ClientMsg::Send {
+            room: "r".into(),
+            text: "t".into(),
+            id: "i".into(),
+        },
+        ClientMsg::Typing { room: "r".into() },
+        ClientMsg::History {
+            room: "r".into(),
+            before: None,
+            limit: None,
+        },
+        ClientMsg::ListRooms,
+    ];
+    for msg in all {
+        let value: serde_json::Value = serde_json::from_str(&enc(&msg)).unwrap();
+        assert_eq!(value["type"], msg.kind(), "{msg:?}");
+    }
+}
+
+#[test]
+fn client_frames_in_any_field_order_with_unknown_fields() {
+    assert_eq!(
+        client(r#"{"id":"m1","text":"hi","room":"lobby","type":"send","v":2,"x":[1,{}]}"#),
+        ClientMsg::Send {
+            room: "lobby".into(),
+            text: "hi".into(),
+            id: "m1".into(),
+        }
+    );
+    assert_eq!(
+        client(r#"{"limit":5,"room":"r","type":"history","before":null}"#),
+        ClientMsg::History {
+            room: "r".into(),
+            before: None,
+            limit: Some(5),
+        }
+    );
+    assert_eq!(
+        client(r#"{"type":"hello","nick":"bob","session":null}"#),
+        ClientMsg::Hello {
+            nick: "bob".into(),
+            session: None,
+        }
+    );
+    // Large offsets survive: `since` is a u64.
+    assert_eq!(
+        client(r#"{"type":"join","room":"r","since":18446744073709551615}"#),
+        ClientMsg::Join {
+            room: "r".into(),
+            since: Some(u64::MAX),
+            epoch: None,
+        }
+    );
+}
+
+// ---------------------------------------------------------------- server → client
+
+#[test]
+fn server_welcome() {
+    let json = format!(
+        r#"{{"type":"welcome","nick":"alice","session":"s_7Gq","server":"huddle/0.1.0","limits":{DEFAULT_LIMITS_JSON}}}"#
+    );
+    golden_server(
+        &ServerMsg::Welcome {
+            nick: "alice".into(),
+            session: "s_7Gq".into(),
+            server: "huddle/0.1.0".into(),
+            limits: Limits::default(),
+        },
+        &json,
+    );
+}
+
+#[test]
+fn server_joined_recovered_only_when_set() {
+    golden_server(
+        &ServerMsg::Joined {
+            room: "lobby".into(),
+            head: 41,
+            epoch: "e1".into(),
+            nicks: vec!["alice".into(), "bob".into()],
+            recovered: None,
+        },
+        r#"{"type":"joined","room":"lobby","head":41,"epoch":"e1","nicks":["alice","bob"]}"#,
+    );
+    golden_server(
+        &ServerMsg::Joined {
+            room: "lobby".into(),
+            head: 0,
+            epoch: "e1".into(),
+            nicks: vec![],
+            recovered: Some(true),
+        },
+        r#"{"type":"joined","room":"lobby","head":0,"epoch":"e1","nicks":[],"recovered":true}"#,
+    );
+    golden_server(
+        &ServerMsg::Joined {
+            room: "lobby".into(),
+            head: 7,
+            epoch: "e2".into(),
+            nicks: vec!["alice".into()],
+            recovered: Some(false),
+        },
+        r#"{"type":"joined","room":"lobby","head":7,"epoch":"e2","nicks":["alice"],"recovered":false}"#,
+    );
+}
+
+#[test]
+fn server_left_message_ack() {
+    golden_server(
+        &ServerMsg::Left {
+            room: "lobby".into(),
+        },
+        r#"{"type":"left","room":"lobby"}"#,
+    );
+    golden_server(
+        &ServerMsg::Message(chat(42, "m1", "hi all")),
+        r#"{"type":"message","room":"lobby","offset":42,"id":"m1","nick":"alice","text":"hi all","ts":1764097200000}"#,
+    );
+    golden_server(
+        &ServerMsg::Ack {
+            id: "m1".into(),
+            room: "lobby".into(),
+            offset: 42,
+        },
+        r#"{"type":"ack","id":"m1","room":"lobby","offset":42}"#,
+    );
+}
+
+#[test]
+fn server_notification_kinds_and_optional_nick() {
+    golden_server(
+        &ServerMsg::Notification {
+            room: "lobby".into(),
+            kind: NotificationKind::Joined,
+            text: "bob joined".into(),
+            nick: Some("bob".into()),
+            ts: 1,
+        },
+        r#"{"type":"notification","room":"lobby","kind":"joined","text":"bob joined","nick":"bob","ts":1}"#,
+    );
+    golden_server(
+        &ServerMsg::Notification {
+            room: "lobby".into(),
+            kind: NotificationKind::Left,
+            text: "bob left".into(),
+            nick: Some("bob".into()),
+            ts: 2,
+        },
+        r#"{"type":"notification","room":"lobby","kind":"left","text":"bob left","nick":"bob","ts":2}"#,
+    );
+    // `info` from the server carries no nick: the field is absent, not null.
+    golden_server(
+        &ServerMsg::Notification {
+            room: "lobby".into(),
+            kind: NotificationKind::Info,
+            text: "server restarting".into(),
+            nick: None,
+            ts: 3,
+        },
+        r#"{"type":"notification","room":"lobby","kind":"info","text":"server restarting","ts":3}"#,
+    );
+    for (kind, wire) in [
+        (NotificationKind::Joined, "\"joined\""),
+        (NotificationKind::Left, "\"left\""),
+        (NotificationKind::Info, "\"info\""),
+    ] {
+        assert_eq!(enc(&kind), wire);
+    }
+}
+
+#[test]
+fn server_presence_typing() {
+    golden_server(
+        &ServerMsg::Presence {
+            room: "lobby".into(),
+            nicks: vec!["alice".into(), "bob".into()],
+        },
+        r#"{"type":"presence","room":"lobby","nicks":["alice","bob"]}"#,
+    );
+    golden_server(
+        &ServerMsg::Presence {
+            room: "lobby".into(),
+            nicks: vec![],
+        },
+        r#"{"type":"presence","room":"lobby","nicks":[]}"#,
+    );
+    golden_server(
+        &ServerMsg::Typing {
+            room: "lobby".into(),
+            nick: "bob".into(),
+        },
+        r#"{"type":"typing","room":"lobby","nick":"bob"}"#,
+    );
+}
+
+#[test]
+fn server_history_messages_have_no_type() {
+    golden_server(
+        &ServerMsg::History {
+            room: "lobby".into(),
+            messages: vec![chat(1, "a", "first"), chat(2, "b", "second")],
+            has_more: true,
+        },
+        concat!(
+            r#"{"type":"history","room":"lobby","messages":["#,
+            r#"{"room":"lobby","offset":1,"id":"a","nick":"alice","text":"first","ts":1764097200000},"#,
+            r#"{"room":"lobby","offset":2,"id":"b","nick":"alice","text":"second","ts":1764097200000}"#,
+            r#"],"has_more":true}"#
+        ),
+    );
+    golden_server(
+        &ServerMsg::History {
+            room: "empty".into(),
+            messages: vec![],
+            has_more: false,
+        },
+        r#"{"type":"history","room":"empty","messages":[],"has_more":false}"#,
+    );
+}
+
+#[test]
+fn server_rooms() {
+    golden_server(
+        &ServerMsg::Rooms {
+            rooms: vec![
+                RoomInfo {
+                    room: "lobby".into(),
+                    members: 2,
+                    head: 42,
+                },
+                RoomInfo {
+                    room: "quiet".into(),
+                    members: 0,
+                    head: 3,
+                },
+            ],
+        },
+        r#"{"type":"rooms","rooms":[{"room":"lobby","members":2,"head":42},{"room":"quiet","members":0,"head":3}]}"#,
+    );
+    golden_server(
+        &ServerMsg::Rooms { rooms: vec![] },
+        r#"{"type":"rooms","rooms":[]}"#,
+    );
+}
+
+#[test]
+fn server_error_with_every_code() {
+    let wire = [
+        (ErrorCode::BadJson, "bad_json"),
+        (ErrorCode::UnknownType, "unknown_type"),
+        (ErrorCode::HelloRequired, "hello_required"),
+        (ErrorCode::InvalidNick, "invalid_nick"),
+        (ErrorCode::NickTaken, "nick_taken"),
+        (ErrorCode::InvalidRoom, "invalid_room"),
+        (ErrorCode::NotJoined, "not_joined"),
+        (ErrorCode::InvalidText, "invalid_text"),
+        (ErrorCode::InvalidId, "invalid_id"),
+        (ErrorCode::RateLimited, "rate_limited"),
+        (ErrorCode::Internal, "internal"),
+    ];
+    assert_eq!(wire.len(), ErrorCode::ALL.len());
+    for ((code, name), listed) in wire.into_iter().zip(ErrorCode::ALL) {
+        assert_eq!(code, listed, "ErrorCode::ALL is in contract order");
+        assert_eq!(code.as_str(), name);
+        assert_eq!(code.to_string(), name);
+        assert_eq!(enc(&code), format!("\"{name}\""));
+        assert_eq!(
+            serde_json::from_str::<ErrorCode>(&format!("\"{name}\"")).unwrap(),
+            code
+        );
+
+        golden_server(
+            &ServerMsg::error(code, "why", Some("m1".into())),
+            &format!(r#"{{"type":"error","code":"{name}","message":"why","ref":"m1"}}"#),
+        );
+        golden_server(
+            &ServerMsg::error(code, "why", None),
+            &format!(r#"{{"type":"error","code":"{name}","message":"why"}}"#),
+        );
+    }
+}
+
+#[test]
+fn server_error_built_by_hand_matches_constructor() {
+    assert_eq!(
+        ServerMsg::error(ErrorCode::NotJoined, "join first", Some("typing".into())),
+        ServerMsg::Error {
+            code: ErrorCode::NotJoined,
+            message: "join first".into(),
+            reference: Some("typing".into()),
+        }
+    );
+}
+
+// ---------------------------------------------------------------- the contract's example
+
+#[test]
+fn contract_example_frames_decode() {
+    // C: hello
+    assert_eq!(
+        client(r#"{"type":"hello","nick":"alice"}"#),
+        ClientMsg::Hello {
+            nick: "alice".into(),
+            session: None,
+        }
+    );
+    // S: welcome (the example elides the session and the limits; a real one has both)
+    let welcome = format!(
+        r#"{{"type":"welcome","nick":"alice","session":"s_7Gq…","server":"huddle/0.1.0","limits":{DEFAULT_LIMITS_JSON}}}"#
+    );
+    assert_eq!(
+        server(&welcome),
+        ServerMsg::Welcome {
+            nick: "alice".into(),
+            session: "s_7Gq…".into(),
+            server: "huddle/0.1.0".into(),
+            limits: Limits::default(),
+        }
+    );
+    // C: join
+    assert_eq!(
+        client(r#"{"type":"join","room":"lobby"}"#),
+        ClientMsg::Join {
+            room: "lobby".into(),
+            since: None,
+            epoch: None,
+        }
+    );
+    // S: joined (no `since` in the join, so no `recovered`)
+    assert_eq!(
+        server(
+            r#"{"type":"joined","room":"lobby","head":41,"epoch":"e1","nicks":["alice","bob"]}"#
+        ),
+        ServerMsg::Joined {
+            room: "lobby".into(),
+            head: 41,
+            epoch: "e1".into(),
+            nicks: vec!["alice".into(), "bob".into()],
+            recovered: None,
+        }
+    );
+    // C: send
+    assert_eq!(
+        client(r#"{"type":"send","room":"lobby","text":"hi all","id":"m1"}"#),
+        ClientMsg::Send {
+            room: "lobby".into(),
+            text: "hi all".into(),
+            id: "m1".into(),
+        }
+    );
+    // S: ack
+    assert_eq!(
+        server(r#"{"type":"ack","id":"m1","room":"lobby","offset":42}"#),
+        ServerMsg::Ack {
+            id: "m1".into(),
+            room: "lobby".into(),
+            offset: 42,
+        }
+    );
+    // S: message
+    assert_eq!(
+        server(
+            r#"{"type":"message","room":"lobby","offset":42,"id":"m1","nick":"alice","text":"hi all","ts":1764097200000}"#
+        ),
+        ServerMsg::Message(chat(42, "m1", "hi all"))
+    );
+}
+
+#[test]
+fn server_frames_decode_with_optional_fields_absent_or_present() {
+    let ServerMsg::Joined { recovered, .. } =
+        server(r#"{"type":"joined","room":"r","head":0,"epoch":"e","nicks":[],"recovered":false}"#)
+    else {
+        panic!("not joined")
+    };
+    assert_eq!(recovered, Some(false));
+
+    let ServerMsg::Notification { nick, kind, .. } =
+        server(r#"{"type":"notification","room":"r","kind":"info","text":"x","ts":5}"#)
+    else {
+        panic!("not a notification")
+    };
+    assert_eq!((nick, kind), (None, NotificationKind::Info));
+
+    let ServerMsg::Notification { nick, kind, .. } = server(
+        r#"{"ts":5,"nick":"bob","text":"x","kind":"left","room":"r","type":"notification"}"#,
+    ) else {
+        panic!("not a notification")
+    };
+    assert_eq!(
+        (nick.as_deref(), kind),
+        (Some("bob"), NotificationKind::Left)
+    );
+
+    let ServerMsg::Error { reference, .. } =
+        server(r#"{"type":"error","code":"invalid_id","message":"m","ref":"m7"}"#)
+    else {
+        panic!("not an error")
+    };
+    assert_eq!(reference.as_deref(), Some("m7"));
+
+    let ServerMsg::Error {
+        reference, code, ..
+    } = server(r#"{"type":"error","code":"internal","message":"m"}"#)
+    else {
+        panic!("not an error")
+    };
+    assert_eq!((reference, code), (None, ErrorCode::Internal));
+
+    // `reference` is only the Rust name: the wire field is `ref`, and nothing else.
+    let ServerMsg::Error { reference, .. } =
+        server(r#"{"type":"error","code":"internal","message":"m","reference":"x"}"#)
+    else {
+        panic!("not an error")
+    };
+    assert_eq!(reference, None);
+}
+
+// ---------------------------------------------------------------- limits, constants, close codes
+
+#[test]
+fn default_limits_match_the_contract() {
+    let l = Limits::default();
+    assert_eq!(l.nick_max_chars, 32);
+    assert_eq!(l.room_max_chars, 64);
+    assert_eq!(l.text_max_chars, 4000);
+    assert_eq!(l.id_max_chars, 64);
+    assert_eq!(l.history_max, 100);
+    assert_eq!(l.history_default, 50);
+    assert_eq!(l.rate_per_sec, 20);
+    assert_eq!(l.rate_burst, 40);
+    assert_eq!(l.max_frame_bytes, 64 * 1024);
+    assert_eq!(l.typing_interval_ms, 2000);
+    assert_eq!(enc(&l), DEFAULT_LIMITS_JSON);
+    assert_eq!(
+        serde_json::from_str::<Limits>(DEFAULT_LIMITS_JSON).unwrap(),
+        l
+    );
+}
+
+#[test]
+fn transport_constants_and_close_codes() {
+    assert_eq!(SUBPROTOCOL, "huddle.v1");
+    assert_eq!(WS_PATH, "/ws");
+    let expected = [
+        (CloseCode::GoingAway, 1001, true),
+        (CloseCode::Unsupported, 1003, true),
+        (CloseCode::Policy, 1008, true),
+        (CloseCode::TooBig, 1009, true),
+        (CloseCode::SessionTaken, 4001, false),
+        (CloseCode::SlowConsumer, 4008, true),
+    ];
+    for (close, number, reconnect) in expected {
+        assert_eq!(close.code(), number);
+        assert_eq!(CloseCode::from_code(number), Some(close));
+        assert_eq!(close.should_reconnect(), reconnect, "{close:?}");
+        assert!(close.reason().len() <= 123);
+    }
+}
+
+// ---------------------------------------------------------------- decode errors
+
+fn refused(json: &str) -> common::DecodeError {
+    decode_client(json).expect_err(json)
+}
+
+#[test]
+fn decode_errors_follow_the_documented_choices() {
+    // Not JSON, not an object, no string `type`: bad_json, no ref.
+    for json in [
+        "",
+        "not json",
+        "{",
+        "[]",
+        "null",
+        "42",
+        r#""hello""#,
+        r#"{}"#,
+        r#"{"nick":"a"}"#,
+        r#"{"type":null}"#,
+        r#"{"type":7,"nick":"a"}"#,
+        r#"{"type":["hello"]}"#,
+    ] {
+        let e = refused(json);
+        assert_eq!(e.code, ErrorCode::BadJson, "{json}");
+        assert_eq!(e.reference, None, "{json}");
+        assert_eq!(e.frame_type, None, "{json}");
+    }
+
+    // An unknown string `type`: unknown_type, ref = the type.
+    for kind in [
+        "dance",
+        "Hello",
+        "HELLO",
+        "message",
+        "welcome",
+        "",
+        "list-rooms",
+    ] {
+        let json = format!(r#"{{"type":{kind:?}}}"#);
+        let e = refused(&json);
+        assert_eq!(e.code, ErrorCode::UnknownType, "{json}");
+        assert_eq!(e.reference.as_deref(), Some(kind));
+        assert_eq!(e.frame_type.as_deref(), Some(kind));
+    }
+
+    // A missing or non-string required field: that field's code.
+    for (json, code) in [
+        (r#"{"type":"hello"}"#, ErrorCode::InvalidNick),
+        (r#"{"type":"hello","nick":null}"#, ErrorCode::InvalidNick),
+        (r#"{"type":"hello","nick":1}"#, ErrorCode::InvalidNick),
+        (r#"{"type":"join"}"#, ErrorCode::InvalidRoom),
+        (r#"{"type":"leave","room":["a"]}"#, ErrorCode::InvalidRoom),
+        (r#"{"type":"typing","room":false}"#, ErrorCode::InvalidRoom),
+        (r#"{"type":"history","room":{}}"#, ErrorCode::InvalidRoom),
+        (
+            r#"{"type":"send","text":"x","id":"m"}"#,
+            ErrorCode::InvalidRoom,
+        ),
+        (
+            r#"{"type":"send","room":"r","id":"m"}"#,
+            ErrorCode::InvalidText,
+        ),
+        (
+            r#"{"type":"send","room":"r","text":2,"id":"m"}"#,
+            ErrorCode::InvalidText,
+        ),
+        (
+            r#"{"type":"send","room":"r","text":"x"}"#,
+            ErrorCode::InvalidId,
+        ),
+        (
+            r#"{"type":"send","room":"r","text":"x","id":3}"#,
+            ErrorCode::InvalidId,
+        ),
+    ] {
+        assert_eq!(refused(json).code, code, "{json}");
+    }
+
+    // A mistyped optional field: bad_json (ref = the type).
+    for json in [
+        r#"{"type":"hello","nick":"a","session":5}"#,
+        r#"{"type":"join","room":"r","since":"3"}"#,
+        r#"{"type":"join","room":"r","since":-1}"#,
+        r#"{"type":"join","room":"r","since":1.5}"#,
+        r#"{"type":"join","room":"r","epoch":1}"#,
+        r#"{"type":"history","room":"r","before":"x"}"#,
+        r#"{"type":"history","room":"r","limit":-1}"#,
+        r#"{"type":"history","room":"r","limit":true}"#,
+    ] {
+        let e = refused(json);
+        assert_eq!(e.code, ErrorCode::BadJson, "{json}");
+        assert!(e.frame_type.is_some(), "{json}");
+        assert_eq!(e.reference, e.frame_type, "{json}");
+    }
+
+    // `ref` of a send error is its id; otherwise the frame's type.
+    let e = refused(r#"{"type":"send","room":7,"text":"x","id":"m9"}"#);
+    assert_eq!(
+        (e.code, e.reference.as_deref()),
+        (ErrorCode::InvalidRoom, Some("m9"))
+    );
+    let e = refused(r#"{"type":"send","room":"r","text":"x"}"#);
+    assert_eq!(e.reference.as_deref(), Some("send"));
+    let e = refused(r#"{"type":"join","room":7}"#);
+    assert_eq!(e.reference.as_deref(), Some("join"));
+}
