@@ -28,7 +28,7 @@ pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
         return resp;
     }
     let last = path.rsplit('/').next().unwrap_or_default();
-    if last.contains('.') {
+    if last.contains('.') && path != "index.html" {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     }
     file("index.html", &headers).unwrap_or_else(|| Html(NOT_BUILT).into_response())
