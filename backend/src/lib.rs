@@ -34,6 +34,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -79,6 +80,13 @@ pub async fn run(
     let token = state.shutdown.clone();
     tracing::info!(addr = %listener.local_addr()?, db = %state.config.db.display(), "huddle listening");
 
+    // Chat frames are small and latency matters: without TCP_NODELAY, Nagle's algorithm
+    // and delayed ACKs hold a lone frame back for up to ~40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(async move {

@@ -113,7 +113,7 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(url: &str) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await.expect("connect");
         Client::from_stream(ws)
     }
 
