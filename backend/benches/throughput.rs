@@ -11,14 +11,22 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(url: &str, nick: &str) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await.unwrap();
-    for frame in [json!({"type": "hello", "nick": nick}), json!({"type": "join", "room": "bench"})] {
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+        .await
+        .unwrap();
+    for frame in [
+        json!({"type": "hello", "nick": nick}),
+        json!({"type": "join", "room": "bench"}),
+    ] {
         ws.send(Message::text(frame.to_string())).await.unwrap();
         loop {
-            let Some(Ok(Message::Text(t))) = ws.next().await else { panic!("closed") };
+            let Some(Ok(Message::Text(t))) = ws.next().await else {
+                panic!("closed")
+            };
             let v: Value = serde_json::from_str(t.as_str()).unwrap();
             if v["type"] == "welcome" || v["type"] == "joined" {
                 break;
@@ -34,7 +42,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let senders = *args.first().unwrap_or(&20);
     let listeners = *args.get(1).unwrap_or(&80);
     let per_sender = *args.get(2).unwrap_or(&250);
@@ -59,7 +70,11 @@ async fn main() {
             let mut got = 0;
             while got < total {
                 match ws.next().await {
-                    Some(Ok(Message::Text(t))) if t.as_str().starts_with(r#"{"type":"message""#) => got += 1,
+                    Some(Ok(Message::Text(t)))
+                        if t.as_str().starts_with(r#"{"type":"message""#) =>
+                    {
+                        got += 1
+                    }
                     Some(Ok(_)) => {}
                     _ => break,
                 }
@@ -107,19 +122,30 @@ async fn main() {
     }
     let mut latencies = Vec::new();
     for t in tasks {
-        let (l, _) = tokio::time::timeout(Duration::from_secs(120), t).await.expect("benchmark timed out").unwrap();
+        let (l, _) = tokio::time::timeout(Duration::from_secs(120), t)
+            .await
+            .expect("benchmark timed out")
+            .unwrap();
         latencies.extend(l);
     }
     let acked_in = started.elapsed();
     let mut delivered = 0;
     for r in readers {
-        delivered += tokio::time::timeout(Duration::from_secs(120), r).await.expect("benchmark timed out").unwrap();
+        delivered += tokio::time::timeout(Duration::from_secs(120), r)
+            .await
+            .expect("benchmark timed out")
+            .unwrap();
     }
     let all_in = started.elapsed();
     latencies.sort();
     let members = senders + listeners;
     println!("huddle throughput: {senders} senders x {per_sender} messages, {members} members in one room");
-    println!("  acked:      {} messages in {:.2?} = {:.0} msg/s", latencies.len(), acked_in, latencies.len() as f64 / acked_in.as_secs_f64());
+    println!(
+        "  acked:      {} messages in {:.2?} = {:.0} msg/s",
+        latencies.len(),
+        acked_in,
+        latencies.len() as f64 / acked_in.as_secs_f64()
+    );
     println!(
         "  delivered:  {} frames to listeners in {:.2?} = {:.0} frames/s (plus {} to senders)",
         delivered,

@@ -40,7 +40,13 @@ pub struct Change {
 
 impl Hub {
     /// Adds a connection to a room; `None` if it was already a member.
-    pub fn join(&self, room: &Arc<str>, conn: ConnId, nick: Arc<str>, outbox: Outbox) -> Option<Change> {
+    pub fn join(
+        &self,
+        room: &Arc<str>,
+        conn: ConnId,
+        nick: Arc<str>,
+        outbox: Outbox,
+    ) -> Option<Change> {
         let mut rooms = self.lock();
         let entry = rooms.entry(Arc::clone(room)).or_default();
         let edge = entry.members.is_empty();

@@ -11,7 +11,10 @@ use backend::{shutdown::shutdown_signal, Config, RunError};
 fn main() -> ExitCode {
     let config = Config::parse();
     let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -92,14 +92,25 @@ mod tests {
         let c1 = Arc::new(Control::default());
         let token = nicks.claim("alice", None, 1, Arc::clone(&c1)).unwrap();
         assert!(is_session_token(&token));
-        assert_eq!(nicks.claim("alice", None, 2, Arc::default()), Err(NickTaken));
-        assert_eq!(nicks.claim("alice", Some("s_wrong"), 2, Arc::default()), Err(NickTaken));
-        let again = nicks.claim("alice", Some(&token), 3, Arc::default()).unwrap();
+        assert_eq!(
+            nicks.claim("alice", None, 2, Arc::default()),
+            Err(NickTaken)
+        );
+        assert_eq!(
+            nicks.claim("alice", Some("s_wrong"), 2, Arc::default()),
+            Err(NickTaken)
+        );
+        let again = nicks
+            .claim("alice", Some(&token), 3, Arc::default())
+            .unwrap();
         assert_eq!(again, token);
         assert_eq!(c1.closed().await, CloseCode::SessionTaken);
         // The replaced connection's release must not free the new holder's nick.
         nicks.release("alice", 1);
-        assert_eq!(nicks.claim("alice", None, 4, Arc::default()), Err(NickTaken));
+        assert_eq!(
+            nicks.claim("alice", None, 4, Arc::default()),
+            Err(NickTaken)
+        );
         nicks.release("alice", 3);
         assert!(nicks.claim("alice", None, 4, Arc::default()).is_ok());
     }

@@ -44,10 +44,17 @@ fn file(path: &str, headers: &HeaderMap) -> Option<Response> {
         headers
             .get(header::ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|e| e.split(';').next().map(str::trim) == Some(enc)))
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|e| e.split(';').next().map(str::trim) == Some(enc))
+            })
     };
     let etag = format!("\"{}\"", hex(&plain.metadata.sha256_hash()[..12]));
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
         return Some(StatusCode::NOT_MODIFIED.into_response());
     }
     let (body, encoding) = [("br", ".br"), ("gzip", ".gz")]

@@ -15,7 +15,11 @@ async fn collect_messages(c: &mut Client, n: usize) -> Vec<(u64, String, String)
     while out.len() < n {
         let v = c.recv().await;
         if v["type"] == "message" {
-            out.push((v["offset"].as_u64().unwrap(), v["id"].as_str().unwrap().to_owned(), v["nick"].as_str().unwrap().to_owned()));
+            out.push((
+                v["offset"].as_u64().unwrap(),
+                v["id"].as_str().unwrap().to_owned(),
+                v["nick"].as_str().unwrap().to_owned(),
+            ));
         }
     }
     out
@@ -25,7 +29,10 @@ async fn collect_messages(c: &mut Client, n: usize) -> Vec<(u64, String, String)
 async fn five_concurrent_senders_yield_gap_free_offsets_in_one_order_for_everyone() {
     const PER_SENDER: usize = 30;
     let server = TestServer::start().await;
-    let mut listeners = vec![server.member("watcher1", "lobby").await, server.member("watcher2", "lobby").await];
+    let mut listeners = vec![
+        server.member("watcher1", "lobby").await,
+        server.member("watcher2", "lobby").await,
+    ];
     let mut senders = Vec::new();
     for i in 0..5 {
         senders.push(server.member(&format!("sender{i}"), "lobby").await);
@@ -43,9 +50,16 @@ async fn five_concurrent_senders_yield_gap_free_offsets_in_one_order_for_everyon
                 let v = s.recv().await;
                 match v["type"].as_str().unwrap() {
                     "ack" => {
-                        acks.insert(v["id"].as_str().unwrap().to_owned(), v["offset"].as_u64().unwrap());
+                        acks.insert(
+                            v["id"].as_str().unwrap().to_owned(),
+                            v["offset"].as_u64().unwrap(),
+                        );
                     }
-                    "message" => seen.push((v["offset"].as_u64().unwrap(), v["id"].as_str().unwrap().to_owned(), v["nick"].as_str().unwrap().to_owned())),
+                    "message" => seen.push((
+                        v["offset"].as_u64().unwrap(),
+                        v["id"].as_str().unwrap().to_owned(),
+                        v["nick"].as_str().unwrap().to_owned(),
+                    )),
                     _ => {}
                 }
             }
@@ -60,9 +74,18 @@ async fn five_concurrent_senders_yield_gap_free_offsets_in_one_order_for_everyon
     for t in tasks {
         let (acks, seen) = t.await.unwrap();
         // Each ack names the offset at which everyone saw that message.
-        let nick = &seen.iter().find(|(o, _, _)| acks.values().any(|a| a == o)).unwrap().2.clone();
+        let nick = &seen
+            .iter()
+            .find(|(o, _, _)| acks.values().any(|a| a == o))
+            .unwrap()
+            .2
+            .clone();
         for (id, offset) in &acks {
-            assert!(seen.iter().any(|(o, i, n)| o == offset && i == id && n == nick), "ack {id}@{offset} does not match the broadcast");
+            assert!(
+                seen.iter()
+                    .any(|(o, i, n)| o == offset && i == id && n == nick),
+                "ack {id}@{offset} does not match the broadcast"
+            );
         }
         acked += acks.len();
         orders.push(seen);
@@ -71,7 +94,10 @@ async fn five_concurrent_senders_yield_gap_free_offsets_in_one_order_for_everyon
     let expected: Vec<u64> = (1..=total as u64).collect();
     for order in &orders {
         let offsets: Vec<u64> = order.iter().map(|m| m.0).collect();
-        assert_eq!(offsets, expected, "offsets must be 1..=n, gap-free, in order");
+        assert_eq!(
+            offsets, expected,
+            "offsets must be 1..=n, gap-free, in order"
+        );
         assert_eq!(order, &orders[0], "every member sees the same order");
     }
 }
@@ -109,10 +135,15 @@ async fn a_repeated_id_is_acked_with_its_original_offset_and_not_broadcast_again
     let mut a = server.member("alice", "lobby").await;
     let mut b = server.member("bob", "lobby").await;
     a.next_of("presence").await;
-    a.send(json!({"type": "send", "room": "lobby", "text": "first", "id": "dup"})).await;
+    a.send(json!({"type": "send", "room": "lobby", "text": "first", "id": "dup"}))
+        .await;
     assert_eq!(a.next_of("ack").await["offset"], 1);
-    a.send(json!({"type": "send", "room": "lobby", "text": "retry", "id": "dup"})).await;
-    assert_eq!(a.next_of("ack").await, json!({"type": "ack", "id": "dup", "room": "lobby", "offset": 1}));
+    a.send(json!({"type": "send", "room": "lobby", "text": "retry", "id": "dup"}))
+        .await;
+    assert_eq!(
+        a.next_of("ack").await,
+        json!({"type": "ack", "id": "dup", "room": "lobby", "offset": 1})
+    );
     assert_eq!(b.expect("message").await["text"], "first");
     b.expect_silence(Duration::from_millis(200)).await;
 
@@ -120,18 +151,26 @@ async fn a_repeated_id_is_acked_with_its_original_offset_and_not_broadcast_again
     a.ws.close(None).await.unwrap();
     b.next_of("presence").await;
     let mut a2 = server.member("alice", "lobby").await;
-    a2.send(json!({"type": "send", "room": "lobby", "text": "after reconnect", "id": "dup"})).await;
+    a2.send(json!({"type": "send", "room": "lobby", "text": "after reconnect", "id": "dup"}))
+        .await;
     assert_eq!(a2.next_of("ack").await["offset"], 1);
     // …but another nick, or another room, with the same id is a new message.
-    b.send(json!({"type": "send", "room": "lobby", "text": "bob's", "id": "dup"})).await;
+    b.send(json!({"type": "send", "room": "lobby", "text": "bob's", "id": "dup"}))
+        .await;
     assert_eq!(b.next_of("ack").await["offset"], 2);
     a2.join("other").await;
-    a2.send(json!({"type": "send", "room": "other", "text": "elsewhere", "id": "dup"})).await;
+    a2.send(json!({"type": "send", "room": "other", "text": "elsewhere", "id": "dup"}))
+        .await;
     assert_eq!(a2.next_of("ack").await["offset"], 1);
 
     a2.send(json!({"type": "history", "room": "lobby"})).await;
     let h = a2.next_of("history").await;
-    let texts: Vec<&str> = h["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
     assert_eq!(texts, ["first", "bob's"]);
 }
 
@@ -141,7 +180,10 @@ async fn room_with_messages(server: &TestServer, n: usize) -> (Client, String) {
         a.say_acked("lobby", &format!("m{}", i + 1)).await;
     }
     let mut probe = server.login("probe").await;
-    let epoch = probe.join("lobby").await["epoch"].as_str().unwrap().to_owned();
+    let epoch = probe.join("lobby").await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     probe.ws.close(None).await.unwrap();
     a.next_of("presence").await;
     a.next_of("presence").await;
@@ -153,10 +195,18 @@ async fn join_with_since_recovers_exactly_the_missing_messages_then_continues_li
     let server = TestServer::start().await;
     let (mut a, epoch) = room_with_messages(&server, 10).await;
     let mut b = server.login("bob").await;
-    b.send(json!({"type": "join", "room": "lobby", "since": 4, "epoch": epoch})).await;
+    b.send(json!({"type": "join", "room": "lobby", "since": 4, "epoch": epoch}))
+        .await;
     let j = b.expect("joined").await;
-    assert_eq!((j["head"].as_u64(), j["recovered"].as_bool()), (Some(10), Some(true)));
-    let replayed: Vec<u64> = collect_messages(&mut b, 6).await.iter().map(|m| m.0).collect();
+    assert_eq!(
+        (j["head"].as_u64(), j["recovered"].as_bool()),
+        (Some(10), Some(true))
+    );
+    let replayed: Vec<u64> = collect_messages(&mut b, 6)
+        .await
+        .iter()
+        .map(|m| m.0)
+        .collect();
     assert_eq!(replayed, (5..=10).collect::<Vec<_>>());
     a.say("lobby", "live").await;
     let live = b.next_of("message").await;
@@ -165,7 +215,8 @@ async fn join_with_since_recovers_exactly_the_missing_messages_then_continues_li
 
     // Up to date already: recovered, nothing replayed. Without an epoch, since alone works.
     let mut c = server.login("carol").await;
-    c.send(json!({"type": "join", "room": "lobby", "since": 11})).await;
+    c.send(json!({"type": "join", "room": "lobby", "since": 11}))
+        .await;
     assert_eq!(c.expect("joined").await["recovered"], true);
     c.expect_silence(Duration::from_millis(200)).await;
 }
@@ -175,13 +226,18 @@ async fn recovery_is_refused_for_another_epoch_or_a_since_beyond_head() {
     let server = TestServer::start().await;
     let (_a, epoch) = room_with_messages(&server, 3).await;
     let mut b = server.login("bob").await;
-    b.send(json!({"type": "join", "room": "lobby", "since": 1, "epoch": format!("{epoch}x")})).await;
+    b.send(json!({"type": "join", "room": "lobby", "since": 1, "epoch": format!("{epoch}x")}))
+        .await;
     let j = b.expect("joined").await;
-    assert_eq!((j["recovered"].as_bool(), j["head"].as_u64()), (Some(false), Some(3)));
+    assert_eq!(
+        (j["recovered"].as_bool(), j["head"].as_u64()),
+        (Some(false), Some(3))
+    );
     b.expect_silence(Duration::from_millis(200)).await;
     b.send(json!({"type": "leave", "room": "lobby"})).await;
     b.expect("left").await;
-    b.send(json!({"type": "join", "room": "lobby", "since": 4, "epoch": epoch})).await;
+    b.send(json!({"type": "join", "room": "lobby", "since": 4, "epoch": epoch}))
+        .await;
     assert_eq!(b.expect("joined").await["recovered"], false);
     b.expect_silence(Duration::from_millis(200)).await;
 }
@@ -193,8 +249,13 @@ async fn a_new_database_is_a_new_epoch() {
     let second = TestServer::start().await;
     let (_a2, _) = room_with_messages(&second, 2).await;
     let mut b = second.login("bob").await;
-    b.send(json!({"type": "join", "room": "lobby", "since": 1, "epoch": epoch})).await;
-    assert_eq!(b.expect("joined").await["recovered"], false, "history of another database must not be resumed");
+    b.send(json!({"type": "join", "room": "lobby", "since": 1, "epoch": epoch}))
+        .await;
+    assert_eq!(
+        b.expect("joined").await["recovered"],
+        false,
+        "history of another database must not be resumed"
+    );
 }
 
 #[tokio::test]
@@ -203,17 +264,26 @@ async fn recovery_is_all_or_nothing_when_a_message_is_no_longer_stored() {
     let (_a, epoch) = room_with_messages(&server, 6).await;
     // Lose one stored message behind the server's back (as retention or damage would).
     let db = rusqlite::Connection::open(&server.db).unwrap();
-    db.execute("DELETE FROM messages WHERE room = 'lobby' AND offset = 4", []).unwrap();
+    db.execute(
+        "DELETE FROM messages WHERE room = 'lobby' AND offset = 4",
+        [],
+    )
+    .unwrap();
     drop(db);
     let mut b = server.login("bob").await;
-    b.send(json!({"type": "join", "room": "lobby", "since": 2, "epoch": epoch})).await;
+    b.send(json!({"type": "join", "room": "lobby", "since": 2, "epoch": epoch}))
+        .await;
     assert_eq!(b.expect("joined").await["recovered"], false);
     b.expect_silence(Duration::from_millis(200)).await;
     // After the hole, recovery works again.
     b.send(json!({"type": "leave", "room": "lobby"})).await;
     b.expect("left").await;
-    b.send(json!({"type": "join", "room": "lobby", "since": 4, "epoch": epoch})).await;
+    b.send(json!({"type": "join", "room": "lobby", "since": 4, "epoch": epoch}))
+        .await;
     assert_eq!(b.expect("joined").await["recovered"], true);
     let got: Vec<Value> = vec![b.expect("message").await, b.expect("message").await];
-    assert_eq!((got[0]["offset"].as_u64(), got[1]["offset"].as_u64()), (Some(5), Some(6)));
+    assert_eq!(
+        (got[0]["offset"].as_u64(), got[1]["offset"].as_u64()),
+        (Some(5), Some(6))
+    );
 }

@@ -23,7 +23,11 @@ struct Process {
 
 impl Process {
     async fn start(db: &Path) -> Process {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let addr = format!("127.0.0.1:{port}");
         let child = Command::new(HUDDLE)
             .args(["--addr", &addr, "--db"])
@@ -96,11 +100,19 @@ async fn acked_messages_survive_kill_9_and_offsets_stay_gap_free() {
             let mut acked = BTreeMap::new();
             // Read acks until the connection dies under us.
             loop {
-                match tokio::time::timeout(Duration::from_secs(10), futures_util::StreamExt::next(&mut c.ws)).await {
+                match tokio::time::timeout(
+                    Duration::from_secs(10),
+                    futures_util::StreamExt::next(&mut c.ws),
+                )
+                .await
+                {
                     Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => {
                         let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
                         if v["type"] == "ack" {
-                            acked.insert(v["offset"].as_u64().unwrap(), v["id"].as_str().unwrap().to_owned());
+                            acked.insert(
+                                v["offset"].as_u64().unwrap(),
+                                v["id"].as_str().unwrap().to_owned(),
+                            );
                         }
                     }
                     Ok(Some(Ok(_))) => {}
@@ -126,11 +138,16 @@ async fn acked_messages_survive_kill_9_and_offsets_stay_gap_free() {
     let mut stored = Vec::new();
     let mut before: Option<u64> = None;
     loop {
-        c.send(json!({"type": "history", "room": "lobby", "before": before, "limit": 100})).await;
+        c.send(json!({"type": "history", "room": "lobby", "before": before, "limit": 100}))
+            .await;
         let h = c.expect("history").await;
         let page = h["messages"].as_array().unwrap();
         for m in page.iter().rev() {
-            stored.push((m["offset"].as_u64().unwrap(), m["nick"].as_str().unwrap().to_owned(), m["id"].as_str().unwrap().to_owned()));
+            stored.push((
+                m["offset"].as_u64().unwrap(),
+                m["nick"].as_str().unwrap().to_owned(),
+                m["id"].as_str().unwrap().to_owned(),
+            ));
         }
         if h["has_more"] != true {
             break;
@@ -139,13 +156,20 @@ async fn acked_messages_survive_kill_9_and_offsets_stay_gap_free() {
     }
     stored.sort();
     let offsets: Vec<u64> = stored.iter().map(|m| m.0).collect();
-    assert_eq!(offsets, (1..=stored.len() as u64).collect::<Vec<_>>(), "offsets gap-free after restart");
+    assert_eq!(
+        offsets,
+        (1..=stored.len() as u64).collect::<Vec<_>>(),
+        "offsets gap-free after restart"
+    );
     for a in &acked {
         assert!(stored.contains(a), "acked message {a:?} lost in the crash");
     }
     // Offsets continue after the last stored one.
     c.join("lobby").await;
-    assert_eq!(c.say_acked("lobby", "after restart").await, stored.len() as u64 + 1);
+    assert_eq!(
+        c.say_acked("lobby", "after restart").await,
+        stored.len() as u64 + 1
+    );
 }
 
 #[tokio::test]
@@ -155,15 +179,25 @@ async fn sigterm_closes_sockets_with_1001_and_exits_0() {
     let mut c = proc.client().await;
     c.hello("alice").await;
     let pid = proc.child.id().unwrap().to_string();
-    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
     assert!(status.success());
     assert_eq!(c.expect_close().await, Some(1001));
-    let exit = tokio::time::timeout(Duration::from_secs(10), proc.child.wait()).await.unwrap().unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), proc.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(exit.code(), Some(0));
 }
 
 fn huddle(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(HUDDLE).args(args).env("HUDDLE_LOG", "off").output().unwrap()
+    std::process::Command::new(HUDDLE)
+        .args(args)
+        .env("HUDDLE_LOG", "off")
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -175,13 +209,24 @@ fn cli_errors_name_the_fix_and_exit_non_zero() {
     let out = huddle(&["--addr", &addr, "--db", db.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("cannot listen on") && err.contains("--addr"), "{err}");
+    assert!(
+        err.contains("cannot listen on") && err.contains("--addr"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
 
-    let out = huddle(&["--addr", "127.0.0.1:0", "--db", "/nonexistent-dir/sub/huddle.db"]);
+    let out = huddle(&[
+        "--addr",
+        "127.0.0.1:0",
+        "--db",
+        "/nonexistent-dir/sub/huddle.db",
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("--db") && err.contains("/nonexistent-dir/sub"), "{err}");
+    assert!(
+        err.contains("--db") && err.contains("/nonexistent-dir/sub"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
 
     let out = huddle(&["--bogus"]);
@@ -197,7 +242,18 @@ fn help_explains_every_flag_and_its_environment_variable() {
     let out = huddle(&["--help"]);
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--addr", "--db", "--log", "--max-frame-bytes", "--rate-per-sec", "--rate-burst", "--outbox", "--ping-interval", "--idle-timeout", "--max-batch"] {
+    for flag in [
+        "--addr",
+        "--db",
+        "--log",
+        "--max-frame-bytes",
+        "--rate-per-sec",
+        "--rate-burst",
+        "--outbox",
+        "--ping-interval",
+        "--idle-timeout",
+        "--max-batch",
+    ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
     for var in ["HUDDLE_ADDR", "HUDDLE_DB"] {

@@ -35,10 +35,17 @@ async fn sends_beyond_the_rate_limit_are_refused_one_by_one_and_not_delivered() 
     // The burst is 40; a token or two may refill while the flood is being read.
     assert!((40..=43).contains(&acked.len()), "acked {}", acked.len());
     assert_eq!(delivered, acked.len());
-    assert!(limited.iter().all(|id| ids.contains(id) && !acked.contains(id)));
-    a.send(json!({"type": "history", "room": "lobby", "limit": 100})).await;
+    assert!(limited
+        .iter()
+        .all(|id| ids.contains(id) && !acked.contains(id)));
+    a.send(json!({"type": "history", "room": "lobby", "limit": 100}))
+        .await;
     let h = a.next_of("history").await;
-    assert_eq!(h["messages"].as_array().unwrap().len(), acked.len(), "refused sends are not stored");
+    assert_eq!(
+        h["messages"].as_array().unwrap().len(),
+        acked.len(),
+        "refused sends are not stored"
+    );
 }
 
 #[tokio::test]
@@ -55,11 +62,15 @@ async fn an_oversized_frame_closes_with_1009_and_a_64k_frame_is_fine() {
     let mut a = server.login("alice").await;
     // Just under the limit: accepted (and refused as text, which is a normal error).
     let text = "x".repeat(60_000);
-    a.send(json!({"type": "send", "room": "lobby", "text": text, "id": "big"})).await;
+    a.send(json!({"type": "send", "room": "lobby", "text": text, "id": "big"}))
+        .await;
     a.expect_error("not_joined").await;
     let mut b = server.login("bob").await;
-    b.send_raw(&format!("{{\"type\":\"send\",\"room\":\"lobby\",\"id\":\"x\",\"text\":\"{}\"}}", "y".repeat(70_000)))
-        .await;
+    b.send_raw(&format!(
+        "{{\"type\":\"send\",\"room\":\"lobby\",\"id\":\"x\",\"text\":\"{}\"}}",
+        "y".repeat(70_000)
+    ))
+    .await;
     assert_eq!(b.expect_close().await, Some(1009));
 }
 
@@ -79,7 +90,9 @@ async fn a_slow_reader_is_closed_with_4008_while_others_carry_on() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(server.addr).await.unwrap();
-    let (ws, _) = tokio_tungstenite::client_async(server.ws_url(), MaybeTlsStream::Plain(stream)).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(server.ws_url(), MaybeTlsStream::Plain(stream))
+        .await
+        .unwrap();
     let mut slow = Client::from_stream(ws);
     slow.hello("slow").await;
     slow.join("lobby").await;
@@ -125,7 +138,10 @@ async fn a_slow_reader_is_closed_with_4008_while_others_carry_on() {
     });
     // Once the server has dropped the slow reader from the room, it reads: what was
     // queued, then the close frame.
-    tokio::time::timeout(Duration::from_secs(60), left_rx).await.expect("slow reader was never dropped").unwrap();
+    tokio::time::timeout(Duration::from_secs(60), left_rx)
+        .await
+        .expect("slow reader was never dropped")
+        .unwrap();
     assert_eq!(slow.expect_close().await, Some(4008));
     // The fast reader got every message, in order, unaffected.
     assert_eq!(reading.await.unwrap(), (1..=N as u64).collect::<Vec<_>>());
@@ -145,7 +161,9 @@ async fn pings_keep_a_reading_peer_alive_and_an_idle_peer_is_closed() {
     let mut pings = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(1200);
     while tokio::time::Instant::now() < deadline {
-        if let Ok(Some(Ok(Message::Ping(_)))) = tokio::time::timeout(Duration::from_millis(50), alive.ws.next()).await {
+        if let Ok(Some(Ok(Message::Ping(_)))) =
+            tokio::time::timeout(Duration::from_millis(50), alive.ws.next()).await
+        {
             pings += 1;
         }
     }
@@ -160,12 +178,19 @@ async fn pings_keep_a_reading_peer_alive_and_an_idle_peer_is_closed() {
 async fn a_session_token_reclaims_the_nick_and_closes_the_old_connection_with_4001() {
     let server = TestServer::start().await;
     let mut old = server.client().await;
-    let token = old.hello("alice").await["session"].as_str().unwrap().to_owned();
+    let token = old.hello("alice").await["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     old.join("lobby").await;
     let mut new = server.client().await;
-    new.send(json!({"type": "hello", "nick": "Alice", "session": token})).await;
+    new.send(json!({"type": "hello", "nick": "Alice", "session": token}))
+        .await;
     let w = new.expect("welcome").await;
-    assert_eq!((w["nick"].as_str(), w["session"].as_str()), (Some("Alice"), Some(token.as_str())));
+    assert_eq!(
+        (w["nick"].as_str(), w["session"].as_str()),
+        (Some("Alice"), Some(token.as_str()))
+    );
     assert_eq!(old.expect_close().await, Some(4001));
     assert_eq!(new.join("lobby").await["nicks"], json!(["Alice"]));
 }

@@ -15,7 +15,9 @@ async fn hello_gets_welcome_with_session_server_and_limits() {
     assert_eq!(w["type"], "welcome");
     assert_eq!(w["nick"], "alice", "nick is trimmed");
     assert!(w["session"].as_str().is_some_and(|s| s.starts_with("s_")));
-    assert!(w["server"].as_str().is_some_and(|s| s.starts_with("huddle/")));
+    assert!(w["server"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("huddle/")));
     let l = &w["limits"];
     assert_eq!(l["nick_max_chars"], 32);
     assert_eq!(l["room_max_chars"], 64);
@@ -46,7 +48,8 @@ async fn frames_before_hello_get_hello_required_and_hello_can_be_retried() {
     c.expect_error("invalid_nick").await;
     c.send(json!({"type": "hello", "nick": "a\u{0007}b"})).await;
     c.expect_error("invalid_nick").await;
-    c.send(json!({"type": "hello", "nick": "x".repeat(33)})).await;
+    c.send(json!({"type": "hello", "nick": "x".repeat(33)}))
+        .await;
     c.expect_error("invalid_nick").await;
     assert_eq!(c.hello("bob").await["type"], "welcome");
     // The nick cannot change on a live connection.
@@ -65,10 +68,12 @@ async fn bad_json_and_unknown_type_after_hello() {
     c.send(json!({"type": "dance", "room": "lobby"})).await;
     let e = c.expect_error("unknown_type").await;
     assert_eq!(e["ref"], "dance");
-    c.send(json!({"type": "join", "room": "lobby", "since": "yesterday"})).await;
+    c.send(json!({"type": "join", "room": "lobby", "since": "yesterday"}))
+        .await;
     c.expect_error("bad_json").await;
     // Unknown fields are ignored.
-    c.send(json!({"type": "join", "room": "lobby", "colour": "red"})).await;
+    c.send(json!({"type": "join", "room": "lobby", "colour": "red"}))
+        .await;
     c.expect("joined").await;
 }
 
@@ -81,7 +86,8 @@ async fn nicks_are_unique_case_insensitively_among_connected_sessions() {
     let e = b.expect_error("nick_taken").await;
     assert_eq!(e["ref"], "hello");
     // A wrong session token does not take the nick either.
-    b.send(json!({"type": "hello", "nick": "ALICE", "session": "s_000000000000000000000000"})).await;
+    b.send(json!({"type": "hello", "nick": "ALICE", "session": "s_000000000000000000000000"}))
+        .await;
     b.expect_error("nick_taken").await;
     a.ws.close(None).await.unwrap();
     // Once the holder is gone the nick is free again.
@@ -108,9 +114,15 @@ async fn join_leave_and_membership_errors() {
     c.send(json!({"type": "join"})).await;
     c.expect_error("invalid_room").await;
     let j = c.join("lobby").await;
-    assert_eq!(j, json!({"type": "joined", "room": "lobby", "head": 0, "epoch": j["epoch"], "nicks": ["alice"]}));
+    assert_eq!(
+        j,
+        json!({"type": "joined", "room": "lobby", "head": 0, "epoch": j["epoch"], "nicks": ["alice"]})
+    );
     assert!(j["epoch"].as_str().is_some_and(|e| !e.is_empty()));
-    assert!(j.get("recovered").is_none(), "recovered only when since was given");
+    assert!(
+        j.get("recovered").is_none(),
+        "recovered only when since was given"
+    );
     c.send(json!({"type": "leave", "room": "lobby"})).await;
     assert_eq!(c.recv().await, json!({"type": "left", "room": "lobby"}));
     c.send(json!({"type": "leave", "room": "lobby"})).await;
@@ -118,7 +130,8 @@ async fn join_leave_and_membership_errors() {
     assert_eq!(e["ref"], "leave");
     c.send(json!({"type": "typing", "room": "lobby"})).await;
     c.expect_error("not_joined").await;
-    c.send(json!({"type": "send", "room": "lobby", "text": "hi", "id": "x1"})).await;
+    c.send(json!({"type": "send", "room": "lobby", "text": "hi", "id": "x1"}))
+        .await;
     let e = c.expect_error("not_joined").await;
     assert_eq!(e["ref"], "x1");
     c.send(json!({"type": "leave", "room": "BAD"})).await;
@@ -131,14 +144,18 @@ async fn send_is_acked_and_broadcast_to_every_member_including_the_sender() {
     let mut a = server.member("alice", "lobby").await;
     let mut b = server.member("bob", "lobby").await;
     a.next_of("presence").await;
-    a.send(json!({"type": "send", "room": "lobby", "text": "  hi all \n", "id": "m1"})).await;
+    a.send(json!({"type": "send", "room": "lobby", "text": "  hi all \n", "id": "m1"}))
+        .await;
     let mut got_ack = false;
     let mut got_msg = false;
     for _ in 0..2 {
         let v = a.recv().await;
         match v["type"].as_str().unwrap() {
             "ack" => {
-                assert_eq!(v, json!({"type": "ack", "id": "m1", "room": "lobby", "offset": 1}));
+                assert_eq!(
+                    v,
+                    json!({"type": "ack", "id": "m1", "room": "lobby", "offset": 1})
+                );
                 got_ack = true;
             }
             "message" => got_msg = true,
@@ -153,27 +170,40 @@ async fn send_is_acked_and_broadcast_to_every_member_including_the_sender() {
     assert_eq!(m["nick"], "alice");
     assert_eq!(m["text"], "hi all", "text is stored trimmed");
     let ts = m["ts"].as_u64().unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    assert!(ts <= now && now - ts < 60_000, "ts is milliseconds since the epoch");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        ts <= now && now - ts < 60_000,
+        "ts is milliseconds since the epoch"
+    );
 }
 
 #[tokio::test]
 async fn invalid_text_and_id_are_refused_with_ref() {
     let server = TestServer::start().await;
     let mut a = server.member("alice", "lobby").await;
-    a.send(json!({"type": "send", "room": "lobby", "text": " \n ", "id": "t1"})).await;
+    a.send(json!({"type": "send", "room": "lobby", "text": " \n ", "id": "t1"}))
+        .await;
     assert_eq!(a.expect_error("invalid_text").await["ref"], "t1");
-    a.send(json!({"type": "send", "room": "lobby", "text": "x".repeat(4001), "id": "t2"})).await;
+    a.send(json!({"type": "send", "room": "lobby", "text": "x".repeat(4001), "id": "t2"}))
+        .await;
     a.expect_error("invalid_text").await;
-    a.send(json!({"type": "send", "room": "lobby", "id": "t3"})).await;
+    a.send(json!({"type": "send", "room": "lobby", "id": "t3"}))
+        .await;
     a.expect_error("invalid_text").await;
-    a.send(json!({"type": "send", "room": "lobby", "text": "ok", "id": ""})).await;
+    a.send(json!({"type": "send", "room": "lobby", "text": "ok", "id": ""}))
+        .await;
     a.expect_error("invalid_id").await;
-    a.send(json!({"type": "send", "room": "lobby", "text": "ok", "id": "i".repeat(65)})).await;
+    a.send(json!({"type": "send", "room": "lobby", "text": "ok", "id": "i".repeat(65)}))
+        .await;
     a.expect_error("invalid_id").await;
-    a.send(json!({"type": "send", "room": "lobby", "text": "ok"})).await;
+    a.send(json!({"type": "send", "room": "lobby", "text": "ok"}))
+        .await;
     a.expect_error("invalid_id").await;
-    a.send(json!({"type": "send", "room": "Nope", "text": "ok", "id": "t4"})).await;
+    a.send(json!({"type": "send", "room": "Nope", "text": "ok", "id": "t4"}))
+        .await;
     a.expect_error("invalid_room").await;
     // The longest valid text is fine, and nothing refused was stored.
     let offset = a.say_acked("lobby", &"y".repeat(4000)).await;
@@ -194,14 +224,20 @@ async fn others_get_joined_left_notifications_and_presence() {
     assert_eq!(n["nick"], "bob");
     assert!(n["text"].as_str().unwrap().contains("bob"));
     assert!(n["ts"].as_u64().is_some());
-    assert_eq!(a.expect("presence").await, json!({"type": "presence", "room": "lobby", "nicks": ["alice", "bob"]}));
+    assert_eq!(
+        a.expect("presence").await,
+        json!({"type": "presence", "room": "lobby", "nicks": ["alice", "bob"]})
+    );
     // The joiner gets no notification about itself.
     b.expect_silence(Duration::from_millis(200)).await;
 
     b.send(json!({"type": "leave", "room": "lobby"})).await;
     b.expect("left").await;
     let n = a.expect("notification").await;
-    assert_eq!((n["kind"].as_str(), n["nick"].as_str()), (Some("left"), Some("bob")));
+    assert_eq!(
+        (n["kind"].as_str(), n["nick"].as_str()),
+        (Some("left"), Some("bob"))
+    );
     assert_eq!(a.expect("presence").await["nicks"], json!(["alice"]));
 
     // Closing the connection leaves every room too.
@@ -209,7 +245,10 @@ async fn others_get_joined_left_notifications_and_presence() {
     a.next_of("presence").await;
     c.ws.close(None).await.unwrap();
     let n = a.expect("notification").await;
-    assert_eq!((n["kind"].as_str(), n["nick"].as_str()), (Some("left"), Some("carol")));
+    assert_eq!(
+        (n["kind"].as_str(), n["nick"].as_str()),
+        (Some("left"), Some("carol"))
+    );
     assert_eq!(a.expect("presence").await["nicks"], json!(["alice"]));
 }
 
@@ -222,7 +261,10 @@ async fn typing_is_forwarded_to_others_at_most_once_per_interval() {
     for _ in 0..5 {
         b.send(json!({"type": "typing", "room": "lobby"})).await;
     }
-    assert_eq!(a.recv().await, json!({"type": "typing", "room": "lobby", "nick": "bob"}));
+    assert_eq!(
+        a.recv().await,
+        json!({"type": "typing", "room": "lobby", "nick": "bob"})
+    );
     a.expect_silence(Duration::from_millis(300)).await;
     b.expect_silence(Duration::from_millis(50)).await;
 }
@@ -239,8 +281,17 @@ async fn history_pages_backwards() {
     }
     a.send(json!({"type": "history", "room": "lobby"})).await;
     let h = a.expect("history").await;
-    let offsets: Vec<u64> = h["messages"].as_array().unwrap().iter().map(|m| m["offset"].as_u64().unwrap()).collect();
-    assert_eq!(offsets, (71..=120).collect::<Vec<_>>(), "default page is the newest 50, ascending");
+    let offsets: Vec<u64> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        offsets,
+        (71..=120).collect::<Vec<_>>(),
+        "default page is the newest 50, ascending"
+    );
     assert_eq!(h["has_more"], true);
     let m = &h["messages"][0];
     assert_eq!(m["text"], "msg 71");
@@ -248,21 +299,36 @@ async fn history_pages_backwards() {
     for key in ["room", "offset", "id", "nick", "text", "ts"] {
         assert!(m.get(key).is_some(), "history message lacks {key}");
     }
-    a.send(json!({"type": "history", "room": "lobby", "before": 71, "limit": 500})).await;
+    a.send(json!({"type": "history", "room": "lobby", "before": 71, "limit": 500}))
+        .await;
     let h = a.expect("history").await;
-    assert_eq!(h["messages"].as_array().unwrap().len(), 70, "limit above 100 is 100; only 70 remain");
+    assert_eq!(
+        h["messages"].as_array().unwrap().len(),
+        70,
+        "limit above 100 is 100; only 70 remain"
+    );
     assert_eq!(h["messages"][0]["offset"], 1);
     assert_eq!(h["has_more"], false);
-    a.send(json!({"type": "history", "room": "lobby", "before": 200, "limit": 100})).await;
+    a.send(json!({"type": "history", "room": "lobby", "before": 200, "limit": 100}))
+        .await;
     let h = a.expect("history").await;
     assert_eq!(h["messages"].as_array().unwrap().len(), 100);
     assert_eq!(h["messages"][99]["offset"], 120);
-    a.send(json!({"type": "history", "room": "lobby", "before": 3, "limit": 0})).await;
+    a.send(json!({"type": "history", "room": "lobby", "before": 3, "limit": 0}))
+        .await;
     let h = a.expect("history").await;
-    assert_eq!(h["messages"].as_array().unwrap().len(), 1, "limit 0 is treated as 1");
+    assert_eq!(
+        h["messages"].as_array().unwrap().len(),
+        1,
+        "limit 0 is treated as 1"
+    );
     assert_eq!(h["has_more"], true);
-    a.send(json!({"type": "history", "room": "empty-room"})).await;
-    assert_eq!(a.recv().await, json!({"type": "history", "room": "empty-room", "messages": [], "has_more": false}));
+    a.send(json!({"type": "history", "room": "empty-room"}))
+        .await;
+    assert_eq!(
+        a.recv().await,
+        json!({"type": "history", "room": "empty-room", "messages": [], "has_more": false})
+    );
     a.send(json!({"type": "history", "room": "NO"})).await;
     a.expect_error("invalid_room").await;
 }
@@ -284,7 +350,10 @@ async fn list_rooms_shows_members_and_heads() {
     a.send(json!({"type": "leave", "room": "lobby"})).await;
     a.next_of("left").await;
     b.send(json!({"type": "list_rooms"})).await;
-    assert_eq!(b.expect("rooms").await["rooms"][0], json!({"room": "lobby", "members": 0, "head": 2}));
+    assert_eq!(
+        b.expect("rooms").await["rooms"][0],
+        json!({"room": "lobby", "members": 0, "head": 2})
+    );
 }
 
 #[tokio::test]
@@ -292,7 +361,8 @@ async fn the_subprotocol_is_echoed() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let server = TestServer::start().await;
     let mut req = server.ws_url().into_client_request().unwrap();
-    req.headers_mut().insert("Sec-WebSocket-Protocol", "huddle.v1".parse().unwrap());
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "huddle.v1".parse().unwrap());
     let (_ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
     assert_eq!(resp.headers()["sec-websocket-protocol"], "huddle.v1");
 }

@@ -37,8 +37,8 @@ pub(crate) fn build(ctx: &Ctx) -> Result<()> {
         let raw = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         let gz = gzip_compress(&raw)?;
         let br = brotli_compress(&raw)?;
-        write_sibling(file, "gz", &gz)?;
-        write_sibling(file, "br", &br)?;
+        write_sibling(file, "gz", &gz, raw.len())?;
+        write_sibling(file, "br", &br, raw.len())?;
         let name = file
             .strip_prefix(&dist)
             .unwrap_or(file)
@@ -95,11 +95,22 @@ fn brotli_compress(data: &[u8]) -> Result<Vec<u8>> {
     Ok(encoder.into_inner())
 }
 
-fn write_sibling(file: &Path, ext: &str, data: &[u8]) -> Result<()> {
+/// Writes a compressed copy only when it is smaller than the original (tiny files grow
+/// when compressed), removing a stale copy otherwise, so the server never sends more
+/// bytes than the plain file.
+fn write_sibling(file: &Path, ext: &str, data: &[u8], raw_len: usize) -> Result<()> {
     let mut name = file.as_os_str().to_owned();
     name.push(".");
     name.push(ext);
     let path = PathBuf::from(name);
+    if data.len() >= raw_len {
+        return match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", path.display()))
+            }
+            _ => Ok(()),
+        };
+    }
     fs::write(&path, data).with_context(|| format!("cannot write {}", path.display()))
 }
 

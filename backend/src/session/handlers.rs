@@ -41,7 +41,11 @@ impl Session {
             ClientMsg::Leave { room } => self.leave(&room).await,
             ClientMsg::Send { room, text, id } => self.send(&room, &text, id).await,
             ClientMsg::Typing { room } => self.typing(&room).await,
-            ClientMsg::History { room, before, limit } => self.history(&room, before, limit).await,
+            ClientMsg::History {
+                room,
+                before,
+                limit,
+            } => self.history(&room, before, limit).await,
             ClientMsg::ListRooms => self.list_rooms().await,
         }
     }
@@ -55,7 +59,9 @@ impl Session {
         let reference = Some("hello".to_owned());
         if let Some(current) = &self.nick {
             let message = format!("this connection already has the nick {current:?}; open a new connection to change it");
-            return self.reply_error(ErrorCode::InvalidNick, message, reference).await;
+            return self
+                .reply_error(ErrorCode::InvalidNick, message, reference)
+                .await;
         }
         let nick = match validate::nick(raw_nick, &self.state.limits) {
             Ok(n) => n.to_owned(),
@@ -68,9 +74,11 @@ impl Session {
             .claim(&key, session, self.conn, Arc::clone(&self.control));
         let Ok(token) = claimed else {
             let message = format!("the nick {nick:?} is in use; pick another");
-            return self.reply_error(ErrorCode::NickTaken, message, reference).await;
+            return self
+                .reply_error(ErrorCode::NickTaken, message, reference)
+                .await;
         };
-        tracing::info!(conn = self.conn, nick, "hello");
+        tracing::debug!(conn = self.conn, nick, "hello");
         self.nick = Some(Arc::from(nick.as_str()));
         self.nick_key = key;
         let welcome = ServerMsg::Welcome {
@@ -82,21 +90,38 @@ impl Session {
         self.reply(&welcome).await
     }
 
-    async fn join(&mut self, raw_room: &str, since: Option<u64>, epoch: Option<String>) -> Result<(), End> {
+    async fn join(
+        &mut self,
+        raw_room: &str,
+        since: Option<u64>,
+        epoch: Option<String>,
+    ) -> Result<(), End> {
         let room: Arc<str> = match validate::room(raw_room, &self.state.limits) {
             Ok(r) => Arc::from(r),
-            Err(e) => return self.reply_error(e.code(), e.to_string(), Some("join".to_owned())).await,
+            Err(e) => {
+                return self
+                    .reply_error(e.code(), e.to_string(), Some("join".to_owned()))
+                    .await
+            }
         };
         let rejoin = self.rooms.contains_key(&room);
         if !rejoin && self.rooms.len() >= self.state.config.max_rooms_per_conn {
-            let message = format!("a connection may be in at most {} rooms; leave one first", self.state.config.max_rooms_per_conn);
-            return self.reply_error(ErrorCode::InvalidRoom, message, Some("join".to_owned())).await;
+            let message = format!(
+                "a connection may be in at most {} rooms; leave one first",
+                self.state.config.max_rooms_per_conn
+            );
+            return self
+                .reply_error(ErrorCode::InvalidRoom, message, Some("join".to_owned()))
+                .await;
         }
         let nick = self.nick.clone().unwrap_or_default();
         // Subscribe before reading the head: every message after `head` is then certain
         // to reach the outbox, and anything at or below it that also lands there is
         // dropped by `forward`.
-        let change = self.state.hub.join(&room, self.conn, nick, self.outbox.clone());
+        let change = self
+            .state
+            .hub
+            .join(&room, self.conn, nick, self.outbox.clone());
         if change.as_ref().is_some_and(|c| c.edge) {
             if let Err(e) = self.state.broker.subscribe(&room).await {
                 tracing::error!(room = %room, error = %e, "subscribe failed");
@@ -139,13 +164,20 @@ impl Session {
             self.replay(&room, since.unwrap_or(0), head.head).await?;
         }
         if let Some(change) = change {
-            self.announce(&room, NotificationKind::Joined, change.nicks).await;
+            self.announce(&room, NotificationKind::Joined, change.nicks)
+                .await;
         }
         Ok(())
     }
 
     /// Whether every message after `since` is still stored in the same history.
-    async fn recoverable(&mut self, room: &str, since: u64, epoch: Option<&str>, head: &crate::store::RoomHead) -> bool {
+    async fn recoverable(
+        &mut self,
+        room: &str,
+        since: u64,
+        epoch: Option<&str>,
+        head: &crate::store::RoomHead,
+    ) -> bool {
         if epoch.is_some_and(|e| e != head.epoch) || since > head.head {
             return false;
         }
@@ -176,7 +208,9 @@ impl Session {
                     return Err(End::Close(common::CloseCode::GoingAway));
                 }
             };
-            let Some(last) = page.last().map(|m| m.offset) else { break };
+            let Some(last) = page.last().map(|m| m.offset) else {
+                break;
+            };
             for m in page.into_iter().filter(|m| m.offset <= head) {
                 self.reply(&ServerMsg::Message(m)).await?;
             }
@@ -204,10 +238,14 @@ impl Session {
             return self.not_joined(room, reference).await;
         };
         let change = self.state.hub.leave(&room, self.conn);
-        self.reply(&ServerMsg::Left { room: room.to_string() }).await?;
+        self.reply(&ServerMsg::Left {
+            room: room.to_string(),
+        })
+        .await?;
         if let Some(change) = change {
             let edge = change.edge;
-            self.announce(&room, NotificationKind::Left, change.nicks).await;
+            self.announce(&room, NotificationKind::Left, change.nicks)
+                .await;
             if edge {
                 if let Err(e) = self.state.broker.unsubscribe(&room).await {
                     tracing::warn!(room = %room, error = %e, "unsubscribe failed");
@@ -225,7 +263,9 @@ impl Session {
                 "too many messages: at most {} per second (bursts of {}); this one was not delivered",
                 self.state.limits.rate_per_sec, self.state.limits.rate_burst
             );
-            return self.reply_error(ErrorCode::RateLimited, message, reference).await;
+            return self
+                .reply_error(ErrorCode::RateLimited, message, reference)
+                .await;
         }
         let limits = &self.state.limits;
         let room = match validate::room(raw_room, limits) {
@@ -235,7 +275,8 @@ impl Session {
         if !self.rooms.contains_key(room) {
             return self.not_joined(room, reference).await;
         }
-        let checked = validate::text(raw_text, limits).and_then(|t| validate::id(&id, limits).map(|_| t));
+        let checked =
+            validate::text(raw_text, limits).and_then(|t| validate::id(&id, limits).map(|_| t));
         let text = match checked {
             Ok(t) => t.to_owned(),
             Err(e) => return self.reply_error(e.code(), e.to_string(), reference).await,
@@ -268,13 +309,17 @@ impl Session {
             Ok(r) => r,
             Err(e) => return self.reply_error(e.code(), e.to_string(), reference).await,
         };
-        let interval = std::time::Duration::from_millis(u64::from(self.state.limits.typing_interval_ms));
+        let interval =
+            std::time::Duration::from_millis(u64::from(self.state.limits.typing_interval_ms));
         let Some(room) = self.rooms.get_key_value(room).map(|(k, _)| Arc::clone(k)) else {
             return self.not_joined(room, reference).await;
         };
         let now = Instant::now();
         if let Some(sub) = self.rooms.get_mut(&room) {
-            if sub.last_typing.is_some_and(|t| now.duration_since(t) < interval) {
+            if sub
+                .last_typing
+                .is_some_and(|t| now.duration_since(t) < interval)
+            {
                 return Ok(());
             }
             sub.last_typing = Some(now);
@@ -287,11 +332,20 @@ impl Session {
         Ok(())
     }
 
-    async fn history(&mut self, raw_room: &str, before: Option<u64>, limit: Option<u64>) -> Result<(), End> {
+    async fn history(
+        &mut self,
+        raw_room: &str,
+        before: Option<u64>,
+        limit: Option<u64>,
+    ) -> Result<(), End> {
         let limits = &self.state.limits;
         let room = match validate::room(raw_room, limits) {
             Ok(r) => r.to_owned(),
-            Err(e) => return self.reply_error(e.code(), e.to_string(), Some("history".to_owned())).await,
+            Err(e) => {
+                return self
+                    .reply_error(e.code(), e.to_string(), Some("history".to_owned()))
+                    .await
+            }
         };
         let limit = limit
             .unwrap_or(u64::from(limits.history_default))
@@ -322,12 +376,25 @@ impl Session {
         };
         let mut rooms: std::collections::BTreeMap<String, RoomInfo> = stored
             .into_iter()
-            .map(|(room, head)| (room.clone(), RoomInfo { room, members: 0, head }))
+            .map(|(room, head)| {
+                (
+                    room.clone(),
+                    RoomInfo {
+                        room,
+                        members: 0,
+                        head,
+                    },
+                )
+            })
             .collect();
         for (room, members) in self.state.hub.room_sizes() {
             rooms
                 .entry(room.clone())
-                .or_insert(RoomInfo { room, members: 0, head: 0 })
+                .or_insert(RoomInfo {
+                    room,
+                    members: 0,
+                    head: 0,
+                })
                 .members = members;
         }
         let rooms = rooms.into_values().collect();
@@ -336,11 +403,16 @@ impl Session {
 
     async fn not_joined(&mut self, room: &str, reference: Option<String>) -> Result<(), End> {
         let message = format!("not a member of room {room:?}; join it first");
-        self.reply_error(ErrorCode::NotJoined, message, reference).await
+        self.reply_error(ErrorCode::NotJoined, message, reference)
+            .await
     }
 
     async fn internal_error(&mut self, reference: &str) -> Result<(), End> {
-        self.reply_error(ErrorCode::Internal, "the server failed to handle this request; try again", Some(reference.to_owned()))
-            .await
+        self.reply_error(
+            ErrorCode::Internal,
+            "the server failed to handle this request; try again",
+            Some(reference.to_owned()),
+        )
+        .await
     }
 }

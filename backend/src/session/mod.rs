@@ -137,7 +137,10 @@ impl Session {
         result.err().unwrap_or(End::PeerGone)
     }
 
-    async fn on_incoming(&mut self, incoming: Option<Result<Message, axum::Error>>) -> Result<(), End> {
+    async fn on_incoming(
+        &mut self,
+        incoming: Option<Result<Message, axum::Error>>,
+    ) -> Result<(), End> {
         let msg = match incoming {
             None => return Err(End::PeerGone),
             Some(Ok(msg)) => msg,
@@ -200,8 +203,14 @@ impl Session {
         self.write(Message::Text(codec::encode(msg))).await
     }
 
-    async fn reply_error(&mut self, code: ErrorCode, message: impl Into<String>, reference: Option<String>) -> Result<(), End> {
-        self.reply(&ServerMsg::error(code, message, reference)).await
+    async fn reply_error(
+        &mut self,
+        code: ErrorCode,
+        message: impl Into<String>,
+        reference: Option<String>,
+    ) -> Result<(), End> {
+        self.reply(&ServerMsg::error(code, message, reference))
+            .await
     }
 
     /// Writes one frame, giving up if the connection is asked to close meanwhile.
@@ -229,7 +238,9 @@ impl Session {
 
     /// Tells a room that this connection joined or left, and who is there now.
     async fn announce(&mut self, room: &Arc<str>, kind: NotificationKind, nicks: Vec<String>) {
-        let Some(nick) = self.nick.as_deref() else { return };
+        let Some(nick) = self.nick.as_deref() else {
+            return;
+        };
         let text = match kind {
             NotificationKind::Joined => format!("{nick} joined"),
             NotificationKind::Left => format!("{nick} left"),
@@ -255,9 +266,12 @@ impl Session {
     async fn leave_all(&mut self) {
         let stopping = self.state.shutdown.is_cancelled();
         for (room, _) in std::mem::take(&mut self.rooms) {
-            let Some(change) = self.state.hub.leave(&room, self.conn) else { continue };
+            let Some(change) = self.state.hub.leave(&room, self.conn) else {
+                continue;
+            };
             if !stopping {
-                self.announce(&room, NotificationKind::Left, change.nicks).await;
+                self.announce(&room, NotificationKind::Left, change.nicks)
+                    .await;
             }
             if change.edge {
                 if let Err(e) = self.state.broker.unsubscribe(&room).await {
@@ -279,7 +293,10 @@ impl Session {
                     reason: code.reason().into(),
                 };
                 let send = self.socket.send(Message::Close(Some(frame)));
-                if tokio::time::timeout(CLOSE_GRACE, send).await.is_ok_and(|r| r.is_ok()) {
+                if tokio::time::timeout(CLOSE_GRACE, send)
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+                {
                     // Wait for the peer's close so our close frame is not lost to a reset
                     // caused by closing with unread data in the socket.
                     let _ = tokio::time::timeout(CLOSE_GRACE, async {

@@ -83,7 +83,12 @@ pub trait HistoryStore: Send + Sync + 'static {
     async fn page(&self, room: &str, before: Option<u64>, limit: u32) -> Result<Page, StoreError>;
 
     /// Up to `limit` messages with offset > `after`, ascending.
-    async fn after(&self, room: &str, after: u64, limit: u32) -> Result<Vec<ChatMessage>, StoreError>;
+    async fn after(
+        &self,
+        room: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, StoreError>;
 
     /// How many messages with offsets in `after+1..=up_to` are still stored.
     async fn count_between(&self, room: &str, after: u64, up_to: u64) -> Result<u64, StoreError>;

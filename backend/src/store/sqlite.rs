@@ -97,7 +97,9 @@ impl SqliteStore {
         )
         .map_err(open_err)?;
         let epoch: String = conn
-            .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
+                r.get(0)
+            })
             .map_err(open_err)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -120,7 +122,11 @@ impl SqliteStore {
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let pooled = inner.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let pooled = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop();
             let conn = match pooled {
                 Some(c) => c,
                 None => open_conn(&inner.path)?,
@@ -148,7 +154,10 @@ fn row_to_message(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatM
     })
 }
 
-fn append_in_tx(w: &mut WriterConn, batch: Vec<NewMessage>) -> rusqlite::Result<Vec<AppendOutcome>> {
+fn append_in_tx(
+    w: &mut WriterConn,
+    batch: Vec<NewMessage>,
+) -> rusqlite::Result<Vec<AppendOutcome>> {
     let WriterConn { conn, heads } = w;
     let tx = conn.transaction()?;
     // New heads are applied to the cache only after the commit succeeds, so a failed
@@ -160,8 +169,7 @@ fn append_in_tx(w: &mut WriterConn, batch: Vec<NewMessage>) -> rusqlite::Result<
         let mut find_dup = tx.prepare_cached(
             "SELECT offset FROM messages WHERE room = ?1 AND nick_key = ?2 AND id = ?3",
         )?;
-        let mut load_head =
-            tx.prepare_cached("SELECT head FROM rooms WHERE room = ?1")?;
+        let mut load_head = tx.prepare_cached("SELECT head FROM rooms WHERE room = ?1")?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO messages (room, offset, id, nick, nick_key, text, ts)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -182,7 +190,9 @@ fn append_in_tx(w: &mut WriterConn, batch: Vec<NewMessage>) -> rusqlite::Result<
                     .unwrap_or(0),
             };
             let offset = head + 1;
-            insert.execute(params![m.room, offset, m.id, m.nick, m.nick_key, m.text, ts])?;
+            insert.execute(params![
+                m.room, offset, m.id, m.nick, m.nick_key, m.text, ts
+            ])?;
             new_heads.insert(m.room.clone(), offset);
             outcomes.push(AppendOutcome::Stored(ChatMessage {
                 room: m.room,
@@ -244,7 +254,9 @@ impl HistoryStore for SqliteStore {
             let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
             // One extra row tells whether older messages exist.
             let mut messages = stmt
-                .query_map(params![room, before, limit + 1], |r| row_to_message(&room, r))?
+                .query_map(params![room, before, limit + 1], |r| {
+                    row_to_message(&room, r)
+                })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let has_more = messages.len() > limit as usize;
             messages.truncate(limit as usize);
@@ -254,7 +266,12 @@ impl HistoryStore for SqliteStore {
         .await
     }
 
-    async fn after(&self, room: &str, after: u64, limit: u32) -> Result<Vec<ChatMessage>, StoreError> {
+    async fn after(
+        &self,
+        room: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
         let room = room.to_owned();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
@@ -284,7 +301,9 @@ impl HistoryStore for SqliteStore {
     async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT room, head FROM rooms ORDER BY room")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect();
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect();
             rows
         })
         .await
@@ -310,7 +329,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
         let out = store
-            .append_batch(vec![msg("a", "x", "1"), msg("b", "x", "1"), msg("a", "x", "2"), msg("a", "X", "1")])
+            .append_batch(vec![
+                msg("a", "x", "1"),
+                msg("b", "x", "1"),
+                msg("a", "x", "2"),
+                msg("a", "X", "1"),
+            ])
             .await
             .unwrap();
         let offsets: Vec<_> = out
@@ -320,7 +344,15 @@ mod tests {
                 AppendOutcome::Duplicate { offset } => ("dup", *offset, true),
             })
             .collect();
-        assert_eq!(offsets, vec![("a", 1, false), ("b", 1, false), ("a", 2, false), ("dup", 1, true)]);
+        assert_eq!(
+            offsets,
+            vec![
+                ("a", 1, false),
+                ("b", 1, false),
+                ("a", 2, false),
+                ("dup", 1, true)
+            ]
+        );
         assert_eq!(store.head("a").await.unwrap().head, 2);
         assert_eq!(store.head("none").await.unwrap().head, 0);
         let page = store.page("a", None, 1).await.unwrap();
@@ -331,7 +363,10 @@ mod tests {
         assert!(!page.has_more);
         assert_eq!(store.after("a", 0, 10).await.unwrap().len(), 2);
         assert_eq!(store.count_between("a", 0, 2).await.unwrap(), 2);
-        assert_eq!(store.rooms().await.unwrap(), vec![("a".into(), 2), ("b".into(), 1)]);
+        assert_eq!(
+            store.rooms().await.unwrap(),
+            vec![("a".into(), 2), ("b".into(), 1)]
+        );
 
         // Reopening keeps heads and the epoch: offsets continue, recovery stays valid.
         let epoch = store.head("a").await.unwrap().epoch;

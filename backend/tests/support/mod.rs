@@ -71,7 +71,10 @@ impl TestServer {
             let _ = stop.send(());
         }
         match self.handle.take() {
-            Some(h) => tokio::time::timeout(WAIT, h).await.expect("shutdown timed out").unwrap(),
+            Some(h) => tokio::time::timeout(WAIT, h)
+                .await
+                .expect("shutdown timed out")
+                .unwrap(),
             None => Ok(()),
         }
     }
@@ -113,7 +116,9 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(url: &str) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+            .await
+            .expect("connect");
         Client::from_stream(ws)
     }
 
@@ -122,11 +127,17 @@ impl Client {
     }
 
     pub async fn send(&mut self, frame: Value) {
-        self.ws.send(Message::text(frame.to_string())).await.expect("send");
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("send");
     }
 
     pub async fn send_raw(&mut self, text: &str) {
-        self.ws.send(Message::text(text.to_owned())).await.expect("send");
+        self.ws
+            .send(Message::text(text.to_owned()))
+            .await
+            .expect("send");
     }
 
     /// The next JSON frame, skipping pings and pongs; panics on close or timeout.
@@ -138,7 +149,9 @@ impl Client {
                 .expect("connection ended")
                 .expect("read error");
             match msg {
-                Message::Text(t) => return serde_json::from_str(t.as_str()).expect("server sent invalid JSON"),
+                Message::Text(t) => {
+                    return serde_json::from_str(t.as_str()).expect("server sent invalid JSON")
+                }
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("expected a text frame, got {other:?}"),
             }
@@ -186,7 +199,10 @@ impl Client {
     /// ended without a close frame).
     pub async fn expect_close(&mut self) -> Option<u16> {
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out waiting for close") {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for close")
+            {
                 Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code.into()),
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return None,
@@ -212,7 +228,8 @@ impl Client {
     /// Sends a message and returns its id.
     pub async fn say(&mut self, room: &str, text: &str) -> String {
         let id = self.fresh_id();
-        self.send(json!({"type": "send", "room": room, "text": text, "id": id})).await;
+        self.send(json!({"type": "send", "room": room, "text": text, "id": id}))
+            .await;
         id
     }
 
