@@ -10,7 +10,8 @@ use axum::response::{Html, IntoResponse, Response};
 use rust_embed::RustEmbed;
 
 #[derive(RustEmbed)]
-#[folder = "$CARGO_MANIFEST_DIR/../dist/"]
+// Relative to backend/Cargo.toml: the workspace's dist/.
+#[folder = "../dist/"]
 #[allow_missing = true]
 struct Assets;
 

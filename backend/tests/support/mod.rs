@@ -45,8 +45,9 @@ impl TestServer {
     /// Starts a server on an existing database path.
     pub async fn on_db(db: PathBuf, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::with_db(&db);
+        config.addr = "127.0.0.1:0".parse().unwrap();
         tweak(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(config.addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(backend::run(listener, config, async move {
