@@ -207,7 +207,14 @@ fn test(ctx: &Ctx) -> Result<()> {
         (
             "cargo test",
             Box::new(|| {
-                ctx.run(ctx.cargo().args(["test", "--workspace"]))
+                let mut cmd = ctx.cargo();
+                cmd.args(["test", "--workspace"]);
+                // With the browser at hand, the browser tests must run: a missing
+                // prerequisite then fails them instead of skipping them.
+                if setup::missing_system_commands(ctx).is_empty() {
+                    cmd.env("HUDDLE_E2E", "1");
+                }
+                ctx.run(&mut cmd)
                     .context("tests failed: see the output above")
             }),
         ),

@@ -1,0 +1,18 @@
+//! The building blocks of the page, one component per file.
+
+// `#[component]` derives a props builder whose methods are `pub`; in these crate-private
+// modules they are unreachable by design. The macro drops lint attributes written on the
+// component itself, so the allowance has to sit here.
+#![allow(unreachable_pub)]
+
+mod composer;
+mod header;
+mod message_list;
+mod nick_form;
+mod presence;
+
+pub(crate) use composer::Composer;
+pub(crate) use header::Header;
+pub(crate) use message_list::MessageList;
+pub(crate) use nick_form::NickForm;
+pub(crate) use presence::Presence;

@@ -1,0 +1,34 @@
+//! What the browser remembers between visits: the last nick and its session token.
+//!
+//! Storage can be missing or refuse writes (private windows, disabled cookies); the app
+//! then simply forgets between visits, so every failure here is ignored on purpose.
+
+use web_sys::Storage;
+
+const NICK_KEY: &str = "huddle.nick";
+const SESSION_KEY: &str = "huddle.session";
+
+fn storage() -> Option<Storage> {
+    web_sys::window()?.local_storage().ok().flatten()
+}
+
+/// The nick used last time, to prefill the nick field.
+pub(crate) fn saved_nick() -> Option<String> {
+    storage()?.get_item(NICK_KEY).ok().flatten()
+}
+
+/// The nick and session token from the last `welcome`, to reclaim the nick.
+pub(crate) fn saved_session() -> Option<(String, String)> {
+    let storage = storage()?;
+    let nick = storage.get_item(NICK_KEY).ok().flatten()?;
+    let session = storage.get_item(SESSION_KEY).ok().flatten()?;
+    Some((nick, session))
+}
+
+/// Remembers the nick and session the server just granted.
+pub(crate) fn save(nick: &str, session: &str) {
+    if let Some(storage) = storage() {
+        let _ = storage.set_item(NICK_KEY, nick);
+        let _ = storage.set_item(SESSION_KEY, session);
+    }
+}
