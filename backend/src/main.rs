@@ -3,13 +3,27 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 
 use backend::{shutdown::shutdown_signal, Config, RunError};
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = match Config::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => e.exit(), // --help and --version
+        Err(e) => {
+            // clap's first line says what is wrong; the rest is usage we point to instead.
+            let rendered = e.to_string();
+            let what = rendered
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ");
+            eprintln!("huddle: error: {what}; run `huddle --help` to see every flag");
+            return ExitCode::from(2);
+        }
+    };
     let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

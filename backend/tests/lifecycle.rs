@@ -229,12 +229,20 @@ fn cli_errors_name_the_fix_and_exit_non_zero() {
     );
     assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
 
-    let out = huddle(&["--bogus"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--bogus"));
-    let out = huddle(&["--addr", "not-an-address"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--addr"));
+    for (args, names) in [
+        (&["--bogus"][..], "--bogus"),
+        (&["--addr", "not-an-address"][..], "--addr"),
+        (&["--ping-interval", "soon"][..], "--ping-interval"),
+    ] {
+        let out = huddle(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(names) && err.contains("huddle --help"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+    }
 }
 
 #[test]
