@@ -59,6 +59,10 @@ pub struct Config {
     #[arg(long, env = "HUDDLE_WRITE_QUEUE", default_value_t = 8192)]
     pub write_queue: usize,
 
+    /// Most WebSocket connections at once; more are closed with 1008 right after the upgrade.
+    #[arg(long, env = "HUDDLE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
     /// Most rooms one connection may be in at once.
     #[arg(long, env = "HUDDLE_MAX_ROOMS_PER_CONN", default_value_t = 100)]
     pub max_rooms_per_conn: usize,

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::Limits;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -33,6 +34,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Tracks every live session so shutdown can wait for their close frames.
     pub sessions: TaskTracker,
+    /// One permit per live WebSocket (`--max-connections`).
+    pub connection_slots: Arc<Semaphore>,
     next_conn: AtomicU64,
 }
 
@@ -45,6 +48,7 @@ impl AppState {
         writer: Writer,
     ) -> Self {
         let limits = config.limits();
+        let connection_slots = Arc::new(Semaphore::new(config.max_connections));
         AppState(Arc::new(Shared {
             config,
             limits,
@@ -55,6 +59,7 @@ impl AppState {
             nicks: Nicks::default(),
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
+            connection_slots,
             next_conn: AtomicU64::new(1),
         }))
     }

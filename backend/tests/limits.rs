@@ -194,3 +194,60 @@ async fn a_session_token_reclaims_the_nick_and_closes_the_old_connection_with_40
     assert_eq!(old.expect_close().await, Some(4001));
     assert_eq!(new.join("lobby").await["nicks"], json!(["Alice"]));
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_closed_with_1008() {
+    let server = TestServer::with(|c| c.max_connections = 2).await;
+    let mut a = server.login("a").await;
+    let _b = server.login("b").await;
+    let mut c = server.client().await;
+    assert_eq!(c.expect_close().await, Some(1008));
+    // A freed slot is usable again.
+    a.ws.close(None).await.unwrap();
+    a.expect_close().await;
+    let mut admitted = false;
+    for _ in 0..50 {
+        let mut d = server.client().await;
+        d.send(json!({"type": "hello", "nick": "d"})).await;
+        if let Some(Ok(Message::Text(t))) = d.ws.next().await {
+            admitted = t.as_str().contains("welcome");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(admitted, "a freed connection slot was not reused");
+}
+
+#[tokio::test]
+async fn a_storage_failure_answers_internal_acks_nothing_and_recovers() {
+    let server = TestServer::start().await;
+    let mut a = server.member("alice", "lobby").await;
+    let mut b = server.member("bob", "lobby").await;
+    a.next_of("presence").await;
+    assert_eq!(a.say_acked("lobby", "before").await, 1);
+    b.next_of("message").await;
+    // Make every insert fail, as a broken disk would.
+    let db = rusqlite::Connection::open(&server.db).unwrap();
+    db.execute_batch("CREATE TRIGGER broken BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;")
+        .unwrap();
+    a.send(json!({"type": "send", "room": "lobby", "text": "lost?", "id": "f1"}))
+        .await;
+    let e = a.expect_error("internal").await;
+    assert_eq!(e["ref"], "f1");
+    assert!(
+        !e["message"].as_str().unwrap().contains("disk on fire"),
+        "internals leak: {e}"
+    );
+    b.expect_silence(Duration::from_millis(200)).await;
+    // Once storage works again, the retry with the same id is stored at the next offset:
+    // the failed batch left no gap behind.
+    db.execute_batch("DROP TRIGGER broken;").unwrap();
+    a.send(json!({"type": "send", "room": "lobby", "text": "retried", "id": "f1"}))
+        .await;
+    assert_eq!(a.next_of("ack").await["offset"], 2);
+    let m = b.next_of("message").await;
+    assert_eq!(
+        (m["offset"].as_u64(), m["text"].as_str()),
+        (Some(2), Some("retried"))
+    );
+}

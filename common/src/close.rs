@@ -70,7 +70,7 @@ impl CloseCode {
             CloseCode::Normal => "bye",
             CloseCode::GoingAway => "server shutting down",
             CloseCode::Unsupported => "binary frames are not supported",
-            CloseCode::Policy => "policy violation",
+            CloseCode::Policy => "refused by policy (for example too many connections)",
             CloseCode::TooBig => "frame too large",
             CloseCode::SessionTaken => "session taken over by a newer connection",
             CloseCode::SlowConsumer => "slow consumer: outgoing queue overflowed",

@@ -1,6 +1,9 @@
 //! `GET /ws`: WebSocket upgrade tuned for many connections, then one session per socket.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use common::CloseCode;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
@@ -31,6 +34,9 @@ pub(super) async fn upgrade(
     let max_frame = state.config.max_frame_bytes as usize;
     // The token keeps shutdown waiting until this session has said goodbye.
     let token = state.sessions.token();
+    // Over the limit the upgrade still completes, so the client gets a close code
+    // (1008) it can act on rather than an opaque failed handshake.
+    let permit = Arc::clone(&state.connection_slots).try_acquire_owned().ok();
     ws.protocols([common::SUBPROTOCOL])
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
@@ -39,7 +45,13 @@ pub(super) async fn upgrade(
         .max_frame_size(max_frame)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
         .on_upgrade(move |socket| async move {
-            session::run(socket, state, peer).await;
+            match permit {
+                Some(permit) => {
+                    session::run(socket, state, peer).await;
+                    drop(permit);
+                }
+                None => session::refuse(socket, CloseCode::Policy, peer).await,
+            }
             drop(token);
         })
 }

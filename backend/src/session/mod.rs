@@ -106,6 +106,17 @@ pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
     tracing::info!(conn, %peer, nick = nick.as_deref().unwrap_or("-"), reason, "connection closed");
 }
 
+/// Closes a socket that may not become a session, telling the peer why.
+pub async fn refuse(mut socket: WebSocket, code: CloseCode, peer: SocketAddr) {
+    tracing::info!(%peer, code = code.code(), reason = code.reason(), "connection refused");
+    let frame = CloseFrame {
+        code: code.code(),
+        reason: code.reason().into(),
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(Message::Close(Some(frame)))).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, socket.recv()).await;
+}
+
 impl Session {
     async fn serve(&mut self, mut rx: mpsc::Receiver<Outgoing>) -> End {
         let control = Arc::clone(&self.control);
