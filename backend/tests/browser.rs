@@ -165,6 +165,21 @@ fn xpath_literal(s: &str) -> String {
     }
 }
 
+/// Waits until no message of this browser is still waiting for its ack.
+async fn wait_all_acked(b: &Browser) {
+    for _ in 0..200 {
+        if b.find_all(Locator::Css(".pending"))
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("a message was never acknowledged");
+}
+
 async fn screenshot(b: &Browser, name: &str) {
     let dir = workspace().join("target/e2e");
     std::fs::create_dir_all(&dir).unwrap();
@@ -233,25 +248,7 @@ async fn two_people_chat_in_the_browser_with_blue_join_and_leave_notices() {
         .await
         .unwrap();
     assert!(injected.is_empty(), "message text was rendered as HTML");
-    for _ in 0..100 {
-        if alice
-            .find_all(Locator::Css(".pending"))
-            .await
-            .unwrap()
-            .is_empty()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        alice
-            .find_all(Locator::Css(".pending"))
-            .await
-            .unwrap()
-            .is_empty(),
-        "own message never acknowledged"
-    );
+    wait_all_acked(&alice).await;
 
     // The server has them, in order.
     let mut probe = server.login("probe").await;
@@ -314,6 +311,7 @@ async fn the_app_reconnects_after_a_server_restart_without_losing_messages() {
         .await
         .expect("the app did not notice the server going away");
     // A message sent while offline is kept and delivered after the reconnect.
+    say(&alice, "while offline").await;
     let mut restarted = None;
     for _ in 0..100 {
         if let Ok(listener) = tokio::net::TcpListener::bind(addr).await {
@@ -323,7 +321,7 @@ async fn the_app_reconnects_after_a_server_restart_without_losing_messages() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _restarted = restarted.expect("port not free again");
+    let restarted = restarted.expect("port not free again");
     alice
         .wait()
         .at_most(Duration::from_secs(40))
@@ -344,10 +342,22 @@ async fn the_app_reconnects_after_a_server_restart_without_losing_messages() {
         1,
         "{texts:?}"
     );
-    assert_eq!(
-        texts.iter().filter(|t| *t == "after restart").count(),
-        1,
-        "{texts:?}"
-    );
+    for text in ["while offline", "after restart"] {
+        assert_eq!(texts.iter().filter(|t| *t == text).count(), 1, "{texts:?}");
+    }
+    // The server stored each exactly once, in the order they were written.
+    wait_all_acked(&alice).await;
+    let mut probe = restarted.login("probe").await;
+    probe
+        .send(json!({"type": "history", "room": "lobby"}))
+        .await;
+    let h = probe.expect("history").await;
+    let stored: Vec<&str> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(stored, ["before restart", "while offline", "after restart"]);
     alice.close().await.unwrap();
 }
