@@ -252,16 +252,7 @@ async fn two_people_chat_in_the_browser_with_blue_join_and_leave_notices() {
 
     // The server has them, in order.
     let mut probe = server.login("probe").await;
-    probe
-        .send(json!({"type": "history", "room": "lobby"}))
-        .await;
-    let h = probe.expect("history").await;
-    let texts: Vec<&str> = h["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap())
-        .collect();
+    let texts = probe.history_texts("lobby").await;
     assert_eq!(
         texts,
         [
@@ -348,16 +339,7 @@ async fn the_app_reconnects_after_a_server_restart_without_losing_messages() {
     // The server stored each exactly once, in the order they were written.
     wait_all_acked(&alice).await;
     let mut probe = restarted.login("probe").await;
-    probe
-        .send(json!({"type": "history", "room": "lobby"}))
-        .await;
-    let h = probe.expect("history").await;
-    let stored: Vec<&str> = h["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap())
-        .collect();
+    let stored = probe.history_texts("lobby").await;
     assert_eq!(stored, ["before restart", "while offline", "after restart"]);
     alice.close().await.unwrap();
 }

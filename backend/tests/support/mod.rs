@@ -221,6 +221,18 @@ impl Client {
         self.recv().await
     }
 
+    /// The texts of a room's latest history page, oldest first.
+    pub async fn history_texts(&mut self, room: &str) -> Vec<String> {
+        self.send(json!({"type": "history", "room": room})).await;
+        let h = self.next_of("history").await;
+        h["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     pub fn fresh_id(&mut self) -> String {
         self.next_id += 1;
         format!("m{}", self.next_id)
