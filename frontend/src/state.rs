@@ -397,16 +397,21 @@ mod tests {
         }
     }
 
+    /// The server's answer to alice's `hello`.
+    fn welcome(session: &str) -> ServerMsg {
+        ServerMsg::Welcome {
+            nick: "alice".to_owned(),
+            session: session.to_owned(),
+            server: "huddle/test".to_owned(),
+            limits: Limits::default(),
+        }
+    }
+
     /// A state that has been welcomed as alice and has joined the lobby at `head`.
     fn joined(head: u64) -> ChatState {
         let mut s = ChatState::new("lobby", None, "p".to_owned());
         s.choose_nick("alice");
-        let out = s.apply(ServerMsg::Welcome {
-            nick: "alice".to_owned(),
-            session: "s1".to_owned(),
-            server: "huddle/test".to_owned(),
-            limits: Limits::default(),
-        });
+        let out = s.apply(welcome("s1"));
         assert_eq!(
             out,
             vec![ClientMsg::Join {
@@ -468,12 +473,7 @@ mod tests {
         });
         // The connection drops; the resume asks for everything after 55.
         s.disconnected();
-        let out = s.apply(ServerMsg::Welcome {
-            nick: "alice".to_owned(),
-            session: "s1".to_owned(),
-            server: "huddle/test".to_owned(),
-            limits: Limits::default(),
-        });
+        let out = s.apply(welcome("s1"));
         assert_eq!(
             out,
             vec![ClientMsg::Join {
@@ -554,12 +554,7 @@ mod tests {
         s.disconnected();
         assert_eq!(s.queue_send("one", 1), None);
         assert_eq!(s.queue_send("two", 2), None);
-        s.apply(ServerMsg::Welcome {
-            nick: "alice".to_owned(),
-            session: "s2".to_owned(),
-            server: "huddle/test".to_owned(),
-            limits: Limits::default(),
-        });
+        s.apply(welcome("s2"));
         let out = s.apply(ServerMsg::Joined {
             room: "lobby".to_owned(),
             head: 0,
