@@ -10,9 +10,13 @@ mod header;
 mod message_list;
 mod nick_form;
 mod presence;
+mod rich_text;
+mod sidebar;
 
 pub(crate) use composer::Composer;
 pub(crate) use header::Header;
 pub(crate) use message_list::MessageList;
 pub(crate) use nick_form::NickForm;
 pub(crate) use presence::Presence;
+pub(crate) use rich_text::RichText;
+pub(crate) use sidebar::Sidebar;

@@ -1,47 +1,19 @@
 //! The WebSocket to the server, shared by every component through one context.
 //!
-//! Components never see the socket: they read [`Connection::status`] and call
-//! [`Connection::join`], [`Connection::send_text`] and [`Connection::reconnect_now`].
-//! Incoming frames are decoded here and applied to the [`ChatState`] store right in the
-//! `message` handler, so a burst of frames cannot be lost the way it could through a
-//! "latest message" signal. Whatever frames `apply` asks for (join, history, resends)
-//! go straight back out.
+//! Components never see the socket: they read [`Connection::status`] and call the
+//! methods here. Incoming frames are decoded and applied to the [`ChatState`] store
+//! right in the `message` handler, so a burst of frames cannot be lost the way it could
+//! through a "latest message" signal; whatever frames `apply` asks for (joins, history,
+//! resends) go straight back out. When to reconnect is decided by [`crate::link`].
 
-use std::time::Duration;
-
-use common::{ClientMsg, CloseCode, ServerMsg, WS_PATH};
+use common::{ClientMsg, CloseCode, ServerMsg};
 use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 use web_sys::{CloseEvent, Event, EventTarget, MessageEvent, WebSocket};
 
-use crate::prefs;
+use crate::link::{ws_url, AfterClose, Reconnect, Status};
 use crate::state::ChatState;
-
-/// The connection as the header shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Status {
-    /// The first connection is being opened.
-    Connecting,
-    /// The server welcomed us.
-    Connected,
-    /// The connection dropped; a new one is scheduled or being opened.
-    Reconnecting,
-    /// Not connected and not trying: no nick chosen yet, a refused nick, or the
-    /// session moved to another tab.
-    Offline,
-}
-
-impl Status {
-    /// The word shown in the header.
-    pub(crate) const fn label(self) -> &'static str {
-        match self {
-            Status::Connecting => "connecting",
-            Status::Connected => "connected",
-            Status::Reconnecting => "reconnecting",
-            Status::Offline => "offline",
-        }
-    }
-}
+use crate::{notify, prefs};
 
 /// The handle components get from the context. It is `Copy`: every field is an arena
 /// handle, and the socket itself stays on the browser's thread in `link`.
@@ -50,6 +22,11 @@ pub(crate) struct Connection {
     /// What the header shows.
     pub(crate) status: ReadSignal<Status>,
     set_status: WriteSignal<Status>,
+    /// `welcome`s received since the page loaded (shown as `data-welcomes`, so tests
+    /// and curious people can see reconnects).
+    pub(crate) welcomes: RwSignal<u32>,
+    /// Wall-clock ms, ticking every second: countdowns and typing expiry follow it.
+    pub(crate) clock: RwSignal<u64>,
     chat: RwSignal<ChatState>,
     /// The socket, its event handlers and the reconnect timer. Local storage because
     /// JS objects cannot cross threads.
@@ -64,10 +41,10 @@ struct Link {
     /// Created once and attached to every socket, so no handler is ever dropped while
     /// the browser might still call it.
     handlers: Option<Handlers>,
-    /// Failed attempts since the last `welcome`, for the backoff.
-    attempt: u32,
+    policy: Reconnect,
     /// The pending reconnect, cancelled when the person reconnects by hand.
     retry: Option<TimeoutHandle>,
+    ticker: Option<IntervalHandle>,
 }
 
 struct Handlers {
@@ -86,15 +63,27 @@ impl Handlers {
     }
 }
 
-/// Creates the connection context for `chat`. Nothing connects until [`Connection::join`].
+fn now() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+/// Creates the connection context for `chat`. Nothing connects until a nick is chosen.
 pub(crate) fn provide_connection_context(chat: RwSignal<ChatState>) -> Connection {
     let (status, set_status) = signal(Status::Offline);
     let conn = Connection {
         status,
         set_status,
+        welcomes: RwSignal::new(0),
+        clock: RwSignal::new(now()),
         chat,
         link: StoredValue::new_local(Link::default()),
     };
+    let clock = conn.clock;
+    if let Ok(ticker) =
+        set_interval_with_handle(move || clock.set(now()), std::time::Duration::from_secs(1))
+    {
+        conn.link.update_value(|l| l.ticker = Some(ticker));
+    }
     provide_context(conn);
     on_cleanup(move || conn.shut_down());
     conn
@@ -124,22 +113,70 @@ impl Connection {
         Ok(())
     }
 
-    /// Posts a message to the room. It shows as pending until acknowledged; when the
-    /// socket is down it goes out after the next join. Returns why the text is refused.
+    /// Runs `f` on the store and sends the frames it returns.
+    fn act(self, f: impl FnOnce(&mut ChatState) -> Vec<ClientMsg>) {
+        for frame in self.chat.try_update(f).unwrap_or_default() {
+            self.send(&frame);
+        }
+    }
+
+    /// Posts a message to the room on screen. It shows as pending until acknowledged;
+    /// when the socket is down it goes out after the next join. Returns why the text
+    /// is refused.
     pub(crate) fn send_text(self, text: &str) -> Result<(), String> {
         let limits = self.chat.with_untracked(|s| s.limits.clone());
         let text = common::validate::text(text, &limits).map_err(|e| e.to_string())?;
-        let now = js_sys::Date::now() as u64;
-        if let Some(frame) = self.chat.try_update(|s| s.queue_send(text, now)).flatten() {
+        self.act(|s| s.queue_send(text, now()).into_iter().collect());
+        Ok(())
+    }
+
+    /// Opens (joins if needed) a room and puts it on screen.
+    pub(crate) fn open_room(self, name: &str) -> Result<(), String> {
+        let frames = self
+            .chat
+            .try_update(|s| s.open_room(name))
+            .unwrap_or(Ok(Vec::new()))?;
+        for frame in frames {
             self.send(&frame);
         }
         Ok(())
     }
 
+    pub(crate) fn leave_room(self, name: &str) {
+        self.act(|s| s.leave_room(name));
+    }
+
+    pub(crate) fn list_rooms(self) {
+        self.send(&ClientMsg::ListRooms);
+    }
+
+    pub(crate) fn retry(self, room: &str, id: &str) {
+        self.act(|s| s.retry(room, id).into_iter().collect());
+    }
+
+    /// The person is typing in the composer (throttled by the store).
+    pub(crate) fn typing(self) {
+        self.act(|s| s.typing(now()).into_iter().collect());
+    }
+
+    /// The view reached the top of the messages.
+    pub(crate) fn load_older(self) {
+        self.act(|s| s.load_older().into_iter().collect());
+    }
+
+    /// The view reports whether it is scrolled to the bottom.
+    pub(crate) fn set_at_bottom(self, at_bottom: bool) {
+        self.chat.update(|s| s.set_at_bottom(at_bottom));
+    }
+
+    pub(crate) fn jump_to_latest(self) {
+        self.chat.update(ChatState::jump_to_latest);
+    }
+
     /// Connects now, forgetting the backoff (also after the session moved elsewhere).
     pub(crate) fn reconnect_now(self) {
         let retry = self.link.try_update_value(|l| {
-            l.attempt = 0;
+            l.policy.reset();
             l.retry.take()
         });
         if let Some(retry) = retry.flatten() {
@@ -151,7 +188,7 @@ impl Connection {
 
     fn connect(self) {
         let status = if self.chat.with_untracked(|s| s.me.is_some()) {
-            Status::Reconnecting
+            Status::Reconnecting { retry_at: None }
         } else {
             Status::Connecting
         };
@@ -165,7 +202,7 @@ impl Connection {
             Ok(socket) => socket,
             Err(err) => {
                 leptos::logging::warn!("cannot open {url}: {err:?}");
-                self.schedule_reconnect();
+                self.schedule_reconnect(None);
                 return;
             }
         };
@@ -238,12 +275,22 @@ impl Connection {
         };
         if let ServerMsg::Welcome { nick, session, .. } = &msg {
             prefs::save(nick, session);
-            self.link.update_value(|l| l.attempt = 0);
+            self.link.update_value(|l| l.policy.welcomed());
             self.set_status.set(Status::Connected);
+            self.welcomes.update(|n| *n += 1);
         }
-        let replies = self.chat.try_update(|s| s.apply(msg)).unwrap_or_default();
+        let applied = self.chat.try_update(|s| {
+            s.now = now();
+            (s.apply(msg), std::mem::take(&mut s.alerts))
+        });
+        let Some((replies, alerts)) = applied else {
+            return;
+        };
         for reply in &replies {
             self.send(reply);
+        }
+        for alert in alerts {
+            notify::mention(&alert);
         }
     }
 
@@ -253,36 +300,39 @@ impl Connection {
         }
         self.link.update_value(|l| l.socket = None);
         self.chat.update(ChatState::disconnected);
-        let code = CloseCode::from_code(ev.code());
-        if code.is_some_and(|c| !c.should_reconnect()) {
-            // Reconnecting would take the session back from the newer tab, which would
-            // then do the same: the two would fight forever.
-            let now = js_sys::Date::now() as u64;
-            self.chat.update(|s| s.taken_over(now));
-            self.set_status.set(Status::Offline);
-            return;
-        }
+        // 1005/1006: no close frame (the network dropped, or the server died).
+        let code = Some(ev.code()).filter(|c| !matches!(c, 1005 | 1006));
         let refused = self
             .chat
             .with_untracked(|s| s.me.is_none() && s.nick_error.is_some());
-        if refused {
-            // Retrying would only repeat the refused nick; the Join button reconnects.
-            self.set_status.set(Status::Offline);
-            return;
+        let next = self
+            .link
+            .try_update_value(|l| l.policy.closed(code, refused, js_sys::Math::random()));
+        match next {
+            Some(AfterClose::Retry(delay)) => self.schedule_reconnect(Some(delay)),
+            Some(AfterClose::SessionTaken) => {
+                self.chat.update(ChatState::taken_over);
+                self.set_status.set(Status::Offline);
+            }
+            Some(AfterClose::NickRefused) | None => self.set_status.set(Status::Offline),
         }
-        self.schedule_reconnect();
     }
 
-    fn schedule_reconnect(self) {
-        self.set_status.set(Status::Reconnecting);
-        let attempt = self
-            .link
-            .try_update_value(|l| {
-                l.attempt = l.attempt.saturating_add(1);
-                l.attempt - 1
-            })
-            .unwrap_or_default();
-        let delay = backoff(attempt, js_sys::Math::random());
+    /// Reconnects after `delay`, or after the policy's next delay when `None`.
+    fn schedule_reconnect(self, delay: Option<std::time::Duration>) {
+        let delay = delay.unwrap_or_else(|| {
+            match self
+                .link
+                .try_update_value(|l| l.policy.closed(None, false, js_sys::Math::random()))
+            {
+                Some(AfterClose::Retry(d)) => d,
+                _ => std::time::Duration::from_secs(5),
+            }
+        });
+        let retry_at = now() + delay.as_millis() as u64;
+        self.set_status.set(Status::Reconnecting {
+            retry_at: Some(retry_at),
+        });
         match set_timeout_with_handle(move || self.connect(), delay) {
             Ok(handle) => self.link.update_value(|l| l.retry = Some(handle)),
             Err(err) => leptos::logging::warn!("cannot schedule a reconnect: {err:?}"),
@@ -292,10 +342,13 @@ impl Connection {
     fn shut_down(self) {
         let link = self
             .link
-            .try_update_value(|l| (l.socket.take(), l.retry.take()));
-        if let Some((socket, retry)) = link {
+            .try_update_value(|l| (l.socket.take(), l.retry.take(), l.ticker.take()));
+        if let Some((socket, retry, ticker)) = link {
             if let Some(retry) = retry {
                 retry.clear();
+            }
+            if let Some(ticker) = ticker {
+                ticker.clear();
             }
             if let Some(socket) = socket {
                 detach(&socket);
@@ -312,50 +365,9 @@ fn detach(socket: &WebSocket) {
     let _ = socket.close_with_code(CloseCode::Normal.code());
 }
 
-/// The WebSocket URL on the page's own host: `wss` when the page came over https.
-fn ws_url(page_protocol: &str, host: &str) -> String {
-    let scheme = if page_protocol == "https:" {
-        "wss"
-    } else {
-        "ws"
-    };
-    format!("{scheme}://{host}{WS_PATH}")
-}
-
-/// Exponential backoff from 0.5 s up to 30 s. Half of each delay is random (`jitter`
-/// in 0..1) so that the clients of a restarted server do not all return at once.
-fn backoff(attempt: u32, jitter: f64) -> Duration {
-    const FIRST_MS: u64 = 500;
-    const MAX_MS: u64 = 30_000;
-    let full = FIRST_MS.saturating_mul(1 << attempt.min(10)).min(MAX_MS);
-    let random_part = (full as f64 / 2.0 * jitter.clamp(0.0, 1.0)) as u64;
-    Duration::from_millis(full / 2 + random_part)
-}
-
 /// A prefix for message ids that differs on every page load: the server de-duplicates
 /// by room + nick + id even across reconnects, so ids must never repeat.
 pub(crate) fn page_id_prefix() -> String {
-    let now = js_sys::Date::now() as u64;
     let random = (js_sys::Math::random() * f64::from(u32::MAX)) as u32;
-    format!("{now:x}{random:08x}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn url_follows_the_page() {
-        assert_eq!(ws_url("http:", "127.0.0.1:3000"), "ws://127.0.0.1:3000/ws");
-        assert_eq!(ws_url("https:", "chat.example"), "wss://chat.example/ws");
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert_eq!(backoff(0, 0.0), Duration::from_millis(250));
-        assert_eq!(backoff(0, 1.0), Duration::from_millis(500));
-        assert_eq!(backoff(3, 1.0), Duration::from_millis(4000));
-        assert_eq!(backoff(30, 1.0), Duration::from_secs(30));
-        assert_eq!(backoff(u32::MAX, 0.0), Duration::from_secs(15));
-    }
+    format!("{:x}{random:08x}", now())
 }

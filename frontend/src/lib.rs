@@ -3,49 +3,123 @@
 //! # Layout
 //! - [`App`]: creates the chat store and the connection context, and lays out the page.
 //! - `state`: [`ChatState`](state::ChatState), a plain struct that server frames are
-//!   applied to. All protocol logic lives there and is unit-tested natively.
-//! - `connection`: the WebSocket context (status signal, join/send, reconnect).
-//! - `prefs`: the nick and session remembered in `localStorage`.
+//!   applied to, with one `Room` per joined room. All protocol logic lives there and
+//!   is unit-tested natively.
+//! - `link`: when to reconnect (backoff with full jitter) and what the status says;
+//!   plain Rust, unit-tested.
+//! - `connection`: the WebSocket context, the glue between the socket, `link` and the
+//!   store.
+//! - `route`: the room on screen in the URL (`#/r/<room>`).
+//! - `notify`: tab visibility, the title's unread count, mention notifications.
+//! - `prefs`: the nick, session and rooms remembered in `localStorage`.
+//! - `text`: links and mentions found in message text.
 //! - `components`: one component per file; they read the store and call the connection.
 //!
 //! Text from the network is always rendered as text nodes, never as HTML.
 
 mod components;
 mod connection;
+#[cfg(all(test, target_arch = "wasm32"))]
+mod dom_tests;
+mod link;
+mod notify;
 mod prefs;
+mod route;
 mod state;
+mod text;
 
 use leptos::prelude::*;
 
-use crate::components::{Composer, Header, MessageList, NickForm, Presence};
-use crate::connection::{page_id_prefix, provide_connection_context};
+use crate::components::{Composer, Header, MessageList, NickForm, Presence, Sidebar};
+use crate::connection::{page_id_prefix, provide_connection_context, Connection};
 use crate::state::ChatState;
 
-/// The room this minimal app joins; rooms to choose from come in a later version.
-const ROOM: &str = "lobby";
+/// Page-level view state that is not chat data.
+#[derive(Clone, Copy)]
+pub(crate) struct Ui {
+    /// The room drawer on narrow screens.
+    pub(crate) sidebar_open: RwSignal<bool>,
+}
 
-/// The whole app: the nick form until the server welcomes us, then the room.
+/// The whole app: the nick form until the server welcomes us, then the rooms.
 #[component]
 pub fn App() -> impl IntoView {
+    // The room in the URL comes first (it is shown), then the rooms of the last visit.
+    let mut rooms: Vec<String> = route::current().into_iter().collect();
+    for saved in prefs::saved_rooms() {
+        if !rooms.contains(&saved) {
+            rooms.push(saved);
+        }
+    }
     let chat = RwSignal::new(ChatState::new(
-        ROOM,
         prefs::saved_session(),
+        &rooms,
         page_id_prefix(),
     ));
-    provide_connection_context(chat);
+    let conn = provide_connection_context(chat);
     // Components only read the store; changes go through the connection.
     provide_context(chat.read_only());
+    let ui = Ui {
+        sidebar_open: RwSignal::new(false),
+    };
+    provide_context(ui);
+    notify::watch_page(chat);
+    watch_route(conn, chat);
+    remember_rooms(chat);
+    // Someone who was here before comes straight back, as the same nick: the saved
+    // session reclaims it even if this tab's previous connection is still open.
+    if let Some((nick, _)) = prefs::saved_session() {
+        let _ = conn.join(&nick);
+    }
+
     let welcomed = move || chat.with(|s| s.me.is_some());
+    let room_title = move || chat.with(|s| s.current.clone().map(|r| format!("#{r}")));
     view! {
-        <div class="app">
+        <div class="app" class:sidebar-open=move || ui.sidebar_open.get()>
             <Header />
             <Show when=welcomed fallback=|| view! { <NickForm /> }>
-                <main class="room">
+                <div class="layout">
+                    <Sidebar />
+                    <main class="room" data-room=move || chat.with(|s| s.current.clone())>
+                        <h2 class="room-title">{room_title}</h2>
+                        <MessageList />
+                        <Composer />
+                    </main>
                     <Presence />
-                    <MessageList />
-                    <Composer />
-                </main>
+                </div>
             </Show>
+            <div id="announcer" class="visually-hidden" aria-live="polite">
+                {move || chat.with(|s| s.announcement.clone())}
+            </div>
         </div>
     }
+}
+
+/// Keeps the room on screen and the URL in step: a hash change (link, back/forward)
+/// opens its room; the app changing rooms by itself (leaving one) rewrites the URL.
+fn watch_route(conn: Connection, chat: RwSignal<ChatState>) {
+    if let Some(room) = chat.with_untracked(|s| s.current.clone()) {
+        route::replace(&room);
+    }
+    let handle = window_event_listener(leptos::ev::hashchange, move |_| {
+        if let Some(room) = route::current() {
+            if let Err(e) = conn.open_room(&room) {
+                chat.update(|s| s.room_error = Some(e));
+            }
+        }
+    });
+    on_cleanup(move || handle.remove());
+    Effect::new(move |_| {
+        if let Some(room) = chat.with(|s| s.current.clone()) {
+            if route::current().as_deref() != Some(room.as_str()) {
+                route::replace(&room);
+            }
+        }
+    });
+}
+
+/// Remembers the joined rooms, so a reload comes back to all of them.
+fn remember_rooms(chat: RwSignal<ChatState>) {
+    let names = Memo::new(move |_| chat.with(|s| s.rooms.keys().cloned().collect::<Vec<_>>()));
+    Effect::new(move |_| names.with(|n| prefs::save_rooms(&n.iter().collect::<Vec<_>>())));
 }

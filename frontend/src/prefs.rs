@@ -1,4 +1,5 @@
-//! What the browser remembers between visits: the last nick and its session token.
+//! What the browser remembers between visits: the last nick, its session token, and
+//! the rooms the person was in.
 //!
 //! Storage can be missing or refuse writes (private windows, disabled cookies); the app
 //! then simply forgets between visits, so every failure here is ignored on purpose.
@@ -7,6 +8,7 @@ use web_sys::Storage;
 
 const NICK_KEY: &str = "huddle.nick";
 const SESSION_KEY: &str = "huddle.session";
+const ROOMS_KEY: &str = "huddle.rooms";
 
 fn storage() -> Option<Storage> {
     web_sys::window()?.local_storage().ok().flatten()
@@ -30,5 +32,19 @@ pub(crate) fn save(nick: &str, session: &str) {
     if let Some(storage) = storage() {
         let _ = storage.set_item(NICK_KEY, nick);
         let _ = storage.set_item(SESSION_KEY, session);
+    }
+}
+
+/// The rooms the person was in last time.
+pub(crate) fn saved_rooms() -> Vec<String> {
+    storage()
+        .and_then(|s| s.get_item(ROOMS_KEY).ok().flatten())
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_default()
+}
+
+pub(crate) fn save_rooms(rooms: &[&String]) {
+    if let (Some(storage), Ok(json)) = (storage(), serde_json::to_string(rooms)) {
+        let _ = storage.set_item(ROOMS_KEY, &json);
     }
 }

@@ -194,6 +194,7 @@ fn test(ctx: &Ctx) -> Result<()> {
                     "frontend",
                     "--target",
                     setup::WASM_TARGET,
+                    "--all-targets",
                     "--",
                     "-D",
                     "warnings",
@@ -204,6 +205,29 @@ fn test(ctx: &Ctx) -> Result<()> {
             }),
         ),
         ("web bundle", Box::new(|| web::build(ctx))),
+        (
+            "browser unit tests (wasm-bindgen-test)",
+            Box::new(|| {
+                if !setup::missing_system_commands(ctx).is_empty() {
+                    println!("skipped: needs Chromium and chromedriver (see `cargo xtask setup`)");
+                    return Ok(());
+                }
+                // The wasm32 runner in `.cargo/config.toml`, wasm-bindgen-test-runner, runs
+                // them in headless Chromium through chromedriver. No `-q`: the runner
+                // rejects `--quiet`.
+                ctx.run(ctx.cargo().args([
+                    "test",
+                    "-p",
+                    "frontend",
+                    "--target",
+                    setup::WASM_TARGET,
+                ]))
+                .context(
+                    "browser unit tests failed: see the output above (frontend/src/dom_tests.rs; \
+                     `cargo xtask setup` installs a wasm-bindgen-test-runner matching Cargo.lock)",
+                )
+            }),
+        ),
         (
             "cargo test",
             Box::new(|| {
@@ -258,9 +282,9 @@ fn print_times(times: &[(&str, Duration)], total: Duration) {
     println!();
     println!("step times:");
     for (name, took) in times {
-        println!("  {name:<34} {:>9}", fmt_duration(*took));
+        println!("  {name:<38} {:>9}", fmt_duration(*took));
     }
-    println!("  {:<34} {:>9}", "total", fmt_duration(total));
+    println!("  {:<38} {:>9}", "total", fmt_duration(total));
 }
 
 fn fmt_duration(d: Duration) -> String {

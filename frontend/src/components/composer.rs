@@ -1,19 +1,23 @@
-//! The message input.
+//! The message input: Enter sends, Shift+Enter is a new line, Esc clears.
 
+use leptos::html::Textarea;
 use leptos::prelude::*;
-use web_sys::SubmitEvent;
+use web_sys::{KeyboardEvent, SubmitEvent};
 
 use crate::connection::Connection;
+use crate::state::ChatState;
 
-/// A text field and Send button in a form, so Enter sends (and an on-screen keyboard
-/// shows its "send" key).
+/// Most lines the field grows to before it scrolls.
+const MAX_ROWS: usize = 6;
+
 #[component]
 pub(crate) fn Composer() -> impl IntoView {
     let conn = expect_context::<Connection>();
+    let chat = expect_context::<ReadSignal<ChatState>>();
     let text = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
-    let on_submit = move |ev: SubmitEvent| {
-        ev.prevent_default();
+    let field = NodeRef::<Textarea>::new();
+    let submit = move || {
         let draft = text.get_untracked();
         if draft.trim().is_empty() {
             return;
@@ -26,19 +30,59 @@ pub(crate) fn Composer() -> impl IntoView {
             Err(e) => error.set(Some(e)),
         }
     };
+    let on_keydown = move |ev: KeyboardEvent| match ev.key().as_str() {
+        // While an input method composes (e.g. Japanese), Enter confirms the word.
+        "Enter" if !ev.shift_key() && !ev.is_composing() => {
+            ev.prevent_default();
+            submit();
+        }
+        "Escape" => {
+            text.set(String::new());
+            error.set(None);
+        }
+        _ => {}
+    };
+    let rows = move || text.with(|t| t.lines().count().clamp(1, MAX_ROWS));
+    // A new room on screen (or the first one): the composer is where hands go next.
+    Effect::new(move |_| {
+        chat.with(|s| s.current.clone());
+        request_animation_frame(move || {
+            if let Some(el) = field.get_untracked() {
+                let _ = el.focus();
+            }
+        });
+    });
+    let placeholder = move || {
+        chat.with(|s| {
+            s.current
+                .as_ref()
+                .map_or_else(String::new, |r| format!("Message #{r}"))
+        })
+    };
     view! {
-        <form class="composer" on:submit=on_submit>
-            <input
+        <form
+            class="composer"
+            on:submit=move |ev: SubmitEvent| {
+                ev.prevent_default();
+                submit();
+            }
+        >
+            <textarea
                 name="message"
                 aria-label="Message"
-                placeholder="Write a message…"
+                aria-describedby="composer-error"
+                placeholder=placeholder
                 autocomplete="off"
                 enterkeyhint="send"
+                rows=rows
+                node_ref=field
                 bind:value=text
-            />
+                on:keydown=on_keydown
+                on:input=move |_| conn.typing()
+            ></textarea>
             <button type="submit">"Send"</button>
         </form>
-        <p class="field-error composer-error" role="alert">
+        <p id="composer-error" class="field-error composer-error" role="alert">
             {move || error.get()}
         </p>
     }

@@ -1,32 +1,73 @@
-//! The bar at the top: app name, room, connection status.
+//! The bar at the top: app name, room, connection status, and the buttons that only
+//! matter now and then (enable notifications, reconnect after 4001).
 
 use leptos::prelude::*;
 
-use crate::connection::{Connection, Status};
+use crate::connection::Connection;
+use crate::link::Status;
+use crate::notify;
 use crate::state::ChatState;
+use crate::Ui;
 
 /// The header. Before the first `welcome` the status is shown only while a connection
 /// is on its way: someone just arriving, or fixing a refused nick, is waiting for
-/// nothing, and "offline" or "connecting" would only alarm them.
+/// nothing, and "offline" would only alarm them.
 #[component]
 pub(crate) fn Header() -> impl IntoView {
     let conn = expect_context::<Connection>();
     let chat = expect_context::<ReadSignal<ChatState>>();
-    let room = chat.with_untracked(|s| s.room.clone());
+    let ui = expect_context::<Ui>();
     let status = conn.status;
     let show_status = move || {
         let (welcomed, refused) =
             chat.with(|s| (s.me.is_some() || s.session_taken, s.nick_error.is_some()));
         welcomed || (status.get() != Status::Offline && !refused)
     };
+    let room = move || chat.with(|s| s.current.clone().map(|r| format!("#{r}")));
+    let label = move || {
+        let s = status.get();
+        // Only a countdown needs the clock; reading it otherwise would re-render the
+        // status every second for nothing.
+        let now = match s {
+            Status::Reconnecting { retry_at: Some(_) } => conn.clock.get(),
+            _ => 0,
+        };
+        s.label(now)
+    };
+    let can_ask = RwSignal::new(notify::can_ask());
+    let welcomed = move || chat.with(|s| s.me.is_some());
     view! {
         <header class="top">
+            <Show when=welcomed>
+                <button
+                    class="menu-toggle"
+                    aria-label="Rooms"
+                    aria-controls="sidebar"
+                    aria-expanded=move || ui.sidebar_open.get().to_string()
+                    on:click=move |_| ui.sidebar_open.update(|o| *o = !*o)
+                >
+                    "☰"
+                </button>
+            </Show>
             <h1>"Huddle"</h1>
-            <span class="room-name">"#" {room}</span>
+            <span class="room-name">{room}</span>
             <Show when=show_status>
-                <span class=move || format!("status status-{}", status.get().label()) role="status">
-                    {move || status.get().label()}
+                <span
+                    class=move || format!("status status-{}", status.get().class())
+                    role="status"
+                    data-welcomes=move || conn.welcomes.get()
+                >
+                    {label}
                 </span>
+            </Show>
+            <Show when=move || welcomed() && can_ask.get()>
+                <button
+                    class="enable-notifications"
+                    title="Get a desktop notification when someone mentions you while this tab is hidden"
+                    on:click=move |_| notify::ask(move || can_ask.set(notify::can_ask()))
+                >
+                    "Enable notifications"
+                </button>
             </Show>
             <Show when=move || chat.with(|s| s.session_taken)>
                 <button class="reconnect" on:click=move |_| conn.reconnect_now()>
@@ -34,5 +75,11 @@ pub(crate) fn Header() -> impl IntoView {
                 </button>
             </Show>
         </header>
+        <Show when=move || chat.with(|s| s.session_taken)>
+            <p class="session-taken" role="alert">
+                "This session was opened elsewhere (another tab or window), so this one \
+                 stopped. Use \u{201c}Reconnect here\u{201d} to continue in this tab."
+            </p>
+        </Show>
     }
 }

@@ -1,70 +1,158 @@
-//! The conversation: messages, notifications between them, and our pending sends.
+//! The conversation of the room on screen: a bounded window of messages and notices,
+//! our pending sends, and the scrolling that goes with it.
+//!
+//! Scrolling rules: at the bottom the view follows new messages; scrolled up, it stays
+//! exactly where it is while rows are added or dropped above or below (we restore the
+//! position of an anchor row ourselves, since rows come and go on both ends); near the
+//! top it loads older rows.
 
-use leptos::html::Ol;
+use leptos::html::Div;
 use leptos::prelude::*;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::HtmlElement;
 
-use crate::state::{ChatState, NoticeKind, Row};
+use crate::components::RichText;
+use crate::connection::Connection;
+use crate::state::{typing_line, ChatState, NoticeKind, Row};
 
-/// How close to the bottom (in CSS pixels) still counts as "reading the latest", so new
-/// messages keep the list scrolled down; further up, the person is reading older ones
-/// and is left alone.
+/// How close to the bottom (in CSS pixels) still counts as "reading the latest".
 const STICK_PX: i32 = 48;
 
-/// The scrolling list. Rows are keyed (by offset, notice number or message id), so a
-/// new frame adds one row instead of re-rendering the list.
+/// How close to the top starts loading older rows.
+const TOP_PX: i32 = 200;
+
+/// The scroller, the rows, and the "jump to latest" button.
 #[component]
 pub(crate) fn MessageList() -> impl IntoView {
+    let conn = expect_context::<Connection>();
     let chat = expect_context::<ReadSignal<ChatState>>();
-    let list = NodeRef::<Ol>::new();
-    // The list's height when we last looked. Whether the person was reading the latest
-    // rows is judged against it: a scroll listener would misjudge a burst, where rows
-    // keep arriving between our scrolling and the browser's scroll event.
-    let seen_height = StoredValue::new(0);
-    // Scrolling is the DOM (outside the reactive graph), hence an effect. It waits a
-    // frame so the rows added by this change are laid out first.
+    let scroller = NodeRef::<Div>::new();
+    let rows = Memo::new(move |_| chat.with(|s| s.room().map(|r| r.rows()).unwrap_or_default()));
+    let pending = Memo::new(move |_| {
+        chat.with(|s| {
+            s.room()
+                .map(|r| r.pending.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+    });
+    let room_name = Memo::new(move |_| chat.with(|s| s.current.clone()));
+    let at_bottom = Memo::new(move |_| chat.with(|s| s.room().is_none_or(|r| r.at_bottom)));
+    let frozen = Memo::new(move |_| chat.with(|s| s.room().is_some_and(|r| r.is_frozen())));
+    let can_load_older =
+        Memo::new(move |_| chat.with(|s| s.room().is_some_and(|r| r.can_load_older())));
+    let loading = Memo::new(move |_| chat.with(|s| s.room().is_some_and(|r| r.loading_older)));
+    // The row the person is looking at, and its distance from the top of the view.
+    let anchor = StoredValue::new(None::<(String, i32)>);
+
+    // Rows changed: keep the view where the person left it, or at the bottom. Runs a
+    // frame later, once the new rows are laid out.
     Effect::new(move |_| {
-        chat.with(|s| (s.messages.len(), s.notices.len(), s.pending.len()));
+        rows.track();
+        pending.track();
+        room_name.track();
+        let stick = at_bottom.get_untracked();
         request_animation_frame(move || {
-            if let Some(el) = list.get_untracked() {
-                let was_at_bottom =
-                    el.scroll_top() + el.client_height() >= seen_height.get_value() - STICK_PX;
-                if was_at_bottom {
-                    el.set_scroll_top(el.scroll_height());
+            let Some(el) = scroller.get_untracked() else {
+                return;
+            };
+            if stick {
+                el.set_scroll_top(el.scroll_height());
+            } else if let Some((key, delta)) = anchor.get_value() {
+                if let Some(row) = find_row(&el, &key) {
+                    el.set_scroll_top(row.offset_top() - delta);
                 }
-                seen_height.set_value(el.scroll_height());
             }
+            anchor.set_value(first_visible(&el));
         });
     });
-    let empty = move || {
-        chat.with(|s| s.messages.is_empty() && s.notices.is_empty() && s.pending.is_empty())
+
+    let on_scroll = move |_| {
+        let Some(el) = scroller.get_untracked() else {
+            return;
+        };
+        anchor.set_value(first_visible(&el));
+        let bottom = el.scroll_top() + el.client_height() >= el.scroll_height() - STICK_PX;
+        if bottom != at_bottom.get_untracked() || (bottom && frozen.get_untracked()) {
+            conn.set_at_bottom(bottom);
+        }
+        if el.scroll_top() < TOP_PX && can_load_older.get_untracked() && !loading.get_untracked() {
+            conn.load_older();
+        }
     };
+
+    let typing = move || {
+        let now = conn.clock.get();
+        chat.with(|s| {
+            s.room()
+                .map(|r| typing_line(&r.typists(now.max(s.now), s.me.as_deref())))
+                .unwrap_or_default()
+        })
+    };
+    let empty =
+        move || rows.with(Vec::is_empty) && pending.with(Vec::is_empty) && !can_load_older.get();
+
     view! {
-        <ol class="messages" role="log" aria-label="Messages" node_ref=list>
-            <Show when=empty>
-                <li class="empty">"No messages yet. Say hi!"</li>
+        <div class="scroller" node_ref=scroller on:scroll=on_scroll>
+            <Show when=move || can_load_older.get()>
+                <button class="load-older" on:click=move |_| conn.load_older() disabled=move || loading.get()>
+                    {move || if loading.get() { "Loading…" } else { "Load older messages" }}
+                </button>
             </Show>
-            <For
-                each=move || chat.with(ChatState::rows)
-                key=|row| *row
-                children=move |row| row_view(chat, row)
-            />
-            <For
-                each=move || chat.with(|s| s.pending.keys().cloned().collect::<Vec<_>>())
-                key=|id| id.clone()
-                children=move |id| pending_view(chat, id)
-            />
-        </ol>
+            <ol class="messages" aria-label="Messages">
+                <Show when=empty>
+                    <li class="empty">"No messages yet. Say hi!"</li>
+                </Show>
+                <For each=move || rows.get() key=|row| *row children=move |row| row_view(chat, row) />
+                <Show when=move || !frozen.get()>
+                    <For
+                        each=move || pending.get()
+                        key=|id| id.clone()
+                        children=move |id| pending_view(conn, chat, &id)
+                    />
+                </Show>
+            </ol>
+        </div>
+        <Show when=move || frozen.get() || !at_bottom.get()>
+            <button class="jump-latest" on:click=move |_| conn.jump_to_latest()>
+                "Jump to latest ↓"
+            </button>
+        </Show>
+        <p class="typing" aria-live="off">
+            {typing}
+        </p>
     }
+}
+
+/// The first row whose bottom is below the top of the view, as (key, offset from the
+/// view's top).
+fn first_visible(el: &HtmlElement) -> Option<(String, i32)> {
+    let top = el.scroll_top();
+    let rows = el.query_selector_all("[data-key]").ok()?;
+    for i in 0..rows.length() {
+        let row = rows.item(i)?.dyn_into::<HtmlElement>().ok()?;
+        if row.offset_top() + row.offset_height() > top {
+            return Some((row.get_attribute("data-key")?, row.offset_top() - top));
+        }
+    }
+    None
+}
+
+fn find_row(el: &HtmlElement, key: &str) -> Option<HtmlElement> {
+    el.query_selector(&format!("[data-key=\"{key}\"]"))
+        .ok()
+        .flatten()?
+        .dyn_into()
+        .ok()
 }
 
 /// One row. Stored messages and notices never change, so the data is read once,
 /// without subscribing.
 fn row_view(chat: ReadSignal<ChatState>, row: Row) -> AnyView {
     match row {
-        Row::Message(offset) => {
+        Row::Message { offset, continued } => {
             let found = chat.with_untracked(|s| {
-                s.messages
+                s.room()?
+                    .messages
                     .get(&offset)
                     .map(|m| (m.clone(), s.me.as_deref() == Some(m.nick.as_str())))
             });
@@ -72,18 +160,20 @@ fn row_view(chat: ReadSignal<ChatState>, row: Row) -> AnyView {
                 return ().into_any();
             };
             view! {
-                <li class="msg" class:mine=mine>
+                <li class="msg" class:mine=mine class:continued=continued data-offset=offset data-key=format!("m{offset}")>
                     <div class="meta">
                         <span class="nick">{m.nick}</span>
                         <time>{hhmm(m.ts)}</time>
+                        {mine.then(|| view! { <span class="sent-state">"✓ sent"</span> })}
                     </div>
-                    <p class="text">{m.text}</p>
+                    <RichText text=m.text />
                 </li>
             }
             .into_any()
         }
         Row::Notice(seq) => {
-            let Some(n) = chat.with_untracked(|s| s.notices.iter().find(|n| n.seq == seq).cloned())
+            let Some(n) =
+                chat.with_untracked(|s| s.room()?.notices.iter().find(|n| n.seq == seq).cloned())
             else {
                 return ().into_any();
             };
@@ -95,7 +185,7 @@ fn row_view(chat: ReadSignal<ChatState>, row: Row) -> AnyView {
             };
             let time = (n.ts > 0).then(|| view! { <time>{hhmm(n.ts)}</time> });
             view! {
-                <li class=class>
+                <li class=class data-key=format!("n{seq}")>
                     <span class="notice-text">{n.text}</span>
                     {time}
                 </li>
@@ -107,28 +197,42 @@ fn row_view(chat: ReadSignal<ChatState>, row: Row) -> AnyView {
 
 /// A message we sent that is not acknowledged yet; it turns into a normal row (keyed
 /// by its offset) when the ack or its echo arrives.
-fn pending_view(chat: ReadSignal<ChatState>, id: String) -> impl IntoView {
-    let (text, nick) = chat.with_untracked(|s| {
+fn pending_view(conn: Connection, chat: ReadSignal<ChatState>, id: &str) -> impl IntoView {
+    let id = id.to_owned();
+    let (room, text, nick) = chat.with_untracked(|s| {
         (
-            s.pending
-                .get(&id)
+            s.current.clone().unwrap_or_default(),
+            s.room()
+                .and_then(|r| r.pending.get(&id))
                 .map(|p| p.text.clone())
                 .unwrap_or_default(),
             s.me.clone().unwrap_or_default(),
         )
     });
     // A memo: the row subscribes to its own error, not to every change of the store.
-    let error = Memo::new(move |_| chat.with(|s| s.pending.get(&id).and_then(|p| p.error.clone())));
+    let key = id.clone();
+    let error =
+        Memo::new(move |_| chat.with(|s| s.rooms.get(&room)?.pending.get(&key)?.error.clone()));
     let failed = move || error.with(Option::is_some);
     let state = move || if failed() { "not sent" } else { "sending…" };
+    let retry_room = chat.with_untracked(|s| s.current.clone().unwrap_or_default());
+    let retry_id = id.clone();
     view! {
-        <li class="msg mine pending" class:failed=failed>
+        <li class="msg mine pending" class:failed=failed data-id=id.clone() data-key=format!("p{id}")>
             <div class="meta">
                 <span class="nick">{nick}</span>
                 <span class="send-state">{state}</span>
             </div>
-            <p class="text">{text}</p>
-            <p class="field-error">{move || error.get()}</p>
+            <RichText text=text />
+            <Show when=failed>
+                <p class="field-error">
+                    {move || error.get()} " "
+                    <button class="retry" on:click={
+                        let (room, id) = (retry_room.clone(), retry_id.clone());
+                        move |_| conn.retry(&room, &id)
+                    }>"Retry"</button>
+                </p>
+            </Show>
         </li>
     }
 }

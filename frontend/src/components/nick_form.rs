@@ -3,7 +3,8 @@
 use leptos::prelude::*;
 use web_sys::SubmitEvent;
 
-use crate::connection::{Connection, Status};
+use crate::connection::Connection;
+use crate::link::Status;
 use crate::prefs;
 use crate::state::ChatState;
 
@@ -20,11 +21,17 @@ pub(crate) fn NickForm() -> impl IntoView {
             .get()
             .or_else(|| chat.with(|s| s.nick_error.clone()))
     };
-    let (room, max_len) =
-        chat.with_untracked(|s| (format!("#{}", s.room), s.limits.nick_max_chars));
+    let (room, max_len) = chat.with_untracked(|s| {
+        (
+            format!("#{}", s.current.as_deref().unwrap_or_default()),
+            s.limits.nick_max_chars,
+        )
+    });
     let waiting = move || {
-        matches!(conn.status.get(), Status::Connecting | Status::Reconnecting)
-            && chat.with(|s| s.nick_error.is_none())
+        matches!(
+            conn.status.get(),
+            Status::Connecting | Status::Reconnecting { .. }
+        ) && chat.with(|s| s.nick_error.is_none())
     };
     let on_submit = move |ev: SubmitEvent| {
         ev.prevent_default();

@@ -1,0 +1,602 @@
+//! The chat as the web app knows it: a plain struct that server frames are applied to.
+//!
+//! Nothing here touches the DOM, the socket or the browser, so the protocol logic
+//! (resume after a reconnect, resends, de-duplication, acks, unread counts, mentions)
+//! is unit-tested natively. The [`crate::connection`] module feeds every frame in and
+//! sends the follow-up frames that [`ChatState::apply`] returns.
+
+mod room;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use common::{ChatMessage, ClientMsg, ErrorCode, Limits, NotificationKind, RoomInfo, ServerMsg};
+
+pub(crate) use room::{typing_line, NoticeKind, Outgoing, Room, Row, TYPING_SHOWN_MS};
+
+use crate::text::mentions;
+
+/// How many messages a room opens with (the `limit` of the first `history` request).
+pub(crate) const HISTORY_PAGE: u64 = 50;
+
+/// The room everyone starts in.
+pub(crate) const DEFAULT_ROOM: &str = "lobby";
+
+/// Everything the web app knows about the conversation.
+#[derive(Debug, Clone)]
+pub(crate) struct ChatState {
+    /// The nick the person asked for; sent in every `hello`, including after reconnects.
+    wanted_nick: Option<String>,
+    /// The session token from the last `welcome`, and the nick it belongs to. Offered
+    /// only for exactly that nick, so picking another nick does not reclaim the old one.
+    session: Option<(String, String)>,
+    /// The nick the server accepted; `None` until the first `welcome` (the nick form is
+    /// shown while it is `None`).
+    pub(crate) me: Option<String>,
+    /// Why the server refused the last `hello`, shown next to the nick field.
+    pub(crate) nick_error: Option<String>,
+    /// The server's limits; the defaults until `welcome` advertises the real ones.
+    pub(crate) limits: Limits,
+    /// Whether the current connection has been welcomed (frames other than `hello`
+    /// wait for it).
+    pub(crate) welcomed: bool,
+    /// The rooms the person is in, by name (the sidebar's order).
+    pub(crate) rooms: BTreeMap<String, Room>,
+    /// The room on screen.
+    pub(crate) current: Option<String>,
+    /// `join`s sent and not answered yet, in order: a refused join (`ref` = "join")
+    /// belongs to the oldest.
+    joining: VecDeque<String>,
+    /// Why the last room could not be joined, shown under the room field.
+    pub(crate) room_error: Option<String>,
+    /// Every room on the server, from the last `rooms` frame.
+    pub(crate) directory: Vec<RoomInfo>,
+    /// Set when a newer connection took the session over (close code 4001); the app
+    /// then stays offline until the person asks to reconnect.
+    pub(crate) session_taken: bool,
+    /// Whether the tab is hidden (then messages count towards the title).
+    pub(crate) hidden: bool,
+    /// Messages that arrived while the tab was hidden, for the title.
+    pub(crate) hidden_unread: u32,
+    /// Mentions of our nick to raise as browser notifications; the connection takes
+    /// them after each frame.
+    pub(crate) alerts: Vec<Alert>,
+    /// The latest line for screen readers (`aria-live`).
+    pub(crate) announcement: String,
+    /// The time (ms since the epoch) as of the last tick; frames do not carry it.
+    pub(crate) now: u64,
+    /// When we last told the server we are typing.
+    last_typing: u64,
+    /// Unique per page load, so message ids never repeat across reloads (the server
+    /// de-duplicates by room + nick + id, and would swallow a repeated id).
+    id_prefix: String,
+    next_id: u64,
+    next_notice: u64,
+}
+
+/// A mention of our nick, for a browser notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Alert {
+    pub(crate) room: String,
+    pub(crate) nick: String,
+    pub(crate) text: String,
+}
+
+impl ChatState {
+    /// A fresh state. `saved` is the nick and session from an earlier visit; `rooms`
+    /// the rooms to be in (from the URL and the last visit), the first one on screen.
+    pub(crate) fn new(
+        saved: Option<(String, String)>,
+        rooms: &[String],
+        id_prefix: String,
+    ) -> Self {
+        let mut state = ChatState {
+            wanted_nick: None,
+            session: saved,
+            me: None,
+            nick_error: None,
+            limits: Limits::default(),
+            welcomed: false,
+            rooms: BTreeMap::new(),
+            current: None,
+            joining: VecDeque::new(),
+            room_error: None,
+            directory: Vec::new(),
+            session_taken: false,
+            hidden: false,
+            hidden_unread: 0,
+            alerts: Vec::new(),
+            announcement: String::new(),
+            now: 0,
+            last_typing: 0,
+            id_prefix,
+            next_id: 0,
+            next_notice: 0,
+        };
+        for name in rooms {
+            state
+                .rooms
+                .entry(name.clone())
+                .or_insert_with(|| Room::new(name));
+        }
+        if state.rooms.is_empty() {
+            state
+                .rooms
+                .insert(DEFAULT_ROOM.to_owned(), Room::new(DEFAULT_ROOM));
+        }
+        state.current = rooms
+            .first()
+            .cloned()
+            .or_else(|| Some(DEFAULT_ROOM.to_owned()));
+        state
+    }
+
+    /// Records the nick the person picked (already validated and trimmed).
+    pub(crate) fn choose_nick(&mut self, nick: &str) {
+        self.wanted_nick = Some(nick.to_owned());
+        self.nick_error = None;
+    }
+
+    /// The `hello` to send on a fresh connection, if a nick was chosen.
+    pub(crate) fn hello(&self) -> Option<ClientMsg> {
+        let nick = self.wanted_nick.clone()?;
+        let session = self
+            .session
+            .as_ref()
+            .filter(|(owner, _)| *owner == nick)
+            .map(|(_, token)| token.clone());
+        Some(ClientMsg::Hello { nick, session })
+    }
+
+    pub(crate) fn room(&self) -> Option<&Room> {
+        self.rooms.get(self.current.as_deref()?)
+    }
+
+    fn room_mut(&mut self, name: &str) -> Option<&mut Room> {
+        self.rooms.get_mut(name)
+    }
+
+    /// Applies one server frame and returns the frames to send in reply.
+    pub(crate) fn apply(&mut self, msg: ServerMsg) -> Vec<ClientMsg> {
+        match msg {
+            ServerMsg::Welcome {
+                nick,
+                session,
+                limits,
+                ..
+            } => return self.on_welcome(nick, session, limits),
+            ServerMsg::Joined {
+                room,
+                head,
+                epoch,
+                nicks,
+                recovered,
+            } => return self.on_joined(&room, head, epoch, nicks, recovered),
+            ServerMsg::Left { room } => {
+                if let Some(r) = self.room_mut(&room) {
+                    r.joined = false;
+                }
+            }
+            ServerMsg::Message(m) => self.on_message(m),
+            ServerMsg::History {
+                room,
+                messages,
+                has_more,
+            } => {
+                if let Some(r) = self.room_mut(&room) {
+                    r.insert_history(messages, has_more);
+                }
+            }
+            ServerMsg::Ack { id, room, offset } => self.on_ack(id, room, offset),
+            ServerMsg::Notification {
+                room,
+                kind,
+                text,
+                nick,
+                ts,
+            } => self.on_notification(&room, kind, text, nick, ts),
+            ServerMsg::Presence { room, nicks } => {
+                if let Some(r) = self.room_mut(&room) {
+                    r.members = nicks;
+                }
+            }
+            ServerMsg::Typing { room, nick } => {
+                let until = self.now + TYPING_SHOWN_MS;
+                if let Some(r) = self.room_mut(&room) {
+                    r.typing.insert(nick, until);
+                }
+            }
+            ServerMsg::Rooms { rooms } => self.directory = rooms,
+            ServerMsg::Error {
+                code,
+                message,
+                reference,
+            } => self.on_error(code, message, reference.as_deref()),
+        }
+        Vec::new()
+    }
+
+    fn on_welcome(&mut self, nick: String, session: String, limits: Limits) -> Vec<ClientMsg> {
+        self.session = Some((nick.clone(), session));
+        self.me = Some(nick);
+        self.nick_error = None;
+        self.session_taken = false;
+        self.limits = limits;
+        self.welcomed = true;
+        self.joining.clear();
+        let mut out = Vec::new();
+        for room in self.rooms.values() {
+            // `since`/`epoch` once we have joined before: that is a resume.
+            let since = room.epoch.as_ref().map(|_| room.known_head);
+            out.push(ClientMsg::Join {
+                room: room.name.clone(),
+                since,
+                epoch: room.epoch.clone(),
+            });
+            self.joining.push_back(room.name.clone());
+        }
+        out.push(ClientMsg::ListRooms);
+        out
+    }
+
+    fn on_joined(
+        &mut self,
+        name: &str,
+        head: u64,
+        epoch: String,
+        nicks: Vec<String>,
+        recovered: Option<bool>,
+    ) -> Vec<ClientMsg> {
+        if let Some(i) = self.joining.iter().position(|r| r == name) {
+            self.joining.remove(i);
+        }
+        let Some(room) = self.rooms.get_mut(name) else {
+            // We left it while the join was on its way.
+            return vec![ClientMsg::Leave {
+                room: name.to_owned(),
+            }];
+        };
+        room.joined = true;
+        room.members = nicks;
+        let reset = room.epoch.as_ref().is_some_and(|e| *e != epoch) || recovered == Some(false);
+        if reset {
+            // What we hold may have gaps or belong to a lost history: start over.
+            room.reset();
+        }
+        if recovered != Some(true) {
+            // Everything after `head` now arrives live; older messages come from history.
+            // After a successful recovery the replay is still on its way, so
+            // `known_head` must keep following the messages themselves.
+            room.known_head = head;
+        }
+        room.epoch = Some(epoch);
+        let mut out = Vec::new();
+        if recovered != Some(true) || room.messages.is_empty() {
+            out.push(ClientMsg::History {
+                room: name.to_owned(),
+                before: None,
+                limit: Some(HISTORY_PAGE),
+            });
+        }
+        // Resending unacked messages is safe: the server de-duplicates by id.
+        out.extend(unsent_frames(room));
+        out.push(ClientMsg::ListRooms);
+        out
+    }
+
+    fn on_message(&mut self, m: ChatMessage) {
+        let mine = self.me.as_deref() == Some(m.nick.as_str());
+        let current = self.current.as_deref() == Some(m.room.as_str());
+        let hidden = self.hidden;
+        let mentioned = !mine && self.me.as_deref().is_some_and(|me| mentions(&m.text, me));
+        let Some(room) = self.rooms.get_mut(&m.room) else {
+            return;
+        };
+        if mine {
+            // Our own message is stored (it is broadcast only after that), so it is no
+            // longer pending even if the ack has not arrived yet.
+            room.pending.remove(&m.id);
+        }
+        let (name, nick, text) = (m.room.clone(), m.nick.clone(), m.text.clone());
+        if !room.insert_live(m) || mine {
+            return;
+        }
+        if !current || hidden {
+            room.unread += 1;
+        }
+        if hidden {
+            self.hidden_unread += 1;
+        }
+        if current {
+            self.announcement = format!("{nick}: {text}");
+        }
+        if mentioned && (hidden || !current) {
+            self.alerts.push(Alert {
+                room: name,
+                nick,
+                text,
+            });
+        }
+    }
+
+    fn on_ack(&mut self, id: String, room: String, offset: u64) {
+        let nick = self.me.clone().unwrap_or_default();
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        if let Some(sent) = r.pending.remove(&id) {
+            // The `message` frame may come later; show it as sent right away. That
+            // frame has the same offset, so it replaces this one.
+            if !r.messages.contains_key(&offset) {
+                r.insert(ChatMessage {
+                    room,
+                    offset,
+                    id,
+                    nick,
+                    text: sent.text,
+                    ts: sent.ts,
+                });
+            }
+        }
+    }
+
+    fn on_notification(
+        &mut self,
+        room: &str,
+        kind: NotificationKind,
+        text: String,
+        nick: Option<String>,
+        ts: u64,
+    ) {
+        let kind = match kind {
+            NotificationKind::Joined => NoticeKind::Joined,
+            NotificationKind::Left => NoticeKind::Left,
+            NotificationKind::Info => NoticeKind::Info,
+        };
+        let text = match (text.is_empty(), nick, kind) {
+            (false, _, _) => text,
+            (true, Some(nick), NoticeKind::Joined) => format!("{nick} joined"),
+            (true, Some(nick), NoticeKind::Left) => format!("{nick} left"),
+            (true, _, _) => return,
+        };
+        if self.current.as_deref() == Some(room) {
+            self.announcement.clone_from(&text);
+        }
+        self.notice(room, kind, text, ts);
+    }
+
+    fn on_error(&mut self, code: ErrorCode, message: String, reference: Option<&str>) {
+        match (code, reference) {
+            (ErrorCode::NickTaken | ErrorCode::InvalidNick, _) => {
+                // Back to the nick form; the socket stays open and `hello` may be retried.
+                self.me = None;
+                self.welcomed = false;
+                self.nick_error = Some(message);
+            }
+            (_, Some("join")) => {
+                // Joins are answered in order: the oldest one in flight was refused.
+                if let Some(name) = self.joining.pop_front() {
+                    let held = self.rooms.get(&name).is_some_and(|r| r.epoch.is_some());
+                    if !held {
+                        self.rooms.remove(&name);
+                        if self.current.as_deref() == Some(name.as_str()) {
+                            self.current = self.rooms.keys().next().cloned();
+                        }
+                    }
+                }
+                self.room_error = Some(message);
+            }
+            (_, Some(id)) if self.rooms.values().any(|r| r.pending.contains_key(id)) => {
+                for r in self.rooms.values_mut() {
+                    if let Some(sent) = r.pending.get_mut(id) {
+                        sent.error = Some(message.clone());
+                    }
+                }
+            }
+            _ => {
+                if let Some(current) = self.current.clone() {
+                    self.notice(&current, NoticeKind::Error, message, self.now);
+                }
+            }
+        }
+    }
+
+    /// Opens a room: joins it if we are not in it yet, and puts it on screen. Returns
+    /// the frames to send, or why the name is not acceptable.
+    pub(crate) fn open_room(&mut self, raw: &str) -> Result<Vec<ClientMsg>, String> {
+        let name = common::validate::room(raw, &self.limits)
+            .map_err(|e| e.to_string())?
+            .to_owned();
+        self.room_error = None;
+        let mut out = Vec::new();
+        if !self.rooms.contains_key(&name) {
+            self.rooms.insert(name.clone(), Room::new(&name));
+            if self.welcomed {
+                out.push(ClientMsg::Join {
+                    room: name.clone(),
+                    since: None,
+                    epoch: None,
+                });
+                self.joining.push_back(name.clone());
+            }
+        }
+        self.show(&name);
+        Ok(out)
+    }
+
+    /// Puts a room we are in on screen; it counts as read.
+    fn show(&mut self, name: &str) {
+        self.current = Some(name.to_owned());
+        if let Some(r) = self.rooms.get_mut(name) {
+            if !self.hidden {
+                r.unread = 0;
+            }
+            r.at_bottom = true;
+            r.follow();
+        }
+    }
+
+    /// Leaves a room. Its unacked messages are dropped with it.
+    pub(crate) fn leave_room(&mut self, name: &str) -> Vec<ClientMsg> {
+        let Some(room) = self.rooms.remove(name) else {
+            return Vec::new();
+        };
+        if self.current.as_deref() == Some(name) {
+            self.current = self.rooms.keys().next().cloned();
+            if let Some(next) = self.current.clone() {
+                self.show(&next);
+            }
+        }
+        if self.welcomed && (room.joined || self.joining.iter().any(|r| r == name)) {
+            vec![ClientMsg::Leave {
+                room: name.to_owned(),
+            }]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The tab was hidden or shown again.
+    pub(crate) fn set_hidden(&mut self, hidden: bool) {
+        self.hidden = hidden;
+        if !hidden {
+            self.hidden_unread = 0;
+            if let Some(r) = self.current.clone().and_then(|c| self.rooms.get_mut(&c)) {
+                r.unread = 0;
+            }
+        }
+    }
+
+    /// The page title: the unread count while the tab is hidden.
+    pub(crate) fn title(&self) -> String {
+        match (self.hidden_unread, self.current.as_deref()) {
+            (n, _) if n > 0 => format!("({n}) Huddle"),
+            (_, Some(room)) => format!("#{room} · Huddle"),
+            _ => "Huddle".to_owned(),
+        }
+    }
+
+    /// Queues a message (already validated) to the room on screen and returns the
+    /// `send` frame if it can go out now; otherwise it goes out after the next join.
+    pub(crate) fn queue_send(&mut self, text: &str, now_ms: u64) -> Option<ClientMsg> {
+        self.next_id += 1;
+        let id = format!("{}-{:06}", self.id_prefix, self.next_id);
+        let name = self.current.clone()?;
+        let room = self.rooms.get_mut(&name)?;
+        room.pending.insert(
+            id.clone(),
+            Outgoing {
+                text: text.to_owned(),
+                ts: now_ms,
+                error: None,
+            },
+        );
+        room.at_bottom = true;
+        room.follow();
+        room.joined.then(|| ClientMsg::Send {
+            room: name,
+            text: text.to_owned(),
+            id,
+        })
+    }
+
+    /// Tries a refused message again (same id: the server de-duplicates).
+    pub(crate) fn retry(&mut self, room: &str, id: &str) -> Option<ClientMsg> {
+        let r = self.rooms.get_mut(room)?;
+        let sent = r.pending.get_mut(id)?;
+        sent.error = None;
+        r.joined.then(|| ClientMsg::Send {
+            room: room.to_owned(),
+            text: sent.text.clone(),
+            id: id.to_owned(),
+        })
+    }
+
+    /// A `typing` frame for the room on screen, at most once per the server's interval.
+    pub(crate) fn typing(&mut self, now_ms: u64) -> Option<ClientMsg> {
+        let interval = u64::from(self.limits.typing_interval_ms);
+        let room = self.room().filter(|r| r.joined)?.name.clone();
+        if now_ms < self.last_typing.saturating_add(interval) {
+            return None;
+        }
+        self.last_typing = now_ms;
+        Some(ClientMsg::Typing { room })
+    }
+
+    /// The view reached the top of the room on screen; returns a `history` request
+    /// when older messages must come from the server.
+    pub(crate) fn load_older(&mut self) -> Option<ClientMsg> {
+        let limit = Some(HISTORY_PAGE);
+        let room = self
+            .current
+            .as_deref()
+            .and_then(|c| self.rooms.get_mut(c))?;
+        let before = room.older()?;
+        Some(ClientMsg::History {
+            room: room.name.clone(),
+            before: Some(before),
+            limit,
+        })
+    }
+
+    /// The view reports whether it is scrolled to the bottom.
+    pub(crate) fn set_at_bottom(&mut self, at_bottom: bool) {
+        if let Some(r) = self.current.as_deref().and_then(|c| self.rooms.get_mut(c)) {
+            r.at_bottom = at_bottom;
+            if at_bottom {
+                if r.is_frozen() {
+                    r.newer();
+                } else {
+                    r.follow();
+                }
+            }
+        }
+    }
+
+    /// Shows the newest rows of the room on screen.
+    pub(crate) fn jump_to_latest(&mut self) {
+        if let Some(r) = self.current.as_deref().and_then(|c| self.rooms.get_mut(c)) {
+            r.at_bottom = true;
+            r.follow();
+        }
+    }
+
+    /// The connection closed; membership belonged to it.
+    pub(crate) fn disconnected(&mut self) {
+        self.welcomed = false;
+        self.joining.clear();
+        for r in self.rooms.values_mut() {
+            r.joined = false;
+            r.typing.clear();
+            // A page asked for on the old connection will not arrive.
+            r.loading_older = false;
+        }
+    }
+
+    /// A newer connection took the session over (close code 4001).
+    pub(crate) fn taken_over(&mut self) {
+        self.disconnected();
+        self.session_taken = true;
+    }
+
+    fn notice(&mut self, room: &str, kind: NoticeKind, text: String, ts: u64) {
+        self.next_notice += 1;
+        let seq = self.next_notice;
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.notice(seq, kind, text, ts);
+        }
+    }
+}
+
+fn unsent_frames(room: &Room) -> impl Iterator<Item = ClientMsg> + '_ {
+    room.pending
+        .iter()
+        .filter(|(_, sent)| sent.error.is_none())
+        .map(|(id, sent)| ClientMsg::Send {
+            room: room.name.clone(),
+            text: sent.text.clone(),
+            id: id.clone(),
+        })
+}
+
+#[cfg(test)]
+mod tests;
