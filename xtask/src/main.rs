@@ -223,7 +223,7 @@ fn test(ctx: &Ctx) -> Result<()> {
                     setup::WASM_TARGET,
                 ]))
                 .context(
-                    "browser unit tests failed: see the output above (frontend/src/dom_tests.rs; \
+                    "browser unit tests failed: see the output above (frontend/src/dom_tests/; \
                      `cargo xtask setup` installs a wasm-bindgen-test-runner matching Cargo.lock)",
                 )
             }),

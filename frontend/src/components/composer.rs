@@ -44,10 +44,11 @@ pub(crate) fn Composer() -> impl IntoView {
     };
     let rows = move || text.with(|t| t.lines().count().clamp(1, MAX_ROWS));
     // A new room on screen (or the first one): the composer is where hands go next.
+    let current = Memo::new(move |_| chat.with(|s| s.current.clone()));
     Effect::new(move |_| {
-        chat.with(|s| s.current.clone());
+        current.with(|_| ());
         request_animation_frame(move || {
-            if let Some(el) = field.get_untracked() {
+            if let Some(el) = field.try_get_untracked().flatten() {
                 let _ = el.focus();
             }
         });

@@ -23,7 +23,6 @@ pub(crate) fn Header() -> impl IntoView {
             chat.with(|s| (s.me.is_some() || s.session_taken, s.nick_error.is_some()));
         welcomed || (status.get() != Status::Offline && !refused)
     };
-    let room = move || chat.with(|s| s.current.clone().map(|r| format!("#{r}")));
     let label = move || {
         let s = status.get();
         // Only a countdown needs the clock; reading it otherwise would re-render the
@@ -50,7 +49,6 @@ pub(crate) fn Header() -> impl IntoView {
                 </button>
             </Show>
             <h1>"Huddle"</h1>
-            <span class="room-name">{room}</span>
             <Show when=show_status>
                 <span
                     class=move || format!("status status-{}", status.get().class())

@@ -47,12 +47,13 @@ pub(crate) fn MessageList() -> impl IntoView {
     // Rows changed: keep the view where the person left it, or at the bottom. Runs a
     // frame later, once the new rows are laid out.
     Effect::new(move |_| {
-        rows.track();
-        pending.track();
-        room_name.track();
+        // `with`, not `track`: a memo only recomputes when read.
+        rows.with(|_| ());
+        pending.with(|_| ());
+        room_name.with(|_| ());
         let stick = at_bottom.get_untracked();
         request_animation_frame(move || {
-            let Some(el) = scroller.get_untracked() else {
+            let Some(el) = scroller.try_get_untracked().flatten() else {
                 return;
             };
             if stick {
@@ -102,7 +103,14 @@ pub(crate) fn MessageList() -> impl IntoView {
                 <Show when=empty>
                     <li class="empty">"No messages yet. Say hi!"</li>
                 </Show>
-                <For each=move || rows.get() key=|row| *row children=move |row| row_view(chat, row) />
+                <For
+                    each=move || {
+                        let room = room_name.get();
+                        rows.get().into_iter().map(move |row| (room.clone(), row)).collect::<Vec<_>>()
+                    }
+                    key=|entry| entry.clone()
+                    children=move |(_, row)| row_view(chat, row)
+                />
                 <Show when=move || !frozen.get()>
                     <For
                         each=move || pending.get()

@@ -104,7 +104,7 @@ pub(crate) fn Sidebar() -> impl IntoView {
                 <input
                     name="room"
                     aria-label="Join or create a room"
-                    placeholder="Join or create a room"
+                    placeholder="Room name"
                     autocomplete="off"
                     bind:value=draft
                     aria-invalid=move || error().is_some().to_string()

@@ -5,7 +5,7 @@
 //! is unit-tested natively. The [`crate::connection`] module feeds every frame in and
 //! sends the follow-up frames that [`ChatState::apply`] returns.
 
-mod room;
+pub(crate) mod room;
 
 use std::collections::{BTreeMap, VecDeque};
 

@@ -1,36 +1,17 @@
-//! Browser tests: components rendered into the real DOM of headless Chromium.
-//!
-//! Run with `cargo test -p frontend --target wasm32-unknown-unknown` (the runner,
-//! wasm-bindgen-test-runner, is set in `.cargo/config.toml` and drives Chromium through
-//! chromedriver). The logic behind the components is unit-tested natively; these tests
-//! check what only a browser can tell: which elements and attributes actually end up in
-//! the document.
+//! `RichText`: message text as text nodes, web addresses as safe links.
 
 use leptos::mount::mount_to;
 use leptos::prelude::*;
-use wasm_bindgen::JsCast as _;
-use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
-use web_sys::{Element, HtmlElement};
+use wasm_bindgen_test::wasm_bindgen_test;
+use web_sys::Element;
 
+use super::{all, new_host};
 use crate::components::RichText;
-
-wasm_bindgen_test_configure!(run_in_browser);
 
 /// Mounts `<RichText text>` into a fresh `<div>` in the page and returns the `<p>` it
 /// rendered.
 fn render_rich_text(text: &str) -> Element {
-    let document = web_sys::window()
-        .and_then(|w| w.document())
-        .expect("a document");
-    let host: HtmlElement = document
-        .create_element("div")
-        .expect("create a div")
-        .unchecked_into();
-    document
-        .body()
-        .expect("a body")
-        .append_child(&host)
-        .expect("append the div");
+    let host = new_host();
     let text = text.to_owned();
     // Forgotten so the view stays mounted (and its reactive owner alive) after this
     // function returns; each test uses its own div, so nothing is shared.
@@ -48,11 +29,7 @@ fn render_rich_text(text: &str) -> Element {
 
 /// The `<a>` elements under `el`.
 fn links(el: &Element) -> Vec<Element> {
-    let list = el.query_selector_all("a").expect("a valid selector");
-    (0..list.length())
-        .filter_map(|i| list.item(i))
-        .map(|node| node.unchecked_into())
-        .collect()
+    all(el, "a")
 }
 
 #[wasm_bindgen_test]
