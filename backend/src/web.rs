@@ -91,11 +91,13 @@ fn file(path: &str, headers: &HeaderMap) -> Option<Response> {
     Some(resp)
 }
 
-/// Whether a file name carries a content hash (Trunk's `name-<16+ hex>_bg.wasm` style).
+/// Whether a file name carries a content hash (Trunk's `name-<hex>_bg.wasm` style).
+/// Trunk prints its 64-bit hash with `{:x}`, unpadded: one build in 16 has 15 digits,
+/// one in 256 has 14, so anything from 10 digits up counts.
 fn looks_hashed(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or_default();
     name.split(['-', '.', '_'])
-        .any(|part| part.len() >= 16 && part.bytes().all(|b| b.is_ascii_hexdigit()))
+        .any(|part| part.len() >= 10 && part.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn hex(bytes: &[u8]) -> String {

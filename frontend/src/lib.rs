@@ -72,7 +72,7 @@ pub fn App() -> impl IntoView {
         let _ = conn.join(&nick);
     }
 
-    let welcomed = move || chat.with(|s| s.me.is_some());
+    let welcomed = move || chat.with(ChatState::in_chat);
     let room_title = move || chat.with(|s| s.current.clone().map(|r| format!("#{r}")));
     view! {
         <div class="app" class:sidebar-open=move || ui.sidebar_open.get()>

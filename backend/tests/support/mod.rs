@@ -46,6 +46,10 @@ impl TestServer {
     pub async fn on_db(db: PathBuf, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::with_db(&db);
         config.addr = "127.0.0.1:0".parse().unwrap();
+        // Every test client comes from 127.0.0.1, which the per-address limits would
+        // treat as one client; they are off unless a test sets them.
+        config.max_connections_per_ip = 0;
+        config.ip_join_rate = 0;
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind(config.addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -259,5 +263,73 @@ impl Client {
             }
         }
         acked.unwrap()
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (free when this returns; tests bind it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real `huddle` binary, running as its own process on a fixed address, so a test
+/// can kill it with SIGKILL and start it again on the same address and database.
+pub struct Huddle {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl Huddle {
+    /// Starts `huddle --addr <addr> --db <db> <extra…>` and waits until it accepts
+    /// connections. Retries for a while when the address is still taken (a killed
+    /// process's port can take a moment to be free again).
+    pub async fn start(db: &std::path::Path, addr: SocketAddr, extra: &[&str]) -> Huddle {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_huddle"))
+                .arg("--addr")
+                .arg(addr.to_string())
+                .arg("--db")
+                .arg(db)
+                .args(extra)
+                .env("HUDDLE_LOG", "warn")
+                // As in `TestServer`: all clients share 127.0.0.1 (flags in `extra` win).
+                .env("HUDDLE_MAX_CONNECTIONS_PER_IP", "0")
+                .env("HUDDLE_IP_JOIN_RATE", "0")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start huddle");
+            while tokio::time::Instant::now() < deadline {
+                if TcpStream::connect(addr).await.is_ok() {
+                    return Huddle { child, addr };
+                }
+                if child.try_wait().unwrap().is_some() {
+                    // It could not listen (yet): try again.
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "huddle did not start listening on {addr}"
+            );
+            let _ = child.kill().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Kills the process with SIGKILL (no shutdown, no close frames) and reaps it.
+    pub async fn kill9(&mut self) {
+        self.child.start_kill().expect("kill huddle");
+        self.child.wait().await.expect("reap huddle");
     }
 }

@@ -46,6 +46,17 @@ pub(crate) fn Header() -> impl IntoView {
                     on:click=move |_| ui.sidebar_open.update(|o| *o = !*o)
                 >
                     "☰"
+                    {move || {
+                        let n = chat.with(ChatState::unread_elsewhere);
+                        (n > 0)
+                            .then(|| {
+                                view! {
+                                    <span class="unread" aria-label=format!("{n} unread in other rooms")>
+                                        {n}
+                                    </span>
+                                }
+                            })
+                    }}
                 </button>
             </Show>
             <h1>"Huddle"</h1>

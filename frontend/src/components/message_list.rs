@@ -43,6 +43,9 @@ pub(crate) fn MessageList() -> impl IntoView {
     let loading = Memo::new(move |_| chat.with(|s| s.room().is_some_and(|r| r.loading_older)));
     // The row the person is looking at, and its distance from the top of the view.
     let anchor = StoredValue::new(None::<(String, i32)>);
+    // The scroll position we last saw or set: only a move up from it is the person
+    // leaving the bottom; rows added below it are not.
+    let last_top = StoredValue::new(0);
 
     // Rows changed: keep the view where the person left it, or at the bottom. Runs a
     // frame later, once the new rows are laid out.
@@ -63,6 +66,7 @@ pub(crate) fn MessageList() -> impl IntoView {
                     el.set_scroll_top(row.offset_top() - delta);
                 }
             }
+            last_top.set_value(el.scroll_top());
             anchor.set_value(first_visible(&el));
         });
     });
@@ -72,7 +76,12 @@ pub(crate) fn MessageList() -> impl IntoView {
             return;
         };
         anchor.set_value(first_visible(&el));
-        let bottom = el.scroll_top() + el.client_height() >= el.scroll_height() - STICK_PX;
+        let top = el.scroll_top();
+        // Our own scroll to the bottom is reported a frame later, by which time more
+        // rows may have arrived below: that is not the person scrolling up.
+        let bottom = top + el.client_height() >= el.scroll_height() - STICK_PX
+            || (at_bottom.get_untracked() && top >= last_top.get_value());
+        last_top.set_value(top);
         if bottom != at_bottom.get_untracked() || (bottom && frozen.get_untracked()) {
             conn.set_at_bottom(bottom);
         }

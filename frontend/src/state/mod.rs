@@ -147,6 +147,16 @@ impl ChatState {
         Some(ClientMsg::Hello { nick, session })
     }
 
+    /// Whether the rooms (rather than the nick form) are on screen: once welcomed, and
+    /// also while the saved session of the nick being asked for is reclaimed, so a
+    /// returning visitor is never asked again for the nick they have.
+    pub(crate) fn in_chat(&self) -> bool {
+        self.me.is_some()
+            || (self.nick_error.is_none()
+                && self.wanted_nick.is_some()
+                && self.session.as_ref().map(|(owner, _)| owner) == self.wanted_nick.as_ref())
+    }
+
     pub(crate) fn room(&self) -> Option<&Room> {
         self.rooms.get(self.current.as_deref()?)
     }
@@ -195,6 +205,10 @@ impl ChatState {
                 ts,
             } => self.on_notification(&room, kind, text, nick, ts),
             ServerMsg::Presence { room, nicks } => {
+                // The directory's count for this room is known exactly now.
+                if let Some(entry) = self.directory.iter_mut().find(|d| d.room == room) {
+                    entry.members = nicks.len() as u64;
+                }
                 if let Some(r) = self.room_mut(&room) {
                     r.members = nicks;
                 }
@@ -464,6 +478,15 @@ impl ChatState {
                 r.unread = 0;
             }
         }
+    }
+
+    /// Unread messages in the rooms not on screen (the drawer button's badge).
+    pub(crate) fn unread_elsewhere(&self) -> u32 {
+        self.rooms
+            .values()
+            .filter(|r| self.current.as_ref() != Some(&r.name))
+            .map(|r| r.unread)
+            .sum()
     }
 
     /// The page title: the unread count while the tab is hidden.

@@ -346,6 +346,7 @@ fn unread_counts_title_and_mentions() {
         ..msg("dev", 2, "bob", "b2")
     }));
     assert_eq!(s.rooms["dev"].unread, 2);
+    assert_eq!(s.unread_elsewhere(), 2);
     assert_eq!(s.alerts.len(), 1);
     assert_eq!(s.alerts[0].room, "dev");
     // The room on screen while visible: read, no alert, announced.
@@ -437,4 +438,21 @@ fn scrolling_up_asks_for_older_pages_once() {
     });
     assert_eq!(offsets(&s, "lobby"), (1..=100).collect::<Vec<_>>());
     assert_eq!(s.load_older(), None, "nothing older on the server");
+}
+
+#[test]
+fn presence_keeps_the_directory_count_current() {
+    let mut s = joined(0);
+    s.apply(ServerMsg::Rooms {
+        rooms: vec![RoomInfo {
+            room: "lobby".to_owned(),
+            members: 1,
+            head: 0,
+        }],
+    });
+    s.apply(ServerMsg::Presence {
+        room: "lobby".to_owned(),
+        nicks: vec!["alice".to_owned(), "bob".to_owned(), "carol".to_owned()],
+    });
+    assert_eq!(s.directory[0].members, 3);
 }
