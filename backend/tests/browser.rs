@@ -1551,8 +1551,9 @@ async fn screenshots_of_the_app_light_and_dark_desktop_and_phone() {
         return;
     }
     let driver = Driver::start().await;
-    screenshot_scene(&driver, false).await;
-    screenshot_scene(&driver, true).await;
+    // Boxed: each scene's future holds two browsers and a server, too big for the stack.
+    Box::pin(screenshot_scene(&driver, false)).await;
+    Box::pin(screenshot_scene(&driver, true)).await;
 }
 
 /// Sends a raw HTTP/1.1 GET and returns the response head (status line and headers).
