@@ -56,6 +56,9 @@ async fn main() {
     config.rate_per_sec = 1_000_000;
     config.rate_burst = 1_000_000;
     config.outbox = 1 << 16;
+    // Every bench client comes from 127.0.0.1: no per-address limits.
+    config.max_connections_per_ip = 0;
+    config.ip_join_rate = 0;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -26,6 +26,11 @@ pub struct Config {
     #[arg(long, env = "HUDDLE_LOG", default_value = "info")]
     pub log: String,
 
+    /// Log line format: `pretty` (human-readable text) or `json` (one JSON object per
+    /// line, for log collectors).
+    #[arg(long, env = "HUDDLE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
     /// Largest WebSocket frame accepted from a client, in bytes; larger closes with 1009.
     #[arg(long, env = "HUDDLE_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
     pub max_frame_bytes: u32,
@@ -47,7 +52,8 @@ pub struct Config {
     #[arg(long, env = "HUDDLE_PING_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub ping_interval: Duration,
 
-    /// A client that sends nothing (no pong, no frame) for this long is closed.
+    /// A client that sends nothing (no pong, no frame) for this long is closed, and so is
+    /// one that takes no frame from the server for this long (a full socket).
     #[arg(long, env = "HUDDLE_IDLE_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
@@ -66,6 +72,65 @@ pub struct Config {
     /// Most rooms one connection may be in at once.
     #[arg(long, env = "HUDDLE_MAX_ROOMS_PER_CONN", default_value_t = 100)]
     pub max_rooms_per_conn: usize,
+
+    /// Most WebSocket connections from one client address (an IPv6 /64 counts as one);
+    /// more are closed with 1008 right after the upgrade. 0: no limit.
+    #[arg(long, env = "HUDDLE_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
+    pub max_connections_per_ip: usize,
+
+    /// A connection that has not completed a `hello` this long after opening is closed
+    /// with 1008 ("hello timeout").
+    #[arg(long, env = "HUDDLE_HELLO_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub hello_timeout: Duration,
+
+    /// Sustained `hello` and `join` frames per minute allowed per client address, shared
+    /// by all its connections; beyond it they get `rate_limited`. 0: no limit.
+    #[arg(long, env = "HUDDLE_IP_JOIN_RATE", default_value_t = 30)]
+    pub ip_join_rate: u32,
+
+    /// Burst of `hello` and `join` frames allowed per client address above the rate.
+    #[arg(long, env = "HUDDLE_IP_JOIN_BURST", default_value_t = 60)]
+    pub ip_join_burst: u32,
+
+    /// Proxies whose `X-Forwarded-For` names the client address used by the per-address
+    /// limits (comma-separated IPs or networks; empty: trust none). Behind a proxy on
+    /// another machine, add its address.
+    // `::std::vec::Vec` makes clap parse the whole list as one value, so "" is the empty
+    // list rather than an invalid entry.
+    #[arg(
+        long,
+        env = "HUDDLE_TRUSTED_PROXIES",
+        default_value = "127.0.0.0/8,::1",
+        value_parser = parse_list::<crate::peers::IpNet>
+    )]
+    pub trusted_proxies: ::std::vec::Vec<crate::peers::IpNet>,
+
+    /// Origins whose pages may open a WebSocket, comma-separated: `scheme://host[:port]`,
+    /// port `*` for any, or `*` for every origin. The server's own host (Origin = Host)
+    /// is always allowed; unset or empty adds http(s)://127.0.0.1, localhost and [::1] on
+    /// any port (local development). Others get HTTP 403.
+    #[arg(
+        long,
+        env = "HUDDLE_ALLOWED_ORIGINS",
+        default_value = "",
+        hide_default_value = true,
+        value_parser = parse_list::<crate::http::origin::OriginPattern>
+    )]
+    pub allowed_origins: ::std::vec::Vec<crate::http::origin::OriginPattern>,
+
+    /// PEM certificate chain: with --tls-key, serve HTTPS and wss:// instead of plain HTTP.
+    #[arg(long, env = "HUDDLE_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for --tls-cert.
+    #[arg(long, env = "HUDDLE_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Bearer token for `POST /api/rooms/{room}/notifications`; unset (the default)
+    /// disables the notifications API. Visible ASCII, no spaces. Prefer the environment
+    /// variable: command lines are visible to other local users.
+    #[arg(long, env = "HUDDLE_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<crate::http::api::ApiToken>,
 }
 
 impl Config {
@@ -85,6 +150,27 @@ impl Config {
             ..Limits::default()
         }
     }
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Text for people: time, level, the connection's span, message, fields.
+    Pretty,
+    /// One JSON object per line; span fields (the connection id) included.
+    Json,
+}
+
+/// Parses a comma-separated list, skipping empty entries.
+fn parse_list<T: std::str::FromStr>(raw: &str) -> Result<Vec<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    raw.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| item.parse().map_err(|e: T::Err| e.to_string()))
+        .collect()
 }
 
 /// Parses `250ms`, `30s`, `5m` or a bare number of seconds.
@@ -120,11 +206,22 @@ mod tests {
     }
 
     #[test]
+    fn lists() {
+        let nets: Vec<crate::peers::IpNet> = parse_list(" 10.0.0.0/8 ,, ::1 ").unwrap();
+        assert_eq!(nets.len(), 2);
+        assert_eq!(parse_list::<crate::peers::IpNet>("").unwrap(), vec![]);
+        assert!(parse_list::<crate::peers::IpNet>("10.0.0.1,bogus").is_err());
+    }
+
+    #[test]
     fn defaults_match_the_contract() {
         let c = Config::with_db("x.db");
         assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
         assert_eq!(c.limits(), Limits::default());
         assert_eq!(c.ping_interval, Duration::from_secs(30));
         assert_eq!(c.idle_timeout, Duration::from_secs(90));
+        assert_eq!(c.hello_timeout, Duration::from_secs(10));
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(c.allowed_origins.is_empty() && c.tls_cert.is_none() && c.tls_key.is_none());
     }
 }

@@ -5,6 +5,7 @@
 //! never across an `.await`; a slow connection can never slow a broadcast down.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::broker::Envelope;
@@ -15,12 +16,18 @@ use crate::session::outbox::{ConnId, Outbox, Outgoing};
 pub struct Hub {
     /// A std mutex: critical sections are short and contain no `.await`.
     rooms: Arc<Mutex<HashMap<Arc<str>, Room>>>,
+    /// The last membership version handed out, hub-wide so that a room emptied and
+    /// created again never repeats one. Only bumped while `rooms` is locked.
+    versions: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
 struct Room {
     /// Ordered by connection id so member lists come out in a stable order.
     members: BTreeMap<ConnId, Member>,
+    /// Changes with every join and leave: a presence list published with the version it
+    /// was taken at can be checked for still being current (see [`Hub::presence`]).
+    version: u64,
 }
 
 struct Member {
@@ -36,6 +43,8 @@ pub struct Change {
     /// True when the change created the room here (join) or emptied it (leave), so the
     /// broker subscription must follow.
     pub edge: bool,
+    /// The room's membership version after the change.
+    pub version: u64,
 }
 
 impl Hub {
@@ -54,9 +63,11 @@ impl Hub {
             return None;
         }
         entry.members.insert(conn, Member { nick, outbox });
+        entry.version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
         Some(Change {
             nicks: nicks_of(entry),
             edge,
+            version: entry.version,
         })
     }
 
@@ -65,9 +76,11 @@ impl Hub {
         let mut rooms = self.lock();
         let entry = rooms.get_mut(room)?;
         entry.members.remove(&conn)?;
+        entry.version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
         let change = Change {
             nicks: nicks_of(entry),
             edge: entry.members.is_empty(),
+            version: entry.version,
         };
         if change.edge {
             rooms.remove(room);
@@ -78,6 +91,22 @@ impl Hub {
     /// The nicks in a room now.
     pub fn nicks(&self, room: &str) -> Vec<String> {
         self.lock().get(room).map(nicks_of).unwrap_or_default()
+    }
+
+    /// The room's nicks and membership version now, unless the version is still `seen`
+    /// (or the room has no members here). Presence lists are taken under the lock but
+    /// published after it, so two changes can publish out of order; whoever published
+    /// the list of version `seen` asks this afterwards and publishes again until nothing
+    /// changed in between, so the last list a member receives is the current one.
+    pub fn presence(&self, room: &str, seen: u64) -> Option<(u64, Vec<String>)> {
+        let rooms = self.lock();
+        let entry = rooms.get(room)?;
+        (entry.version != seen).then(|| (entry.version, nicks_of(entry)))
+    }
+
+    /// How many connections on this node are in a room now.
+    pub fn member_count(&self, room: &str) -> u64 {
+        self.lock().get(room).map_or(0, |r| r.members.len() as u64)
     }
 
     /// Every room with members here, with its member count.
@@ -121,13 +150,15 @@ fn nicks_of(room: &Room) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::codec::Frame;
+    use crate::metrics::Metrics;
 
     #[test]
     fn join_leave_deliver() {
         let hub = Hub::default();
+        let metrics = Metrics::default();
         let room: Arc<str> = Arc::from("lobby");
-        let (a, mut rx_a, _) = Outbox::new(4);
-        let (b, mut rx_b, _) = Outbox::new(4);
+        let (a, mut rx_a, _) = Outbox::new(4, &metrics);
+        let (b, mut rx_b, _) = Outbox::new(4, &metrics);
         assert!(hub.join(&room, 1, "a".into(), a.clone()).unwrap().edge);
         let change = hub.join(&room, 2, "b".into(), b).unwrap();
         assert_eq!(change.nicks, vec!["a", "b"]);
@@ -150,8 +181,9 @@ mod tests {
     #[tokio::test]
     async fn a_full_outbox_closes_its_connection_as_slow() {
         let hub = Hub::default();
+        let metrics = Metrics::default();
         let room: Arc<str> = Arc::from("r");
-        let (a, _rx, control) = Outbox::new(1);
+        let (a, _rx, control) = Outbox::new(1, &metrics);
         hub.join(&room, 1, "a".into(), a);
         for offset in 1..=2 {
             hub.deliver(&Envelope {
@@ -162,5 +194,34 @@ mod tests {
             });
         }
         assert_eq!(control.closed().await, common::CloseCode::SlowConsumer);
+        assert_eq!(metrics.outbox_drops.get(), 1);
+    }
+
+    #[test]
+    fn presence_tells_whether_a_published_list_is_still_current() {
+        let hub = Hub::default();
+        let metrics = Metrics::default();
+        let room: Arc<str> = Arc::from("r");
+        let (a, _rx_a, _) = Outbox::new(4, &metrics);
+        let (b, _rx_b, _) = Outbox::new(4, &metrics);
+        let first = hub.join(&room, 1, "a".into(), a.clone()).unwrap();
+        assert_eq!(
+            hub.presence("r", first.version),
+            None,
+            "nothing changed since"
+        );
+        // b joins after a's list was taken: a's list is stale, and the current one says so.
+        let second = hub.join(&room, 2, "b".into(), b).unwrap();
+        assert_eq!(
+            hub.presence("r", first.version),
+            Some((second.version, vec!["a".to_owned(), "b".to_owned()]))
+        );
+        assert_eq!(hub.presence("r", second.version), None);
+        // A room emptied and created again never repeats a version.
+        hub.leave("r", 2).unwrap();
+        hub.leave("r", 1).unwrap();
+        assert_eq!(hub.presence("r", 0), None, "no members, nobody to tell");
+        let again = hub.join(&room, 1, "a".into(), a).unwrap();
+        assert!(again.version > second.version);
     }
 }

@@ -12,6 +12,11 @@
 //! - [`writer`]: the single history writer (group commit, then broadcast in order).
 //! - [`store`]: the [`store::HistoryStore`] trait and [`store::SqliteStore`].
 //! - [`shutdown`]: the stop signal.
+//! - [`metrics`]: every metric `GET /metrics` exports, per server; [`logsafe`]: logging
+//!   client-controlled text without control characters.
+//! - [`tls`]: `--tls-cert`/`--tls-key` and the listener that serves plain TCP or TLS.
+//! - [`peers`]: per-address limits (connections, `hello`/`join` rate) and the client
+//!   address behind trusted proxies.
 //!
 //! A message flows: session `send` → writer queue → one SQLite transaction → broker
 //! publish → hub → each member's outbox → each session's socket; the sender's `ack`
@@ -22,11 +27,15 @@ pub mod codec;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod logsafe;
+pub mod metrics;
 pub mod nicks;
+pub mod peers;
 pub mod session;
 pub mod shutdown;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod web;
 pub mod writer;
 
@@ -34,7 +43,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
+use axum::serve::{Listener as _, ListenerExt};
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -43,6 +52,7 @@ pub use state::AppState;
 
 use broker::MemoryBroker;
 use hub::Hub;
+use metrics::Metrics;
 use store::{SqliteStore, StoreError};
 use writer::Writer;
 
@@ -53,6 +63,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("server I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// The HTTP application for a state: what tests and `run` serve.
@@ -67,23 +79,31 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let tls = tls::from_config(&config)?;
     let store = Arc::new(SqliteStore::open(&config.db)?);
     let hub = Hub::default();
     let broker = Arc::new(MemoryBroker::new(hub.clone()));
+    let metrics = Metrics::new();
     let (writer, writer_task) = Writer::start(
         store.clone(),
         broker.clone(),
         config.write_queue,
         config.max_batch,
+        metrics.clone(),
     );
-    let state = AppState::new(config, hub, broker, store, writer);
+    let state = AppState::new(config, hub, broker, store, writer, metrics);
     let token = state.shutdown.clone();
-    tracing::info!(addr = %listener.local_addr()?, db = %state.config.db.display(), "huddle listening");
+    let listener = tls::Incoming::new(listener, tls)?;
+    let scheme = if listener.is_tls() { "https" } else { "http" };
+    tracing::info!(addr = %listener.local_addr()?, scheme, db = %state.config.db.display(), "huddle listening");
+    if !listener.is_tls() {
+        tracing::info!("serving plain HTTP: on the open internet, pass --tls-cert and --tls-key, or put a TLS-terminating proxy in front");
+    }
 
     // Chat frames are small and latency matters: without TCP_NODELAY, Nagle's algorithm
     // and delayed ACKs hold a lone frame back for up to ~40 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
+    let listener = listener.tap_io(|io| {
+        if let Err(e) = tls::tcp(io).set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });

@@ -1,11 +1,13 @@
 //! The `huddle` binary: parse flags, set up logging, bind, and run until a stop signal.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 
+use backend::config::LogFormat;
 use backend::{shutdown::shutdown_signal, Config, RunError};
 
 fn main() -> ExitCode {
@@ -24,17 +26,40 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    // A TLS setting that cannot work is a configuration error like a bad flag: say so
+    // before anything starts. `run` loads the files again when it starts serving.
+    if let Err(e) = backend::tls::from_config(&config) {
+        eprintln!("huddle: error: {e}");
+        return ExitCode::from(2);
+    }
+    init_logging(&config);
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("huddle: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs go to stdout, one line per event, as text or JSON (`--log-format`). Colours only
+/// on a terminal: in a file or the journal escape sequences are noise, and a log free of
+/// them makes any that a client smuggled in stand out.
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match config.log_format {
+        LogFormat::Pretty => logs.with_ansi(std::io::stdout().is_terminal()).init(),
+        // Event fields at the top level next to `message`; the innermost span (the
+        // connection: `{"name":"conn","id":…,"peer":…}`) under `span`.
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
     }
 }
 

@@ -10,8 +10,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::http::origin::AllowedOrigins;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::nicks::Nicks;
+use crate::peers::Peers;
 use crate::session::outbox::ConnId;
 use crate::store::HistoryStore;
 use crate::writer::Writer;
@@ -36,6 +39,13 @@ pub struct Shared {
     pub sessions: TaskTracker,
     /// One permit per live WebSocket (`--max-connections`).
     pub connection_slots: Arc<Semaphore>,
+    /// Per-address connection counts and `hello`/`join` buckets.
+    pub peers: Peers,
+    /// Which `Origin`s may open a WebSocket.
+    pub origins: AllowedOrigins,
+    /// This server's metrics (`GET /metrics`); per server, so tests that run several in
+    /// one process see each one's own numbers.
+    pub metrics: Metrics,
     next_conn: AtomicU64,
 }
 
@@ -46,9 +56,17 @@ impl AppState {
         broker: Arc<dyn Broker>,
         store: Arc<dyn HistoryStore>,
         writer: Writer,
+        metrics: Metrics,
     ) -> Self {
         let limits = config.limits();
         let connection_slots = Arc::new(Semaphore::new(config.max_connections));
+        let peers = Peers::new(
+            config.max_connections_per_ip,
+            config.ip_join_rate,
+            config.ip_join_burst,
+            config.max_connections,
+        );
+        let origins = AllowedOrigins::new(&config.allowed_origins);
         AppState(Arc::new(Shared {
             config,
             limits,
@@ -60,6 +78,9 @@ impl AppState {
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
             connection_slots,
+            peers,
+            origins,
+            metrics,
             next_conn: AtomicU64::new(1),
         }))
     }

@@ -14,6 +14,8 @@ use tokio::task::JoinHandle;
 
 use crate::broker::{Broker, Envelope};
 use crate::codec;
+use crate::logsafe::Escaped;
+use crate::metrics::{Broadcast, Metrics};
 use crate::store::{AppendOutcome, HistoryStore, NewMessage};
 
 /// What a sender learns about its append.
@@ -51,9 +53,10 @@ impl Writer {
         broker: Arc<dyn Broker>,
         queue: usize,
         max_batch: usize,
+        metrics: Metrics,
     ) -> (Writer, WriterTask) {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let handle = tokio::spawn(run(rx, store, broker, max_batch.max(1)));
+        let handle = tokio::spawn(run(rx, store, broker, max_batch.max(1), metrics));
         (Writer { tx }, WriterTask { handle })
     }
 
@@ -83,11 +86,15 @@ async fn run(
     store: Arc<dyn HistoryStore>,
     broker: Arc<dyn Broker>,
     max_batch: usize,
+    metrics: Metrics,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
         let (msgs, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|r| (r.msg, r.reply)).unzip();
-        match store.append_batch(msgs).await {
+        let (size, started) = (msgs.len(), std::time::Instant::now());
+        let stored = store.append_batch(msgs).await;
+        metrics.history_batch(size, started.elapsed(), stored.is_ok());
+        match stored {
             Ok(outcomes) => {
                 for (outcome, reply) in outcomes.into_iter().zip(replies) {
                     if let AppendOutcome::Stored(m) = &outcome {
@@ -100,8 +107,11 @@ async fn run(
                         // The message is durable whatever happens here: members that miss
                         // it recover it with `since`, so a broker failure is logged, not
                         // turned into a failed append.
-                        if let Err(e) = broker.publish(env).await {
-                            tracing::warn!(error = %e, room = %m.room, offset = m.offset, "broadcast failed");
+                        match broker.publish(env).await {
+                            Ok(()) => metrics.broadcast(Broadcast::Message),
+                            Err(e) => {
+                                tracing::warn!(error = %e, room = %Escaped(&m.room), offset = m.offset, "broadcast failed");
+                            }
                         }
                     }
                     let _ = reply.send(Ok(outcome));

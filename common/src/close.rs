@@ -13,7 +13,8 @@ pub enum CloseCode {
     GoingAway,
     /// 1003: the client sent a binary frame; the protocol is text-only.
     Unsupported,
-    /// 1008: a policy refused the connection (Origin not allowed, connection limits).
+    /// 1008: a policy refused the connection (connection limits in total or per
+    /// address, no `hello` in time). A disallowed Origin gets HTTP 403 instead.
     Policy,
     /// 1009: a frame exceeded the maximum frame size.
     TooBig,

@@ -25,7 +25,8 @@ pub enum ErrorCode {
     InvalidText,
     /// The message id breaks the id rule.
     InvalidId,
-    /// Too many `send`s; this one was neither stored nor broadcast.
+    /// Too many `send`s (this one was neither stored nor broadcast), or too many `hello`s
+    /// and `join`s from one address (this one was not executed).
     RateLimited,
     /// The server failed (for example its storage); nothing was acknowledged.
     Internal,

@@ -14,7 +14,9 @@
 //! - `run`: build everything and run the server on <http://127.0.0.1:3000>.
 //! - `dist`: build the release server binary, which embeds `dist/`.
 //! - `test`: formatting, lints, the web bundle and every test, stopping at the first failure.
+//! - `fuzz`: run the decoder/validation fuzz target for a bounded time (not part of `test`).
 
+mod fuzz;
 mod setup;
 mod web;
 
@@ -59,6 +61,12 @@ enum Task {
     Dist,
     /// Set up, then check formatting, run clippy, build the web app and run all tests.
     Test,
+    /// Fuzz the frame decoder and validation rules (cargo-fuzz, nightly) for a bounded time.
+    Fuzz {
+        /// How long to fuzz, in seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -88,6 +96,7 @@ fn dispatch(ctx: &Ctx, task: Task) -> Result<()> {
         Task::Run { args } => run_server(ctx, &args),
         Task::Dist => dist(ctx),
         Task::Test => test(ctx),
+        Task::Fuzz { seconds } => fuzz::fuzz(ctx, seconds),
     }
 }
 

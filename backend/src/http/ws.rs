@@ -1,4 +1,5 @@
-//! `GET /ws`: WebSocket upgrade tuned for many connections, then one session per socket.
+//! `GET /ws`: the admission checks (Origin → 403; connections in total and per address
+//! → 1008), the WebSocket upgrade tuned for many connections, then one session per socket.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,9 +8,11 @@ use common::CloseCode;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
+use axum::http::header::ORIGIN;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::peers;
 use crate::session;
 use crate::state::AppState;
 
@@ -27,16 +30,32 @@ pub(super) async fn upgrade(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
 ) -> Response {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
+    // Refused before the upgrade: a page from another site gets nothing to talk to.
+    if !state.origins.allows(&headers) {
+        tracing::info!(%peer, origin = ?headers.get(ORIGIN), "websocket refused: origin not allowed");
+        return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+    }
+    // The address the per-address limits count and the logs show: the peer, or the
+    // client a trusted proxy names (the port stays the peer's; proxies do not pass it).
+    let client_ip = peers::client_ip(peer, &headers, &state.config.trusted_proxies);
+    let peer = SocketAddr::new(client_ip, peer.port());
     let max_frame = state.config.max_frame_bytes as usize;
     // The token keeps shutdown waiting until this session has said goodbye.
     let token = state.sessions.token();
-    // Over the limit the upgrade still completes, so the client gets a close code
-    // (1008) it can act on rather than an opaque failed handshake.
+    // Over a limit (in total or per address) the upgrade still completes, so the client
+    // gets a close code (1008) and reason it can act on rather than an opaque failed
+    // handshake, as the contract lists 1008 for connection limits.
     let permit = Arc::clone(&state.connection_slots).try_acquire_owned().ok();
+    // Only a connection within the total takes a per-address place, which keeps the
+    // live entries of the per-address table within --max-connections.
+    let slot = permit
+        .as_ref()
+        .and_then(|_| state.peers.try_connect(client_ip));
     ws.protocols([common::SUBPROTOCOL])
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
@@ -45,13 +64,25 @@ pub(super) async fn upgrade(
         .max_frame_size(max_frame)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
         .on_upgrade(move |socket| async move {
-            match permit {
-                Some(permit) => {
+            // Counted as open until this future ends, however it ends.
+            let open = state.metrics.connection_opened();
+            match (permit, slot) {
+                (Some(permit), Some(slot)) => {
                     session::run(socket, state, peer).await;
-                    drop(permit);
+                    drop((slot, permit));
                 }
-                None => session::refuse(socket, CloseCode::Policy, peer).await,
+                (None, _) => {
+                    let why = "too many connections";
+                    state.metrics.closed(CloseCode::Policy);
+                    session::refuse(socket, CloseCode::Policy, why, peer).await;
+                }
+                (Some(permit), None) => {
+                    drop(permit);
+                    let why = "too many connections from this address";
+                    state.metrics.closed(CloseCode::Policy);
+                    session::refuse(socket, CloseCode::Policy, why, peer).await;
+                }
             }
-            drop(token);
+            drop((open, token));
         })
 }

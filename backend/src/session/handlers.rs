@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::{End, PendingSend, RoomSub, Session};
 use crate::codec;
+use crate::logsafe::Escaped;
 use crate::store::NewMessage;
 use crate::writer::WriteError;
 
@@ -34,6 +35,21 @@ impl Session {
         };
         if self.nick.is_none() && !matches!(msg, ClientMsg::Hello { .. }) {
             return self.hello_required(Some(msg.kind().to_owned())).await;
+        }
+        // `hello` and `join` also draw on the address's shared bucket, so opening new
+        // connections does not buy one address more nicks or joins.
+        if matches!(msg, ClientMsg::Hello { .. } | ClientMsg::Join { .. })
+            && !self.state.peers.try_join(self.peer.ip())
+        {
+            let config = &self.state.config;
+            let message = format!(
+                "too many hello and join requests from your address: at most {} per minute (bursts of {}); this one was not executed",
+                config.ip_join_rate, config.ip_join_burst
+            );
+            let reference = Some(msg.kind().to_owned());
+            return self
+                .reply_error(ErrorCode::RateLimited, message, reference)
+                .await;
         }
         match msg {
             ClientMsg::Hello { nick, session } => self.hello(&nick, session.as_deref()).await,
@@ -78,7 +94,7 @@ impl Session {
                 .reply_error(ErrorCode::NickTaken, message, reference)
                 .await;
         };
-        tracing::debug!(conn = self.conn, nick, "hello");
+        tracing::debug!(nick = %Escaped(&nick), "hello");
         self.nick = Some(Arc::from(nick.as_str()));
         self.nick_key = key;
         let welcome = ServerMsg::Welcome {
@@ -124,7 +140,7 @@ impl Session {
             .join(&room, self.conn, nick, self.outbox.clone());
         if change.as_ref().is_some_and(|c| c.edge) {
             if let Err(e) = self.state.broker.subscribe(&room).await {
-                tracing::error!(room = %room, error = %e, "subscribe failed");
+                tracing::error!(room = %Escaped(&room), error = %e, "subscribe failed");
                 self.state.hub.leave(&room, self.conn);
                 return self.internal_error("join").await;
             }
@@ -132,7 +148,7 @@ impl Session {
         let head = match self.state.store.head(&room).await {
             Ok(h) => h,
             Err(e) => {
-                tracing::error!(room = %room, error = %e, "reading the room head failed");
+                tracing::error!(room = %Escaped(&room), error = %e, "reading the room head failed");
                 if change.is_some() {
                     self.undo_join(&room).await;
                 }
@@ -164,8 +180,13 @@ impl Session {
             self.replay(&room, since.unwrap_or(0), head.head).await?;
         }
         if let Some(change) = change {
-            self.announce(&room, NotificationKind::Joined, change.nicks)
-                .await;
+            self.announce(
+                &room,
+                NotificationKind::Joined,
+                change.nicks,
+                change.version,
+            )
+            .await;
         }
         Ok(())
     }
@@ -187,7 +208,7 @@ impl Session {
         match self.state.store.count_between(room, since, head.head).await {
             Ok(n) => n == head.head - since,
             Err(e) => {
-                tracing::error!(room, error = %e, "recovery check failed");
+                tracing::error!(room = %Escaped(room), error = %e, "recovery check failed");
                 false
             }
         }
@@ -204,7 +225,7 @@ impl Session {
                 Err(e) => {
                     // The peer got `recovered: true`; a hole now would be silent loss, so
                     // drop the connection and let the client resume from what it has.
-                    tracing::error!(room, error = %e, "replay failed");
+                    tracing::error!(room = %Escaped(room), error = %e, "replay failed");
                     return Err(End::Close(common::CloseCode::GoingAway));
                 }
             };
@@ -244,11 +265,11 @@ impl Session {
         .await?;
         if let Some(change) = change {
             let edge = change.edge;
-            self.announce(&room, NotificationKind::Left, change.nicks)
+            self.announce(&room, NotificationKind::Left, change.nicks, change.version)
                 .await;
             if edge {
                 if let Err(e) = self.state.broker.unsubscribe(&room).await {
-                    tracing::warn!(room = %room, error = %e, "unsubscribe failed");
+                    tracing::warn!(room = %Escaped(&room), error = %e, "unsubscribe failed");
                 }
             }
         }
@@ -295,6 +316,7 @@ impl Session {
         // Awaiting the queue here (not inside the pending future) keeps one connection's
         // messages in the order it sent them.
         let answer = self.state.writer.append(msg).await;
+        self.state.metrics.messages_in.inc();
         self.pending.push(
             answer
                 .map(|r| (ctx, r.unwrap_or(Err(WriteError::Stopped))))
@@ -360,7 +382,7 @@ impl Session {
                 self.reply(&msg).await
             }
             Err(e) => {
-                tracing::error!(room, error = %e, "history read failed");
+                tracing::error!(room = %Escaped(&room), error = %e, "history read failed");
                 self.internal_error("history").await
             }
         }

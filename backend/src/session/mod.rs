@@ -21,9 +21,12 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::SinkExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
+use tracing::Instrument as _;
 
 use crate::broker::Envelope;
 use crate::codec;
+use crate::logsafe::Escaped;
+use crate::metrics::{Broadcast, PeerClose};
 use crate::state::AppState;
 use crate::writer::AppendResult;
 use outbox::{ConnId, Control, Outbox, Outgoing};
@@ -37,6 +40,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 enum End {
     /// The server closes with this code.
     Close(CloseCode),
+    /// The server closes with this code and a reason more precise than the code's own.
+    CloseWith(CloseCode, &'static str),
     /// The peer sent a close frame.
     PeerClosed,
     /// The transport failed or ended without a close frame.
@@ -62,6 +67,8 @@ struct PendingSend {
 struct Session {
     state: AppState,
     conn: ConnId,
+    /// The client's address (behind a trusted proxy, the one it forwarded).
+    peer: SocketAddr,
     socket: WebSocket,
     outbox: Outbox,
     control: Arc<Control>,
@@ -75,15 +82,24 @@ struct Session {
     last_seen: Instant,
 }
 
-/// Serves one upgraded WebSocket until it closes.
+/// Serves one upgraded WebSocket until it closes, inside a `conn{id, peer}` span so
+/// every log line of the connection, from any handler, names it.
 pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
     let conn = state.next_conn_id();
-    let (outbox, rx, control) = Outbox::new(state.config.outbox);
+    let span = tracing::info_span!("conn", id = conn, %peer);
+    connection(socket, state, peer, conn).instrument(span).await;
+}
+
+async fn connection(socket: WebSocket, state: AppState, peer: SocketAddr, conn: ConnId) {
+    let metrics = state.metrics.clone();
+    let _live = metrics.session_started();
+    let (outbox, rx, control) = Outbox::new(state.config.outbox, &metrics);
     let rate = TokenBucket::new(state.config.rate_per_sec, state.config.rate_burst);
-    tracing::info!(conn, %peer, "connection opened");
+    tracing::info!("connection opened");
     let mut session = Session {
         state,
         conn,
+        peer,
         socket,
         outbox,
         control,
@@ -97,21 +113,38 @@ pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
     let end = session.serve(rx).await;
     session.leave_all().await;
     let nick = session.nick.clone();
+    // Counted before the close handshake, which may wait on the peer for a while.
+    let close_code = match end {
+        End::Close(code) | End::CloseWith(code, _) => {
+            metrics.closed(code);
+            Some(code.code())
+        }
+        End::PeerClosed => {
+            metrics.peer_closed(PeerClose::Close);
+            None
+        }
+        End::PeerGone => {
+            metrics.peer_closed(PeerClose::Gone);
+            None
+        }
+    };
     session.finish(end).await;
     let reason = match end {
         End::Close(code) => format!("server closed: {} {}", code.code(), code.reason()),
+        End::CloseWith(code, why) => format!("server closed: {} {why}", code.code()),
         End::PeerClosed => "peer closed".to_owned(),
         End::PeerGone => "peer gone".to_owned(),
     };
-    tracing::info!(conn, %peer, nick = nick.as_deref().unwrap_or("-"), reason, "connection closed");
+    let nick = nick.as_deref().unwrap_or("-");
+    tracing::info!(nick = %Escaped(nick), close_code, reason, "connection closed");
 }
 
 /// Closes a socket that may not become a session, telling the peer why.
-pub async fn refuse(mut socket: WebSocket, code: CloseCode, peer: SocketAddr) {
-    tracing::info!(%peer, code = code.code(), reason = code.reason(), "connection refused");
+pub async fn refuse(mut socket: WebSocket, code: CloseCode, reason: &str, peer: SocketAddr) {
+    tracing::info!(%peer, code = code.code(), reason, "connection refused");
     let frame = CloseFrame {
         code: code.code(),
-        reason: code.reason().into(),
+        reason: reason.into(),
     };
     let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(Message::Close(Some(frame)))).await;
     let _ = tokio::time::timeout(CLOSE_GRACE, socket.recv()).await;
@@ -124,12 +157,19 @@ impl Session {
         let mut ping = tokio::time::interval(self.state.config.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ping.tick().await;
+        // Until its `hello` succeeds a connection is of no use to anyone, yet it holds a
+        // socket, a task and a place under the connection limits.
+        let hello_deadline = tokio::time::sleep(self.state.config.hello_timeout);
+        tokio::pin!(hello_deadline);
         let result: Result<(), End> = async {
             loop {
                 tokio::select! {
                     biased;
                     code = control.closed() => return Err(End::Close(code)),
                     () = shutdown.cancelled() => return Err(End::Close(CloseCode::GoingAway)),
+                    () = &mut hello_deadline, if self.nick.is_none() => {
+                        return Err(End::CloseWith(CloseCode::Policy, "hello timeout"));
+                    }
                     Some((ctx, result)) = self.pending.next(), if !self.pending.is_empty() => {
                         self.on_appended(ctx, result).await?;
                     }
@@ -198,7 +238,7 @@ impl Session {
                 offset,
             },
             Err(e) => {
-                tracing::warn!(conn = self.conn, error = %e, "send not stored");
+                tracing::warn!(error = %e, "send not stored");
                 ServerMsg::error(
                     ErrorCode::Internal,
                     "the message could not be stored and was not delivered; retry with the same id",
@@ -211,6 +251,9 @@ impl Session {
 
     /// Sends a frame meant for this connection only.
     async fn reply(&mut self, msg: &ServerMsg) -> Result<(), End> {
+        if let ServerMsg::Error { code, .. } = msg {
+            self.state.metrics.error_sent(*code);
+        }
         self.write(Message::Text(codec::encode(msg))).await
     }
 
@@ -224,13 +267,29 @@ impl Session {
             .await
     }
 
-    /// Writes one frame, giving up if the connection is asked to close meanwhile.
+    /// Writes one frame, giving up if the connection is asked to close meanwhile, or if
+    /// the peer takes nothing for the idle timeout. The heartbeat only runs between
+    /// writes, so without that bound a peer that vanished (or stopped reading) with the
+    /// socket full would hold its session, nick and presence until the kernel gives up
+    /// on the connection, which for a peer that still ACKs is never.
     async fn write(&mut self, msg: Message) -> Result<(), End> {
         let control = Arc::clone(&self.control);
+        let is_text = matches!(msg, Message::Text(_));
+        let stalled = tokio::time::sleep(self.state.config.idle_timeout);
         tokio::select! {
-            result = self.socket.send(msg) => result.map_err(|_| End::PeerGone),
+            // The send first: when the socket takes the frame at once (nearly always),
+            // the timer is never polled, so it is never registered with the runtime.
+            biased;
+            result = self.socket.send(msg) => {
+                result.map_err(|_| End::PeerGone)?;
+                if is_text {
+                    self.state.metrics.messages_out.inc();
+                }
+                Ok(())
+            }
             code = control.closed() => Err(End::Close(code)),
             () = self.state.shutdown.cancelled() => Err(End::Close(CloseCode::GoingAway)),
+            () = stalled => Err(End::Close(CloseCode::GoingAway)),
         }
     }
 
@@ -242,13 +301,24 @@ impl Session {
             except: Some(self.conn),
             frame: codec::encode(msg),
         };
-        if let Err(e) = self.state.broker.publish(env).await {
-            tracing::warn!(conn = self.conn, room = %room, error = %e, "event not published");
+        match self.state.broker.publish(env).await {
+            Ok(()) => self.state.metrics.broadcast(Broadcast::Event),
+            Err(e) => tracing::warn!(room = %Escaped(room), error = %e, "event not published"),
         }
     }
 
-    /// Tells a room that this connection joined or left, and who is there now.
-    async fn announce(&mut self, room: &Arc<str>, kind: NotificationKind, nicks: Vec<String>) {
+    /// Tells a room that this connection joined or left, and who is there now: `nicks`
+    /// as of membership `version`, then newer lists until the room stops changing (see
+    /// [`crate::hub::Hub::presence`]), so concurrent joins and leaves cannot leave the
+    /// members with a stale list. Each extra round follows someone else's change, so
+    /// this ends when the churn does.
+    async fn announce(
+        &mut self,
+        room: &Arc<str>,
+        kind: NotificationKind,
+        nicks: Vec<String>,
+        version: u64,
+    ) {
         let Some(nick) = self.nick.as_deref() else {
             return;
         };
@@ -265,11 +335,18 @@ impl Session {
             ts: now_ms(),
         };
         self.publish_event(room, &note).await;
-        let presence = ServerMsg::Presence {
-            room: room.to_string(),
-            nicks,
-        };
-        self.publish_event(room, &presence).await;
+        let (mut version, mut nicks) = (version, nicks);
+        loop {
+            let presence = ServerMsg::Presence {
+                room: room.to_string(),
+                nicks,
+            };
+            self.publish_event(room, &presence).await;
+            match self.state.hub.presence(room, version) {
+                Some(newer) => (version, nicks) = newer,
+                None => break,
+            }
+        }
     }
 
     /// Leaves every room (telling the others, unless the whole server is stopping) and
@@ -281,12 +358,12 @@ impl Session {
                 continue;
             };
             if !stopping {
-                self.announce(&room, NotificationKind::Left, change.nicks)
+                self.announce(&room, NotificationKind::Left, change.nicks, change.version)
                     .await;
             }
             if change.edge {
                 if let Err(e) = self.state.broker.unsubscribe(&room).await {
-                    tracing::warn!(room = %room, error = %e, "unsubscribe failed");
+                    tracing::warn!(room = %Escaped(&room), error = %e, "unsubscribe failed");
                 }
             }
         }
@@ -298,10 +375,15 @@ impl Session {
     /// Ends the WebSocket properly: our close frame, or our half of the peer's.
     async fn finish(mut self, end: End) {
         match end {
-            End::Close(code) => {
+            End::Close(_) | End::CloseWith(..) => {
+                let (code, reason) = match end {
+                    End::CloseWith(code, why) => (code, why),
+                    End::Close(code) => (code, code.reason()),
+                    End::PeerClosed | End::PeerGone => return,
+                };
                 let frame = CloseFrame {
                     code: code.code(),
-                    reason: code.reason().into(),
+                    reason: reason.into(),
                 };
                 let send = self.socket.send(Message::Close(Some(frame)));
                 if tokio::time::timeout(CLOSE_GRACE, send)

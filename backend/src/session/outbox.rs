@@ -4,10 +4,12 @@
 use std::sync::{Arc, OnceLock};
 
 use common::CloseCode;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::Frame;
+use crate::metrics::Metrics;
 
 /// Identifies one WebSocket connection for the life of the process.
 pub type ConnId = u64;
@@ -49,17 +51,24 @@ impl Control {
 pub struct Outbox {
     tx: mpsc::Sender<Outgoing>,
     control: Arc<Control>,
+    /// Frames dropped because the queue was full (`huddle_outbox_drops_total`).
+    dropped: Counter,
 }
 
 impl Outbox {
-    /// A new outbox holding at most `capacity` frames, its receiver, and its control.
-    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Outgoing>, Arc<Control>) {
+    /// A new outbox holding at most `capacity` frames, its receiver, and its control;
+    /// frames it has to drop are counted in `metrics`.
+    pub fn new(
+        capacity: usize,
+        metrics: &Metrics,
+    ) -> (Self, mpsc::Receiver<Outgoing>, Arc<Control>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let control = Arc::new(Control::default());
         (
             Outbox {
                 tx,
                 control: Arc::clone(&control),
+                dropped: metrics.outbox_drops.clone(),
             },
             rx,
             control,
@@ -72,7 +81,10 @@ impl Outbox {
     pub fn push(&self, item: Outgoing) {
         match self.tx.try_send(item) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.control.close(CloseCode::SlowConsumer),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped.inc();
+                self.control.close(CloseCode::SlowConsumer);
+            }
             // The session is ending; nothing to deliver to.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }

@@ -95,4 +95,8 @@ pub trait HistoryStore: Send + Sync + 'static {
 
     /// Every room with stored messages and its head, by name.
     async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Proves the store can durably write now (for `GET /readyz`): a tiny committed
+    /// write that changes no history. `Err` means appends would fail too.
+    async fn check_writable(&self) -> Result<(), StoreError>;
 }

@@ -298,6 +298,24 @@ impl HistoryStore for SqliteStore {
         .await
     }
 
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            // Through the writer's own connection, so the probe fails exactly when
+            // appends would (read-only file, full disk, broken schema); committed, not
+            // rolled back, because only a commit reaches the WAL and its fsync.
+            let w = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            w.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('ready_probe', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [now_ms().to_string()],
+            )?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
     async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT room, head FROM rooms ORDER BY room")?;

@@ -46,6 +46,10 @@ impl TestServer {
     pub async fn on_db(db: PathBuf, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::with_db(&db);
         config.addr = "127.0.0.1:0".parse().unwrap();
+        // Every test client comes from 127.0.0.1, which the per-address limits would
+        // treat as one client; they are off unless a test sets them.
+        config.max_connections_per_ip = 0;
+        config.ip_join_rate = 0;
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind(config.addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -292,6 +296,9 @@ impl Huddle {
                 .arg(db)
                 .args(extra)
                 .env("HUDDLE_LOG", "warn")
+                // As in `TestServer`: all clients share 127.0.0.1 (flags in `extra` win).
+                .env("HUDDLE_MAX_CONNECTIONS_PER_IP", "0")
+                .env("HUDDLE_IP_JOIN_RATE", "0")
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::inherit())
                 .kill_on_drop(true)

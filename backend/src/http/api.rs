@@ -1,0 +1,351 @@
+//! The notifications API: `POST /api/rooms/{room}/notifications`, so a deploy script or
+//! a CI job can tell a room something without speaking WebSocket.
+//!
+//! This module owns the route, its bearer-token check, the request and response bodies,
+//! and the mapping of every failure to a status code with a JSON body
+//! `{"error": "<code>", "message": "..."}`. The notification itself travels the same
+//! path as every other event: encoded once, published to the broker, delivered by the hub
+//! to each member's outbox. Nothing is stored: like `joined`/`left` notices, an `info`
+//! notification reaches the members present now and no one else.
+//!
+//! Order of checks, each answered before the next is looked at: the API is enabled
+//! (404), the `Authorization` header is a bearer token (401) and the right one (403),
+//! then the request itself: body size (413), content type (415), JSON (422), room and
+//! text rules (422). Authentication comes first so that a caller without the token learns
+//! nothing about what a valid request looks like.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, MethodRouter};
+use axum::Json;
+use common::{validate, NotificationKind, ServerMsg};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use subtle::ConstantTimeEq as _;
+
+use crate::broker::Envelope;
+use crate::codec;
+use crate::state::AppState;
+
+/// The route, in axum's path syntax.
+pub const PATH: &str = "/api/rooms/{room}/notifications";
+
+/// Largest request body accepted, in bytes. The text limit (4000 characters) is what
+/// really bounds a request; this only has to admit every valid one, even a text whose
+/// characters are all sent as `\uXXXX\uXXXX` surrogate-pair escapes (12 bytes each).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The secret callers of the API present as `Authorization: Bearer <token>`.
+///
+/// Its `Debug` output is redacted so that logging the configuration never leaks it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken(String);
+
+/// Why a configured token is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiTokenError {
+    #[error("the API token is empty; unset it to disable the notifications API")]
+    Empty,
+    #[error("the API token may only contain visible ASCII characters (no spaces), since it is sent in an HTTP header")]
+    Charset,
+}
+
+impl FromStr for ApiToken {
+    type Err = ApiTokenError;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        if raw.is_empty() {
+            return Err(ApiTokenError::Empty);
+        }
+        // A token a client cannot put in a header verbatim would make the API unusable
+        // in a way that only shows up as 403s; refuse it at startup instead.
+        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiTokenError::Charset);
+        }
+        Ok(ApiToken(raw.to_owned()))
+    }
+}
+
+/// clap's own message for a bad value quotes the value; for a secret that would put the
+/// token (or a near miss of it) into logs, so this parser words its errors itself.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiTokenParser;
+
+impl clap::builder::TypedValueParser for ApiTokenParser {
+    type Value = ApiToken;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<ApiToken, clap::Error> {
+        let parsed = value
+            .to_str()
+            .ok_or(ApiTokenError::Charset)
+            .and_then(str::parse);
+        parsed.map_err(|e| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("bad --api-token / HUDDLE_API_TOKEN: {e}\n"),
+            )
+        })
+    }
+}
+
+impl clap::builder::ValueParserFactory for ApiToken {
+    type Parser = ApiTokenParser;
+
+    fn value_parser() -> ApiTokenParser {
+        ApiTokenParser
+    }
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(<redacted>)")
+    }
+}
+
+impl ApiToken {
+    /// Compares in time independent of where the two differ, so response times do not
+    /// reveal how much of a guess was right. (A length mismatch returns early; the length
+    /// of a token is not the secret.)
+    fn matches(&self, given: &[u8]) -> bool {
+        self.0.as_bytes().ct_eq(given).into()
+    }
+}
+
+/// The route with its body limit; `http::router` mounts it at [`PATH`].
+pub fn route() -> MethodRouter<AppState> {
+    post(notify).layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// The success body.
+#[derive(Debug, Serialize)]
+struct Delivered {
+    room: String,
+    /// Members of the room on this node when the notification was published. Zero is a
+    /// success: the room may simply be empty right now.
+    delivered_to: u64,
+}
+
+/// Every way a request can fail, each with its status and stable `error` code.
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    #[error("the notifications API is disabled on this server; start it with --api-token or HUDDLE_API_TOKEN to enable it")]
+    Disabled,
+    #[error("send the API token as `Authorization: Bearer <token>`")]
+    MissingToken,
+    #[error("the API token is wrong")]
+    WrongToken,
+    #[error("the request body is larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    #[error("send the body as JSON with `Content-Type: application/json`")]
+    ContentType,
+    #[error("the body must be a JSON object like {{\"text\": \"...\"}}: {0}")]
+    BadJson(String),
+    #[error("{0}")]
+    InvalidText(String),
+    #[error("{0}")]
+    InvalidRoom(String),
+    #[error("the notification could not be delivered; try again")]
+    Unavailable,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Disabled => StatusCode::NOT_FOUND,
+            ApiError::MissingToken => StatusCode::UNAUTHORIZED,
+            ApiError::WrongToken => StatusCode::FORBIDDEN,
+            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BadJson(_) | ApiError::InvalidText(_) | ApiError::InvalidRoom(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    const fn code(&self) -> &'static str {
+        match self {
+            ApiError::Disabled => "api_disabled",
+            ApiError::MissingToken => "unauthorized",
+            ApiError::WrongToken => "forbidden",
+            ApiError::TooLarge => "payload_too_large",
+            ApiError::ContentType => "unsupported_media_type",
+            ApiError::BadJson(_) => "invalid_json",
+            ApiError::InvalidText(_) => "invalid_text",
+            ApiError::InvalidRoom(_) => "invalid_room",
+            ApiError::Unavailable => "unavailable",
+        }
+    }
+
+    fn from_json(rejection: &JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => ApiError::ContentType,
+            // The body limit surfaces as a failure to buffer the body, with status 413.
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge,
+            JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
+                ApiError::BadJson(rejection.body_text())
+            }
+            // Any other failure to read the body (the client went away mid-body, …) is
+            // still the request's fault, and "not valid JSON" describes it well enough.
+            other => ApiError::BadJson(other.body_text()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+        };
+        let mut response = (self.status(), Json(body)).into_response();
+        if matches!(self, ApiError::MissingToken) {
+            // RFC 6750: a 401 names the scheme the client should use.
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"huddle\""),
+            );
+        }
+        response
+    }
+}
+
+/// `POST /api/rooms/{room}/notifications`.
+///
+/// The path and body arrive as `Result`s so that the checks run in the documented order
+/// (authentication before anything about the request) and every rejection gets this
+/// API's JSON error body instead of axum's plain-text one.
+async fn notify(
+    State(state): State<AppState>,
+    room: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Json<Map<String, Value>>, JsonRejection>,
+) -> Result<(StatusCode, Json<Delivered>), ApiError> {
+    let Some(expected) = state.config.api_token.as_ref() else {
+        return Err(ApiError::Disabled);
+    };
+    let given = bearer_token(&headers).ok_or(ApiError::MissingToken)?;
+    if !expected.matches(given) {
+        tracing::warn!("notifications API: wrong token");
+        return Err(ApiError::WrongToken);
+    }
+    let Json(body) = body.map_err(|e| ApiError::from_json(&e))?;
+    let Path(raw_room) =
+        room.map_err(|e| ApiError::InvalidRoom(format!("bad room in the path: {e}")))?;
+    let room = validate::room(&raw_room, &state.limits)
+        .map_err(|e| ApiError::InvalidRoom(e.to_string()))?;
+    let raw_text = match body.get("text") {
+        Some(Value::String(t)) => t,
+        _ => {
+            return Err(ApiError::InvalidText(
+                "the body needs a string field \"text\"".to_owned(),
+            ))
+        }
+    };
+    let text = validate::text(raw_text, &state.limits)
+        .map_err(|e| ApiError::InvalidText(e.to_string()))?;
+
+    let room: Arc<str> = Arc::from(room);
+    let note = ServerMsg::Notification {
+        room: room.to_string(),
+        kind: NotificationKind::Info,
+        text: text.to_owned(),
+        nick: None,
+        ts: now_ms(),
+    };
+    // Counted just before publishing: a member joining or leaving in between changes who
+    // actually receives it by one, which is fine for a figure meant as feedback.
+    let delivered_to = state.hub.member_count(&room);
+    let env = Envelope {
+        room: Arc::clone(&room),
+        offset: 0,
+        // Sent by no member, so it goes to every member.
+        except: None,
+        frame: codec::encode(&note),
+    };
+    if let Err(e) = state.broker.publish(env).await {
+        tracing::error!(room = %room, error = %e, "notifications API: publish failed");
+        return Err(ApiError::Unavailable);
+    }
+    state.metrics.broadcast(crate::metrics::Broadcast::Event);
+    // The text is not logged: it is the caller's data, and the room name is safe to log
+    // because the room rule allows only `a-z0-9-_`.
+    tracing::info!(room = %room, delivered_to, "notifications API: info notification published");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Delivered {
+            room: room.to_string(),
+            delivered_to,
+        }),
+    ))
+}
+
+/// The token of an `Authorization: Bearer <token>` header; `None` when the header is
+/// missing, not visible ASCII, uses another scheme, or carries no token.
+fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = token.trim_start_matches(' ');
+    (!token.is_empty()).then_some(token.as_bytes())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_str(auth).unwrap());
+        h
+    }
+
+    #[test]
+    fn parses_bearer_headers() {
+        assert_eq!(bearer_token(&headers("Bearer abc")), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(&headers("bearer   abc")), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(&headers("Basic abc")), None);
+        assert_eq!(bearer_token(&headers("Bearer ")), None);
+        assert_eq!(bearer_token(&headers("Bearer")), None);
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn tokens_are_checked_and_redacted() {
+        let token: ApiToken = "s3cr3t-T0ken".parse().unwrap();
+        assert!(token.matches(b"s3cr3t-T0ken"));
+        assert!(!token.matches(b"s3cr3t-T0kem"));
+        assert!(!token.matches(b"s3cr3t"));
+        assert!(!token.matches(b""));
+        assert_eq!(format!("{token:?}"), "ApiToken(<redacted>)");
+        assert_eq!("".parse::<ApiToken>(), Err(ApiTokenError::Empty));
+        assert_eq!("a b".parse::<ApiToken>(), Err(ApiTokenError::Charset));
+        assert_eq!("é".parse::<ApiToken>(), Err(ApiTokenError::Charset));
+    }
+}
