@@ -131,6 +131,23 @@ pub struct Config {
     /// variable: command lines are visible to other local users.
     #[arg(long, env = "HUDDLE_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<crate::http::api::ApiToken>,
+
+    /// Redis for several instances sharing one chat (`redis://host:port/db`): history in
+    /// Redis Streams and fan-out through Redis instead of SQLite and in-process delivery.
+    /// Unset (the default): one instance with SQLite (--db). Presence and nicks stay per
+    /// instance for now.
+    #[arg(
+        long,
+        env = "HUDDLE_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub redis: Option<String>,
+
+    /// With --redis: messages kept per room (approximately: streams are trimmed with
+    /// `MAXLEN ~`); older ones are gone from history and `since` recovery.
+    #[arg(long, env = "HUDDLE_HISTORY_MAX", default_value_t = 10_000)]
+    pub history_max: u64,
 }
 
 impl Config {
@@ -223,5 +240,7 @@ mod tests {
         assert_eq!(c.hello_timeout, Duration::from_secs(10));
         assert_eq!(c.trusted_proxies.len(), 2);
         assert!(c.allowed_origins.is_empty() && c.tls_cert.is_none() && c.tls_key.is_none());
+        assert!(c.redis.is_none());
+        assert_eq!(c.history_max, 10_000);
     }
 }

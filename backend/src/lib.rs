@@ -8,7 +8,8 @@
 //!   bounded per-connection queue and close control.
 //! - [`codec`]: the only place frames become JSON and back.
 //! - [`hub`]: local rooms → member outboxes; [`nicks`]: nick ownership and reclaim.
-//! - [`broker`]: fan-out across nodes ([`broker::MemoryBroker`] for one node).
+//! - [`broker`]: fan-out across nodes ([`broker::MemoryBroker`] for one node,
+//!   [`broker::RedisBroker`] with `--redis`).
 //! - [`writer`]: the single history writer (group commit, then broadcast in order).
 //! - [`store`]: the [`store::HistoryStore`] trait and [`store::SqliteStore`].
 //! - [`shutdown`]: the stop signal.
@@ -50,10 +51,10 @@ use tokio::net::TcpListener;
 pub use config::Config;
 pub use state::AppState;
 
-use broker::MemoryBroker;
+use broker::{Broker, MemoryBroker, RedisBroker, RedisBrokerTasks};
 use hub::Hub;
 use metrics::Metrics;
-use store::{SqliteStore, StoreError};
+use store::{HistoryStore, RedisStore, SqliteStore, StoreError};
 use writer::Writer;
 
 /// Why the server could not run.
@@ -65,6 +66,9 @@ pub enum RunError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// `--redis` is set but Redis cannot be used now (credentials removed from `url`).
+    #[error("cannot use Redis at {url}: {reason}; check --redis (HUDDLE_REDIS_URL) and that redis-server is running")]
+    Redis { url: String, reason: String },
 }
 
 /// The HTTP application for a state: what tests and `run` serve.
@@ -80,9 +84,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let tls = tls::from_config(&config)?;
-    let store = Arc::new(SqliteStore::open(&config.db)?);
     let hub = Hub::default();
-    let broker = Arc::new(MemoryBroker::new(hub.clone()));
+    let (store, broker, broker_tasks) = open_backends(&config, &hub).await?;
     let metrics = Metrics::new();
     let (writer, writer_task) = Writer::start(
         store.clone(),
@@ -95,7 +98,11 @@ pub async fn run(
     let token = state.shutdown.clone();
     let listener = tls::Incoming::new(listener, tls)?;
     let scheme = if listener.is_tls() { "https" } else { "http" };
-    tracing::info!(addr = %listener.local_addr()?, scheme, db = %state.config.db.display(), "huddle listening");
+    let history = match &state.config.redis {
+        Some(url) => format!("redis {}", redact_url(url)),
+        None => format!("sqlite {}", state.config.db.display()),
+    };
+    tracing::info!(addr = %listener.local_addr()?, scheme, %history, "huddle listening");
     if !listener.is_tls() {
         tracing::info!("serving plain HTTP: on the open internet, pass --tls-cert and --tls-key, or put a TLS-terminating proxy in front");
     }
@@ -121,6 +128,64 @@ pub async fn run(
     state.sessions.wait().await;
     drop(state);
     writer_task.shutdown().await;
+    if let Some(tasks) = broker_tasks {
+        tasks.shutdown().await;
+    }
     tracing::info!("huddle stopped");
     Ok(())
+}
+
+/// The history store and broker: Redis for both with `--redis`, else SQLite and
+/// in-process delivery. The Redis broker's tasks come back to be stopped last.
+async fn open_backends(
+    config: &Config,
+    hub: &Hub,
+) -> Result<
+    (
+        Arc<dyn HistoryStore>,
+        Arc<dyn Broker>,
+        Option<RedisBrokerTasks>,
+    ),
+    RunError,
+> {
+    let Some(url) = &config.redis else {
+        let store = Arc::new(SqliteStore::open(&config.db)?);
+        return Ok((store, Arc::new(MemoryBroker::new(hub.clone())), None));
+    };
+    let failed = |reason: String| RunError::Redis {
+        url: redact_url(url),
+        reason,
+    };
+    let store = RedisStore::connect(url, config.history_max)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let (broker, tasks) = RedisBroker::start(url, hub.clone())
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    Ok((Arc::new(store), Arc::new(broker), Some(tasks)))
+}
+
+/// A Redis URL without its password, for messages and logs.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redis_urls_lose_their_credentials() {
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(redact_url("redis://:s3cret@h:1/2"), "redis://***@h:1/2");
+        assert_eq!(redact_url("rediss://u:p@w@h"), "rediss://***@h");
+    }
 }

@@ -37,6 +37,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("huddle: error: {e:#}");
+            // An unusable --redis is a configuration error, like a bad flag.
+            if matches!(e.downcast_ref::<RunError>(), Some(RunError::Redis { .. })) {
+                return ExitCode::from(2);
+            }
             ExitCode::FAILURE
         }
     }

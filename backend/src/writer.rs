@@ -98,6 +98,12 @@ async fn run(
             Ok(outcomes) => {
                 for (outcome, reply) in outcomes.into_iter().zip(replies) {
                     if let AppendOutcome::Stored(m) = &outcome {
+                        if broker.delivers_stored_messages() {
+                            // Stored is published: the broker reads the store's own log.
+                            metrics.broadcast(Broadcast::Message);
+                            let _ = reply.send(Ok(outcome));
+                            continue;
+                        }
                         let env = Envelope {
                             room: Arc::from(m.room.as_str()),
                             offset: m.offset,

@@ -217,7 +217,7 @@ fn test(ctx: &Ctx) -> Result<()> {
         (
             "browser unit tests (wasm-bindgen-test)",
             Box::new(|| {
-                if !setup::missing_system_commands(ctx).is_empty() {
+                if !setup::browser_ready(ctx) {
                     println!("skipped: needs Chromium and chromedriver (see `cargo xtask setup`)");
                     return Ok(());
                 }
@@ -244,8 +244,12 @@ fn test(ctx: &Ctx) -> Result<()> {
                 cmd.args(["test", "--workspace"]);
                 // With the browser at hand, the browser tests must run: a missing
                 // prerequisite then fails them instead of skipping them.
-                if setup::missing_system_commands(ctx).is_empty() {
+                if setup::browser_ready(ctx) {
                     cmd.env("HUDDLE_E2E", "1");
+                }
+                // Likewise with redis-server installed, the Redis tests must run.
+                if ctx.which(setup::REDIS_SERVER).is_some() {
+                    cmd.env("HUDDLE_REDIS_TESTS", "1");
                 }
                 ctx.run(&mut cmd)
                     .context("tests failed: see the output above")

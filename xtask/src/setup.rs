@@ -44,7 +44,24 @@ const SYSTEM_PACKAGES: &[SystemPackage] = &[
         command: "chromedriver",
         purpose: "WebDriver for the end-to-end tests",
     },
+    // Tests start their own servers on free ports; a server the package may start on
+    // 6379 is never used.
+    SystemPackage {
+        apt: "redis-server",
+        command: REDIS_SERVER,
+        purpose: "Redis for the multi-instance tests",
+    },
 ];
+
+/// The command the Redis tests start (`HUDDLE_REDIS_TESTS`).
+pub(crate) const REDIS_SERVER: &str = "redis-server";
+
+/// True when the browser tests' commands are on `PATH` (`HUDDLE_E2E`).
+pub(crate) fn browser_ready(ctx: &Ctx) -> bool {
+    ["chromium", "chromedriver"]
+        .iter()
+        .all(|c| ctx.which(c).is_some())
+}
 
 /// Runs every setup step in order; fails at the first one that cannot be satisfied.
 pub(crate) fn setup(ctx: &Ctx) -> Result<()> {

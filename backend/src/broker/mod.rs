@@ -6,7 +6,9 @@
 //! about WebSockets or JSON: it moves encoded frames.
 
 mod memory;
+mod redis;
 
+pub use self::redis::{RedisBroker, RedisBrokerTasks};
 pub use memory::MemoryBroker;
 
 use std::sync::Arc;
@@ -40,8 +42,9 @@ pub enum BrokerError {
 /// - Frames published for one room from one task are delivered to every subscriber of
 ///   that room in publish order. The history writer is the only publisher of chat
 ///   messages, so members see offsets in order.
-/// - `subscribe` is called when a room gains its first member on this node and
-///   `unsubscribe` when it loses its last; a single-node broker may ignore both.
+/// - `subscribe` is called when a room gains its first member on this node (every
+///   member, when [`Broker::delivers_stored_messages`]) and `unsubscribe` when it loses
+///   its last; a single-node broker may ignore both.
 /// - A broker delivers each frame to a node at most once (a node never receives its own
 ///   publish twice).
 #[async_trait]
@@ -52,4 +55,11 @@ pub trait Broker: Send + Sync + 'static {
     async fn subscribe(&self, room: &str) -> Result<(), BrokerError>;
     /// Stops receiving frames for `room` on this node.
     async fn unsubscribe(&self, room: &str) -> Result<(), BrokerError>;
+
+    /// True when the broker delivers chat messages by reading them from the history
+    /// store itself (the Redis broker reads the room streams): the writer then does not
+    /// publish them, and `subscribe` must be called for every join, not only the first.
+    fn delivers_stored_messages(&self) -> bool {
+        false
+    }
 }

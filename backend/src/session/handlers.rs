@@ -138,7 +138,10 @@ impl Session {
             .state
             .hub
             .join(&room, self.conn, nick, self.outbox.clone());
-        if change.as_ref().is_some_and(|c| c.edge) {
+        // A broker reading the store's log needs every joiner to wait for its position
+        // in the room (not just the first), or a second joiner could read the head first.
+        let every_join = self.state.broker.delivers_stored_messages();
+        if change.as_ref().is_some_and(|c| c.edge || every_join) {
             if let Err(e) = self.state.broker.subscribe(&room).await {
                 tracing::error!(room = %Escaped(&room), error = %e, "subscribe failed");
                 self.state.hub.leave(&room, self.conn);

@@ -1,10 +1,13 @@
-//! Message history: the [`HistoryStore`] trait and its SQLite implementation.
+//! Message history: the [`HistoryStore`] trait, its SQLite implementation (one instance)
+//! and its Redis implementation (several instances sharing one history).
 //!
 //! The store knows rooms, offsets and messages; it knows nothing of WebSockets, JSON or
 //! sessions.
 
+pub mod redis;
 mod sqlite;
 
+pub use self::redis::RedisStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -60,6 +63,12 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("storage task failed: {0}")]
     Task(String),
+    #[error("redis error: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("redis did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("unexpected data in the history store: {0}")]
+    Corrupt(String),
 }
 
 /// Durable, ordered message history per room.

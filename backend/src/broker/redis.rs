@@ -1,0 +1,539 @@
+//! The cluster broker: fan-out across instances through Redis (`--redis`).
+//!
+//! It owns two background tasks and the per-room delivery positions of this instance:
+//! - the **stream reader** delivers chat messages. Messages are never published: the
+//!   [`RedisStore`](crate::store::RedisStore) appends each one to its room's stream
+//!   (`huddle:room:{room}:log`, entry id `<offset>-1`), and this task reads the streams
+//!   of every room with local members (one `XREAD BLOCK` over all of them) from the last
+//!   offset it delivered per room. Stream order is offset order, so every member on every
+//!   instance sees one order; the stream is the only path, so nothing arrives twice (the
+//!   instance's own messages come back through it too); and after a Redis reconnect the
+//!   reader resumes from its positions, so nothing is skipped while the data survives.
+//! - the **event subscriber** delivers notifications, presence and typing (offset 0),
+//!   which are not history: they go through Redis pub/sub on `huddle:room:{room}:events`
+//!   as `{origin, except, frame}`, `except` applying only on the instance that sent them.
+//!   It keeps one SUBSCRIBE per room with local members and resubscribes after a
+//!   reconnect.
+//!
+//! Both tasks stop when [`RedisBrokerTasks::shutdown`] is called.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use common::ServerMsg;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, AsyncConnectionConfig, Client};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Broker, BrokerError, Envelope};
+use crate::codec::{self, Frame};
+use crate::hub::Hub;
+use crate::logsafe::Escaped;
+use crate::session::outbox::ConnId;
+use crate::store::redis::{entry_to_message, log_key, seq_key, EPOCH_KEY};
+
+/// How long one `XREAD` waits for new entries. Also the longest a newly subscribed room
+/// waits before the reader includes it, so it is short.
+const READ_BLOCK: Duration = Duration::from_millis(200);
+/// Most entries taken from one room's stream per read: bounds one reply's size while a
+/// busy room catches up.
+const READ_COUNT: usize = 512;
+/// How long `subscribe` waits for the event subscriber to confirm the room's SUBSCRIBE.
+/// Past it the join goes on: the subscriber keeps trying and events are best-effort.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
+/// How often the event subscriber pings Redis to notice a connection that died silently.
+const PUBSUB_PING: Duration = Duration::from_secs(2);
+/// Reconnect backoff bounds for both tasks.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Connecting and answering limits for commands other than the blocking read.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn events_channel(room: &str) -> String {
+    format!("huddle:room:{room}:events")
+}
+
+/// The room of an events channel name.
+fn room_of_channel(channel: &str) -> Option<&str> {
+    channel
+        .strip_prefix("huddle:room:")?
+        .strip_suffix(":events")
+}
+
+/// The room of a stream key.
+fn room_of_log(key: &str) -> Option<&str> {
+    key.strip_prefix("huddle:room:")?.strip_suffix(":log")
+}
+
+/// An event on the wire between instances (`frame` borrowed when sending).
+#[derive(Serialize, Deserialize)]
+struct EventWire<S> {
+    /// The publishing instance.
+    origin: S,
+    /// The connection (on `origin`) that must not receive it.
+    except: Option<ConnId>,
+    /// The encoded server frame.
+    frame: S,
+}
+
+/// Fan-out through Redis; see the module docs.
+pub struct RedisBroker {
+    inner: Arc<Inner>,
+    /// Commands that do not block: reading a room's seq, PUBLISH.
+    conn: ConnectionManager,
+}
+
+/// Stops the broker's tasks; returned by [`RedisBroker::start`].
+pub struct RedisBrokerTasks {
+    cancel: CancellationToken,
+    handles: Vec<JoinHandle<()>>,
+}
+
+struct Inner {
+    /// Random per process: tells this instance's events from other instances'.
+    id: String,
+    hub: Hub,
+    client: Client,
+    /// Room → last offset delivered here (or the room's seq when it was subscribed).
+    /// A std mutex: held only for map updates and `hub.deliver`, never across `.await`.
+    rooms: Mutex<HashMap<Arc<str>, u64>>,
+    /// Bumped with every change of `rooms`' key set; the event subscriber reports the
+    /// generation it has subscribed to through `synced`.
+    generation: AtomicU64,
+    changed: Notify,
+    synced: watch::Sender<u64>,
+}
+
+impl RedisBroker {
+    /// Connects to Redis at `url` and starts the reader and subscriber tasks. Fails when
+    /// Redis cannot be reached now.
+    pub async fn start(
+        url: &str,
+        hub: Hub,
+    ) -> Result<(RedisBroker, RedisBrokerTasks), BrokerError> {
+        let unavailable = |e: redis::RedisError| BrokerError::Unavailable(e.to_string());
+        let client = Client::open(url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(BACKOFF_MAX);
+        let conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(unavailable)?;
+        let (synced, _) = watch::channel(0);
+        let inner = Arc::new(Inner {
+            id: format!("{:016x}", rand::random::<u64>()),
+            hub,
+            client,
+            rooms: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            changed: Notify::new(),
+            synced,
+        });
+        let cancel = CancellationToken::new();
+        let handles = vec![
+            tokio::spawn(read_streams(Arc::clone(&inner), cancel.clone())),
+            tokio::spawn(subscribe_events(Arc::clone(&inner), cancel.clone())),
+        ];
+        Ok((
+            RedisBroker { inner, conn },
+            RedisBrokerTasks { cancel, handles },
+        ))
+    }
+}
+
+impl RedisBrokerTasks {
+    /// Stops both tasks and waits for them.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        for handle in self.handles {
+            if let Err(e) = handle.await {
+                tracing::error!(error = %e, "redis broker task failed");
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, u64>> {
+        // The map stays consistent whatever panicked while it was held.
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a change of the room set and wakes the event subscriber.
+    fn bump(&self) -> u64 {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.changed.notify_one();
+        generation
+    }
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    async fn publish(&self, env: Envelope) -> Result<(), BrokerError> {
+        if env.offset > 0 {
+            // Chat messages reach every instance through the room's stream; see
+            // `delivers_stored_messages`.
+            return Ok(());
+        }
+        let payload = serde_json::to_string(&EventWire {
+            origin: self.inner.id.as_str(),
+            except: env.except,
+            frame: env.frame.as_str(),
+        })
+        .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        conn.publish::<_, _, ()>(events_channel(&env.room), payload)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))
+    }
+
+    /// Idempotent and cheap once the room is subscribed: call it for every join, so that
+    /// every joiner reads the room's head only after the reader has a position at or
+    /// below it (messages after the position reach every local member).
+    async fn subscribe(&self, room: &str) -> Result<(), BrokerError> {
+        if self.inner.lock().contains_key(room) {
+            return Ok(());
+        }
+        // Start from the room's seq as it is now; the joiner reads the head afterwards,
+        // so anything it does not get from the store it gets from the stream.
+        let mut conn = self.conn.clone();
+        let seq: Option<u64> = conn
+            .get(seq_key(room))
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        let generation = {
+            let mut rooms = self.inner.lock();
+            // A leave may have emptied the room while the seq was read.
+            if rooms.contains_key(room) || self.inner.hub.member_count(room) == 0 {
+                return Ok(());
+            }
+            rooms.insert(Arc::from(room), seq.unwrap_or(0));
+            self.inner.bump()
+        };
+        let mut synced = self.inner.synced.subscribe();
+        let confirmed = synced.wait_for(|&g| g >= generation);
+        if tokio::time::timeout(SUBSCRIBE_WAIT, confirmed)
+            .await
+            .is_err()
+        {
+            tracing::warn!(room = %Escaped(room), "events subscription not confirmed yet; continuing");
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, room: &str) -> Result<(), BrokerError> {
+        let mut rooms = self.inner.lock();
+        // A join may have refilled the room since its last member left.
+        if self.inner.hub.member_count(room) == 0 && rooms.remove(room).is_some() {
+            self.inner.bump();
+        }
+        Ok(())
+    }
+
+    fn delivers_stored_messages(&self) -> bool {
+        true
+    }
+}
+
+/// Reconnect bookkeeping for a task: the wait doubles while connections fail (or fail
+/// again right after connecting) and starts over once one lasted; one warning per
+/// outage, so a long one does not flood the log.
+struct Retry {
+    what: &'static str,
+    backoff: Duration,
+    since: Option<Instant>,
+    failing: bool,
+}
+
+impl Retry {
+    fn new(what: &'static str) -> Self {
+        Retry {
+            what,
+            backoff: BACKOFF_MIN,
+            since: None,
+            failing: false,
+        }
+    }
+
+    fn connected(&mut self) {
+        if self.failing {
+            tracing::info!(task = self.what, "reconnected to redis");
+        }
+        self.since = Some(Instant::now());
+    }
+
+    /// Records a failure and returns how long to wait before the next attempt.
+    fn failed(&mut self, error: &str) -> Duration {
+        if self
+            .since
+            .take()
+            .is_some_and(|t| t.elapsed() >= BACKOFF_MAX)
+        {
+            self.backoff = BACKOFF_MIN;
+            self.failing = false;
+        }
+        if !self.failing {
+            tracing::warn!(
+                task = self.what,
+                error,
+                "lost the redis connection; retrying"
+            );
+            self.failing = true;
+        }
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        wait
+    }
+}
+
+/// Sleeps unless cancelled; false when cancelled.
+async fn pause(cancel: &CancellationToken, wait: Duration) -> bool {
+    tokio::select! {
+        () = cancel.cancelled() => false,
+        () = tokio::time::sleep(wait) => true,
+    }
+}
+
+/// The stream reader task; see the module docs.
+async fn read_streams(inner: Arc<Inner>, cancel: CancellationToken) {
+    let mut retry = Retry::new("redis stream reader");
+    let mut epoch: Option<String> = None;
+    while !cancel.is_cancelled() {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(READ_BLOCK + RESPONSE_TIMEOUT));
+        let conn = inner
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await;
+        let result = match conn {
+            Ok(mut conn) => {
+                retry.connected();
+                read_loop(&inner, &mut conn, &mut epoch, &cancel).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            if !pause(&cancel, retry.failed(&e.to_string())).await {
+                break;
+            }
+        }
+    }
+}
+
+/// Reads and delivers until cancelled (`Ok`) or a Redis error (`Err`).
+async fn read_loop(
+    inner: &Inner,
+    conn: &mut MultiplexedConnection,
+    epoch: &mut Option<String>,
+    cancel: &CancellationToken,
+) -> redis::RedisResult<()> {
+    let options = StreamReadOptions::default()
+        .block(READ_BLOCK.as_millis() as usize)
+        .count(READ_COUNT);
+    loop {
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
+        // A different (or missing) epoch means Redis lost its data: offsets start over,
+        // so positions from the old history would skip the new one's first messages.
+        let now: Option<String> = conn.get(EPOCH_KEY).await?;
+        if epoch.is_some() && now != *epoch {
+            tracing::warn!("redis history epoch changed; restarting delivery positions");
+            for position in inner.lock().values_mut() {
+                *position = 0;
+            }
+        }
+        *epoch = now;
+        let (keys, ids): (Vec<String>, Vec<String>) = inner
+            .lock()
+            .iter()
+            .map(|(room, last)| (log_key(room), format!("{last}-1")))
+            .unzip();
+        if keys.is_empty() {
+            if !pause(cancel, READ_BLOCK).await {
+                return Ok(());
+            }
+            continue;
+        }
+        let reply: Option<StreamReadReply> = tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            reply = conn.xread_options(&keys, &ids, &options) => reply?,
+        };
+        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+            let Some(room) = room_of_log(&stream.key) else {
+                continue;
+            };
+            deliver_entries(inner, room, &stream.ids);
+        }
+    }
+}
+
+/// Hands a room's new stream entries to the hub, each encoded once, in order.
+fn deliver_entries(inner: &Inner, room: &str, entries: &[StreamId]) {
+    let room: Arc<str> = Arc::from(room);
+    let mut rooms = inner.lock();
+    // Unsubscribed while the read was in flight: nobody here to deliver to.
+    let Some(position) = rooms.get_mut(&room) else {
+        return;
+    };
+    for entry in entries {
+        let msg = match entry_to_message(&room, entry) {
+            Ok(msg) => msg,
+            Err(e) => {
+                tracing::error!(room = %Escaped(&room), error = %e, "unreadable stream entry skipped");
+                continue;
+            }
+        };
+        // Resubscribed (or reset) while the read was in flight: already delivered.
+        if msg.offset <= *position {
+            continue;
+        }
+        *position = msg.offset;
+        inner.hub.deliver(&Envelope {
+            room: Arc::clone(&room),
+            offset: msg.offset,
+            except: None,
+            frame: codec::encode(&ServerMsg::Message(msg)),
+        });
+    }
+}
+
+/// The event subscriber task; see the module docs.
+async fn subscribe_events(inner: Arc<Inner>, cancel: CancellationToken) {
+    let mut retry = Retry::new("redis event subscriber");
+    while !cancel.is_cancelled() {
+        let connected =
+            tokio::time::timeout(CONNECT_TIMEOUT, inner.client.get_async_pubsub()).await;
+        let result = match connected {
+            Ok(Ok(pubsub)) => {
+                retry.connected();
+                event_loop(&inner, pubsub, &cancel).await
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("connect timed out".to_owned()),
+        };
+        if let Err(e) = result {
+            if !pause(&cancel, retry.failed(&e)).await {
+                break;
+            }
+        }
+    }
+}
+
+/// Follows the room set and delivers events until cancelled (`Ok`) or the connection
+/// fails (`Err`).
+async fn event_loop(
+    inner: &Inner,
+    pubsub: redis::aio::PubSub,
+    cancel: &CancellationToken,
+) -> Result<(), String> {
+    let (mut sink, mut stream) = pubsub.split();
+    // A fresh connection has no subscriptions: the first sync subscribes every room.
+    let mut subscribed: HashSet<Arc<str>> = HashSet::new();
+    let mut ping = tokio::time::interval(PUBSUB_PING);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut dirty = true;
+    loop {
+        if dirty {
+            dirty = false;
+            let (generation, wanted): (u64, HashSet<Arc<str>>) = {
+                let rooms = inner.lock();
+                // Read under the lock that guards every bump, so the set matches it.
+                (
+                    inner.generation.load(Ordering::Relaxed),
+                    rooms.keys().cloned().collect(),
+                )
+            };
+            let add: Vec<String> = wanted
+                .difference(&subscribed)
+                .map(|r| events_channel(r))
+                .collect();
+            let drop: Vec<String> = subscribed
+                .difference(&wanted)
+                .map(|r| events_channel(r))
+                .collect();
+            if !add.is_empty() {
+                sink.subscribe(&add).await.map_err(|e| e.to_string())?;
+            }
+            if !drop.is_empty() {
+                sink.unsubscribe(&drop).await.map_err(|e| e.to_string())?;
+            }
+            subscribed = wanted;
+            inner.synced.send_replace(generation);
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            () = inner.changed.notified() => dirty = true,
+            _ = ping.tick() => {
+                // Subscribed, Redis answers PING with ["pong", ""], not +PONG: any
+                // answer proves the connection alive.
+                tokio::time::timeout(RESPONSE_TIMEOUT, sink.ping::<redis::Value>())
+                    .await
+                    .map_err(|_| "ping timed out".to_owned())?
+                    .map_err(|e| e.to_string())?;
+            }
+            msg = stream.next() => {
+                let Some(msg) = msg else {
+                    return Err("connection closed".to_owned());
+                };
+                deliver_event(inner, msg.get_channel_name(), msg.get_payload_bytes());
+            }
+        }
+    }
+}
+
+/// Hands one event from another (or this) instance to the local members.
+fn deliver_event(inner: &Inner, channel: &str, payload: &[u8]) {
+    let Some(room) = room_of_channel(channel) else {
+        return;
+    };
+    // Owned strings: the frame is JSON inside JSON, so it arrives escaped.
+    let Ok(wire) = serde_json::from_slice::<EventWire<String>>(payload) else {
+        tracing::warn!(room = %Escaped(room), "unreadable event skipped");
+        return;
+    };
+    // Connection ids are per instance: `except` means nothing elsewhere.
+    let except = wire.except.filter(|_| wire.origin == inner.id);
+    inner.hub.deliver(&Envelope {
+        room: Arc::from(room),
+        offset: 0,
+        except,
+        frame: Frame::from(wire.frame),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_names_round_trip() {
+        assert_eq!(room_of_log(&log_key("a-b_1")), Some("a-b_1"));
+        assert_eq!(room_of_channel(&events_channel("lobby")), Some("lobby"));
+        assert_eq!(room_of_channel("huddle:room:x:log"), None);
+    }
+
+    #[test]
+    fn backoff_grows_while_connections_die_at_once() {
+        let mut retry = Retry::new("test");
+        assert_eq!(retry.failed("down"), BACKOFF_MIN);
+        for _ in 0..20 {
+            retry.connected();
+            retry.failed("died again");
+        }
+        assert_eq!(retry.failed("down"), BACKOFF_MAX);
+    }
+}

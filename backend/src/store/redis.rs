@@ -1,0 +1,430 @@
+//! The shared store for several Huddle instances: history in Redis Streams.
+//!
+//! Owns the `huddle:*` keys in Redis (see the key helpers below; `broker::redis` reads the
+//! same streams through them). Every instance appends through the same Lua script, and
+//! Redis runs scripts one at a time, so each room's offsets are gap-free and totally
+//! ordered across all instances without any coordination between them:
+//!
+//! - `huddle:epoch`: names the data set; created with `SET NX` by whoever needs it first, so
+//!   after Redis loses its data (restart without persistence, `FLUSHALL`) it changes and
+//!   clients get `recovered: false` instead of a silent gap.
+//! - `huddle:room:{room}:seq`: the room's last offset.
+//! - `huddle:room:{room}:log`: a stream with one entry per message, id `<offset>-1`, so a
+//!   range of offsets is a range of stream ids; trimmed to about `history_max` entries.
+//! - `huddle:room:{room}:dedupe:{len}:{nick_key}:{id}`: the offset a message id was stored
+//!   at, for retries; expires after a day so it stays bounded.
+//! - `huddle:rooms`: sorted set of room names, score = last offset.
+//!
+//! Room names are `[a-z0-9_-]` (`common::validate::room`), so they cannot forge another
+//! key; nick keys and ids can contain `:`, so the nick key's length is part of the dedupe
+//! key to keep (`a:b`, `c`) and (`a`, `b:c`) apart.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::ChatMessage;
+use rand::distr::{Alphanumeric, SampleString};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::{StreamId, StreamRangeReply};
+use redis::{AsyncCommands, Script};
+
+use super::{AppendOutcome, HistoryStore, NewMessage, Page, RoomHead, StoreError};
+
+/// The key naming the current data set.
+pub const EPOCH_KEY: &str = "huddle:epoch";
+/// The sorted set of rooms with messages.
+pub const ROOMS_KEY: &str = "huddle:rooms";
+/// Written by [`HistoryStore::check_writable`].
+const PROBE_KEY: &str = "huddle:ready_probe";
+/// How long a message id is remembered for de-duplicating retries. Clients retry within
+/// seconds to minutes; a day covers long disconnects while keeping the keys bounded.
+const DEDUPE_TTL_SECS: u64 = 86_400;
+
+/// Connecting (per attempt) may take this long before the call fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A command may take this long to answer; a stopped or hung Redis then fails the call.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Hard bound on any one store call, reconnect attempts included: the writer must answer
+/// `error internal` in bounded time, never hang its whole queue on a dead Redis.
+const CALL_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// The room's last offset key.
+pub fn seq_key(room: &str) -> String {
+    format!("huddle:room:{room}:seq")
+}
+
+/// The room's message stream key.
+pub fn log_key(room: &str) -> String {
+    format!("huddle:room:{room}:log")
+}
+
+fn dedupe_key(room: &str, nick_key: &str, id: &str) -> String {
+    format!(
+        "huddle:room:{room}:dedupe:{}:{nick_key}:{id}",
+        nick_key.len()
+    )
+}
+
+/// The stream entry id of an offset.
+pub fn entry_id(offset: u64) -> String {
+    format!("{offset}-1")
+}
+
+/// Appends one message atomically. KEYS: epoch, seq, log, dedupe, rooms. ARGV: room, id,
+/// nick, text, history_max, a fresh epoch, dedupe ttl. Returns {offset, duplicate, ts}.
+///
+/// The next offset is one past both `seq` and the stream's last id, so a lost `seq` key
+/// (eviction) can never make XADD fail or reuse an offset. XADD runs first: if it fails,
+/// nothing has been written. `ts` comes from Redis' clock, one clock for all instances.
+const APPEND_LUA: &str = r"
+redis.call('SET', KEYS[1], ARGV[6], 'NX')
+local dup = redis.call('GET', KEYS[4])
+if dup then
+  return {tonumber(dup), 1, 0}
+end
+local offset = tonumber(redis.call('GET', KEYS[2]) or '0')
+local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
+if last then
+  local top = tonumber(string.match(last[1], '^(%d+)-'))
+  if top and top > offset then offset = top end
+end
+offset = offset + 1
+local t = redis.call('TIME')
+local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], string.format('%d-1', offset),
+  'id', ARGV[2], 'nick', ARGV[3], 'text', ARGV[4], 'ts', string.format('%d', ts))
+redis.call('SET', KEYS[2], string.format('%d', offset))
+redis.call('SET', KEYS[4], string.format('%d', offset), 'EX', ARGV[7])
+redis.call('ZADD', KEYS[5], offset, ARGV[1])
+return {offset, 0, ts}
+";
+
+/// Reads a room's head and the epoch in one step (creating the epoch when missing).
+/// KEYS: epoch, seq. ARGV: a fresh epoch. Returns {epoch, head}.
+const HEAD_LUA: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return {redis.call('GET', KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0')}
+";
+
+/// Redis-backed [`HistoryStore`], shared by every instance pointing at the same Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    /// Multiplexed and self-reconnecting; cloning shares the one connection.
+    conn: ConnectionManager,
+    history_max: u64,
+    append: Script,
+    head: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("history_max", &self.history_max)
+            .finish_non_exhaustive()
+    }
+}
+
+fn fresh_epoch() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 10)
+}
+
+/// Runs one store call with the hard time bound, trying once more when the connection
+/// was lost: the first call after Redis comes back meets the dead connection and only
+/// starts the reconnect, so without the retry it would fail although Redis is up. Every
+/// call may safely run twice: reads change nothing, an append retried after an unseen
+/// EXEC finds its messages by their dedupe keys.
+async fn bounded<T, F, Fut>(call: F) -> Result<T, StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let attempts = async {
+        match call().await {
+            Err(StoreError::Redis(e))
+                if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() =>
+            {
+                call().await
+            }
+            other => other,
+        }
+    };
+    tokio::time::timeout(CALL_TIMEOUT, attempts)
+        .await
+        .unwrap_or(Err(StoreError::Timeout(CALL_TIMEOUT)))
+}
+
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(what.into())
+}
+
+/// The offset in a stream entry id `<offset>-<n>`.
+pub fn offset_of(entry_id: &str) -> Result<u64, StoreError> {
+    entry_id
+        .split_once('-')
+        .and_then(|(ms, _)| ms.parse().ok())
+        .ok_or_else(|| corrupt(format!("stream entry id {entry_id:?}")))
+}
+
+/// A message from its stream entry (fields id, nick, text, ts).
+pub fn entry_to_message(room: &str, entry: &StreamId) -> Result<ChatMessage, StoreError> {
+    let field = |name: &str| -> Result<String, StoreError> {
+        entry
+            .get::<String>(name)
+            .ok_or_else(|| corrupt(format!("entry {} lacks field {name}", entry.id)))
+    };
+    Ok(ChatMessage {
+        room: room.to_owned(),
+        offset: offset_of(&entry.id)?,
+        id: field("id")?,
+        nick: field("nick")?,
+        text: field("text")?,
+        ts: field("ts")?
+            .parse()
+            .map_err(|_| corrupt(format!("entry {} has a bad ts", entry.id)))?,
+    })
+}
+
+fn to_messages(room: &str, reply: &StreamRangeReply) -> Result<Vec<ChatMessage>, StoreError> {
+    reply
+        .ids
+        .iter()
+        .map(|e| entry_to_message(room, e))
+        .collect()
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port/db`) and makes sure the epoch exists.
+    /// `history_max` bounds each room's stream (approximately: `MAXLEN ~`).
+    pub async fn connect(url: &str, history_max: u64) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            // A few quick attempts per reconnect: a call waiting on a reconnect fails
+            // within CALL_TIMEOUT anyway, and the next call starts a new reconnect.
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = bounded(|| {
+            let (client, config) = (client.clone(), config.clone());
+            async move { Ok(ConnectionManager::new_with_config(client, config).await?) }
+        })
+        .await?;
+        let store = RedisStore {
+            conn,
+            history_max: history_max.max(1),
+            append: Script::new(APPEND_LUA),
+            head: Script::new(HEAD_LUA),
+        };
+        // Fails now, at start-up, if the server is not usable (wrong db, no scripting).
+        store.head("").await?;
+        Ok(store)
+    }
+
+    async fn first_and_last(&self, room: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = log_key(room);
+        let (first, last): (StreamRangeReply, StreamRangeReply) = redis::pipe()
+            .xrange_count(&key, "-", "+", 1)
+            .xrevrange_count(&key, "+", "-", 1)
+            .query_async(&mut conn)
+            .await?;
+        match (first.ids.first(), last.ids.first()) {
+            (Some(f), Some(l)) => Ok(Some((offset_of(&f.id)?, offset_of(&l.id)?))),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl HistoryStore for RedisStore {
+    /// One MULTI/EXEC holding one script call per message: the batch is stored whole or
+    /// not at all (a connection lost before EXEC runs nothing), each room's offsets follow
+    /// batch order, and other instances' appends interleave only between batches.
+    async fn append_batch(&self, batch: Vec<NewMessage>) -> Result<Vec<AppendOutcome>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let epoch = fresh_epoch();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        // Loading inside the transaction makes the EVALSHAs after it valid even when Redis
+        // restarted (empty script cache) since the last batch.
+        pipe.load_script(&self.append).ignore();
+        for m in &batch {
+            let mut inv = self.append.prepare_invoke();
+            inv.key(EPOCH_KEY)
+                .key(seq_key(&m.room))
+                .key(log_key(&m.room))
+                .key(dedupe_key(&m.room, &m.nick_key, &m.id))
+                .key(ROOMS_KEY)
+                .arg(&m.room)
+                .arg(&m.id)
+                .arg(&m.nick)
+                .arg(&m.text)
+                .arg(self.history_max)
+                .arg(&epoch)
+                .arg(DEDUPE_TTL_SECS);
+            pipe.invoke_script(&inv);
+        }
+        let pipe = &pipe;
+        let results: Vec<(u64, u8, u64)> = bounded(|| {
+            let mut conn = self.conn.clone();
+            async move { Ok(pipe.query_async(&mut conn).await?) }
+        })
+        .await?;
+        if results.len() != batch.len() {
+            return Err(corrupt(format!(
+                "{} results for {} appends",
+                results.len(),
+                batch.len()
+            )));
+        }
+        Ok(batch
+            .into_iter()
+            .zip(results)
+            .map(|(m, (offset, duplicate, ts))| {
+                if duplicate != 0 {
+                    AppendOutcome::Duplicate { offset }
+                } else {
+                    AppendOutcome::Stored(ChatMessage {
+                        room: m.room,
+                        offset,
+                        id: m.id,
+                        nick: m.nick,
+                        text: m.text,
+                        ts,
+                    })
+                }
+            })
+            .collect())
+    }
+
+    async fn head(&self, room: &str) -> Result<RoomHead, StoreError> {
+        let (epoch, head): (String, u64) = bounded(|| {
+            let mut conn = self.conn.clone();
+            let mut inv = self.head.key(EPOCH_KEY);
+            inv.key(seq_key(room)).arg(fresh_epoch());
+            async move { Ok(inv.invoke_async(&mut conn).await?) }
+        })
+        .await?;
+        Ok(RoomHead { head, epoch })
+    }
+
+    async fn page(&self, room: &str, before: Option<u64>, limit: u32) -> Result<Page, StoreError> {
+        let end = match before {
+            None => "+".to_owned(),
+            // Offsets start at 1: nothing lies before 1.
+            Some(0 | 1) => {
+                return Ok(Page {
+                    messages: Vec::new(),
+                    has_more: false,
+                })
+            }
+            // An id without sequence part as the end of a range means `<ms>-<max>`.
+            Some(b) => (b - 1).to_string(),
+        };
+        // One extra entry tells whether older messages exist.
+        let reply: StreamRangeReply = bounded(|| {
+            let mut conn = self.conn.clone();
+            let end = end.clone();
+            async move {
+                Ok(conn
+                    .xrevrange_count(log_key(room), end, "-", u64::from(limit) + 1)
+                    .await?)
+            }
+        })
+        .await?;
+        let mut messages = to_messages(room, &reply)?;
+        let has_more = messages.len() > limit as usize;
+        messages.truncate(limit as usize);
+        messages.reverse();
+        Ok(Page { messages, has_more })
+    }
+
+    async fn after(
+        &self,
+        room: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        if limit == 0 || after == u64::MAX {
+            return Ok(Vec::new());
+        }
+        // An id without sequence part as the start of a range means `<ms>-0`.
+        let reply: StreamRangeReply = bounded(|| {
+            let mut conn = self.conn.clone();
+            async move {
+                Ok(conn
+                    .xrange_count(log_key(room), (after + 1).to_string(), "+", limit)
+                    .await?)
+            }
+        })
+        .await?;
+        to_messages(room, &reply)
+    }
+
+    /// Trimming removes entries only from the front, and nothing else deletes any, so the
+    /// stored offsets are exactly `first..=last` and the count needs no scan.
+    async fn count_between(&self, room: &str, after: u64, up_to: u64) -> Result<u64, StoreError> {
+        if up_to <= after {
+            return Ok(0);
+        }
+        let Some((first, last)) = bounded(|| self.first_and_last(room)).await? else {
+            return Ok(0);
+        };
+        let lo = first.max(after + 1);
+        let hi = last.min(up_to);
+        Ok(if hi >= lo { hi - lo + 1 } else { 0 })
+    }
+
+    async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut rooms: Vec<(String, u64)> = bounded(|| {
+            let mut conn = self.conn.clone();
+            async move {
+                let raw: Vec<(String, f64)> = conn.zrange_withscores(ROOMS_KEY, 0, -1).await?;
+                Ok(raw
+                    .into_iter()
+                    .map(|(room, head)| (room, head as u64))
+                    .collect())
+            }
+        })
+        .await?;
+        // The set is ordered by head; the contract orders by name.
+        rooms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(rooms)
+    }
+
+    /// A plain SET through the same connection appends use: it fails exactly when Redis is
+    /// unreachable, refuses writes (read-only replica, `maxmemory` with noeviction), or
+    /// answers too slowly.
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        bounded(|| {
+            let mut conn = self.conn.clone();
+            async move {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let () = conn.set(PROBE_KEY, now).await?;
+                Ok(())
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedupe_keys_keep_colons_apart() {
+        assert_ne!(dedupe_key("r", "a:b", "c"), dedupe_key("r", "a", "b:c"));
+    }
+
+    #[test]
+    fn entry_ids_round_trip() {
+        assert_eq!(offset_of(&entry_id(42)).unwrap(), 42);
+        assert!(offset_of("x-1").is_err());
+    }
+}

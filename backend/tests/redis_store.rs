@@ -1,0 +1,434 @@
+//! `RedisStore` against a real `redis-server` (one private server per test, see
+//! `support::redis`): the `HistoryStore` contract shared with `SqliteStore`, gap-free
+//! offsets under concurrent appends from several instances, de-duplication, the epoch
+//! after data loss, trimming, and failing fast while Redis is down.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backend::store::{
+    AppendOutcome, HistoryStore, NewMessage, RedisStore, SqliteStore, StoreError,
+};
+use support::redis::{available, RedisServer};
+
+fn msg(room: &str, nick: &str, id: &str) -> NewMessage {
+    NewMessage {
+        room: room.into(),
+        nick: nick.into(),
+        nick_key: nick.to_lowercase(),
+        id: id.into(),
+        text: format!("text {id}"),
+    }
+}
+
+fn offsets(out: &[AppendOutcome]) -> Vec<(u64, bool)> {
+    out.iter()
+        .map(|o| match o {
+            AppendOutcome::Stored(m) => (m.offset, false),
+            AppendOutcome::Duplicate { offset } => (*offset, true),
+        })
+        .collect()
+}
+
+async fn redis_store(server: &RedisServer, history_max: u64) -> RedisStore {
+    RedisStore::connect(&server.url(), history_max)
+        .await
+        .unwrap()
+}
+
+/// The `HistoryStore` contract, run against every implementation on a fresh store.
+async fn contract(store: &dyn HistoryStore) {
+    let epoch = store.head("a").await.unwrap().epoch;
+    assert!(!epoch.is_empty());
+    assert_eq!(store.head("a").await.unwrap().head, 0);
+    assert_eq!(store.rooms().await.unwrap(), Vec::<(String, u64)>::new());
+    assert!(store.append_batch(vec![]).await.unwrap().is_empty());
+
+    // Offsets per room in batch order; duplicates (same room + nick key + id, even within
+    // the batch) keep their original offset; the same id in another room is new.
+    let out = store
+        .append_batch(vec![
+            msg("a", "x", "1"),
+            msg("b", "x", "1"),
+            msg("a", "x", "2"),
+            msg("a", "X", "1"),
+            msg("a", "y", "1"),
+            msg("a", "a:b", "c"),
+            msg("a", "a", "b:c"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        offsets(&out),
+        vec![
+            (1, false),
+            (1, false),
+            (2, false),
+            (1, true),
+            (3, false),
+            (4, false),
+            (5, false)
+        ]
+    );
+    let AppendOutcome::Stored(first) = &out[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (
+            first.room.as_str(),
+            first.nick.as_str(),
+            first.id.as_str(),
+            first.text.as_str()
+        ),
+        ("a", "x", "1", "text 1")
+    );
+    assert!(
+        first.ts > 1_600_000_000_000,
+        "ts is milliseconds since 1970"
+    );
+
+    // A later batch: duplicates of older batches too.
+    let out = store
+        .append_batch(vec![msg("a", "x", "2"), msg("a", "z", "1")])
+        .await
+        .unwrap();
+    assert_eq!(offsets(&out), vec![(2, true), (6, false)]);
+
+    let head = store.head("a").await.unwrap();
+    assert_eq!(head.head, 6);
+    assert_eq!(
+        head.epoch, epoch,
+        "the epoch is stable while the history lives"
+    );
+    assert_eq!(store.head("b").await.unwrap().head, 1);
+    assert_eq!(store.head("none").await.unwrap().head, 0);
+
+    let offs = |ms: &[common::ChatMessage]| ms.iter().map(|m| m.offset).collect::<Vec<_>>();
+    // page: newest first by `before` (exclusive), returned ascending.
+    let page = store.page("a", None, 2).await.unwrap();
+    assert_eq!((offs(&page.messages), page.has_more), (vec![5, 6], true));
+    let page = store.page("a", Some(5), 2).await.unwrap();
+    assert_eq!((offs(&page.messages), page.has_more), (vec![3, 4], true));
+    let page = store.page("a", Some(3), 10).await.unwrap();
+    assert_eq!((offs(&page.messages), page.has_more), (vec![1, 2], false));
+    let page = store.page("a", Some(1), 10).await.unwrap();
+    assert_eq!(
+        (offs(&page.messages), page.has_more),
+        (Vec::<u64>::new(), false)
+    );
+    let page = store.page("a", Some(100), 10).await.unwrap();
+    assert_eq!(
+        (offs(&page.messages), page.has_more),
+        (vec![1, 2, 3, 4, 5, 6], false)
+    );
+    let page = store.page("a", None, 0).await.unwrap();
+    assert_eq!(
+        (offs(&page.messages), page.has_more),
+        (Vec::<u64>::new(), true)
+    );
+    let page = store.page("none", None, 10).await.unwrap();
+    assert_eq!(
+        (offs(&page.messages), page.has_more),
+        (Vec::<u64>::new(), false)
+    );
+    assert!(page.messages.is_empty());
+    let all = store.page("a", None, 10).await.unwrap().messages;
+    assert_eq!(all[0], *first, "reads return what the append returned");
+
+    // after: ascending, exclusive, bounded.
+    assert_eq!(
+        offs(&store.after("a", 0, 10).await.unwrap()),
+        vec![1, 2, 3, 4, 5, 6]
+    );
+    assert_eq!(offs(&store.after("a", 2, 2).await.unwrap()), vec![3, 4]);
+    assert_eq!(
+        offs(&store.after("a", 6, 10).await.unwrap()),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        offs(&store.after("a", 0, 0).await.unwrap()),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        offs(&store.after("none", 0, 10).await.unwrap()),
+        Vec::<u64>::new()
+    );
+    assert_eq!(store.after("a", 0, 10).await.unwrap(), all);
+
+    // count_between: offsets after+1..=up_to that are stored.
+    assert_eq!(store.count_between("a", 0, 6).await.unwrap(), 6);
+    assert_eq!(store.count_between("a", 2, 4).await.unwrap(), 2);
+    assert_eq!(store.count_between("a", 4, 100).await.unwrap(), 2);
+    assert_eq!(store.count_between("a", 6, 6).await.unwrap(), 0);
+    assert_eq!(store.count_between("a", 5, 2).await.unwrap(), 0);
+    assert_eq!(store.count_between("none", 0, 10).await.unwrap(), 0);
+
+    assert_eq!(
+        store.rooms().await.unwrap(),
+        vec![("a".into(), 6), ("b".into(), 1)]
+    );
+    store.check_writable().await.unwrap();
+}
+
+#[tokio::test]
+async fn contract_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+    contract(&store).await;
+}
+
+#[tokio::test]
+async fn contract_redis() {
+    if !available() {
+        return;
+    }
+    let server = RedisServer::start().await;
+    let store = redis_store(&server, 10_000).await;
+    contract(&store).await;
+}
+
+/// Two instances, five writers each, 50 messages per writer in small batches, one room:
+/// every offset 1..=500 is used exactly once, each writer sees its own offsets rise, and
+/// the stream holds exactly what the appends returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_from_two_instances_are_gap_free() {
+    if !available() {
+        return;
+    }
+    let server = RedisServer::start().await;
+    let instances = [
+        Arc::new(redis_store(&server, 10_000).await),
+        Arc::new(redis_store(&server, 10_000).await),
+    ];
+    let mut tasks = Vec::new();
+    for (i, store) in instances.iter().enumerate() {
+        for t in 0..5 {
+            let store = Arc::clone(store);
+            tasks.push(tokio::spawn(async move {
+                let nick = format!("n{i}-{t}");
+                let mut got = Vec::new();
+                for chunk in 0..10 {
+                    let batch = (0..5)
+                        .map(|k| msg("r", &nick, &format!("{}", chunk * 5 + k)))
+                        .collect();
+                    for o in store.append_batch(batch).await.unwrap() {
+                        let AppendOutcome::Stored(m) = o else {
+                            panic!("unexpected duplicate")
+                        };
+                        got.push((m.offset, m.nick, m.id));
+                    }
+                }
+                got
+            }));
+        }
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        let got = task.await.unwrap();
+        assert!(
+            got.windows(2).all(|w| w[0].0 < w[1].0),
+            "one writer's offsets rise"
+        );
+        all.extend(got);
+    }
+    let offsets: BTreeSet<u64> = all.iter().map(|(o, _, _)| *o).collect();
+    assert_eq!(all.len(), 500);
+    assert_eq!(offsets, (1..=500).collect::<BTreeSet<_>>());
+
+    let stored = instances[1].after("r", 0, 1000).await.unwrap();
+    let stored: Vec<_> = stored
+        .into_iter()
+        .map(|m| (m.offset, m.nick, m.id))
+        .collect();
+    all.sort();
+    assert_eq!(stored, all);
+    assert_eq!(instances[0].head("r").await.unwrap().head, 500);
+    assert_eq!(
+        instances[0].head("r").await.unwrap().epoch,
+        instances[1].head("r").await.unwrap().epoch
+    );
+}
+
+#[tokio::test]
+async fn a_retry_through_another_instance_is_a_duplicate() {
+    if !available() {
+        return;
+    }
+    let server = RedisServer::start().await;
+    let a = redis_store(&server, 10_000).await;
+    let b = redis_store(&server, 10_000).await;
+    a.append_batch(vec![msg("r", "x", "0")]).await.unwrap();
+    let out = a.append_batch(vec![msg("r", "Ann", "m1")]).await.unwrap();
+    assert_eq!(offsets(&out), vec![(2, false)]);
+    let out = b
+        .append_batch(vec![msg("r", "ANN", "m1"), msg("r", "ann", "m2")])
+        .await
+        .unwrap();
+    assert_eq!(offsets(&out), vec![(2, true), (3, false)]);
+    assert_eq!(b.count_between("r", 0, 3).await.unwrap(), 3);
+}
+
+/// Redis losing its data (FLUSHALL stands in for a restart without persistence) gives a
+/// new epoch, so a client's `since` is not mistaken for a position in the new history.
+#[tokio::test]
+async fn the_epoch_changes_when_redis_loses_its_data() {
+    if !available() {
+        return;
+    }
+    let server = RedisServer::start().await;
+    let store = redis_store(&server, 10_000).await;
+    store
+        .append_batch(vec![msg("r", "x", "1"), msg("r", "x", "2")])
+        .await
+        .unwrap();
+    let before = store.head("r").await.unwrap();
+    assert_eq!(before.head, 2);
+
+    let () = server.cmd(&["FLUSHALL"]).await;
+    let after = store.head("r").await.unwrap();
+    assert_eq!(after.head, 0);
+    assert_ne!(after.epoch, before.epoch);
+
+    // And when the first thing after the loss is an append (not a head read), it too
+    // makes the new epoch.
+    let () = server.cmd(&["FLUSHALL"]).await;
+    let out = store.append_batch(vec![msg("r", "x", "1")]).await.unwrap();
+    assert_eq!(
+        offsets(&out),
+        vec![(1, false)],
+        "the old id is not a duplicate"
+    );
+    let again = store.head("r").await.unwrap();
+    assert_eq!(again.head, 1);
+    assert_ne!(again.epoch, after.epoch);
+    assert_ne!(again.epoch, before.epoch);
+}
+
+/// `--history-max` trims old entries; `count_between` then reports fewer messages than the
+/// range holds, which is how a join with an old `since` learns it cannot recover.
+#[tokio::test]
+async fn trimming_shows_up_as_a_gap_in_count_between() {
+    if !available() {
+        return;
+    }
+    let server = RedisServer::start().await;
+    let store = redis_store(&server, 10).await;
+    for chunk in 0..10 {
+        let batch = (0..50)
+            .map(|k| msg("r", "x", &format!("{}", chunk * 50 + k)))
+            .collect();
+        store.append_batch(batch).await.unwrap();
+    }
+    assert_eq!(store.head("r").await.unwrap().head, 500);
+    let len: u64 = server.cmd(&["XLEN", "huddle:room:r:log"]).await;
+    // `MAXLEN ~` trims whole stream nodes (100 entries by default), never below 10.
+    assert!((10..=200).contains(&len), "stream length {len}");
+
+    let kept = store.count_between("r", 0, 500).await.unwrap();
+    assert_eq!(kept, len, "exactly the kept entries are counted");
+    assert!(kept < 500, "the gap shows");
+    assert_eq!(store.count_between("r", 490, 500).await.unwrap(), 10);
+
+    let oldest = 500 - len + 1;
+    let after = store.after("r", 0, 5).await.unwrap();
+    assert_eq!(
+        after[0].offset, oldest,
+        "after starts at the oldest kept entry"
+    );
+    let page = store.page("r", None, 1000).await.unwrap();
+    assert_eq!(page.messages.len() as u64, len);
+    assert!(!page.has_more);
+    assert_eq!(page.messages[0].offset, oldest);
+
+    // A retry of a trimmed message is still recognised (the dedupe key outlives it).
+    let out = store.append_batch(vec![msg("r", "x", "0")]).await.unwrap();
+    assert_eq!(offsets(&out), vec![(1, true)]);
+}
+
+async fn fails_fast<T: std::fmt::Debug>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) {
+    let started = Instant::now();
+    let result = call.await;
+    let took = started.elapsed();
+    eprintln!("{what} with Redis down: {result:?} after {took:?}");
+    assert!(
+        result.is_err(),
+        "{what} succeeded with Redis down: {result:?}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "{what} took {took:?} to fail with Redis down"
+    );
+}
+
+/// With Redis gone, every call fails within seconds (so the writer answers `error
+/// internal` instead of hanging its queue); after Redis is back, calls work again on
+/// their own, and with persistence the history and its epoch survived.
+#[tokio::test]
+async fn redis_down_fails_fast_and_recovers_after_restart() {
+    if !available() {
+        return;
+    }
+    let mut server = RedisServer::start_persistent().await;
+    let store = redis_store(&server, 10_000).await;
+    store
+        .append_batch(vec![msg("r", "x", "1"), msg("r", "x", "2")])
+        .await
+        .unwrap();
+    let before = store.head("r").await.unwrap();
+
+    server.kill9().await;
+    fails_fast("append_batch", store.append_batch(vec![msg("r", "x", "3")])).await;
+    fails_fast(
+        "append_batch again",
+        store.append_batch(vec![msg("r", "x", "3")]),
+    )
+    .await;
+    fails_fast("head", store.head("r")).await;
+    fails_fast("check_writable", store.check_writable()).await;
+
+    server.restart().await;
+    let started = Instant::now();
+    let out = loop {
+        match store.append_batch(vec![msg("r", "x", "3")]).await {
+            Ok(out) => break out,
+            Err(e) => {
+                eprintln!("append after the restart failed: {e:?}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "still failing {:?} after the restart: {e}",
+                    started.elapsed()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    eprintln!(
+        "first append after the restart succeeded after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(offsets(&out), vec![(3, false)]);
+    let after = store.head("r").await.unwrap();
+    assert_eq!(after.epoch, before.epoch, "persisted data keeps its epoch");
+    assert_eq!(after.head, 3);
+    store.check_writable().await.unwrap();
+}
+
+/// Connecting to a port where no Redis listens fails quickly with an error.
+#[tokio::test]
+async fn connect_fails_fast_without_redis() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let result = RedisStore::connect(&format!("redis://127.0.0.1:{port}/0"), 100).await;
+    assert!(result.is_err());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
