@@ -26,7 +26,7 @@ use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use support::{Client, Huddle, TestServer};
+use support::{which, Client, Huddle, TestServer};
 use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -55,14 +55,6 @@ fn ready() -> bool {
     );
     eprintln!("SKIPPED browser test: {why}");
     false
-}
-
-fn which(cmd: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(cmd))
-            .find(|p| p.is_file())
-    })
 }
 
 /// A chromedriver process on a free port, stopped on drop.
@@ -592,27 +584,6 @@ async fn flood(
     let acked = reader.await.unwrap();
     let _ = sink.close().await;
     acked
-}
-
-/// Every stored text of a room, oldest first, paging through `history`.
-async fn all_history_texts(c: &mut Client, room: &str) -> Vec<String> {
-    let mut texts = Vec::new();
-    let mut before: Option<u64> = None;
-    loop {
-        c.send(json!({"type": "history", "room": room, "before": before, "limit": 100}))
-            .await;
-        let h = c.next_of("history").await;
-        let page = h["messages"].as_array().unwrap();
-        for m in page.iter().rev() {
-            texts.push(m["text"].as_str().unwrap().to_owned());
-        }
-        if h["has_more"] != true {
-            break;
-        }
-        before = page.first().and_then(|m| m["offset"].as_u64());
-    }
-    texts.reverse();
-    texts
 }
 
 /// A tiny HTTP endpoint a frozen page polls with synchronous requests: it answers
@@ -1191,7 +1162,13 @@ async fn a_server_killed_with_sigkill_mid_conversation_loses_and_repeats_nothing
     }
     let mut probe = Client::connect(&server.ws_url()).await;
     assert_eq!(probe.hello("probe").await["type"], "welcome");
-    assert_eq!(all_history_texts(&mut probe, "lobby").await, expected);
+    let texts: Vec<String> = probe
+        .whole_history("lobby")
+        .await
+        .into_iter()
+        .map(|(_, _, _, text)| text)
+        .collect();
+    assert_eq!(texts, expected);
 }
 
 #[tokio::test]

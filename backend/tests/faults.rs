@@ -23,7 +23,7 @@ use std::time::Duration;
 use backend::metrics;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use support::{free_port, Client, Huddle, TestServer, WAIT};
+use support::{free_port, Client, Huddle, Stored, TestServer, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -103,35 +103,6 @@ async fn wait_for_metric(addr: SocketAddr, series: &str, want: f64, within: Dura
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// One stored message: (offset, nick, id, text).
-type Stored = (u64, String, String, String);
-
-/// A room's whole history, oldest first, read page by page.
-async fn whole_history(c: &mut Client, room: &str) -> Vec<Stored> {
-    let mut all = Vec::new();
-    let mut before: Option<u64> = None;
-    loop {
-        c.send(json!({"type": "history", "room": room, "before": before, "limit": 100}))
-            .await;
-        let h = c.next_of("history").await;
-        let page = h["messages"].as_array().unwrap();
-        for m in page.iter().rev() {
-            all.push((
-                m["offset"].as_u64().unwrap(),
-                m["nick"].as_str().unwrap().to_owned(),
-                m["id"].as_str().unwrap().to_owned(),
-                m["text"].as_str().unwrap().to_owned(),
-            ));
-        }
-        if h["has_more"] != true {
-            break;
-        }
-        before = page.first().and_then(|m| m["offset"].as_u64());
-    }
-    all.reverse();
-    all
 }
 
 /// Asserts offsets 1..=n with no gap and no reuse.
@@ -292,7 +263,7 @@ async fn a_disk_that_refuses_writes_fails_sends_with_internal_loses_nothing_acke
     // The server stays up and says it is not ready; reading history still works.
     let (status, body) = http_get(huddle.addr, "/readyz").await;
     assert_eq!(status, 503, "{body}");
-    let during = whole_history(&mut bob, "lobby").await;
+    let during = bob.whole_history("lobby").await;
     assert_eq!(during.len(), 5, "{during:?}");
     assert!(metric(huddle.addr, metrics::WRITE_FAILURES).await >= 1.0);
 
@@ -332,7 +303,7 @@ async fn a_disk_that_refuses_writes_fails_sends_with_internal_loses_nothing_acke
     let huddle = start(&db, &[]).await;
     let mut auditor = connect(&huddle).await;
     auditor.hello("auditor").await;
-    let stored = whole_history(&mut auditor, "lobby").await;
+    let stored = auditor.whole_history("lobby").await;
     assert_gap_free("lobby", &stored);
     let stored_texts: Vec<(u64, String)> = stored.iter().map(|m| (m.0, m.3.clone())).collect();
     assert_eq!(stored_texts, acked);
@@ -445,7 +416,7 @@ async fn kill_9_under_ten_continuous_senders_keeps_every_acked_message_and_gap_f
     auditor.hello("auditor").await;
     let mut stored_total = 0;
     for room in ROOMS {
-        let stored = whole_history(&mut auditor, room).await;
+        let stored = auditor.whole_history(room).await;
         assert_gap_free(room, &stored);
         stored_total += stored.len();
         let by_offset: HashMap<u64, (&str, &str, &str)> = stored

@@ -239,6 +239,32 @@ impl Client {
             .collect()
     }
 
+    /// A room's whole history, oldest first, read page by page.
+    pub async fn whole_history(&mut self, room: &str) -> Vec<Stored> {
+        let mut all = Vec::new();
+        let mut before: Option<u64> = None;
+        loop {
+            self.send(json!({"type": "history", "room": room, "before": before, "limit": 100}))
+                .await;
+            let h = self.next_of("history").await;
+            let page = h["messages"].as_array().unwrap();
+            for m in page.iter().rev() {
+                all.push((
+                    m["offset"].as_u64().unwrap(),
+                    m["nick"].as_str().unwrap().to_owned(),
+                    m["id"].as_str().unwrap().to_owned(),
+                    m["text"].as_str().unwrap().to_owned(),
+                ));
+            }
+            if h["has_more"] != true {
+                break;
+            }
+            before = page.first().and_then(|m| m["offset"].as_u64());
+        }
+        all.reverse();
+        all
+    }
+
     pub fn fresh_id(&mut self) -> String {
         self.next_id += 1;
         format!("m{}", self.next_id)
@@ -334,4 +360,16 @@ impl Huddle {
         self.child.start_kill().expect("kill huddle");
         self.child.wait().await.expect("reap huddle");
     }
+}
+
+/// One stored message: (offset, nick, id, text).
+pub type Stored = (u64, String, String, String);
+
+/// Where `cmd` is on `PATH`, if it is.
+pub fn which(cmd: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(cmd))
+            .find(|p| p.is_file())
+    })
 }

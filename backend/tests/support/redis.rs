@@ -5,10 +5,10 @@
 //! message, unless `HUDDLE_REDIS_TESTS` is set (`cargo xtask test` sets it when the
 //! server is installed), which turns a missing server into a failure.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use super::which;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
@@ -28,14 +28,6 @@ pub fn available() -> bool {
     );
     eprintln!("SKIPPED Redis test: redis-server is not on PATH (run `cargo xtask setup`)");
     false
-}
-
-fn which(cmd: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(cmd))
-            .find(|p| p.is_file())
-    })
 }
 
 fn free_port() -> u16 {
