@@ -24,6 +24,20 @@ pub struct NewMessage {
     pub text: String,
 }
 
+impl NewMessage {
+    /// The message as stored at `offset`, at server time `ts`.
+    pub fn stored(self, offset: u64, ts: u64) -> ChatMessage {
+        ChatMessage {
+            room: self.room,
+            offset,
+            id: self.id,
+            nick: self.nick,
+            text: self.text,
+            ts,
+        }
+    }
+}
+
 /// What became of one appended message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppendOutcome {

@@ -287,14 +287,7 @@ impl HistoryStore for RedisStore {
                 if duplicate != 0 {
                     AppendOutcome::Duplicate { offset }
                 } else {
-                    AppendOutcome::Stored(ChatMessage {
-                        room: m.room,
-                        offset,
-                        id: m.id,
-                        nick: m.nick,
-                        text: m.text,
-                        ts,
-                    })
+                    AppendOutcome::Stored(m.stored(offset, ts))
                 }
             })
             .collect())

@@ -194,14 +194,7 @@ fn append_in_tx(
                 m.room, offset, m.id, m.nick, m.nick_key, m.text, ts
             ])?;
             new_heads.insert(m.room.clone(), offset);
-            outcomes.push(AppendOutcome::Stored(ChatMessage {
-                room: m.room,
-                offset,
-                id: m.id,
-                nick: m.nick,
-                text: m.text,
-                ts,
-            }));
+            outcomes.push(AppendOutcome::Stored(m.stored(offset, ts)));
         }
         let mut upsert = tx.prepare_cached(
             "INSERT INTO rooms (room, head) VALUES (?1, ?2)
