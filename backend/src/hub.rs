@@ -117,6 +117,19 @@ impl Hub {
             .collect()
     }
 
+    /// Every (room, connection, nick) here: what a cluster broker re-registers after
+    /// Redis forgot this node (see `broker::RedisBroker`).
+    pub fn memberships(&self) -> Vec<(Arc<str>, ConnId, Arc<str>)> {
+        self.lock()
+            .iter()
+            .flat_map(|(room, r)| {
+                r.members
+                    .iter()
+                    .map(|(conn, m)| (Arc::clone(room), *conn, Arc::clone(&m.nick)))
+            })
+            .collect()
+    }
+
     /// Queues a frame for every member of its room except `env.except`.
     pub fn deliver(&self, env: &Envelope) {
         let rooms = self.lock();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::redis::{available, RedisServer};
-use support::{Client, TestServer, WAIT};
+use support::{Client, Huddle, TestServer, WAIT};
 
 /// Three instances on one Redis; each with its own (unused) database path.
 async fn cluster(redis: &RedisServer) -> Vec<TestServer> {
@@ -384,6 +384,72 @@ async fn events_cross_instances_and_skip_only_their_actor() {
         match tokio::time::timeout(Duration::from_millis(300), typist.recv()).await {
             Err(_) => break,
             Ok(v) => assert_ne!(v["type"], "typing", "{v}"),
+        }
+    }
+}
+
+/// Reads frames until a `presence` for `room` lists exactly `want`; other frames are
+/// skipped (lists from concurrent changes may arrive first).
+async fn presence_until(client: &mut Client, room: &str, want: &[&str]) {
+    loop {
+        let v = client.next_of("presence").await;
+        if v["room"] == room && v["nicks"] == json!(want) {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn presence_spans_instances_and_a_killed_instance_is_announced_left() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let servers = cluster(&redis).await;
+    let (a, b) = (&servers[0], &servers[1]);
+    // The third instance is the real binary, so it can die without cleaning up.
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", support::free_port())
+        .parse()
+        .unwrap();
+    let mut c = Huddle::start(&dir.path().join("c.db"), addr, &["--redis", &url]).await;
+
+    let mut ant = a.member("ant", "hall").await;
+    let _bee = b.member("bee", "hall").await;
+    presence_until(&mut ant, "hall", &["ant", "bee"]).await;
+    let mut sea = Client::connect(&c.ws_url()).await;
+    assert_eq!(sea.hello("sea").await["type"], "welcome");
+    let joined = sea.join("hall").await;
+    assert_eq!(joined["nicks"], json!(["ant", "bee", "sea"]), "{joined}");
+    presence_until(&mut ant, "hall", &["ant", "bee", "sea"]).await;
+    let mut late = a.login("late").await;
+    let joined = late.join("hall").await;
+    assert_eq!(
+        joined["nicks"],
+        json!(["ant", "bee", "late", "sea"]),
+        "{joined}"
+    );
+    presence_until(&mut ant, "hall", &["ant", "bee", "late", "sea"]).await;
+
+    // C dies without a word: its heartbeat expires and a survivor announces its member.
+    c.kill9().await;
+    let killed = Instant::now();
+    loop {
+        let v = ant.next_of("notification").await;
+        if v["kind"] == "left" {
+            assert_eq!(v["nick"], "sea", "{v}");
+            break;
+        }
+    }
+    presence_until(&mut ant, "hall", &["ant", "bee", "late"]).await;
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(8), "announced after {took:?}");
+    // Exactly once, although two survivors sweep.
+    loop {
+        match tokio::time::timeout(Duration::from_millis(1500), ant.recv()).await {
+            Err(_) => break,
+            Ok(v) => assert_ne!(v["kind"], "left", "announced twice: {v}"),
         }
     }
 }

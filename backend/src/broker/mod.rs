@@ -6,6 +6,7 @@
 //! about WebSockets or JSON: it moves encoded frames.
 
 mod memory;
+mod presence;
 mod redis;
 
 pub use self::redis::{RedisBroker, RedisBrokerTasks};
@@ -61,5 +62,16 @@ pub trait Broker: Send + Sync + 'static {
     /// publish them, and `subscribe` must be called for every join, not only the first.
     fn delivers_stored_messages(&self) -> bool {
         false
+    }
+
+    /// Records that local connection `conn` (as `nick`) is in `room`, for member lists
+    /// that span nodes. A single-node broker has nothing to record.
+    async fn member_joined(&self, _room: &str, _conn: ConnId, _nick: &str) {}
+    /// Undoes [`Broker::member_joined`].
+    async fn member_left(&self, _room: &str, _conn: ConnId) {}
+    /// The room's nicks on every live node, given this node's (`local`). Best-effort: a
+    /// broker that cannot reach the other nodes answers with `local`.
+    async fn members(&self, _room: &str, local: Vec<String>) -> Vec<String> {
+        local
     }
 }

@@ -15,7 +15,12 @@
 //!   It keeps one SUBSCRIBE per room with local members and resubscribes after a
 //!   reconnect.
 //!
-//! Both tasks stop when [`RedisBrokerTasks::shutdown`] is called.
+//! - the **presence keeper** refreshes this instance's heartbeat and sweeps instances
+//!   whose heartbeat expired, announcing their members as left (see [`super::presence`]
+//!   for the keys); member lists (`joined.nicks`, `presence`) are the union over the live
+//!   instances.
+//!
+//! The tasks stop when [`RedisBrokerTasks::shutdown`] is called.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use common::ServerMsg;
+use common::{NotificationKind, ServerMsg};
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
@@ -33,6 +38,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::presence::{Presence, HEARTBEAT};
 use super::{Broker, BrokerError, Envelope};
 use crate::codec::{self, Frame};
 use crate::hub::Hub;
@@ -111,6 +117,7 @@ struct Inner {
     generation: AtomicU64,
     changed: Notify,
     synced: watch::Sender<u64>,
+    presence: Presence,
 }
 
 impl RedisBroker {
@@ -132,8 +139,16 @@ impl RedisBroker {
             .await
             .map_err(unavailable)?;
         let (synced, _) = watch::channel(0);
+        let id = format!("{:016x}", rand::random::<u64>());
+        let presence = Presence::new(id.clone());
+        // Registered before the first member can join, so its entries count at once.
+        presence
+            .beat(&mut conn.clone())
+            .await
+            .map_err(unavailable)?;
         let inner = Arc::new(Inner {
-            id: format!("{:016x}", rand::random::<u64>()),
+            id,
+            presence,
             hub,
             client,
             rooms: Mutex::new(HashMap::new()),
@@ -145,6 +160,11 @@ impl RedisBroker {
         let handles = vec![
             tokio::spawn(read_streams(Arc::clone(&inner), cancel.clone())),
             tokio::spawn(subscribe_events(Arc::clone(&inner), cancel.clone())),
+            tokio::spawn(keep_presence(
+                Arc::clone(&inner),
+                conn.clone(),
+                cancel.clone(),
+            )),
         ];
         Ok((
             RedisBroker { inner, conn },
@@ -187,16 +207,7 @@ impl Broker for RedisBroker {
             // `delivers_stored_messages`.
             return Ok(());
         }
-        let payload = serde_json::to_string(&EventWire {
-            origin: self.inner.id.as_str(),
-            except: env.except,
-            frame: env.frame.as_str(),
-        })
-        .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
-        let mut conn = self.conn.clone();
-        conn.publish::<_, _, ()>(events_channel(&env.room), payload)
-            .await
-            .map_err(|e| BrokerError::Unavailable(e.to_string()))
+        publish_event(&self.inner.id, &mut self.conn.clone(), &env).await
     }
 
     /// Idempotent and cheap once the room is subscribed: call it for every join, so that
@@ -245,6 +256,149 @@ impl Broker for RedisBroker {
     fn delivers_stored_messages(&self) -> bool {
         true
     }
+
+    async fn member_joined(&self, room: &str, conn: ConnId, nick: &str) {
+        let mut redis = self.conn.clone();
+        if let Err(e) = self
+            .inner
+            .presence
+            .register(&mut redis, room, conn, nick)
+            .await
+        {
+            // Best-effort: the next re-registration (after the heartbeat finds this
+            // instance unknown) or the member's next join records it.
+            tracing::warn!(room = %Escaped(room), error = %e, "member not recorded in redis");
+        }
+    }
+
+    async fn member_left(&self, room: &str, conn: ConnId) {
+        let mut redis = self.conn.clone();
+        if let Err(e) = self.inner.presence.unregister(&mut redis, room, conn).await {
+            tracing::warn!(room = %Escaped(room), error = %e, "member not removed from redis");
+        }
+    }
+
+    async fn members(&self, room: &str, local: Vec<String>) -> Vec<String> {
+        let mut redis = self.conn.clone();
+        match self.inner.presence.members(&mut redis, room).await {
+            Ok(mut all) => {
+                // The local ones too: they are current even when Redis lags behind.
+                all.extend(local);
+                all.sort();
+                all.dedup();
+                all
+            }
+            Err(e) => {
+                tracing::warn!(room = %Escaped(room), error = %e, "cluster member list unavailable; sending this instance's");
+                local
+            }
+        }
+    }
+}
+
+/// Publishes an event on its room's channel, as coming from instance `origin`.
+async fn publish_event(
+    origin: &str,
+    conn: &mut ConnectionManager,
+    env: &Envelope,
+) -> Result<(), BrokerError> {
+    let payload = serde_json::to_string(&EventWire {
+        origin,
+        except: env.except,
+        frame: env.frame.as_str(),
+    })
+    .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+    conn.publish::<_, _, ()>(events_channel(&env.room), payload)
+        .await
+        .map_err(|e| BrokerError::Unavailable(e.to_string()))
+}
+
+/// The presence keeper task; see the module docs and [`super::presence`].
+async fn keep_presence(inner: Arc<Inner>, mut conn: ConnectionManager, cancel: CancellationToken) {
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = beat.tick() => {}
+        }
+        let result = tokio::select! {
+            () = cancel.cancelled() => break,
+            result = presence_round(&inner, &mut conn) => result,
+        };
+        match result {
+            Ok(()) if failing => {
+                tracing::info!("presence keeper reaches redis again");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "presence keeper cannot reach redis; retrying");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+    // Others sweep at once instead of waiting for the heartbeat to expire.
+    let stop = inner.presence.stop(&mut conn);
+    if !matches!(
+        tokio::time::timeout(RESPONSE_TIMEOUT, stop).await,
+        Ok(Ok(()))
+    ) {
+        tracing::warn!("heartbeat not removed at shutdown; it expires on its own");
+    }
+}
+
+/// One heartbeat: refresh, re-register if Redis forgot this instance, sweep the dead.
+async fn presence_round(inner: &Inner, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+    if inner.presence.beat(conn).await? {
+        for (room, member, nick) in inner.hub.memberships() {
+            inner.presence.register(conn, &room, member, &nick).await?;
+        }
+    }
+    for (room, nicks) in inner.presence.sweep(conn).await? {
+        let room: Arc<str> = Arc::from(room);
+        for nick in nicks {
+            let note = ServerMsg::Notification {
+                room: room.to_string(),
+                kind: NotificationKind::Left,
+                text: format!("{nick} left"),
+                nick: Some(nick),
+                ts: now_ms(),
+            };
+            send_event(inner, conn, &room, &note).await;
+        }
+        let mut nicks = inner.presence.members(conn, &room).await?;
+        nicks.sort();
+        nicks.dedup();
+        let list = ServerMsg::Presence {
+            room: room.to_string(),
+            nicks,
+        };
+        send_event(inner, conn, &room, &list).await;
+    }
+    Ok(())
+}
+
+/// Publishes an event of this instance to a room on every instance; failures are logged
+/// (events are best-effort).
+async fn send_event(inner: &Inner, conn: &mut ConnectionManager, room: &Arc<str>, msg: &ServerMsg) {
+    let env = Envelope {
+        room: Arc::clone(room),
+        offset: 0,
+        except: None,
+        frame: codec::encode(msg),
+    };
+    if let Err(e) = publish_event(&inner.id, conn, &env).await {
+        tracing::warn!(room = %Escaped(room), error = %e, "event not published");
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Reconnect bookkeeping for a task: the wait doubles while connections fail (or fail

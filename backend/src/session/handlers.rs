@@ -148,6 +148,13 @@ impl Session {
                 return self.internal_error("join").await;
             }
         }
+        if change.is_some() {
+            let nick = self.nick.as_deref().unwrap_or_default();
+            self.state
+                .broker
+                .member_joined(&room, self.conn, nick)
+                .await;
+        }
         let head = match self.state.store.head(&room).await {
             Ok(h) => h,
             Err(e) => {
@@ -166,6 +173,7 @@ impl Session {
             Some(c) => c.nicks.clone(),
             None => self.state.hub.nicks(&room),
         };
+        let nicks = self.state.broker.members(&room, nicks).await;
         let sub = self.rooms.entry(Arc::clone(&room)).or_insert(RoomSub {
             last_offset: 0,
             last_typing: None,
@@ -245,6 +253,7 @@ impl Session {
 
     async fn undo_join(&mut self, room: &Arc<str>) {
         if let Some(change) = self.state.hub.leave(room, self.conn) {
+            self.state.broker.member_left(room, self.conn).await;
             if change.edge {
                 let _ = self.state.broker.unsubscribe(room).await;
             }
@@ -262,6 +271,9 @@ impl Session {
             return self.not_joined(room, reference).await;
         };
         let change = self.state.hub.leave(&room, self.conn);
+        if change.is_some() {
+            self.state.broker.member_left(&room, self.conn).await;
+        }
         self.reply(&ServerMsg::Left {
             room: room.to_string(),
         })

@@ -337,9 +337,11 @@ impl Session {
         self.publish_event(room, &note).await;
         let (mut version, mut nicks) = (version, nicks);
         loop {
+            // With a cluster broker, the members on the other instances too.
+            let all = self.state.broker.members(room, nicks).await;
             let presence = ServerMsg::Presence {
                 room: room.to_string(),
-                nicks,
+                nicks: all,
             };
             self.publish_event(room, &presence).await;
             match self.state.hub.presence(room, version) {
@@ -357,6 +359,7 @@ impl Session {
             let Some(change) = self.state.hub.leave(&room, self.conn) else {
                 continue;
             };
+            self.state.broker.member_left(&room, self.conn).await;
             if !stopping {
                 self.announce(&room, NotificationKind::Left, change.nicks, change.version)
                     .await;
