@@ -107,7 +107,7 @@ pub struct Config {
 
     /// Origins whose pages may open a WebSocket, comma-separated: `scheme://host[:port]`,
     /// port `*` for any, or `*` for every origin. The server's own host (Origin = Host)
-    /// is always allowed; unset or empty adds http(s)://127.0.0.1, localhost and [::1] on
+    /// is always allowed; unset or empty adds http(s)://127.0.0.1, localhost and `[::1]` on
     /// any port (local development). Others get HTTP 403.
     #[arg(
         long,
