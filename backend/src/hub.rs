@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use common::CloseCode;
+
 use crate::broker::Envelope;
 use crate::session::outbox::{ConnId, Outbox, Outgoing};
 
@@ -128,6 +130,16 @@ impl Hub {
                     .map(|(conn, m)| (Arc::clone(room), *conn, Arc::clone(&m.nick)))
             })
             .collect()
+    }
+
+    /// Asks every member of `room` here to close with `code` (the room's delivery broke:
+    /// they must resume with `since`).
+    pub fn close_room(&self, room: &str, code: CloseCode) {
+        if let Some(room) = self.lock().get(room) {
+            for member in room.members.values() {
+                member.outbox.control().close(code);
+            }
+        }
     }
 
     /// Queues a frame for every member of its room except `env.except`.

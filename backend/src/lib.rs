@@ -54,6 +54,7 @@ pub use state::AppState;
 use broker::{Broker, MemoryBroker, RedisBroker, RedisBrokerTasks};
 use hub::Hub;
 use metrics::Metrics;
+use nicks::Nicks;
 use store::{HistoryStore, RedisStore, SqliteStore, StoreError};
 use writer::Writer;
 
@@ -85,7 +86,8 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let tls = tls::from_config(&config)?;
     let hub = Hub::default();
-    let (store, broker, broker_tasks) = open_backends(&config, &hub).await?;
+    let nicks = Nicks::default();
+    let (store, broker, broker_tasks) = open_backends(&config, &hub, &nicks).await?;
     let metrics = Metrics::new();
     let (writer, writer_task) = Writer::start(
         store.clone(),
@@ -94,7 +96,7 @@ pub async fn run(
         config.max_batch,
         metrics.clone(),
     );
-    let state = AppState::new(config, hub, broker, store, writer, metrics);
+    let state = AppState::new(config, hub, nicks, broker, store, writer, metrics);
     let token = state.shutdown.clone();
     let listener = tls::Incoming::new(listener, tls)?;
     let scheme = if listener.is_tls() { "https" } else { "http" };
@@ -140,6 +142,7 @@ pub async fn run(
 async fn open_backends(
     config: &Config,
     hub: &Hub,
+    nicks: &Nicks,
 ) -> Result<
     (
         Arc<dyn HistoryStore>,
@@ -159,7 +162,7 @@ async fn open_backends(
     let store = RedisStore::connect(url, config.history_max)
         .await
         .map_err(|e| failed(e.to_string()))?;
-    let (broker, tasks) = RedisBroker::start(url, hub.clone())
+    let (broker, tasks) = RedisBroker::start(url, hub.clone(), nicks.clone())
         .await
         .map_err(|e| failed(e.to_string()))?;
     Ok((Arc::new(store), Arc::new(broker), Some(tasks)))

@@ -52,7 +52,7 @@ impl Nicks {
         conn: ConnId,
         control: Arc<Control>,
     ) -> Result<String, NickTaken> {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.lock();
         let token = match (held.get(key), session) {
             (Some(holder), Some(s)) if holder.session == s => {
                 holder.control.close(CloseCode::SessionTaken);
@@ -75,10 +75,42 @@ impl Nicks {
 
     /// Frees `key` if connection `conn` still holds it (a takeover may have moved it on).
     pub fn release(&self, key: &str, conn: ConnId) {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.lock();
         if held.get(key).is_some_and(|h| h.conn == conn) {
             held.remove(key);
         }
+    }
+
+    /// Closes connection `conn` with 4001 if it still holds `key`: its session was
+    /// reclaimed on another instance. The session's own release frees the nick here.
+    pub fn evict(&self, key: &str, conn: ConnId) -> bool {
+        let held = self.lock();
+        match held.get(key) {
+            Some(holder) if holder.conn == conn => {
+                holder.control.close(CloseCode::SessionTaken);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// True while connection `conn` holds `key`.
+    pub fn holds(&self, key: &str, conn: ConnId) -> bool {
+        self.lock().get(key).is_some_and(|h| h.conn == conn)
+    }
+
+    /// Every held nick as (key, connection, session), to record them again in a
+    /// cluster registry that lost them.
+    pub fn holders(&self) -> Vec<(String, ConnId, String)> {
+        self.lock()
+            .iter()
+            .map(|(key, h)| (key.clone(), h.conn, h.session.clone()))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Holder>> {
+        // The map stays consistent whatever panicked while it was held.
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -113,5 +145,20 @@ mod tests {
         );
         nicks.release("alice", 3);
         assert!(nicks.claim("alice", None, 4, Arc::default()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn evict_closes_only_the_named_holder() {
+        let nicks = Nicks::default();
+        let c1 = Arc::new(Control::default());
+        let token = nicks.claim("bob", None, 1, Arc::clone(&c1)).unwrap();
+        assert!(
+            !nicks.evict("bob", 2),
+            "another connection id is not the holder"
+        );
+        assert!(nicks.holds("bob", 1));
+        assert_eq!(nicks.holders(), vec![("bob".to_owned(), 1, token)]);
+        assert!(nicks.evict("bob", 1));
+        assert_eq!(c1.closed().await, CloseCode::SessionTaken);
     }
 }

@@ -53,6 +53,7 @@ impl AppState {
     pub fn new(
         config: Config,
         hub: Hub,
+        nicks: Nicks,
         broker: Arc<dyn Broker>,
         store: Arc<dyn HistoryStore>,
         writer: Writer,
@@ -74,7 +75,7 @@ impl AppState {
             broker,
             store,
             writer,
-            nicks: Nicks::default(),
+            nicks,
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
             connection_slots,

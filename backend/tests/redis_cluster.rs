@@ -209,6 +209,10 @@ async fn since_recovers_across_instances_and_not_after_data_loss() {
 
     // Redis loses everything: the old epoch cannot be trusted any more.
     let () = redis.cmd(&["FLUSHALL"]).await;
+    // Members connected through the loss would drop the new history's offsets as already
+    // seen: they are closed so they rejoin, on A and on C alike.
+    assert_eq!(writer.expect_close().await, Some(1001));
+    assert_eq!(back.expect_close().await, Some(1001));
     let mut after = c.login("after").await;
     after
         .send(json!({"type": "join", "room": "news", "since": 5, "epoch": epoch}))
@@ -445,6 +449,17 @@ async fn presence_spans_instances_and_a_killed_instance_is_announced_left() {
     presence_until(&mut ant, "hall", &["ant", "bee", "late"]).await;
     let took = killed.elapsed();
     assert!(took < Duration::from_secs(8), "announced after {took:?}");
+    // Its nicks are free again, and the sweep deleted its entries for them.
+    let mut again = b.client().await;
+    assert_eq!(again.hello("sea").await["type"], "welcome");
+    let left: u64 = redis.cmd(&["SCARD", "huddle:instances"]).await;
+    assert_eq!(left, 3, "the dead instance is unregistered");
+    let stale: Vec<String> = redis.cmd(&["KEYS", "huddle:instance:*:nicks"]).await;
+    assert_eq!(
+        stale.len(),
+        2,
+        "only instances holding nicks keep sets: {stale:?}"
+    );
     // Exactly once, although two survivors sweep.
     loop {
         match tokio::time::timeout(Duration::from_millis(1500), ant.recv()).await {
@@ -452,4 +467,291 @@ async fn presence_spans_instances_and_a_killed_instance_is_announced_left() {
             Ok(v) => assert_ne!(v["kind"], "left", "announced twice: {v}"),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nicks_are_unique_across_instances_and_a_session_reclaims_anywhere() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start().await;
+    let servers = cluster(&redis).await;
+    let mut first = servers[0].client().await;
+    let welcome = first.hello("Alice").await;
+    let session = welcome["session"].as_str().unwrap().to_owned();
+    first.join("hall").await;
+
+    // Another instance, another person: refused, case-insensitively, with or without a
+    // made-up session.
+    let mut other = servers[1].client().await;
+    other.send(json!({"type": "hello", "nick": "alice"})).await;
+    other.expect_error("nick_taken").await;
+    other
+        .send(json!({"type": "hello", "nick": "ALICE", "session": "s_aaaaaaaaaaaaaaaaaaaaaaaa"}))
+        .await;
+    other.expect_error("nick_taken").await;
+
+    // The same person on a third instance with the session: the old connection on the
+    // first instance is closed with 4001.
+    let mut second = servers[2].client().await;
+    second
+        .send(json!({"type": "hello", "nick": "Alice", "session": session}))
+        .await;
+    let again = second.expect("welcome").await;
+    assert_eq!(again["session"], session.as_str());
+    assert_eq!(first.expect_close().await, Some(4001));
+    // The closed connection's clean-up must not free the nick its successor holds.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    other.send(json!({"type": "hello", "nick": "alice"})).await;
+    other.expect_error("nick_taken").await;
+
+    // Once the holder leaves, the nick is free anywhere.
+    second.ws.close(None).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        other.send(json!({"type": "hello", "nick": "alice"})).await;
+        let v = other.recv().await;
+        if v["type"] == "welcome" {
+            break;
+        }
+        assert_eq!(v["code"], "nick_taken", "{v}");
+        assert!(Instant::now() < deadline, "nick never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads until the connection dies; returns the (offset, id) of every message and the
+/// ids of every ack seen.
+async fn drain_until_dead(client: &mut Client) -> (Vec<(u64, String)>, BTreeSet<String>) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut messages, mut acks) = (Vec::new(), BTreeSet::new());
+    loop {
+        let next = tokio::time::timeout(WAIT, client.ws.next())
+            .await
+            .expect("a killed server's connection must end");
+        let Some(Ok(Message::Text(text))) = next else {
+            if matches!(next, Some(Ok(_))) {
+                continue;
+            }
+            return (messages, acks);
+        };
+        let v: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+        match v["type"].as_str() {
+            Some("message") => messages.push((
+                v["offset"].as_u64().unwrap(),
+                v["id"].as_str().unwrap().to_owned(),
+            )),
+            Some("ack") => {
+                acks.insert(v["id"].as_str().unwrap().to_owned());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Says hello with a session and joins with `since`/`epoch`; returns the `joined` frame.
+async fn resume(
+    url: &str,
+    nick: &str,
+    session: &str,
+    since: u64,
+    epoch: &str,
+) -> (Client, serde_json::Value) {
+    let mut client = Client::connect(url).await;
+    client
+        .send(json!({"type": "hello", "nick": nick, "session": session}))
+        .await;
+    client.expect("welcome").await;
+    client
+        .send(json!({"type": "join", "room": "flow", "since": since, "epoch": epoch}))
+        .await;
+    let joined = client.next_of("joined").await;
+    (client, joined)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_of_a_killed_instance_resume_on_another_without_loss() {
+    if !available() {
+        return;
+    }
+    const TOTAL: usize = 40;
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let servers = cluster(&redis).await;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", support::free_port())
+        .parse()
+        .unwrap();
+    let mut doomed = Huddle::start(&dir.path().join("c.db"), addr, &["--redis", &url]).await;
+
+    let mut observer = servers[1].member("observer", "flow").await;
+    let mut sender = Client::connect(&doomed.ws_url()).await;
+    let sender_session = sender.hello("sender").await["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let epoch = sender.join("flow").await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut reader = Client::connect(&doomed.ws_url()).await;
+    let reader_session = reader.hello("reader").await["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    reader.join("flow").await;
+
+    // Half the messages go out; the instance dies right after the first few acks, with
+    // the rest in flight (stored or not, acked or not).
+    let ids: Vec<String> = (1..=TOTAL).map(|i| format!("m{i}")).collect();
+    for id in &ids[..TOTAL / 2] {
+        sender
+            .send(json!({"type": "send", "room": "flow", "id": id, "text": id}))
+            .await;
+    }
+    loop {
+        let v = sender.recv().await;
+        if v["type"] == "ack" && v["id"] == "m5" {
+            break;
+        }
+    }
+    doomed.kill9().await;
+    let (_, mut acked) = drain_until_dead(&mut sender).await;
+    acked.extend(["m1", "m2", "m3", "m4", "m5"].map(str::to_owned));
+    let (seen, _) = drain_until_dead(&mut reader).await;
+
+    // Both come back on other instances with their sessions (the dead instance still
+    // "holds" their nicks until its heartbeat expires) and resume from what they saw.
+    let last = seen.last().map_or(0, |(o, _)| *o);
+    let (mut reader, joined) = resume(
+        &servers[0].ws_url(),
+        "reader",
+        &reader_session,
+        last,
+        &epoch,
+    )
+    .await;
+    assert_eq!(joined["recovered"], true, "{joined}");
+    let (mut sender, joined) =
+        resume(&servers[2].ws_url(), "sender", &sender_session, 0, &epoch).await;
+    assert_eq!(joined["recovered"], true, "{joined}");
+    // The client resends everything it has no ack for, under the same ids, then goes on.
+    for id in ids.iter().filter(|id| !acked.contains(*id)) {
+        sender
+            .send(json!({"type": "send", "room": "flow", "id": id, "text": id}))
+            .await;
+    }
+    let resent = TOTAL - acked.len();
+    let mut acks = 0;
+    while acks < resent {
+        let v = sender.recv().await;
+        match v["type"].as_str() {
+            Some("ack") => acks += 1,
+            Some("error") => panic!("resend refused: {v}"),
+            _ => {}
+        }
+    }
+    let total = TOTAL as u64;
+
+    // Every reader sees every offset once, in order, across the failover.
+    let mut reader_seen: Vec<u64> = seen.iter().map(|(o, _)| *o).collect();
+    reader_seen.extend(
+        messages_until(&mut reader, total)
+            .await
+            .iter()
+            .map(|(o, _)| *o),
+    );
+    assert_gap_free(reader_seen, 1, total);
+    let watched = messages_until(&mut observer, total).await;
+    assert_gap_free(watched.iter().map(|(o, _)| *o), 1, total);
+    let stored = observer.whole_history("flow").await;
+    assert_gap_free(stored.iter().map(|m| m.0), 1, total);
+    let mut got: Vec<&str> = stored.iter().map(|m| m.3.as_str()).collect();
+    let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want, "each message stored exactly once");
+}
+
+/// Sends a signal to a process (`STOP`, `CONT`).
+fn signal(child: &tokio::process::Child, name: &str) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_that_falls_behind_the_trimmed_stream_closes_its_members() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let busy = {
+        let url = url.clone();
+        TestServer::with(move |c| {
+            c.redis = Some(url);
+            c.history_max = 100;
+            c.rate_per_sec = 10_000;
+            c.rate_burst = 10_000;
+            c.outbox = 100_000;
+        })
+        .await
+    };
+    // The lagging instance has room to queue everything: a 4008 from it can only mean
+    // that its reader found the stream trimmed past its position.
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", support::free_port())
+        .parse()
+        .unwrap();
+    let mut frozen = Huddle::start(
+        &dir.path().join("c.db"),
+        addr,
+        &["--redis", &url, "--outbox", "100000"],
+    )
+    .await;
+    let mut slowpoke = Client::connect(&frozen.ws_url()).await;
+    slowpoke.hello("slowpoke").await;
+    let epoch = slowpoke.join("busy").await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut talker = busy.member("talker", "busy").await;
+    talker.say_acked("busy", "first").await;
+    assert_eq!(messages_until(&mut slowpoke, 1).await[0].0, 1);
+
+    // Frozen for less than the heartbeat TTL, while far more than the stream keeps goes by.
+    signal(&frozen.child, "STOP");
+    // In chunks smaller than the stream keeps, each delivered before the next, so the
+    // talker's own instance never falls behind.
+    const CHUNK: u64 = 50;
+    const BURST: u64 = 12 * CHUNK;
+    for chunk in 0..BURST / CHUNK {
+        for k in 0..CHUNK {
+            talker.say("busy", &format!("b{chunk}-{k}")).await;
+        }
+        messages_until(&mut talker, 1 + (chunk + 1) * CHUNK).await;
+    }
+    let oldest: Vec<Vec<redis::Value>> = redis
+        .cmd(&["XRANGE", "huddle:room:busy:log", "-", "+", "COUNT", "1"])
+        .await;
+    assert!(!oldest.is_empty());
+    let len: u64 = redis.cmd(&["XLEN", "huddle:room:busy:log"]).await;
+    assert!(len < BURST, "the stream was trimmed ({len} entries kept)");
+    signal(&frozen.child, "CONT");
+
+    assert_eq!(slowpoke.expect_close().await, Some(4008));
+    // Resuming tells it that part of the history is gone, instead of a silent gap.
+    let mut back = Client::connect(&frozen.ws_url()).await;
+    back.hello("back").await;
+    back.send(json!({"type": "join", "room": "busy", "since": 1, "epoch": epoch}))
+        .await;
+    let joined = back.expect("joined").await;
+    assert_eq!(joined["recovered"], false, "{joined}");
+    assert_eq!(joined["head"], BURST + 1);
+    frozen.kill9().await;
 }

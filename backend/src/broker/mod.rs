@@ -5,6 +5,7 @@
 //! broker hands what it receives to the local [`Hub`](crate::hub::Hub). It knows nothing
 //! about WebSockets or JSON: it moves encoded frames.
 
+mod claims;
 mod memory;
 mod presence;
 mod redis;
@@ -34,6 +35,15 @@ pub struct Envelope {
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why a nick cannot be claimed across nodes.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("nick is held by another session on another node")]
+    Taken,
+    #[error("nick registry unavailable: {0}")]
     Unavailable(String),
 }
 
@@ -74,4 +84,19 @@ pub trait Broker: Send + Sync + 'static {
     async fn members(&self, _room: &str, local: Vec<String>) -> Vec<String> {
         local
     }
+
+    /// Claims nick `key` on every node for local connection `conn`, which already holds
+    /// it on this node (see [`crate::nicks::Nicks`]) with `session`. A holder with the
+    /// same session on another node is closed with 4001 there. A single-node broker has
+    /// nothing to check.
+    async fn claim_nick(
+        &self,
+        _key: &str,
+        _session: &str,
+        _conn: ConnId,
+    ) -> Result<(), ClaimError> {
+        Ok(())
+    }
+    /// Undoes [`Broker::claim_nick`] if `conn` still holds `key`.
+    async fn release_nick(&self, _key: &str, _conn: ConnId) {}
 }

@@ -8,6 +8,7 @@
 //!   [`HEARTBEAT_TTL`]; an instance without it is dead.
 //! - `huddle:instance:{id}:rooms`: set of rooms where the instance has members.
 //! - `huddle:room:{room}:members:{id}`: hash, connection id → nick, of its members there.
+//! - `huddle:instance:{id}:nicks`: the nicks it holds (owned by [`super::claims`]).
 //!
 //! A room's list is the union of the member hashes of the instances whose heartbeat is
 //! alive, so a dead instance's members vanish from lists as soon as its heartbeat expires,
@@ -22,6 +23,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisResult, Script};
 
+use super::claims::nicks_key;
 use crate::session::outbox::ConnId;
 
 /// How often an instance refreshes its heartbeat and sweeps dead instances.
@@ -70,7 +72,8 @@ return 0
 ";
 
 /// Claims dead instance `ARGV[1]`: unless its heartbeat came back or another survivor
-/// claimed it first, deletes its entries and returns them as room, nick, room, nick…
+/// claimed it first, deletes its entries and the nicks it still holds (see
+/// [`super::claims`]) and returns the entries as room, nick, room, nick…
 const CLAIM_LUA: &str = r"
 if redis.call('EXISTS', KEYS[2]) == 1 then return {} end
 if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return {} end
@@ -84,6 +87,13 @@ for _, room in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   redis.call('DEL', key)
 end
 redis.call('DEL', KEYS[3])
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  local cur = redis.call('GET', key)
+  if cur and string.sub(cur, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
+    redis.call('DEL', key)
+  end
+end
+redis.call('DEL', KEYS[4])
 return out
 ";
 
@@ -188,6 +198,7 @@ impl Presence {
                 .key(INSTANCES_KEY)
                 .key(heartbeat_key(id))
                 .key(rooms_key(id))
+                .key(nicks_key(id))
                 .arg(id)
                 .invoke_async(conn)
                 .await?;

@@ -20,6 +20,11 @@
 //!   for the keys); member lists (`joined.nicks`, `presence`) are the union over the live
 //!   instances.
 //!
+//! Nicks are unique across the cluster: a claim in Redis (see [`super::claims`]) follows
+//! the local one, and a session reclaimed on another instance is closed here with 4001
+//! when that instance's control message arrives (the event subscriber also listens on
+//! this instance's control channel).
+//!
 //! The tasks stop when [`RedisBrokerTasks::shutdown`] is called.
 
 use std::collections::{HashMap, HashSet};
@@ -28,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use common::{NotificationKind, ServerMsg};
+use common::{CloseCode, NotificationKind, ServerMsg};
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
@@ -38,13 +43,15 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::claims::{control_channel, Claimed, Claims, Evict};
 use super::presence::{Presence, HEARTBEAT};
-use super::{Broker, BrokerError, Envelope};
+use super::{Broker, BrokerError, ClaimError, Envelope};
 use crate::codec::{self, Frame};
 use crate::hub::Hub;
 use crate::logsafe::Escaped;
+use crate::nicks::Nicks;
 use crate::session::outbox::ConnId;
-use crate::store::redis::{entry_to_message, log_key, seq_key, EPOCH_KEY};
+use crate::store::redis::{entry_to_message, fresh_epoch, log_key, seq_key, EPOCH_KEY};
 
 /// How long one `XREAD` waits for new entries. Also the longest a newly subscribed room
 /// waits before the reader includes it, so it is short.
@@ -118,6 +125,9 @@ struct Inner {
     changed: Notify,
     synced: watch::Sender<u64>,
     presence: Presence,
+    /// This instance's nicks, to close the holders of sessions reclaimed elsewhere.
+    nicks: Nicks,
+    claims: Claims,
 }
 
 impl RedisBroker {
@@ -126,6 +136,7 @@ impl RedisBroker {
     pub async fn start(
         url: &str,
         hub: Hub,
+        nicks: Nicks,
     ) -> Result<(RedisBroker, RedisBrokerTasks), BrokerError> {
         let unavailable = |e: redis::RedisError| BrokerError::Unavailable(e.to_string());
         let client = Client::open(url).map_err(unavailable)?;
@@ -147,6 +158,8 @@ impl RedisBroker {
             .await
             .map_err(unavailable)?;
         let inner = Arc::new(Inner {
+            claims: Claims::new(id.clone()),
+            nicks,
             id,
             presence,
             hub,
@@ -278,6 +291,57 @@ impl Broker for RedisBroker {
         }
     }
 
+    async fn claim_nick(&self, key: &str, session: &str, conn: ConnId) -> Result<(), ClaimError> {
+        let mut redis = self.conn.clone();
+        let claims = &self.inner.claims;
+        let unavailable = |e: redis::RedisError| ClaimError::Unavailable(e.to_string());
+        let mut claimed = claims
+            .claim(&mut redis, key, session, conn, false)
+            .await
+            .map_err(unavailable)?;
+        if let Claimed::Taken {
+            instance,
+            conn: holder,
+        } = &claimed
+        {
+            // Held by a connection of this instance that is gone: its release never
+            // reached Redis (an outage), so the entry is stale.
+            if *instance == self.inner.id && !self.inner.nicks.holds(key, *holder) {
+                claimed = claims
+                    .claim(&mut redis, key, session, conn, true)
+                    .await
+                    .map_err(unavailable)?;
+            }
+        }
+        match claimed {
+            Claimed::Free => Ok(()),
+            Claimed::Taken { .. } => Err(ClaimError::Taken),
+            Claimed::Replaced {
+                instance,
+                conn: old,
+            } => {
+                if instance == self.inner.id {
+                    // The local claim closed it already, unless it was gone.
+                    self.inner.nicks.evict(key, old);
+                } else if let Err(e) = claims.evict(&mut redis, &instance, old, key).await {
+                    // The old connection stays open until it drops by itself; it has the
+                    // same session, so it is the same person.
+                    tracing::warn!(nick = %Escaped(key), error = %e, "reclaimed session's old connection not told to close");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn release_nick(&self, key: &str, conn: ConnId) {
+        let mut redis = self.conn.clone();
+        if let Err(e) = self.inner.claims.release(&mut redis, key, conn).await {
+            // The next claim of this nick sees the entry names a connection this
+            // instance no longer has, and overrides it.
+            tracing::warn!(nick = %Escaped(key), error = %e, "nick not released in redis");
+        }
+    }
+
     async fn members(&self, room: &str, local: Vec<String>) -> Vec<String> {
         let mut redis = self.conn.clone();
         match self.inner.presence.members(&mut redis, room).await {
@@ -355,6 +419,18 @@ async fn presence_round(inner: &Inner, conn: &mut ConnectionManager) -> redis::R
     if inner.presence.beat(conn).await? {
         for (room, member, nick) in inner.hub.memberships() {
             inner.presence.register(conn, &room, member, &nick).await?;
+        }
+        for (key, member, session) in inner.nicks.holders() {
+            let claimed = inner
+                .claims
+                .claim(conn, &key, &session, member, false)
+                .await?;
+            if let Claimed::Taken { .. } = claimed {
+                // Someone else took the nick while Redis had forgotten this holder: one
+                // of the two must go, and the other got it first.
+                tracing::warn!(nick = %Escaped(&key), "nick taken elsewhere while redis was lost; closing the local holder");
+                inner.nicks.evict(&key, member);
+            }
         }
     }
     for (room, nicks) in inner.presence.sweep(conn).await? {
@@ -501,16 +577,27 @@ async fn read_loop(
         if cancel.is_cancelled() {
             return Ok(());
         }
-        // A different (or missing) epoch means Redis lost its data: offsets start over,
-        // so positions from the old history would skip the new one's first messages.
-        let now: Option<String> = conn.get(EPOCH_KEY).await?;
-        if epoch.is_some() && now != *epoch {
-            tracing::warn!("redis history epoch changed; restarting delivery positions");
-            for position in inner.lock().values_mut() {
+        // A different epoch means Redis lost its data: offsets start over, so positions
+        // from the old history would skip the new one's first messages, and so would the
+        // sessions, which drop offsets they think they have. Created here when missing,
+        // exactly as the store does, so a loss is seen once.
+        let (now,): (String,) = redis::pipe()
+            .atomic()
+            .set_nx(EPOCH_KEY, fresh_epoch())
+            .ignore()
+            .get(EPOCH_KEY)
+            .query_async(conn)
+            .await?;
+        if epoch.as_ref().is_some_and(|e| *e != now) {
+            tracing::warn!("redis history epoch changed; closing members so they reload");
+            let mut rooms = inner.lock();
+            for (room, position) in rooms.iter_mut() {
                 *position = 0;
+                // 1001: reconnect; the rejoin's old epoch gets `recovered: false`.
+                inner.hub.close_room(room, CloseCode::GoingAway);
             }
         }
-        *epoch = now;
+        *epoch = Some(now);
         let (keys, ids): (Vec<String>, Vec<String>) = inner
             .lock()
             .iter()
@@ -555,6 +642,13 @@ fn deliver_entries(inner: &Inner, room: &str, entries: &[StreamId]) {
         if msg.offset <= *position {
             continue;
         }
+        if *position > 0 && msg.offset > *position + 1 {
+            // The stream was trimmed (`--history-max`) past what this instance had read:
+            // its members would silently miss messages. Like an overflowing outbox,
+            // 4008 makes them resume with `since`, which tells them what is gone.
+            tracing::warn!(room = %Escaped(&room), from = *position + 1, to = msg.offset - 1, "fell behind the trimmed stream; closing members with 4008");
+            inner.hub.close_room(&room, CloseCode::SlowConsumer);
+        }
         *position = msg.offset;
         inner.hub.deliver(&Envelope {
             room: Arc::clone(&room),
@@ -595,6 +689,8 @@ async fn event_loop(
     cancel: &CancellationToken,
 ) -> Result<(), String> {
     let (mut sink, mut stream) = pubsub.split();
+    let control = control_channel(&inner.id);
+    sink.subscribe(&control).await.map_err(|e| e.to_string())?;
     // A fresh connection has no subscriptions: the first sync subscribes every room.
     let mut subscribed: HashSet<Arc<str>> = HashSet::new();
     let mut ping = tokio::time::interval(PUBSUB_PING);
@@ -643,9 +739,25 @@ async fn event_loop(
                 let Some(msg) = msg else {
                     return Err("connection closed".to_owned());
                 };
-                deliver_event(inner, msg.get_channel_name(), msg.get_payload_bytes());
+                if msg.get_channel_name() == control {
+                    obey_control(inner, msg.get_payload_bytes());
+                } else {
+                    deliver_event(inner, msg.get_channel_name(), msg.get_payload_bytes());
+                }
             }
         }
+    }
+}
+
+/// Acts on a control message addressed to this instance.
+fn obey_control(inner: &Inner, payload: &[u8]) {
+    match serde_json::from_slice::<Evict>(payload) {
+        Ok(Evict { evict, nick }) => {
+            if inner.nicks.evict(&nick, evict) {
+                tracing::info!(nick = %Escaped(&nick), conn = evict, "session reclaimed on another instance; closing with 4001");
+            }
+        }
+        Err(_) => tracing::warn!("unreadable control message skipped"),
     }
 }
 

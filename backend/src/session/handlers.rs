@@ -8,6 +8,7 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use super::{End, PendingSend, RoomSub, Session};
+use crate::broker::ClaimError;
 use crate::codec;
 use crate::logsafe::Escaped;
 use crate::store::NewMessage;
@@ -88,12 +89,28 @@ impl Session {
             .state
             .nicks
             .claim(&key, session, self.conn, Arc::clone(&self.control));
+        let taken = |nick: &str| format!("the nick {nick:?} is in use; pick another");
         let Ok(token) = claimed else {
-            let message = format!("the nick {nick:?} is in use; pick another");
             return self
-                .reply_error(ErrorCode::NickTaken, message, reference)
+                .reply_error(ErrorCode::NickTaken, taken(&nick), reference)
                 .await;
         };
+        // Then across the cluster (a no-op on one node).
+        let cluster = self.state.broker.claim_nick(&key, &token, self.conn).await;
+        if let Err(e) = cluster {
+            self.state.nicks.release(&key, self.conn);
+            let (code, message) = match e {
+                ClaimError::Taken => (ErrorCode::NickTaken, taken(&nick)),
+                ClaimError::Unavailable(why) => {
+                    tracing::warn!(error = %why, "nick not claimable now");
+                    (
+                        ErrorCode::Internal,
+                        "cannot reserve the nick right now; retry in a moment".to_owned(),
+                    )
+                }
+            };
+            return self.reply_error(code, message, reference).await;
+        }
         tracing::debug!(nick = %Escaped(&nick), "hello");
         self.nick = Some(Arc::from(nick.as_str()));
         self.nick_key = key;

@@ -372,6 +372,10 @@ impl Session {
         }
         if self.nick.is_some() {
             self.state.nicks.release(&self.nick_key, self.conn);
+            self.state
+                .broker
+                .release_nick(&self.nick_key, self.conn)
+                .await;
         }
     }
 

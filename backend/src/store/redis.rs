@@ -124,7 +124,7 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-fn fresh_epoch() -> String {
+pub(crate) fn fresh_epoch() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 10)
 }
 
