@@ -1171,6 +1171,107 @@ async fn a_server_killed_with_sigkill_mid_conversation_loses_and_repeats_nothing
     assert_eq!(texts, expected);
 }
 
+/// The number of live chat sessions on an instance, from its `/metrics`.
+async fn sessions_live(addr: std::net::SocketAddr) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix("huddle_sessions_live "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no huddle_sessions_live in:\n{body}"))
+}
+
+#[tokio::test]
+async fn behind_a_load_balancer_a_killed_instance_loses_nothing() {
+    if !ready() {
+        return;
+    }
+    let Some(_) = support::nginx::binary() else {
+        assert!(
+            std::env::var_os("HUDDLE_E2E").is_none(),
+            "browser test cannot run: nginx is not installed (run `cargo xtask setup`)"
+        );
+        eprintln!("SKIPPED browser test: nginx is not installed (run `cargo xtask setup`)");
+        return;
+    };
+    if !support::redis::available() {
+        return;
+    }
+    let redis = support::redis::RedisServer::start().await;
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    let mut instances = Vec::new();
+    for name in ["a", "b"] {
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", support::free_port())
+            .parse()
+            .unwrap();
+        let db = dir.path().join(format!("{name}.db"));
+        instances.push(Huddle::start(&db, addr, &["--redis", &url]).await);
+    }
+    let nginx = support::nginx::Nginx::start(&[instances[0].addr, instances[1].addr]).await;
+    // One URL for everyone: nginx picks the instance, with no stickiness.
+    let base = format!("http://{}/", nginx.addr);
+    let driver = Driver::start().await;
+    let (alice, _p1) = driver.browser(900, 700).await;
+    let (bob, _p2) = driver.browser(900, 700).await;
+    sign_in(&alice, &base, "alice").await;
+    // Alice is the only one signed in yet: the instance with a session is hers.
+    let hers = if sessions_live(instances[0].addr).await == 1 {
+        0
+    } else {
+        1
+    };
+    assert_eq!(sessions_live(instances[hers].addr).await, 1);
+    sign_in(&bob, &base, "bob").await;
+
+    // Alice keeps talking through the death of her instance.
+    let expected: Vec<String> = (1..=30).map(|i| format!("m{i}")).collect();
+    let sender = {
+        let (alice, expected) = (alice.clone(), expected.clone());
+        tokio::spawn(async move {
+            for text in &expected {
+                say(&alice, text).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    wait_message(&bob, "m8").await;
+    instances[hers].kill9().await;
+    sender.await.unwrap();
+    wait_all_acked(&alice).await;
+
+    for (who, b) in [("alice", &alice), ("bob", &bob)] {
+        wait_for(
+            b,
+            &format!("m30 at {who}"),
+            Duration::from_secs(30),
+            "return Array.from(document.querySelectorAll('li.msg .text'))\
+                 .some(p => p.textContent === 'm30')",
+            vec![],
+        )
+        .await;
+        assert_eq!(message_texts(b).await, expected, "what {who} sees");
+        wait_css(b, ".status-connected").await;
+    }
+    assert!(welcomes(&alice).await >= 2, "alice never reconnected");
+    // She is on the survivor now, under the same nick.
+    let survivor = &instances[1 - hers];
+    assert!(sessions_live(survivor.addr).await >= 2);
+    let mut probe = Client::connect(&survivor.ws_url()).await;
+    assert_eq!(probe.hello("probe").await["type"], "welcome");
+    let texts: Vec<String> = probe
+        .whole_history("lobby")
+        .await
+        .into_iter()
+        .map(|(_, _, _, text)| text)
+        .collect();
+    assert_eq!(texts, expected);
+}
+
 #[tokio::test]
 async fn a_slow_consumer_closed_with_4008_resumes_without_gaps_or_duplicates() {
     if !ready() {

@@ -14,8 +14,10 @@
 //! - `run`: build everything and run the server on <http://127.0.0.1:3000>.
 //! - `dist`: build the release server binary, which embeds `dist/`.
 //! - `test`: formatting, lints, the web bundle and every test, stopping at the first failure.
+//! - `cluster`: Redis, three release instances and nginx in front, to try scale-out.
 //! - `fuzz`: run the decoder/validation fuzz target for a bounded time (not part of `test`).
 
+mod cluster;
 mod fuzz;
 mod setup;
 mod web;
@@ -61,6 +63,8 @@ enum Task {
     Dist,
     /// Set up, then check formatting, run clippy, build the web app and run all tests.
     Test,
+    /// Run a local cluster: Redis, three instances on 127.0.0.1:3001-3003 and nginx on 3000.
+    Cluster,
     /// Fuzz the frame decoder and validation rules (cargo-fuzz, nightly) for a bounded time.
     Fuzz {
         /// How long to fuzz, in seconds.
@@ -96,6 +100,7 @@ fn dispatch(ctx: &Ctx, task: Task) -> Result<()> {
         Task::Run { args } => run_server(ctx, &args),
         Task::Dist => dist(ctx),
         Task::Test => test(ctx),
+        Task::Cluster => cluster::cluster(ctx),
         Task::Fuzz { seconds } => fuzz::fuzz(ctx, seconds),
     }
 }
@@ -250,6 +255,10 @@ fn test(ctx: &Ctx) -> Result<()> {
                 // Likewise with redis-server installed, the Redis tests must run.
                 if ctx.which(setup::REDIS_SERVER).is_some() {
                     cmd.env("HUDDLE_REDIS_TESTS", "1");
+                }
+                // The load-balancer test's nginx may live in target/tools, off PATH.
+                if let Some(nginx) = setup::nginx_binary(ctx) {
+                    cmd.env("HUDDLE_NGINX", nginx);
                 }
                 ctx.run(&mut cmd)
                     .context("tests failed: see the output above")

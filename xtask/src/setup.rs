@@ -5,6 +5,7 @@
 //! Versions are pinned where a mismatch breaks the build; the reason is next to each pin.
 
 use std::fs;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 
@@ -73,6 +74,79 @@ pub(crate) fn setup(ctx: &Ctx) -> Result<()> {
     trunk(ctx)?;
     wasm_bindgen_cli(ctx)?;
     binaryen(ctx)?;
+    nginx(ctx)?;
+    Ok(())
+}
+
+/// The nginx binary for the load-balancer test and `cargo xtask cluster`: `nginx` on
+/// PATH, else the one [`nginx`] unpacked into `target/tools`.
+pub(crate) fn nginx_binary(ctx: &Ctx) -> Option<PathBuf> {
+    ctx.which("nginx").or_else(|| {
+        let unpacked = unpacked_nginx(ctx);
+        ctx.probe(ctx.cmd(&unpacked).arg("-v")).map(|_| unpacked)
+    })
+}
+
+fn unpacked_nginx(ctx: &Ctx) -> PathBuf {
+    ctx.tools_dir().join("nginx/usr/sbin/nginx")
+}
+
+/// nginx, unpacked from Debian's package into `target/tools` rather than installed:
+/// installing it would start a system nginx on port 80, and unpacking needs no root.
+/// Only the binary is used, with our own configuration and prefix directory.
+fn nginx(ctx: &Ctx) -> Result<()> {
+    if let Some(found) = nginx_binary(ctx) {
+        println!("ok: nginx ({})", found.display());
+        return Ok(());
+    }
+    if ctx.which("apt-get").is_none() || ctx.which("dpkg-deb").is_none() {
+        println!(
+            "missing: nginx (the load balancer of the cluster test and `cargo xtask cluster`): \
+             install it with your system's package manager; until then that test is SKIPPED"
+        );
+        return Ok(());
+    }
+    println!("installing: nginx (Debian package, unpacked into target/tools)");
+    let download = ctx.tools_dir().join("nginx-deb");
+    fs::create_dir_all(&download)
+        .with_context(|| format!("cannot create {}", download.display()))?;
+    let fetch = |ctx: &Ctx| {
+        ctx.probe(
+            ctx.cmd("apt-get")
+                .args(["download", "nginx"])
+                .current_dir(&download),
+        )
+    };
+    if fetch(ctx).is_none() {
+        // A fresh machine may have no package lists yet.
+        ctx.run(
+            ctx.cmd("apt-get")
+                .arg("update")
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+        .context("`apt-get update` failed (needed to download nginx): see the output above")?;
+        fetch(ctx).context("`apt-get download nginx` failed; run it by hand to see why")?;
+    }
+    let deb = fs::read_dir(&download)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .context("`apt-get download nginx` left no .deb behind")?;
+    ctx.run(
+        ctx.cmd("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(ctx.tools_dir().join("nginx")),
+    )
+    .context("unpacking the nginx package failed: see the output above")?;
+    fs::remove_dir_all(&download).ok();
+    let unpacked = unpacked_nginx(ctx);
+    match ctx.probe(ctx.cmd(&unpacked).arg("-v")) {
+        Some(version) => println!("ok: {version}"),
+        None => bail!(
+            "{} does not run (a missing shared library?); install nginx with apt-get instead",
+            unpacked.display()
+        ),
+    }
     Ok(())
 }
 
