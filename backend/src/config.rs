@@ -69,6 +69,13 @@ pub struct Config {
     #[arg(long, env = "HUDDLE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
+    /// Rooms with more members than this (across instances) get no `joined`/`left`
+    /// notifications and no `presence` lists when someone comes or goes: each would be
+    /// sent to every member, so a crowd arriving would cost members² frames, and a list
+    /// of thousands of nicks per change. The joiner still gets the list in `joined`.
+    #[arg(long, env = "HUDDLE_ANNOUNCE_LIMIT", default_value_t = 200)]
+    pub announce_limit: u64,
+
     /// Most rooms one connection may be in at once.
     #[arg(long, env = "HUDDLE_MAX_ROOMS_PER_CONN", default_value_t = 100)]
     pub max_rooms_per_conn: usize,

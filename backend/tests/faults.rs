@@ -534,8 +534,14 @@ async fn a_thousand_clients_vanishing_at_once_leave_correct_presence_and_no_live
     let dir = tempfile::tempdir().unwrap();
     // Every join sends the whole member list to every member: filling a room of 1,000
     // queues ~2,000 frames per member, and these clients never read. The outbox bound is
-    // raised above that so the crowd is not closed as slow consumers before it vanishes.
-    let huddle = start(&dir.path().join("crowd.db"), &["--outbox", "8192"]).await;
+    // raised above that so the crowd is not closed as slow consumers before it vanishes,
+    // and the announce limit above the crowd, since every arrival and departure is the
+    // point here.
+    let huddle = start(
+        &dir.path().join("crowd.db"),
+        &["--outbox", "8192", "--announce-limit", "2000"],
+    )
+    .await;
     let mut watcher = member(&huddle, "watcher", "crowd").await;
 
     let mut connecting = JoinSet::new();

@@ -251,3 +251,38 @@ async fn a_storage_failure_answers_internal_acks_nothing_and_recovers() {
         (Some(2), Some("retried"))
     );
 }
+
+#[tokio::test]
+async fn rooms_above_the_announce_limit_are_not_told_of_every_arrival() {
+    let server = TestServer::with(|c| c.announce_limit = 2).await;
+    let mut alice = server.member("alice", "hall").await;
+    let _bob = server.member("bob", "hall").await;
+    // Two members: still announced.
+    assert_eq!(alice.next_of("notification").await["nick"], "bob");
+    assert_eq!(
+        alice.next_of("presence").await["nicks"],
+        json!(["alice", "bob"])
+    );
+
+    // A third makes a crowd: the joiner gets the list, the others get nothing.
+    let mut carol = server.login("carol").await;
+    let joined = carol.join("hall").await;
+    assert_eq!(
+        joined["nicks"],
+        json!(["alice", "bob", "carol"]),
+        "{joined}"
+    );
+    alice.expect_silence(Duration::from_millis(300)).await;
+
+    // Back under the limit, changes are announced again, with the current list.
+    carol.send(json!({"type": "leave", "room": "hall"})).await;
+    let note = alice.next_of("notification").await;
+    assert_eq!(
+        (note["kind"].as_str(), note["nick"].as_str()),
+        (Some("left"), Some("carol"))
+    );
+    assert_eq!(
+        alice.next_of("presence").await["nicks"],
+        json!(["alice", "bob"])
+    );
+}

@@ -15,8 +15,10 @@
 //! - `dist`: build the release server binary, which embeds `dist/`.
 //! - `test`: formatting, lints, the web bundle and every test, stopping at the first failure.
 //! - `cluster`: Redis, three release instances and nginx in front, to try scale-out.
+//! - `bench`: the benchmark scenarios of BENCHMARKS.md (release server + `loadgen`).
 //! - `fuzz`: run the decoder/validation fuzz target for a bounded time (not part of `test`).
 
+mod bench;
 mod cluster;
 mod fuzz;
 mod setup;
@@ -65,6 +67,9 @@ enum Task {
     Test,
     /// Run a local cluster: Redis, three instances on 127.0.0.1:3001-3003 and nginx on 3000.
     Cluster,
+    /// Benchmark a release server with `loadgen`: fanout, idle, rooms, durable or cluster
+    /// (see BENCHMARKS.md); results go to target/bench/results.jsonl.
+    Bench(bench::BenchArgs),
     /// Fuzz the frame decoder and validation rules (cargo-fuzz, nightly) for a bounded time.
     Fuzz {
         /// How long to fuzz, in seconds.
@@ -101,6 +106,7 @@ fn dispatch(ctx: &Ctx, task: Task) -> Result<()> {
         Task::Dist => dist(ctx),
         Task::Test => test(ctx),
         Task::Cluster => cluster::cluster(ctx),
+        Task::Bench(args) => bench::bench(ctx, &args),
         Task::Fuzz { seconds } => fuzz::fuzz(ctx, seconds),
     }
 }

@@ -16,9 +16,11 @@ use crate::peers;
 use crate::session;
 use crate::state::AppState;
 
-/// Bytes read from the socket at a time. tungstenite's default is 128 KiB per
-/// connection; chat frames are small, and 4 KiB keeps 10,000 idle sockets cheap.
-const READ_BUFFER: usize = 4 * 1024;
+/// Bytes read from the socket at a time, which is also what every connection keeps
+/// allocated for reading while idle (tungstenite's default is 128 KiB). Client frames
+/// are a few hundred bytes; a larger one (up to the frame limit) takes several reads.
+/// 4 KiB was the largest item in a heap profile of idle connections (BENCHMARKS.md).
+const READ_BUFFER: usize = 512;
 /// Bytes gathered before a write is flushed.
 const WRITE_BUFFER: usize = 8 * 1024;
 /// The most bytes one connection may have waiting to be written. It must fit the
@@ -68,7 +70,8 @@ pub(super) async fn upgrade(
             let open = state.metrics.connection_opened();
             match (permit, slot) {
                 (Some(permit), Some(slot)) => {
-                    session::run(socket, state, peer).await;
+                    // Boxed so this task's own state stays the size of the refusal path.
+                    Box::pin(session::run(socket, state, peer)).await;
                     drop((slot, permit));
                 }
                 (None, _) => {

@@ -19,7 +19,6 @@ use common::{CloseCode, ErrorCode, NotificationKind, ServerMsg};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::SinkExt;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::Instrument as _;
 
@@ -29,11 +28,15 @@ use crate::logsafe::Escaped;
 use crate::metrics::{Broadcast, PeerClose};
 use crate::state::AppState;
 use crate::writer::AppendResult;
-use outbox::{ConnId, Control, Outbox, Outgoing};
+use outbox::{ConnId, Control, Inbox, Outbox, Outgoing};
 use rate::TokenBucket;
 
 /// How long to wait for the peer's half of the close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Most outbox frames written with one flush. Coalescing turns a burst into a few large
+/// socket writes instead of one syscall per frame; the bound keeps one batch from
+/// starving the connection's other work (acks, pings, the peer's frames).
+const MAX_COALESCE: usize = 64;
 
 /// Why the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,8 +113,10 @@ async fn connection(socket: WebSocket, state: AppState, peer: SocketAddr, conn: 
         pending: FuturesUnordered::new(),
         last_seen: Instant::now(),
     };
+    // The work before and after the loop is boxed, like every handler inside it (see
+    // `on_incoming`): an idle connection's task then holds only the loop's own state.
     let end = session.serve(rx).await;
-    session.leave_all().await;
+    Box::pin(session.leave_all()).await;
     let nick = session.nick.clone();
     // Counted before the close handshake, which may wait on the peer for a while.
     let close_code = match end {
@@ -128,7 +133,7 @@ async fn connection(socket: WebSocket, state: AppState, peer: SocketAddr, conn: 
             None
         }
     };
-    session.finish(end).await;
+    Box::pin(session.finish(end)).await;
     let reason = match end {
         End::Close(code) => format!("server closed: {} {}", code.code(), code.reason()),
         End::CloseWith(code, why) => format!("server closed: {} {why}", code.code()),
@@ -151,7 +156,7 @@ pub async fn refuse(mut socket: WebSocket, code: CloseCode, reason: &str, peer: 
 }
 
 impl Session {
-    async fn serve(&mut self, mut rx: mpsc::Receiver<Outgoing>) -> End {
+    async fn serve(&mut self, inbox: Inbox) -> End {
         let control = Arc::clone(&self.control);
         let shutdown = self.state.shutdown.clone();
         let mut ping = tokio::time::interval(self.state.config.ping_interval);
@@ -161,25 +166,34 @@ impl Session {
         // socket, a task and a place under the connection limits.
         let hello_deadline = tokio::time::sleep(self.state.config.hello_timeout);
         tokio::pin!(hello_deadline);
+        // Taken by each batch, so an idle connection keeps no buffer.
+        let mut batch = Vec::new();
+        // Made once: recreated on every turn of the loop, each would register with its
+        // token again (a lock, and for `shutdown` one shared by every connection).
+        let closed = control.closed();
+        let stopping = shutdown.cancelled();
+        tokio::pin!(closed, stopping);
         let result: Result<(), End> = async {
             loop {
                 tokio::select! {
                     biased;
-                    code = control.closed() => return Err(End::Close(code)),
-                    () = shutdown.cancelled() => return Err(End::Close(CloseCode::GoingAway)),
+                    code = &mut closed => return Err(End::Close(code)),
+                    () = &mut stopping => return Err(End::Close(CloseCode::GoingAway)),
                     () = &mut hello_deadline, if self.nick.is_none() => {
                         return Err(End::CloseWith(CloseCode::Policy, "hello timeout"));
                     }
                     Some((ctx, result)) = self.pending.next(), if !self.pending.is_empty() => {
-                        self.on_appended(ctx, result).await?;
+                        Box::pin(self.on_appended(ctx, result)).await?;
                     }
-                    Some(item) = rx.recv() => self.forward(item).await?,
+                    () = inbox.recv_many(&mut batch, MAX_COALESCE) => {
+                        Box::pin(self.forward(std::mem::take(&mut batch))).await?;
+                    }
                     incoming = self.socket.recv() => self.on_incoming(incoming).await?,
                     _ = ping.tick() => {
                         if self.last_seen.elapsed() >= self.state.config.idle_timeout {
                             return Err(End::Close(CloseCode::GoingAway));
                         }
-                        self.write(Message::Ping(Default::default())).await?;
+                        Box::pin(self.write(Message::Ping(Default::default()))).await?;
                     }
                 }
             }
@@ -199,7 +213,9 @@ impl Session {
         };
         self.last_seen = Instant::now();
         match msg {
-            Message::Text(text) => self.on_text(text.as_str()).await,
+            // Boxed: the handlers' futures are the largest part of a session's state, and
+            // inline they would be reserved in every idle connection's task for good.
+            Message::Text(text) => Box::pin(self.on_text(text.as_str())).await,
             Message::Binary(_) => Err(End::Close(CloseCode::Unsupported)),
             // tungstenite answers pings itself; both only prove the peer is alive.
             Message::Ping(_) | Message::Pong(_) => Ok(()),
@@ -207,21 +223,34 @@ impl Session {
         }
     }
 
-    /// Writes a room frame from the outbox unless it is stale or already sent.
-    async fn forward(&mut self, item: Outgoing) -> Result<(), End> {
+    /// Writes a batch taken from the outbox with one flush, skipping stale or already
+    /// sent frames.
+    async fn forward(&mut self, batch: Vec<Outgoing>) -> Result<(), End> {
+        let mut frames: Vec<Message> = batch
+            .into_iter()
+            .filter_map(|item| self.admit(item))
+            .map(Message::Text)
+            .collect();
+        match frames.len() {
+            0 => Ok(()),
+            1 => self.write(frames.swap_remove(0)).await,
+            _ => self.write_batch(frames).await,
+        }
+    }
+
+    /// The frame of a room item to send, or `None` when it is stale or already sent.
+    fn admit(&mut self, item: Outgoing) -> Option<codec::Frame> {
         if let Some(room) = &item.room {
-            let Some(sub) = self.rooms.get_mut(room) else {
-                // Queued before this connection left the room.
-                return Ok(());
-            };
+            // None: queued before this connection left the room.
+            let sub = self.rooms.get_mut(room)?;
             if item.offset > 0 {
                 if item.offset <= sub.last_offset {
-                    return Ok(());
+                    return None;
                 }
                 sub.last_offset = item.offset;
             }
         }
-        self.write(Message::Text(item.frame)).await
+        Some(item.frame)
     }
 
     async fn on_appended(&mut self, ctx: PendingSend, result: AppendResult) -> Result<(), End> {
@@ -293,6 +322,31 @@ impl Session {
         }
     }
 
+    /// Writes text frames with one flush, under the same bounds as [`Session::write`].
+    async fn write_batch(&mut self, frames: Vec<Message>) -> Result<(), End> {
+        let count = frames.len() as u64;
+        let control = Arc::clone(&self.control);
+        let stalled = tokio::time::sleep(self.state.config.idle_timeout);
+        let socket = &mut self.socket;
+        let send = async move {
+            for frame in frames {
+                socket.feed(frame).await?;
+            }
+            socket.flush().await
+        };
+        tokio::select! {
+            biased;
+            result = send => {
+                result.map_err(|_| End::PeerGone)?;
+                self.state.metrics.messages_out.inc_by(count);
+                Ok(())
+            }
+            code = control.closed() => Err(End::Close(code)),
+            () = self.state.shutdown.cancelled() => Err(End::Close(CloseCode::GoingAway)),
+            () = stalled => Err(End::Close(CloseCode::GoingAway)),
+        }
+    }
+
     /// Publishes an event to the other members of `room`.
     async fn publish_event(&mut self, room: &Arc<str>, msg: &ServerMsg) {
         let env = Envelope {
@@ -322,6 +376,16 @@ impl Session {
         let Some(nick) = self.nick.as_deref() else {
             return;
         };
+        // A crowd: see `Config::announce_limit`. This instance's count is free; with a
+        // cluster broker, the room may be a crowd only across instances.
+        let limit = self.state.config.announce_limit;
+        if self.state.hub.member_count(room) > limit {
+            return;
+        }
+        let mut all = self.state.broker.members(room, nicks).await;
+        if all.len() as u64 > limit {
+            return;
+        }
         let text = match kind {
             NotificationKind::Joined => format!("{nick} joined"),
             NotificationKind::Left => format!("{nick} left"),
@@ -335,17 +399,19 @@ impl Session {
             ts: now_ms(),
         };
         self.publish_event(room, &note).await;
-        let (mut version, mut nicks) = (version, nicks);
+        let mut version = version;
         loop {
-            // With a cluster broker, the members on the other instances too.
-            let all = self.state.broker.members(room, nicks).await;
             let presence = ServerMsg::Presence {
                 room: room.to_string(),
                 nicks: all,
             };
             self.publish_event(room, &presence).await;
             match self.state.hub.presence(room, version) {
-                Some(newer) => (version, nicks) = newer,
+                Some((newer, nicks)) => {
+                    version = newer;
+                    // With a cluster broker, the members on the other instances too.
+                    all = self.state.broker.members(room, nicks).await;
+                }
                 None => break,
             }
         }

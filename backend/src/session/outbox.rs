@@ -1,11 +1,12 @@
 //! The per-connection handles other parts of the server hold: a bounded outbox to push
 //! frames into, and a control to close the connection with a reason.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use common::CloseCode;
 use prometheus_client::metrics::counter::Counter;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::Frame;
@@ -47,30 +48,67 @@ impl Control {
 }
 
 /// The sending side of a connection's bounded outbox.
+///
+/// Not a `tokio::sync::mpsc` channel: that allocates a block of slots up front and keeps
+/// it, about 1.8 KB for every connection even when it never receives a frame. This queue
+/// holds nothing while empty, gives its memory back after a burst, and lets the session
+/// take everything queued in one lock, which is what write coalescing wants anyway.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Outgoing>,
+    queue: Arc<Queue>,
     control: Arc<Control>,
     /// Frames dropped because the queue was full (`huddle_outbox_drops_total`).
     dropped: Counter,
 }
 
+/// The receiving side, owned by the session.
+#[derive(Debug)]
+pub struct Inbox {
+    queue: Arc<Queue>,
+}
+
+#[derive(Debug)]
+struct Queue {
+    items: Mutex<Items>,
+    ready: Notify,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Items {
+    frames: VecDeque<Outgoing>,
+    /// Set when the session ends: later frames are dropped silently.
+    closed: bool,
+}
+
+/// A drained queue keeping more room than this gives it back: bursts are rare, and
+/// most connections spend their life idle.
+const KEEP_CAPACITY: usize = 16;
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Items> {
+        // Frames are plain data: a panic elsewhere cannot leave them half-updated.
+        self.items.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl Outbox {
     /// A new outbox holding at most `capacity` frames, its receiver, and its control;
     /// frames it has to drop are counted in `metrics`.
-    pub fn new(
-        capacity: usize,
-        metrics: &Metrics,
-    ) -> (Self, mpsc::Receiver<Outgoing>, Arc<Control>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+    pub fn new(capacity: usize, metrics: &Metrics) -> (Self, Inbox, Arc<Control>) {
+        let queue = Arc::new(Queue {
+            items: Mutex::new(Items::default()),
+            ready: Notify::new(),
+            capacity: capacity.max(1),
+        });
         let control = Arc::new(Control::default());
         (
             Outbox {
-                tx,
+                queue: Arc::clone(&queue),
                 control: Arc::clone(&control),
                 dropped: metrics.outbox_drops.clone(),
             },
-            rx,
+            Inbox { queue },
             control,
         )
     }
@@ -79,19 +117,68 @@ impl Outbox {
     /// room talks: the connection is closed with 4008 rather than letting one slow reader
     /// hold memory or slow the broadcaster. The client resumes with `since`.
     pub fn push(&self, item: Outgoing) {
-        match self.tx.try_send(item) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.dropped.inc();
-                self.control.close(CloseCode::SlowConsumer);
-            }
-            // The session is ending; nothing to deliver to.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        let mut items = self.queue.lock();
+        if items.closed {
+            return;
+        }
+        if items.frames.len() >= self.queue.capacity {
+            drop(items);
+            self.dropped.inc();
+            self.control.close(CloseCode::SlowConsumer);
+            return;
+        }
+        let was_empty = items.frames.is_empty();
+        items.frames.push_back(item);
+        drop(items);
+        // One wake-up per batch: the session takes everything queued when it runs.
+        if was_empty {
+            self.queue.ready.notify_one();
         }
     }
 
     /// The connection's control, to close it for another reason.
     pub fn control(&self) -> &Arc<Control> {
         &self.control
+    }
+}
+
+impl Inbox {
+    /// Waits for frames, then moves up to `max` of them (oldest first) into `into`.
+    pub async fn recv_many(&self, into: &mut Vec<Outgoing>, max: usize) {
+        loop {
+            if self.try_recv_many(into, max) > 0 {
+                return;
+            }
+            self.queue.ready.notified().await;
+        }
+    }
+
+    /// Moves up to `max` queued frames into `into` without waiting; returns how many.
+    pub fn try_recv_many(&self, into: &mut Vec<Outgoing>, max: usize) -> usize {
+        let mut items = self.queue.lock();
+        let n = items.frames.len().min(max);
+        into.extend(items.frames.drain(..n));
+        if items.frames.is_empty() && items.frames.capacity() > KEEP_CAPACITY {
+            items.frames = VecDeque::new();
+        } else if !items.frames.is_empty() {
+            // Frames left behind (more than `max`): make sure the next wait ends at once.
+            self.queue.ready.notify_one();
+        }
+        n
+    }
+
+    /// The next queued frame, if any (for tests).
+    pub fn try_recv(&self) -> Option<Outgoing> {
+        let mut one = Vec::with_capacity(1);
+        self.try_recv_many(&mut one, 1);
+        one.pop()
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        let mut items = self.queue.lock();
+        items.closed = true;
+        items.frames = VecDeque::new();
     }
 }

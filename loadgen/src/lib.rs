@@ -1,0 +1,35 @@
+//! Huddle's load generator: many protocol v1 clients against running servers, measuring
+//! what the benchmarks need — connect rate, delivered messages/s, latency
+//! percentiles (HdrHistogram), lost and duplicated messages by offset, and the server's
+//! CPU and memory from `/proc`.
+//!
+//! The `loadgen` binary is a thin command line over [`run`], [`verify()`] and the plot;
+//! `cargo xtask bench` starts servers and drives it; `tests/smoke.rs` runs a small
+//! scenario against the real `huddle` binary in CI.
+//!
+//! # Layout
+//! - [`scenario`]: the run's shape (clients → servers, source addresses, rooms,
+//!   senders, pacing) as functions of the client index, the hard caps, the stamped text.
+//! - `conn`: one client connection as one task (set-up, reading, sending on schedule).
+//! - [`measure`]: counters, the latency histogram, the offset tracker for loss and
+//!   duplicates.
+//! - [`procstat`]: RSS, CPU time and the open-files limit from `/proc`.
+//! - `runner`: the phases of a run, each with a deadline, and the report assembled.
+//! - [`report`]: the JSON line and the human summary.
+//! - [`verify`]: reading history back after a crash to check every ack.
+//! - [`plot`]: the `fanout` SVG chart and the layout of `results.jsonl`.
+
+mod conn;
+pub mod measure;
+pub mod plot;
+pub mod procstat;
+pub mod report;
+mod runner;
+pub mod scenario;
+pub mod verify;
+
+pub use conn::AckRecord;
+pub use report::Report;
+pub use runner::{run, Options, Outcome, RunError};
+pub use scenario::{Load, Scenario};
+pub use verify::{verify, Verdict};

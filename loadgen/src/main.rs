@@ -1,0 +1,259 @@
+//! `loadgen`: the command line over the load generator library. Flags in, one JSON line
+//! on stdout and a short summary on stderr out; bad flags, a low open-files limit or an
+//! unreachable server end with a message saying what to do (exit status 2), a run that
+//! found problems (loss, duplicates, failed connections) with exit status 3.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+
+use loadgen::scenario::{Load, Scenario, MAX_SOURCE_IPS};
+use loadgen::{plot, verify, Options};
+
+/// Exit status of a run that finished but found problems.
+const NOT_OK: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Load generator for Huddle (protocol v1): many clients, delivered rate, latency, loss, server CPU and RSS"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Open clients, join rooms, send at a fixed rate (or as fast as acks allow, or not
+    /// at all), and report one JSON line.
+    Run(RunArgs),
+    /// Read history back and check that every ack in an acks file is stored.
+    Verify {
+        /// Server URL, e.g. ws://127.0.0.1:3000/ws.
+        #[arg(long)]
+        url: String,
+        /// Acks written by `run --acks-out`.
+        #[arg(long)]
+        acks: PathBuf,
+    },
+    /// Draw the fanout chart (SVG) from a results file written by `cargo xtask bench`.
+    Plot {
+        #[arg(long)]
+        results: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Which scenario's lines to plot.
+        #[arg(long, default_value = "fanout")]
+        scenario: String,
+        #[arg(long, default_value = "Huddle fanout: one room, 10 senders")]
+        title: String,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Server WebSocket URL (ws://127.0.0.1:PORT/ws); repeat for several servers, clients
+    /// are spread over them in turn.
+    #[arg(long, required = true)]
+    url: Vec<String>,
+    /// Connections to open (at most 300,000).
+    #[arg(long, default_value_t = 100)]
+    clients: usize,
+    /// Rooms; members are spread evenly (client i joins room i mod rooms).
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Clients that send (the first ones, so they are spread over the rooms).
+    #[arg(long, default_value_t = 10)]
+    senders: usize,
+    /// Total messages per second over all senders (open loop).
+    #[arg(long, conflicts_with_all = ["in_flight", "idle"])]
+    rate: Option<f64>,
+    /// Closed loop: unacked sends each sender keeps outstanding (as fast as acks allow).
+    #[arg(long, conflicts_with = "idle")]
+    in_flight: Option<usize>,
+    /// No traffic: hold the connections open for --duration.
+    #[arg(long)]
+    idle: bool,
+    /// Measurement window (e.g. 10s, 500ms, 2m; at most 10m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// After the window, wait at most this long for outstanding acks and deliveries.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    drain: Duration,
+    /// Size of each send frame in bytes (the text is padded).
+    #[arg(long, default_value_t = 100)]
+    msg_bytes: usize,
+    /// Spread connections over 127.0.0.1 ..= 127.0.0.N (more than ~28k connections need
+    /// more than one source address).
+    #[arg(long, default_value_t = MAX_SOURCE_IPS)]
+    source_ips: u8,
+    /// Connections being set up (connect, hello, join) at once.
+    #[arg(long, default_value_t = 256)]
+    connect_concurrency: usize,
+    /// Open the clients in this many batches, sampling server memory after each.
+    #[arg(long, default_value_t = 1)]
+    ramp_steps: usize,
+    /// Give up on connecting and joining after this long.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    setup_timeout: Duration,
+    #[arg(long, default_value = "bench-")]
+    room_prefix: String,
+    /// Nicks are <prefix><index> (default: unique to this process).
+    #[arg(long)]
+    nick_prefix: Option<String>,
+    /// Server process to measure (CPU, RSS); repeat for a cluster.
+    #[arg(long)]
+    server_pid: Vec<u32>,
+    /// Names the run in the report.
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Write every ack (room offset id nick) to this file, for `verify`.
+    #[arg(long)]
+    acks_out: Option<PathBuf>,
+    /// SIGKILL the --server-pid processes at the end of the window, with sends in
+    /// flight, instead of draining (the crash test; then `verify` the acks).
+    #[arg(long, requires = "server_pid")]
+    kill_server_at_end: bool,
+    /// Runtime worker threads (default: the CPUs this process may use).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("loadgen: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(args) => run(args),
+        Command::Verify { url, acks } => {
+            let text = std::fs::read_to_string(&acks)
+                .with_context(|| format!("cannot read {}", acks.display()))?;
+            let acks = verify::parse_acks(&text)?;
+            let verdict = runtime(None)?.block_on(loadgen::verify(&url, &acks))?;
+            println!("{}", serde_json::to_string(&verdict)?);
+            eprintln!(
+                "verify: {} acked, {} present, {} missing, {} mismatched in {} room(s): {}",
+                verdict.acked,
+                verdict.present,
+                verdict.missing,
+                verdict.mismatched,
+                verdict.rooms,
+                if verdict.ok() { "OK" } else { "NOT OK" }
+            );
+            for e in &verdict.examples {
+                eprintln!("  {e}");
+            }
+            Ok(exit(verdict.ok()))
+        }
+        Command::Plot {
+            results,
+            out,
+            scenario,
+            title,
+        } => {
+            let text = std::fs::read_to_string(&results)
+                .with_context(|| format!("cannot read {}", results.display()))?;
+            let series = plot::fanout_points(&text, &scenario);
+            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            plot::draw_fanout(&series, &title, &out)?;
+            eprintln!("wrote {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let load = match (a.rate, a.in_flight, a.idle) {
+        (Some(rate), None, false) => Load::Rate(rate),
+        (None, Some(n), false) => Load::InFlight(n),
+        (None, None, true) => Load::Idle,
+        _ => bail!("say how the senders send: --rate MSGS_PER_SEC, --in-flight N or --idle"),
+    };
+    let mut scenario = Scenario::new(a.url[0].clone());
+    scenario.urls = a.url;
+    scenario.clients = a.clients;
+    scenario.rooms = a.rooms;
+    scenario.senders = if load == Load::Idle { 0 } else { a.senders };
+    scenario.load = load;
+    scenario.duration = a.duration;
+    scenario.drain = a.drain;
+    scenario.msg_bytes = a.msg_bytes;
+    scenario.source_ips = a.source_ips;
+    scenario.connect_concurrency = a.connect_concurrency;
+    scenario.ramp_steps = a.ramp_steps;
+    scenario.setup_timeout = a.setup_timeout;
+    scenario.room_prefix = a.room_prefix;
+    if let Some(prefix) = a.nick_prefix {
+        scenario.nick_prefix = prefix;
+    }
+    // Bad flags fail before any runtime or connection exists.
+    scenario.validate()?;
+    let opts = Options {
+        scenario,
+        label: a.label,
+        server_pids: a.server_pid,
+        record_acks: a.acks_out.is_some(),
+        kill_at_end: a.kill_server_at_end,
+    };
+    let outcome = runtime(a.threads)?.block_on(loadgen::run(opts))?;
+    if let Some(path) = &a.acks_out {
+        std::fs::write(path, verify::format_acks(&outcome.acks))
+            .with_context(|| format!("cannot write acks to {}", path.display()))?;
+    }
+    println!("{}", outcome.report.json_line());
+    eprintln!("{}", outcome.report.human());
+    Ok(exit(outcome.report.ok))
+}
+
+fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(n.max(1));
+    }
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(NOT_OK)
+    }
+}
+
+/// Parses `250ms`, `30s`, `5m` or a bare number of seconds.
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let (number, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => raw.split_at(i),
+        None => (raw, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration; write e.g. 30s, 500ms or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("unknown unit in {raw:?}; use ms, s or m")),
+    }
+}

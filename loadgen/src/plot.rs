@@ -1,0 +1,246 @@
+//! The `fanout` chart: delivered messages/s and p99 latency against offered load, one
+//! line per room size, drawn as SVG from the results file (`results.jsonl`). Also the
+//! layout of that file's lines, which `cargo xtask bench` writes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::report::Report;
+
+/// One line of `results.jsonl`: a run of `loadgen` as one step of a bench scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResultLine {
+    /// `fanout`, `idle`, `rooms`, `durable`, `cluster`, …
+    pub scenario: String,
+    /// Names one `cargo xtask bench` invocation (its start time, RFC 3339-ish).
+    pub run: String,
+    pub report: Report,
+}
+
+/// One measured point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub offered_per_s: f64,
+    pub delivered_per_s: f64,
+    pub p99_ms: f64,
+}
+
+/// Points per room size (clients), ordered by offered load. Where several runs measured
+/// the same size at the same offered load, the newest run's measurement is the point.
+pub fn fanout_points(jsonl: &str, scenario: &str) -> BTreeMap<usize, Vec<Point>> {
+    let mut newest: BTreeMap<(usize, u64), ResultLine> = BTreeMap::new();
+    let lines = jsonl
+        .lines()
+        .filter_map(|l| serde_json::from_str::<ResultLine>(l).ok())
+        // A step whose room never formed, or fell apart (members closed), measured no
+        // fan-out to N members; its failure is in the file, not on the chart.
+        .filter(|l| {
+            l.scenario == scenario
+                && l.report.offered_per_s > 0.0
+                && l.report.connect.ready == l.report.params.clients as u64
+                && l.report.disconnected == 0
+        });
+    for l in lines {
+        let key = (
+            l.report.params.clients,
+            l.report.offered_per_s.round() as u64,
+        );
+        if newest.get(&key).is_none_or(|old| l.run >= old.run) {
+            newest.insert(key, l);
+        }
+    }
+    let mut out: BTreeMap<usize, Vec<Point>> = BTreeMap::new();
+    // Keys are ordered by (clients, offered), so each size's points come in order.
+    for ((clients, _), l) in newest {
+        out.entry(clients).or_default().push(Point {
+            offered_per_s: l.report.offered_per_s,
+            delivered_per_s: l.report.delivered_per_s,
+            p99_ms: l.report.latency.p99_us as f64 / 1000.0,
+        });
+    }
+    out
+}
+
+/// Drawing the chart failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot draw {path}: {why}")]
+pub struct PlotError {
+    path: String,
+    why: String,
+}
+
+/// Draws delivered msg/s (top) and p99 (bottom) against offered deliveries/s, log
+/// scales, one colour per room size, with the 100 ms p99 line of the targets.
+pub fn draw_fanout(
+    series: &BTreeMap<usize, Vec<Point>>,
+    title: &str,
+    out: &Path,
+) -> Result<(), PlotError> {
+    draw(series, title, out).map_err(|why| PlotError {
+        path: out.display().to_string(),
+        why,
+    })
+}
+
+fn draw(series: &BTreeMap<usize, Vec<Point>>, title: &str, out: &Path) -> Result<(), String> {
+    let all: Vec<&Point> = series.values().flatten().collect();
+    if all.is_empty() {
+        return Err("no fanout results to plot (run `cargo xtask bench fanout` first)".into());
+    }
+    let fmax = |f: fn(&Point) -> f64| all.iter().map(|p| f(p)).fold(f64::MIN, f64::max);
+    let fmin = |f: fn(&Point) -> f64| all.iter().map(|p| f(p)).fold(f64::MAX, f64::min);
+    let x_range = (fmin(|p| p.offered_per_s) / 2.0).max(1.0)..fmax(|p| p.offered_per_s) * 2.0;
+    let top = fmax(|p| p.offered_per_s.max(p.delivered_per_s)) * 2.0;
+    let y_delivered = (fmin(|p| p.delivered_per_s.max(1.0)) / 2.0).max(1.0)..top;
+    // At least 1 ms .. 2 s, so the 100 ms line always sits between labelled decades.
+    let y_p99 = (fmin(|p| p.p99_ms.max(0.01)) / 2.0).min(1.0)..fmax(|p| p.p99_ms).max(1000.0) * 2.0;
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+
+    let root = SVGBackend::new(out, (960, 900)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let root = root.titled(title, ("sans-serif", 22)).map_err(|x| e(&x))?;
+    let (upper, lower) = root.split_vertically(430);
+    let colours = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
+
+    let mut chart = ChartBuilder::on(&upper)
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(80)
+        .caption("delivered messages/s", ("sans-serif", 18))
+        .build_cartesian_2d(x_range.clone().log_scale(), y_delivered.log_scale())
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .x_desc("offered deliveries/s (send rate × room members)")
+        .y_desc("delivered/s")
+        .light_line_style(BLACK.mix(0.04))
+        .x_label_formatter(&|v| si(*v))
+        .y_label_formatter(&|v| si(*v))
+        .draw()
+        .map_err(|x| e(&x))?;
+    // Delivered = offered: the server keeps up.
+    let diagonal = [x_range.start, x_range.end];
+    chart
+        .draw_series(LineSeries::new(
+            diagonal.iter().map(|&x| (x, x)),
+            ShapeStyle::from(&BLACK.mix(0.3)).stroke_width(1),
+        ))
+        .map_err(|x| e(&x))?
+        .label("delivered = offered")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.3)));
+    for (i, (clients, points)) in series.iter().enumerate() {
+        let colour = colours[i % colours.len()];
+        let line: Vec<(f64, f64)> = points
+            .iter()
+            .map(|p| (p.offered_per_s, p.delivered_per_s.max(1.0)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(line.clone(), colour.stroke_width(2)))
+            .map_err(|x| e(&x))?
+            .label(format!("N = {clients}"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+        chart
+            .draw_series(line.iter().map(|&xy| Circle::new(xy, 4, colour.filled())))
+            .map_err(|x| e(&x))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|x| e(&x))?;
+
+    let mut chart = ChartBuilder::on(&lower)
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(80)
+        .caption("p99 latency (send → receive)", ("sans-serif", 18))
+        .build_cartesian_2d(x_range.clone().log_scale(), y_p99.log_scale())
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .x_desc("offered deliveries/s (send rate × room members)")
+        .y_desc("p99")
+        .light_line_style(BLACK.mix(0.04))
+        .x_label_formatter(&|v| si(*v))
+        .y_label_formatter(&|v| ms_label(*v))
+        .draw()
+        .map_err(|x| e(&x))?;
+    chart
+        .draw_series(LineSeries::new(
+            [(x_range.start, 100.0), (x_range.end, 100.0)],
+            ShapeStyle::from(&BLACK.mix(0.5)).stroke_width(1),
+        ))
+        .map_err(|x| e(&x))?
+        .label("target: p99 ≤ 100 ms")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
+    for (i, (clients, points)) in series.iter().enumerate() {
+        let colour = colours[i % colours.len()];
+        let line: Vec<(f64, f64)> = points
+            .iter()
+            .map(|p| (p.offered_per_s, p.p99_ms.max(0.01)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(line.clone(), colour.stroke_width(2)))
+            .map_err(|x| e(&x))?
+            .label(format!("N = {clients}"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+        chart
+            .draw_series(line.iter().map(|&xy| Circle::new(xy, 4, colour.filled())))
+            .map_err(|x| e(&x))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|x| e(&x))?;
+    root.present().map_err(|x| e(&x))?;
+    Ok(())
+}
+
+/// 1500 → "1.5k", 2000000 → "2M".
+fn si(v: f64) -> String {
+    let (scaled, unit) = if v >= 1e6 {
+        (v / 1e6, "M")
+    } else if v >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    let digits = if scaled >= 10.0 || scaled.fract() < 0.05 {
+        0
+    } else {
+        1
+    };
+    format!("{scaled:.digits$}{unit}")
+}
+
+/// 0.5 → "0.5 ms", 20 → "20 ms", 2000 → "2 s".
+fn ms_label(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{} s", si(ms / 1000.0))
+    } else {
+        format!("{} ms", si(ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        assert_eq!(si(1500.0), "1.5k");
+        assert_eq!(si(2_000_000.0), "2M");
+        assert_eq!(si(50_000.0), "50k");
+        assert_eq!(si(3.0), "3");
+        assert_eq!(ms_label(0.5), "0.5 ms");
+        assert_eq!(ms_label(2000.0), "2 s");
+    }
+}

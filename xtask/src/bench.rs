@@ -1,0 +1,807 @@
+//! `cargo xtask bench <scenario>`: the benchmarks of BENCHMARKS.md, run against release
+//! `huddle` processes this command starts itself (fresh database, random free port,
+//! pinned to CPU 0) and driven by the release `loadgen` (pinned to CPU 1), with the
+//! open-files limit raised for both.
+//!
+//! Each measurement is one `loadgen run` against a freshly started server, so no step
+//! inherits another's rooms, backlog or memory. Every result is appended as one JSON line
+//! to `<target>/bench/results.jsonl` (`{"scenario", "run", "step", "report"}`, the
+//! report being loadgen's line); `fanout` also redraws `docs/bench/fanout.svg`. The
+//! scenarios are bounded: a fixed list of steps, each with loadgen's own time limits.
+
+use std::fs;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::{json, Value};
+
+use crate::{exe, setup, Ctx};
+
+/// The p99 the `fanout` ramp must stay within (the issue's target).
+const P99_LIMIT_MS: f64 = 100.0;
+/// Offered deliveries/s of the `fanout` ramp's steps (send rate × room size).
+const FANOUT_STEPS: [f64; 12] = [
+    10e3, 25e3, 50e3, 75e3, 100e3, 150e3, 200e3, 300e3, 500e3, 750e3, 1e6, 2e6,
+];
+/// The issue's room sizes for `fanout`.
+const FANOUT_SIZES: [usize; 3] = [1_000, 5_000, 20_000];
+/// Senders in `fanout` and `cluster`.
+const FANOUT_SENDERS: usize = 10;
+/// `idle` aims for this many connections (the issue's target).
+const IDLE_TARGET: usize = 250_000;
+/// File descriptors kept free beyond one per connection (listener, database, logs, …).
+const FD_MARGIN: u64 = 500;
+/// The flags every bench server gets: all load comes from one machine, so the
+/// per-address limits and the per-connection send rate would measure themselves.
+const SERVER_FLAGS: [&str; 12] = [
+    "--log",
+    "warn",
+    "--max-connections",
+    "300000",
+    "--max-connections-per-ip",
+    "0",
+    "--ip-join-rate",
+    "0",
+    "--rate-per-sec",
+    "1000000",
+    "--rate-burst",
+    "1000000",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Scenario {
+    /// One room of N (1,000 / 5,000 / 20,000), 10 senders, ramping until p99 > 100 ms.
+    Fanout,
+    /// Ramp to 250,000 idle connections in rooms of 10; server RSS per connection.
+    Idle,
+    /// 10,000 rooms of 5, everyone sending 1 msg/s.
+    Rooms,
+    /// Acked messages/s into SQLite (or Redis with --redis), then kill -9, restart, verify.
+    Durable,
+    /// `fanout` against three instances sharing one Redis.
+    Cluster,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// fanout/cluster: this room size only; idle: connections to reach; rooms: rooms of 5;
+    /// durable: senders.
+    #[arg(long)]
+    n: Option<usize>,
+    /// Seconds each measurement window lasts.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Scaled-down parameters: a quick check that everything works (about a minute).
+    #[arg(long)]
+    quick: bool,
+    /// durable: history in Redis (`huddle --redis`, a private redis-server) instead of SQLite.
+    #[arg(long)]
+    redis: bool,
+    /// fanout/cluster: offered deliveries/s of each step, comma-separated (default: a ramp
+    /// from 10k to 2M that stops once p99 passes 100 ms).
+    #[arg(long, value_delimiter = ',')]
+    offered: Vec<f64>,
+    /// Benchmark this `huddle` binary instead of building the working tree's (e.g. a
+    /// release build of an earlier commit, for a before/after comparison).
+    #[arg(long, value_name = "PATH")]
+    server_bin: Option<PathBuf>,
+    /// Extra flags for every `huddle` the bench starts, after `--` (e.g. `-- --outbox 65536`);
+    /// one that the bench also sets (e.g. `--rate-per-sec`) replaces the bench's value.
+    #[arg(last = true)]
+    server_args: Vec<String>,
+}
+
+pub(crate) fn bench(ctx: &Ctx, args: &BenchArgs) -> Result<()> {
+    if args.duration == 0 || args.duration > 600 {
+        bail!("--duration must be 1..=600 seconds");
+    }
+    let b = Bench::prepare(ctx, args)?;
+    let result = match args.scenario {
+        Scenario::Fanout => fanout(&b, args, Topology::Single),
+        Scenario::Cluster => fanout(&b, args, Topology::Cluster),
+        Scenario::Idle => idle(&b, args),
+        Scenario::Rooms => rooms(&b, args),
+        Scenario::Durable => durable(&b, args),
+    };
+    let _ = fs::remove_dir_all(&b.scratch);
+    result?;
+    println!();
+    println!("results appended to {}", b.results.display());
+    Ok(())
+}
+
+/// Built binaries, limits and paths shared by every step.
+struct Bench<'a> {
+    ctx: &'a Ctx,
+    huddle: PathBuf,
+    /// `huddle` flags given after `--`.
+    server_args: Vec<String>,
+    loadgen: PathBuf,
+    redis: Option<PathBuf>,
+    /// Open-files limit both sides run with.
+    nofile: u64,
+    /// `taskset` when there are two CPUs to pin to.
+    pin: bool,
+    results: PathBuf,
+    scratch: PathBuf,
+    /// Names this invocation in the results.
+    run: String,
+    steps: std::cell::Cell<u32>,
+}
+
+impl<'a> Bench<'a> {
+    fn prepare(ctx: &'a Ctx, args: &BenchArgs) -> Result<Self> {
+        let release = ctx.target_dir().join("release");
+        let huddle = match &args.server_bin {
+            Some(bin) if bin.is_file() => fs::canonicalize(bin)?,
+            Some(bin) => bail!("--server-bin {}: no such file", bin.display()),
+            None => {
+                // The release server embeds dist/ (rust-embed); the bench needs no web
+                // app, so an empty folder will do when the bundle was never built.
+                let dist = ctx.root.join("dist");
+                if !dist.exists() {
+                    fs::create_dir_all(&dist).context("cannot create dist/")?;
+                }
+                ctx.run(ctx.cargo().args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "backend",
+                    "--bin",
+                    "huddle",
+                ]))
+                .context("building the release server failed: see the compiler output above")?;
+                release.join(exe("huddle"))
+            }
+        };
+        ctx.run(
+            ctx.cargo()
+                .args(["build", "--release", "-p", "loadgen", "--bin", "loadgen"]),
+        )
+        .context("building the load generator failed: see the compiler output above")?;
+        let redis = ctx.which(setup::REDIS_SERVER);
+        let needs_redis = args.scenario == Scenario::Cluster || args.redis;
+        if needs_redis && redis.is_none() {
+            bail!("this scenario needs redis-server: run `cargo xtask setup` as root, or `apt-get install redis-server`");
+        }
+        for tool in ["prlimit", "taskset", "kill"] {
+            if ctx.which(tool).is_none() {
+                bail!("`{tool}` is missing: install util-linux (and procps)");
+            }
+        }
+        let pin = thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+        if !pin {
+            println!("warning: fewer than 2 CPUs: server and load generator are not pinned apart");
+        }
+        let dir = ctx.target_dir().join("bench");
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let scratch = dir.join(format!("tmp-{secs}"));
+        fs::create_dir_all(&scratch)
+            .with_context(|| format!("cannot create {}", scratch.display()))?;
+        let nofile = raise_nofile(ctx, IDLE_TARGET as u64 + FD_MARGIN)?;
+        println!("open files: {nofile} per process (server and load generator)");
+        Ok(Bench {
+            ctx,
+            huddle,
+            server_args: args.server_args.clone(),
+            loadgen: release.join(exe("loadgen")),
+            redis,
+            nofile,
+            pin,
+            results: dir.join("results.jsonl"),
+            scratch,
+            run: format!("{secs:012}"),
+            steps: std::cell::Cell::new(0),
+        })
+    }
+
+    /// The bench's own server flags, less those given again after `--` (huddle refuses a
+    /// flag twice, and the user's choice wins).
+    fn server_flags(&self) -> Vec<&'static str> {
+        let given = |flag: &str| {
+            self.server_args
+                .iter()
+                .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        };
+        SERVER_FLAGS
+            .chunks(2)
+            .filter(|pair| !given(pair[0]))
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// Most connections one process can hold here.
+    fn max_connections(&self) -> usize {
+        self.nofile.saturating_sub(FD_MARGIN) as usize
+    }
+
+    /// A command under the raised limit, pinned to `cpu`.
+    fn pinned(&self, cpu: u32, program: &Path) -> Command {
+        let limit = format!("--nofile={0}:{0}", self.nofile);
+        let mut cmd = self.ctx.cmd("prlimit");
+        cmd.arg(limit);
+        if self.pin {
+            cmd.args(["taskset", "-c", &cpu.to_string()]);
+        }
+        cmd.arg(program);
+        cmd
+    }
+
+    /// A fresh scratch directory for one step.
+    fn step_dir(&self) -> Result<PathBuf> {
+        let n = self.steps.get() + 1;
+        self.steps.set(n);
+        let dir = self.scratch.join(format!("step-{n}"));
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// Starts `huddle` on a free port with `db` and the bench flags plus `extra`.
+    fn start_huddle(&self, dir: &Path, db: &Path, extra: &[&str]) -> Result<Proc> {
+        self.start_huddle_at(dir, db, free_port()?, extra)
+    }
+
+    fn start_huddle_at(&self, dir: &Path, db: &Path, port: u16, extra: &[&str]) -> Result<Proc> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let log = dir.join(format!("huddle-{port}.log"));
+        let mut cmd = self.pinned(0, &self.huddle);
+        cmd.arg("--addr")
+            .arg(addr.to_string())
+            .arg("--db")
+            .arg(db)
+            .args(self.server_flags())
+            .args(extra)
+            .args(&self.server_args);
+        let mut proc = Proc::spawn("huddle", cmd, &log)?;
+        proc.wait_listening(addr)?;
+        proc.addr = Some(addr);
+        Ok(proc)
+    }
+
+    /// Starts a private `redis-server` on a free port, pinned with the servers.
+    fn start_redis(&self, dir: &Path) -> Result<(Proc, String)> {
+        let redis = self
+            .redis
+            .as_ref()
+            .context("redis-server is not installed")?;
+        let port = free_port()?;
+        let mut cmd = self.pinned(0, redis);
+        cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--maxclients", "10000"])
+            .arg("--dir")
+            .arg(dir);
+        let proc = Proc::spawn("redis-server", cmd, &dir.join("redis.log"))?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !redis_pong(addr) {
+            if Instant::now() > deadline {
+                bail!("redis-server did not answer PING on {addr} within 10s");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok((proc, format!("redis://{addr}/0")))
+    }
+
+    /// Runs `loadgen` with `args` (plus `--server-pid` for each of `servers`) and
+    /// returns its report; the run's own summary goes to the terminal.
+    fn loadgen(&self, label: &str, servers: &[&Proc], args: &[String]) -> Result<Value> {
+        let mut cmd = self.pinned(1, &self.loadgen);
+        cmd.arg("run").args(args).args(["--label", label]);
+        cmd.args(["--threads", "1"]);
+        for s in servers {
+            cmd.args(["--server-pid", &s.pid().to_string()]);
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        println!();
+        println!("$ loadgen run {} --label {label:?}", args.join(" "));
+        let out = cmd.output().context("could not start loadgen")?;
+        // 0: all good; 3: the run finished but found problems (still a result).
+        if !matches!(out.status.code(), Some(0 | 3)) {
+            bail!("loadgen failed ({}): see its message above", out.status);
+        }
+        let line = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(line.trim()).context("loadgen printed no JSON report")
+    }
+
+    /// Appends one result line.
+    fn record(&self, scenario: &str, step: &Value, report: &Value) -> Result<()> {
+        let line = json!({"scenario": scenario, "run": self.run, "step": step, "report": report});
+        if let Some(dir) = self.results.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.results)
+            .with_context(|| format!("cannot open {}", self.results.display()))?;
+        writeln!(f, "{line}")?;
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Topology {
+    Single,
+    /// Three instances and one Redis.
+    Cluster,
+}
+
+/// `fanout` and `cluster`: per room size, a fresh server per step, ramping the offered
+/// load until p99 passes 100 ms, delivery falls behind, or anything is lost.
+fn fanout(b: &Bench<'_>, args: &BenchArgs, topology: Topology) -> Result<()> {
+    let name = match topology {
+        Topology::Single => "fanout",
+        Topology::Cluster => "cluster",
+    };
+    let sizes: Vec<usize> = match (args.n, args.quick) {
+        (Some(n), _) => vec![n],
+        (None, true) => vec![500],
+        (None, false) => FANOUT_SIZES.to_vec(),
+    };
+    let steps: Vec<f64> = match (args.offered.is_empty(), args.quick) {
+        (false, _) => args.offered.clone(),
+        (true, true) => vec![10e3, 50e3],
+        (true, false) => FANOUT_STEPS.to_vec(),
+    };
+    let duration = if args.quick { 3 } else { args.duration };
+    let mut summary = Vec::new();
+    for &n in &sizes {
+        if n > b.max_connections() {
+            let why = format!(
+                "N = {n} needs {} open files per process, but the limit here is {} and cannot \
+                 be raised (no CAP_SYS_RESOURCE): skipped",
+                n as u64 + FD_MARGIN,
+                b.nofile
+            );
+            println!("\n{name} N={n}: {why}");
+            b.record(name, &json!({"n": n, "skipped": why}), &Value::Null)?;
+            summary.push(format!("N = {n}: skipped (open-files limit {})", b.nofile));
+            continue;
+        }
+        let mut best: Option<(f64, f64)> = None;
+        let mut at_50k: Option<f64> = None;
+        let mut stopped = String::from("every step passed");
+        for &offered in &steps {
+            let rate = offered / n as f64;
+            let dir = b.step_dir()?;
+            let mut fleet = Vec::new();
+            let mut urls = Vec::new();
+            match topology {
+                Topology::Single => {
+                    let s = b.start_huddle(&dir, &dir.join("bench.db"), &[])?;
+                    urls.push(s.url());
+                    fleet.push(s);
+                }
+                Topology::Cluster => {
+                    let (redis, url) = b.start_redis(&dir)?;
+                    fleet.push(redis);
+                    for i in 0..3 {
+                        let db = dir.join(format!("unused-{i}.db"));
+                        let s = b.start_huddle(&dir, &db, &["--redis", url.as_str()])?;
+                        urls.push(s.url());
+                        fleet.push(s);
+                    }
+                }
+            }
+            let mut la = vec![
+                format!("--clients={n}"),
+                "--rooms=1".to_owned(),
+                format!("--senders={FANOUT_SENDERS}"),
+                format!("--rate={rate}"),
+                format!("--duration={duration}s"),
+                "--drain=5s".to_owned(),
+                "--setup-timeout=120s".to_owned(),
+            ];
+            la.extend(urls.iter().map(|u| format!("--url={u}")));
+            let label = format!("{name} n={n} offered={offered}");
+            let servers: Vec<&Proc> = fleet.iter().collect();
+            let report = b.loadgen(&label, &servers, &la)?;
+            drop(fleet);
+            b.record(
+                name,
+                &json!({"n": n, "offered": offered, "rate": rate}),
+                &report,
+            )?;
+            let r = Numbers::of(&report);
+            if (offered - 50e3).abs() < 1.0 {
+                at_50k = Some(r.server_cpu);
+            }
+            if r.ready < n as u64 || r.disconnected > 0 {
+                stopped = format!(
+                    "stopped at {offered} offered: {} of {n} clients joined, {} disconnected \
+                     ({})",
+                    r.ready, r.disconnected, r.reasons
+                );
+                break;
+            }
+            let keeping_up = r.delivered_per_s >= 0.9 * offered;
+            if r.p99_ms <= P99_LIMIT_MS && r.lossless && keeping_up {
+                best = Some((r.delivered_per_s, r.p99_ms));
+            } else {
+                stopped = format!(
+                    "stopped at {offered} offered: p99 {:.1} ms, delivered {:.0}/s, lost {}, dup {}, undelivered {}",
+                    r.p99_ms, r.delivered_per_s, r.lost, r.duplicated, r.undelivered
+                );
+                break;
+            }
+        }
+        let best = best.map_or("none".to_owned(), |(d, p)| {
+            format!("{d:.0} msg/s (p99 {p:.1} ms)")
+        });
+        let cpu = at_50k.map_or("not measured".to_owned(), |c| format!("{c:.1} %"));
+        summary.push(format!(
+            "N = {n}: highest delivered with p99 ≤ 100 ms: {best}; server CPU at 50k/s: {cpu}; {stopped}"
+        ));
+    }
+    if topology == Topology::Single {
+        plot(b)?;
+    }
+    println!();
+    println!("{name} summary:");
+    for line in summary {
+        println!("  {line}");
+    }
+    Ok(())
+}
+
+/// Draws `docs/bench/fanout.svg` from every fanout result so far (newest run per size).
+fn plot(b: &Bench<'_>) -> Result<()> {
+    let out = b.ctx.root.join("docs").join("bench").join("fanout.svg");
+    let mut cmd = Command::new(&b.loadgen);
+    cmd.arg("plot")
+        .arg("--results")
+        .arg(&b.results)
+        .arg("--out")
+        .arg(&out);
+    b.ctx
+        .run(&mut cmd)
+        .context("drawing the fanout chart failed")
+}
+
+/// `idle`: ramp to 250,000 (or the most the open-files limit allows) idle connections
+/// in rooms of 10, sampling server memory after each fifth.
+fn idle(b: &Bench<'_>, args: &BenchArgs) -> Result<()> {
+    let wanted = args
+        .n
+        .unwrap_or(if args.quick { 2_000 } else { IDLE_TARGET });
+    let n = wanted.min(b.max_connections());
+    if n < wanted {
+        println!(
+            "\nidle: the open-files limit here is {} and cannot be raised, so the ramp stops \
+             at {n} connections instead of {wanted}",
+            b.nofile
+        );
+    }
+    let dir = b.step_dir()?;
+    let server = b.start_huddle(&dir, &dir.join("bench.db"), &[])?;
+    let la = vec![
+        format!("--url={}", server.url()),
+        format!("--clients={n}"),
+        format!("--rooms={}", (n / 10).max(1)),
+        "--idle".to_owned(),
+        format!("--duration={}s", if args.quick { 3 } else { args.duration }),
+        "--ramp-steps=5".to_owned(),
+        "--connect-concurrency=512".to_owned(),
+        "--setup-timeout=600s".to_owned(),
+    ];
+    let report = b.loadgen(&format!("idle n={n}"), &[&server], &la)?;
+    drop(server);
+    b.record("idle", &json!({"n": n, "wanted": wanted}), &report)?;
+    let r = Numbers::of(&report);
+    println!();
+    println!(
+        "idle summary: {} connections held (wanted {wanted}), {:.0} bytes of server RSS per \
+         connection, connected at {:.0} conn/s",
+        r.ready, r.rss_per_conn, r.connect_per_s
+    );
+    Ok(())
+}
+
+/// `rooms`: rooms of 5, everyone sending 1 msg/s (10,000 rooms, or as many as the
+/// open-files limit allows).
+fn rooms(b: &Bench<'_>, args: &BenchArgs) -> Result<()> {
+    let wanted = args.n.unwrap_or(if args.quick { 200 } else { 10_000 });
+    let rooms = wanted.min(b.max_connections() / 5);
+    if rooms < wanted {
+        println!(
+            "\nrooms: the open-files limit here is {}, so {rooms} rooms of 5 instead of {wanted}",
+            b.nofile
+        );
+    }
+    let clients = rooms * 5;
+    let dir = b.step_dir()?;
+    let server = b.start_huddle(&dir, &dir.join("bench.db"), &[])?;
+    let la = vec![
+        format!("--url={}", server.url()),
+        format!("--clients={clients}"),
+        format!("--rooms={rooms}"),
+        format!("--senders={clients}"),
+        format!("--rate={clients}"),
+        format!("--duration={}s", if args.quick { 3 } else { args.duration }),
+        "--drain=10s".to_owned(),
+        "--connect-concurrency=512".to_owned(),
+        "--setup-timeout=300s".to_owned(),
+    ];
+    let report = b.loadgen(&format!("rooms rooms={rooms}"), &[&server], &la)?;
+    drop(server);
+    b.record(
+        "rooms",
+        &json!({"rooms": rooms, "wanted": wanted, "clients": clients}),
+        &report,
+    )?;
+    let r = Numbers::of(&report);
+    println!();
+    println!(
+        "rooms summary: {rooms} rooms of 5, delivered {:.0} msg/s (offered {:.0}), p99 {:.1} ms, \
+         server CPU {:.1} %, lost {}, dup {}, undelivered {}",
+        r.delivered_per_s, r.offered, r.p99_ms, r.server_cpu, r.lost, r.duplicated, r.undelivered
+    );
+    Ok(())
+}
+
+/// `durable`: many senders as fast as acks allow (bounded in flight) for the window;
+/// then the server is killed with SIGKILL with sends in flight, restarted on the same
+/// database (or Redis), and every acked message is read back.
+fn durable(b: &Bench<'_>, args: &BenchArgs) -> Result<()> {
+    let senders = args.n.unwrap_or(if args.quick { 20 } else { 100 });
+    let in_flight = 32;
+    let dir = b.step_dir()?;
+    let db = dir.join("bench.db");
+    let port = free_port()?;
+    let mut redis = None;
+    let mut extra: Vec<String> = Vec::new();
+    if args.redis {
+        let (proc, url) = b.start_redis(&dir)?;
+        extra = vec!["--redis".to_owned(), url];
+        redis = Some(proc);
+    }
+    let extra_ref: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let server = b.start_huddle_at(&dir, &db, port, &extra_ref)?;
+    let acks = dir.join("acks.txt");
+    let la = vec![
+        format!("--url={}", server.url()),
+        format!("--clients={senders}"),
+        format!("--rooms={senders}"),
+        format!("--senders={senders}"),
+        format!("--in-flight={in_flight}"),
+        format!("--duration={}s", if args.quick { 3 } else { args.duration }),
+        format!("--acks-out={}", acks.display()),
+        "--kill-server-at-end".to_owned(),
+    ];
+    let store = if args.redis { "redis" } else { "sqlite" };
+    let report = b.loadgen(&format!("durable store={store}"), &[&server], &la)?;
+    drop(server);
+
+    // Same address and database: the restarted server must hold every acked message.
+    let restarted = b.start_huddle_at(&dir, &db, port, &extra_ref)?;
+    let mut verify = Command::new(&b.loadgen);
+    verify
+        .arg("verify")
+        .arg(format!("--url={}", restarted.url()))
+        .arg("--acks")
+        .arg(&acks)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    println!(
+        "\n$ loadgen verify --url={} --acks {}",
+        restarted.url(),
+        acks.display()
+    );
+    let out = verify.output().context("could not start loadgen verify")?;
+    if !matches!(out.status.code(), Some(0 | 3)) {
+        bail!(
+            "loadgen verify failed ({}): see its message above",
+            out.status
+        );
+    }
+    let verdict: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())
+        .context("loadgen verify printed no JSON")?;
+    drop(restarted);
+    drop(redis);
+    b.record(
+        "durable",
+        &json!({"store": store, "senders": senders, "in_flight": in_flight, "verify": verdict}),
+        &report,
+    )?;
+    let r = Numbers::of(&report);
+    println!();
+    println!(
+        "durable summary ({store}): {:.0} acked msg/s with {senders} senders × {in_flight} in flight; \
+         after kill -9: {} of {} acked messages present, {} missing, {} mismatched",
+        r.acked_per_s,
+        verdict["present"],
+        verdict["acked"],
+        verdict["missing"],
+        verdict["mismatched"]
+    );
+    if verdict["missing"] != 0 || verdict["mismatched"] != 0 {
+        bail!(
+            "acked messages were lost after kill -9: see {}",
+            b.results.display()
+        );
+    }
+    Ok(())
+}
+
+/// The figures the summaries need, read from a loadgen report.
+struct Numbers {
+    ready: u64,
+    disconnected: u64,
+    delivered_per_s: f64,
+    offered: f64,
+    acked_per_s: f64,
+    p99_ms: f64,
+    lost: u64,
+    duplicated: u64,
+    undelivered: u64,
+    lossless: bool,
+    server_cpu: f64,
+    rss_per_conn: f64,
+    connect_per_s: f64,
+    reasons: String,
+}
+
+impl Numbers {
+    fn of(r: &Value) -> Self {
+        let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+        let u = |v: &Value| v.as_u64().unwrap_or(0);
+        let (lost, duplicated, undelivered) =
+            (u(&r["lost"]), u(&r["duplicated"]), u(&r["undelivered"]));
+        Numbers {
+            ready: u(&r["connect"]["ready"]),
+            disconnected: u(&r["disconnected"]),
+            delivered_per_s: f(&r["delivered_per_s"]),
+            offered: f(&r["offered_per_s"]),
+            acked_per_s: f(&r["acked_per_s"]),
+            p99_ms: f(&r["latency"]["p99_us"]) / 1000.0,
+            lost,
+            duplicated,
+            undelivered,
+            lossless: lost == 0 && duplicated == 0 && undelivered == 0,
+            server_cpu: f(&r["server"]["cpu_pct"]),
+            rss_per_conn: f(&r["server"]["rss_per_conn_bytes"]),
+            connect_per_s: f(&r["connect"]["per_s"]),
+            reasons: r["reasons"].to_string(),
+        }
+    }
+}
+
+/// A child process (server or Redis), stopped when dropped: SIGTERM, then SIGKILL
+/// after 5 s. Its output goes to a log file, shown if it fails to start.
+struct Proc {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+    addr: Option<SocketAddr>,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, mut cmd: Command, log: &Path) -> Result<Proc> {
+        let file =
+            fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("could not start {name}"))?;
+        Ok(Proc {
+            name,
+            child,
+            log: log.to_path_buf(),
+            addr: None,
+        })
+    }
+
+    /// The process id: `prlimit` and `taskset` exec the program, so it is the server's.
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn url(&self) -> String {
+        match self.addr {
+            Some(addr) => format!("ws://{addr}/ws"),
+            None => String::new(),
+        }
+    }
+
+    fn wait_listening(&mut self, addr: SocketAddr) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            let exited = !matches!(self.child.try_wait(), Ok(None));
+            if exited || Instant::now() > deadline {
+                let log = fs::read_to_string(&self.log).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+                bail!(
+                    "{} did not start listening on {addr}; its output:\n{tail}",
+                    self.name
+                );
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid().to_string()])
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")
+        .context("cannot bind 127.0.0.1:0 to find a free port")?
+        .local_addr()?
+        .port())
+}
+
+fn redis_pong(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 16];
+    s.write_all(b"PING\r\n").is_ok()
+        && s.read(&mut buf)
+            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+}
+
+/// The open-files limit the bench processes get: `wanted` if the hard limit may be
+/// raised that far (root with CAP_SYS_RESOURCE), else the current hard limit.
+fn raise_nofile(ctx: &Ctx, wanted: u64) -> Result<u64> {
+    let probe = |n: u64| {
+        ctx.cmd("prlimit")
+            .arg(format!("--nofile={n}:{n}"))
+            .arg("true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if probe(wanted) {
+        return Ok(wanted);
+    }
+    let limits =
+        fs::read_to_string("/proc/self/limits").context("cannot read /proc/self/limits")?;
+    let hard = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|h| h.parse::<u64>().ok())
+        .context("no open-files limit in /proc/self/limits")?;
+    if !probe(hard) {
+        bail!("cannot set the open-files limit even to the hard limit ({hard}) with prlimit");
+    }
+    println!(
+        "warning: the hard open-files limit is {hard} and cannot be raised here (needs root with \
+         CAP_SYS_RESOURCE): scenarios are capped at about {} connections",
+        hard.saturating_sub(FD_MARGIN)
+    );
+    Ok(hard)
+}
