@@ -17,12 +17,14 @@
 
 pub mod close;
 pub mod decode;
+pub mod duration;
 pub mod error;
 pub mod protocol;
 pub mod validate;
 
 pub use close::CloseCode;
 pub use decode::{decode_client, DecodeError};
+pub use duration::parse_duration;
 pub use error::ErrorCode;
 pub use protocol::{ChatMessage, ClientMsg, Limits, NotificationKind, RoomInfo, ServerMsg};
 

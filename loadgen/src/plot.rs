@@ -97,45 +97,101 @@ fn draw(series: &BTreeMap<usize, Vec<Point>>, title: &str, out: &Path) -> Result
     let y_delivered = (fmin(|p| p.delivered_per_s.max(1.0)) / 2.0).max(1.0)..top;
     // At least 1 ms .. 2 s, so the 100 ms line always sits between labelled decades.
     let y_p99 = (fmin(|p| p.p99_ms.max(0.01)) / 2.0).min(1.0)..fmax(|p| p.p99_ms).max(1000.0) * 2.0;
-    let e = |e: &dyn std::fmt::Display| e.to_string();
 
     let root = SVGBackend::new(out, (960, 900)).into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(&x))?;
-    let root = root.titled(title, ("sans-serif", 22)).map_err(|x| e(&x))?;
+    root.fill(&WHITE).map_err(|x| x.to_string())?;
+    let root = root
+        .titled(title, ("sans-serif", 22))
+        .map_err(|x| x.to_string())?;
     let (upper, lower) = root.split_vertically(430);
+    draw_panel(
+        &upper,
+        series,
+        x_range.clone(),
+        Panel {
+            caption: "delivered messages/s",
+            y_desc: "delivered/s",
+            y_range: y_delivered,
+            y_label: si,
+            value: |p| p.delivered_per_s.max(1.0),
+            // Delivered = offered: the server keeps up.
+            reference: [(x_range.start, x_range.start), (x_range.end, x_range.end)],
+            reference_label: "delivered = offered",
+            reference_shade: 0.3,
+        },
+    )?;
+    draw_panel(
+        &lower,
+        series,
+        x_range.clone(),
+        Panel {
+            caption: "p99 latency (send → receive)",
+            y_desc: "p99",
+            y_range: y_p99,
+            y_label: ms_label,
+            value: |p| p.p99_ms.max(0.01),
+            reference: [(x_range.start, 100.0), (x_range.end, 100.0)],
+            reference_label: "target: p99 ≤ 100 ms",
+            reference_shade: 0.5,
+        },
+    )?;
+    root.present().map_err(|x| x.to_string())?;
+    Ok(())
+}
+
+/// What one of the chart's two panels shows: a measure per point against offered load,
+/// and a grey reference line.
+struct Panel {
+    caption: &'static str,
+    y_desc: &'static str,
+    y_range: std::ops::Range<f64>,
+    y_label: fn(f64) -> String,
+    value: fn(&Point) -> f64,
+    reference: [(f64, f64); 2],
+    reference_label: &'static str,
+    /// How dark the reference line is (0 to 1).
+    reference_shade: f64,
+}
+
+/// Draws one panel: log scales, one coloured line with dots per room size, the legend.
+fn draw_panel(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    series: &BTreeMap<usize, Vec<Point>>,
+    x_range: std::ops::Range<f64>,
+    panel: Panel,
+) -> Result<(), String> {
+    let e = |x: &dyn std::fmt::Display| x.to_string();
     let colours = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
-
-    let mut chart = ChartBuilder::on(&upper)
+    let mut chart = ChartBuilder::on(area)
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(80)
-        .caption("delivered messages/s", ("sans-serif", 18))
-        .build_cartesian_2d(x_range.clone().log_scale(), y_delivered.log_scale())
+        .caption(panel.caption, ("sans-serif", 18))
+        .build_cartesian_2d(x_range.log_scale(), panel.y_range.log_scale())
         .map_err(|x| e(&x))?;
     chart
         .configure_mesh()
         .x_desc("offered deliveries/s (send rate × room members)")
-        .y_desc("delivered/s")
+        .y_desc(panel.y_desc)
         .light_line_style(BLACK.mix(0.04))
         .x_label_formatter(&|v| si(*v))
-        .y_label_formatter(&|v| si(*v))
+        .y_label_formatter(&|v| (panel.y_label)(*v))
         .draw()
         .map_err(|x| e(&x))?;
-    // Delivered = offered: the server keeps up.
-    let diagonal = [x_range.start, x_range.end];
+    let grey = BLACK.mix(panel.reference_shade);
     chart
         .draw_series(LineSeries::new(
-            diagonal.iter().map(|&x| (x, x)),
-            ShapeStyle::from(&BLACK.mix(0.3)).stroke_width(1),
+            panel.reference,
+            ShapeStyle::from(&grey).stroke_width(1),
         ))
         .map_err(|x| e(&x))?
-        .label("delivered = offered")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.3)));
+        .label(panel.reference_label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
     for (i, (clients, points)) in series.iter().enumerate() {
         let colour = colours[i % colours.len()];
         let line: Vec<(f64, f64)> = points
             .iter()
-            .map(|p| (p.offered_per_s, p.delivered_per_s.max(1.0)))
+            .map(|p| (p.offered_per_s, (panel.value)(p)))
             .collect();
         chart
             .draw_series(LineSeries::new(line.clone(), colour.stroke_width(2)))
@@ -153,54 +209,6 @@ fn draw(series: &BTreeMap<usize, Vec<Point>>, title: &str, out: &Path) -> Result
         .border_style(BLACK)
         .draw()
         .map_err(|x| e(&x))?;
-
-    let mut chart = ChartBuilder::on(&lower)
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(80)
-        .caption("p99 latency (send → receive)", ("sans-serif", 18))
-        .build_cartesian_2d(x_range.clone().log_scale(), y_p99.log_scale())
-        .map_err(|x| e(&x))?;
-    chart
-        .configure_mesh()
-        .x_desc("offered deliveries/s (send rate × room members)")
-        .y_desc("p99")
-        .light_line_style(BLACK.mix(0.04))
-        .x_label_formatter(&|v| si(*v))
-        .y_label_formatter(&|v| ms_label(*v))
-        .draw()
-        .map_err(|x| e(&x))?;
-    chart
-        .draw_series(LineSeries::new(
-            [(x_range.start, 100.0), (x_range.end, 100.0)],
-            ShapeStyle::from(&BLACK.mix(0.5)).stroke_width(1),
-        ))
-        .map_err(|x| e(&x))?
-        .label("target: p99 ≤ 100 ms")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
-    for (i, (clients, points)) in series.iter().enumerate() {
-        let colour = colours[i % colours.len()];
-        let line: Vec<(f64, f64)> = points
-            .iter()
-            .map(|p| (p.offered_per_s, p.p99_ms.max(0.01)))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(line.clone(), colour.stroke_width(2)))
-            .map_err(|x| e(&x))?
-            .label(format!("N = {clients}"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
-        chart
-            .draw_series(line.iter().map(|&xy| Circle::new(xy, 4, colour.filled())))
-            .map_err(|x| e(&x))?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|x| e(&x))?;
-    root.present().map_err(|x| e(&x))?;
     Ok(())
 }
 
