@@ -226,16 +226,15 @@ impl Session {
     /// Writes a batch taken from the outbox with one flush, skipping stale or already
     /// sent frames.
     async fn forward(&mut self, batch: Vec<Outgoing>) -> Result<(), End> {
-        let mut frames: Vec<Message> = batch
+        let frames: Vec<Message> = batch
             .into_iter()
             .filter_map(|item| self.admit(item))
             .map(Message::Text)
             .collect();
-        match frames.len() {
-            0 => Ok(()),
-            1 => self.write(frames.swap_remove(0)).await,
-            _ => self.write_batch(frames).await,
+        if frames.is_empty() {
+            return Ok(());
         }
+        self.write_all(frames).await
     }
 
     /// The frame of a room item to send, or `None` when it is stale or already sent.
@@ -302,29 +301,15 @@ impl Session {
     /// socket full would hold its session, nick and presence until the kernel gives up
     /// on the connection, which for a peer that still ACKs is never.
     async fn write(&mut self, msg: Message) -> Result<(), End> {
-        let control = Arc::clone(&self.control);
-        let is_text = matches!(msg, Message::Text(_));
-        let stalled = tokio::time::sleep(self.state.config.idle_timeout);
-        tokio::select! {
-            // The send first: when the socket takes the frame at once (nearly always),
-            // the timer is never polled, so it is never registered with the runtime.
-            biased;
-            result = self.socket.send(msg) => {
-                result.map_err(|_| End::PeerGone)?;
-                if is_text {
-                    self.state.metrics.messages_out.inc();
-                }
-                Ok(())
-            }
-            code = control.closed() => Err(End::Close(code)),
-            () = self.state.shutdown.cancelled() => Err(End::Close(CloseCode::GoingAway)),
-            () = stalled => Err(End::Close(CloseCode::GoingAway)),
-        }
+        self.write_all(vec![msg]).await
     }
 
-    /// Writes text frames with one flush, under the same bounds as [`Session::write`].
-    async fn write_batch(&mut self, frames: Vec<Message>) -> Result<(), End> {
-        let count = frames.len() as u64;
+    /// Writes frames with one flush, under the same bounds as [`Session::write`].
+    async fn write_all(&mut self, frames: Vec<Message>) -> Result<(), End> {
+        let texts = frames
+            .iter()
+            .filter(|m| matches!(m, Message::Text(_)))
+            .count() as u64;
         let control = Arc::clone(&self.control);
         let stalled = tokio::time::sleep(self.state.config.idle_timeout);
         let socket = &mut self.socket;
@@ -335,10 +320,12 @@ impl Session {
             socket.flush().await
         };
         tokio::select! {
+            // The send first: when the socket takes the frames at once (nearly always),
+            // the timer is never polled, so it is never registered with the runtime.
             biased;
             result = send => {
                 result.map_err(|_| End::PeerGone)?;
-                self.state.metrics.messages_out.inc_by(count);
+                self.state.metrics.messages_out.inc_by(texts);
                 Ok(())
             }
             code = control.closed() => Err(End::Close(code)),
