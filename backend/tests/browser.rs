@@ -1103,6 +1103,36 @@ async fn the_app_reconnects_after_a_server_restart_without_losing_messages() {
     alice.close().await.unwrap();
 }
 
+/// Has `b` say m1..m`count`, one every ~100 ms, in a task of its own; returns the texts
+/// and the task.
+fn keep_talking(b: &Browser, count: usize) -> (Vec<String>, tokio::task::JoinHandle<()>) {
+    let expected: Vec<String> = (1..=count).map(|i| format!("m{i}")).collect();
+    let (b, texts) = (b.clone(), expected.clone());
+    let task = tokio::spawn(async move {
+        for text in &texts {
+            say(&b, text).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    (expected, task)
+}
+
+/// Waits until `b` (`who`) shows the last of `expected`, then checks that its messages
+/// are exactly `expected`, each once, in order.
+async fn wait_for_all(b: &Browser, who: &str, expected: &[String]) {
+    let last = expected.last().expect("some messages");
+    wait_for(
+        b,
+        &format!("{last} at {who}"),
+        Duration::from_secs(30),
+        "return Array.from(document.querySelectorAll('li.msg .text'))\
+             .some(p => p.textContent === arguments[0])",
+        vec![json!(last)],
+    )
+    .await;
+    assert_eq!(message_texts(b).await, expected, "what {who} sees");
+}
+
 #[tokio::test]
 async fn a_server_killed_with_sigkill_mid_conversation_loses_and_repeats_nothing() {
     if !ready() {
@@ -1122,16 +1152,7 @@ async fn a_server_killed_with_sigkill_mid_conversation_loses_and_repeats_nothing
     sign_in(&bob, &base, "bob").await;
 
     // Alice keeps talking, one message every ~100 ms, through the crash.
-    let expected: Vec<String> = (1..=40).map(|i| format!("m{i}")).collect();
-    let sender = {
-        let (alice, expected) = (alice.clone(), expected.clone());
-        tokio::spawn(async move {
-            for text in &expected {
-                say(&alice, text).await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let (expected, sender) = keep_talking(&alice, 40);
     wait_message(&bob, "m8").await;
     server.kill9().await;
     // Messages typed while the server is down wait in alice's page.
@@ -1148,16 +1169,7 @@ async fn a_server_killed_with_sigkill_mid_conversation_loses_and_repeats_nothing
     wait_all_acked(&alice).await;
 
     for (who, b) in [("alice", &alice), ("bob", &bob)] {
-        wait_for(
-            b,
-            &format!("m40 at {who}"),
-            Duration::from_secs(30),
-            "return Array.from(document.querySelectorAll('li.msg .text'))\
-                 .some(p => p.textContent === 'm40')",
-            vec![],
-        )
-        .await;
-        assert_eq!(message_texts(b).await, expected, "what {who} sees");
+        wait_for_all(b, who, &expected).await;
         assert!(welcomes(b).await >= 2, "{who} never reconnected");
     }
     let mut probe = Client::connect(&server.ws_url()).await;
@@ -1229,32 +1241,14 @@ async fn behind_a_load_balancer_a_killed_instance_loses_nothing() {
     sign_in(&bob, &base, "bob").await;
 
     // Alice keeps talking through the death of her instance.
-    let expected: Vec<String> = (1..=30).map(|i| format!("m{i}")).collect();
-    let sender = {
-        let (alice, expected) = (alice.clone(), expected.clone());
-        tokio::spawn(async move {
-            for text in &expected {
-                say(&alice, text).await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let (expected, sender) = keep_talking(&alice, 30);
     wait_message(&bob, "m8").await;
     instances[hers].kill9().await;
     sender.await.unwrap();
     wait_all_acked(&alice).await;
 
     for (who, b) in [("alice", &alice), ("bob", &bob)] {
-        wait_for(
-            b,
-            &format!("m30 at {who}"),
-            Duration::from_secs(30),
-            "return Array.from(document.querySelectorAll('li.msg .text'))\
-                 .some(p => p.textContent === 'm30')",
-            vec![],
-        )
-        .await;
-        assert_eq!(message_texts(b).await, expected, "what {who} sees");
+        wait_for_all(b, who, &expected).await;
         wait_css(b, ".status-connected").await;
     }
     assert!(welcomes(&alice).await >= 2, "alice never reconnected");
