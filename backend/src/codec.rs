@@ -1,14 +1,19 @@
-//! JSON at the edge: the only module that turns frames into text and back.
+//! JSON at the edge: the only module that turns frames into text and back, both the
+//! protocol's frames and what instances relay to each other through Redis (room events
+//! and control requests).
 
 use axum::extract::ws::Utf8Bytes;
 use common::{decode_client, ClientMsg, DecodeError, ServerMsg};
+use serde::{Deserialize, Serialize};
+
+use crate::session::outbox::ConnId;
 
 /// An encoded server frame. Cloning shares the bytes, so a broadcast encodes once and
 /// hands the same buffer to every recipient.
-pub type Frame = Utf8Bytes;
+pub(crate) type Frame = Utf8Bytes;
 
 /// Encodes a server frame.
-pub fn encode(msg: &ServerMsg) -> Frame {
+pub(crate) fn encode(msg: &ServerMsg) -> Frame {
     // Serializing these plain structs to a String cannot fail: no maps with non-string
     // keys, no custom Serialize impls that error.
     let json = serde_json::to_string(msg).unwrap_or_else(|e| {
@@ -19,6 +24,78 @@ pub fn encode(msg: &ServerMsg) -> Frame {
 }
 
 /// Decodes a client text frame.
-pub fn decode(text: &str) -> Result<ClientMsg, DecodeError> {
+pub(crate) fn decode(text: &str) -> Result<ClientMsg, DecodeError> {
     decode_client(text)
+}
+
+/// A room event as one instance relays it to the others.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Relayed<S> {
+    /// The publishing instance.
+    pub(crate) origin: S,
+    /// The connection (on `origin`) that must not receive it.
+    pub(crate) except: Option<ConnId>,
+    /// The encoded server frame.
+    pub(crate) frame: S,
+}
+
+/// Encodes an event for the other instances.
+pub(crate) fn encode_relayed(origin: &str, except: Option<ConnId>, frame: &Frame) -> String {
+    let wire = Relayed {
+        origin,
+        except,
+        frame: frame.as_str(),
+    };
+    // Two strings and a number: cannot fail.
+    serde_json::to_string(&wire).unwrap_or_default()
+}
+
+/// Decodes an event relayed by an instance (owned strings: the frame is JSON inside
+/// JSON, so it arrives escaped).
+pub(crate) fn decode_relayed(payload: &[u8]) -> Result<Relayed<String>, serde_json::Error> {
+    serde_json::from_slice(payload)
+}
+
+/// A request to close a connection, sent to the instance that holds it: its session was
+/// reclaimed elsewhere.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Evict {
+    pub(crate) evict: ConnId,
+    pub(crate) nick: String,
+}
+
+pub(crate) fn encode_evict(evict: &Evict) -> String {
+    serde_json::to_string(evict).unwrap_or_default()
+}
+
+pub(crate) fn decode_evict(payload: &[u8]) -> Result<Evict, serde_json::Error> {
+    serde_json::from_slice(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relayed_events_and_control_requests_round_trip() {
+        let frame = Frame::from(r#"{"type":"typing","room":"r","nick":"a\"b"}"#);
+        let wire = encode_relayed("ab12", Some(7), &frame);
+        let back = decode_relayed(wire.as_bytes()).unwrap();
+        assert_eq!(back.origin, "ab12");
+        assert_eq!(back.except, Some(7));
+        assert_eq!(back.frame, frame.as_str());
+        let evict = Evict {
+            evict: 7,
+            nick: "bob".to_owned(),
+        };
+        assert_eq!(
+            decode_evict(encode_evict(&evict).as_bytes()).unwrap(),
+            evict
+        );
+        assert_eq!(
+            decode_evict(br#"{"evict":7,"nick":"bob"}"#).unwrap(),
+            evict,
+            "the wire format older instances send"
+        );
+    }
 }

@@ -140,9 +140,9 @@ pub struct Config {
     pub api_token: Option<crate::http::api::ApiToken>,
 
     /// Redis for several instances sharing one chat (`redis://host:port/db`): history in
-    /// Redis Streams and fan-out through Redis instead of SQLite and in-process delivery.
-    /// Unset (the default): one instance with SQLite (--db). Presence and nicks stay per
-    /// instance for now.
+    /// Redis Streams, fan-out, member lists and nick ownership across every instance
+    /// pointing at it, instead of SQLite and one process. Unset (the default): one
+    /// instance with SQLite (--db).
     #[arg(
         long,
         env = "HUDDLE_REDIS_URL",
@@ -155,6 +155,23 @@ pub struct Config {
     /// `MAXLEN ~`); older ones are gone from history and `since` recovery.
     #[arg(long, env = "HUDDLE_HISTORY_MAX", default_value_t = 10_000)]
     pub history_max: u64,
+
+    /// With --redis: the prefix of every Redis key and channel, so several deployments
+    /// can share one Redis (1 to 64 of A-Z a-z 0-9 _ . : -).
+    #[arg(
+        long,
+        env = "HUDDLE_REDIS_PREFIX",
+        value_name = "PREFIX",
+        default_value = crate::cluster::keys::DEFAULT_PREFIX,
+        value_parser = parse_redis_prefix
+    )]
+    pub redis_prefix: String,
+}
+
+fn parse_redis_prefix(raw: &str) -> Result<String, String> {
+    crate::cluster::keys::Keys::new(raw)
+        .map(|_| raw.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 impl Config {

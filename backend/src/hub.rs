@@ -1,21 +1,40 @@
-//! The local rooms: which connections on this node are in which room, and delivery of
-//! encoded frames to their outboxes.
+//! The local rooms: which connections on this node are in which room, and delivery to
+//! their outboxes of what the broker reports ([`BrokerEvents`]).
+//!
+//! This is the one place a stored message fans out to members ([`Hub::message`]):
+//! encoded once, its bytes shared by every outbox.
 //!
 //! All methods are synchronous and hold the lock only for map updates and outbox pushes,
-//! never across an `.await`; a slow connection can never slow a broadcast down.
+//! never across an `.await`; a slow connection can never slow a broadcast down. Joining
+//! and leaving go through [`crate::membership`], which keeps the broker and presence in
+//! step with the hub.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::CloseCode;
+use common::{ChatMessage, ServerMsg};
 
-use crate::broker::Envelope;
+use crate::broker::{BrokerEvents, Event};
+use crate::codec::{self, Frame};
+use crate::disconnect::Disconnect;
+use crate::locks;
 use crate::session::outbox::{ConnId, Outbox, Outgoing};
+
+/// One frame for one room's local members.
+#[derive(Debug, Clone)]
+struct Envelope {
+    room: Arc<str>,
+    /// The chat message's offset, or 0 for an event.
+    offset: u64,
+    /// A connection that must not receive it.
+    except: Option<ConnId>,
+    frame: Frame,
+}
 
 /// Local room membership. Cheap to clone.
 #[derive(Clone, Default)]
-pub struct Hub {
+pub(crate) struct Hub {
     /// A std mutex: critical sections are short and contain no `.await`.
     rooms: Arc<Mutex<HashMap<Arc<str>, Room>>>,
     /// The last membership version handed out, hub-wide so that a room emptied and
@@ -39,19 +58,19 @@ struct Member {
 
 /// What a membership change did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
+pub(crate) struct Change {
     /// The room's nicks after the change.
-    pub nicks: Vec<String>,
+    pub(crate) nicks: Vec<String>,
     /// True when the change created the room here (join) or emptied it (leave), so the
     /// broker subscription must follow.
-    pub edge: bool,
+    pub(crate) edge: bool,
     /// The room's membership version after the change.
-    pub version: u64,
+    pub(crate) version: u64,
 }
 
 impl Hub {
     /// Adds a connection to a room; `None` if it was already a member.
-    pub fn join(
+    pub(crate) fn join(
         &self,
         room: &Arc<str>,
         conn: ConnId,
@@ -74,7 +93,7 @@ impl Hub {
     }
 
     /// Removes a connection from a room; `None` if it was not a member.
-    pub fn leave(&self, room: &str, conn: ConnId) -> Option<Change> {
+    pub(crate) fn leave(&self, room: &str, conn: ConnId) -> Option<Change> {
         let mut rooms = self.lock();
         let entry = rooms.get_mut(room)?;
         entry.members.remove(&conn)?;
@@ -91,7 +110,7 @@ impl Hub {
     }
 
     /// The nicks in a room now.
-    pub fn nicks(&self, room: &str) -> Vec<String> {
+    pub(crate) fn nicks(&self, room: &str) -> Vec<String> {
         self.lock().get(room).map(nicks_of).unwrap_or_default()
     }
 
@@ -100,19 +119,19 @@ impl Hub {
     /// published after it, so two changes can publish out of order; whoever published
     /// the list of version `seen` asks this afterwards and publishes again until nothing
     /// changed in between, so the last list a member receives is the current one.
-    pub fn presence(&self, room: &str, seen: u64) -> Option<(u64, Vec<String>)> {
+    pub(crate) fn presence(&self, room: &str, seen: u64) -> Option<(u64, Vec<String>)> {
         let rooms = self.lock();
         let entry = rooms.get(room)?;
         (entry.version != seen).then(|| (entry.version, nicks_of(entry)))
     }
 
     /// How many connections on this node are in a room now.
-    pub fn member_count(&self, room: &str) -> u64 {
+    pub(crate) fn member_count(&self, room: &str) -> u64 {
         self.lock().get(room).map_or(0, |r| r.members.len() as u64)
     }
 
     /// Every room with members here, with its member count.
-    pub fn room_sizes(&self) -> Vec<(String, u64)> {
+    pub(crate) fn room_sizes(&self) -> Vec<(String, u64)> {
         self.lock()
             .iter()
             .map(|(name, room)| (name.to_string(), room.members.len() as u64))
@@ -121,7 +140,7 @@ impl Hub {
 
     /// Every (room, connection, nick) here: what a cluster broker re-registers after
     /// Redis forgot this node (see `broker::RedisBroker`).
-    pub fn memberships(&self) -> Vec<(Arc<str>, ConnId, Arc<str>)> {
+    pub(crate) fn memberships(&self) -> Vec<(Arc<str>, ConnId, Arc<str>)> {
         self.lock()
             .iter()
             .flat_map(|(room, r)| {
@@ -132,18 +151,8 @@ impl Hub {
             .collect()
     }
 
-    /// Asks every member of `room` here to close with `code` (the room's delivery broke:
-    /// they must resume with `since`).
-    pub fn close_room(&self, room: &str, code: CloseCode) {
-        if let Some(room) = self.lock().get(room) {
-            for member in room.members.values() {
-                member.outbox.control().close(code);
-            }
-        }
-    }
-
     /// Queues a frame for every member of its room except `env.except`.
-    pub fn deliver(&self, env: &Envelope) {
+    fn deliver(&self, env: &Envelope) {
         let rooms = self.lock();
         let Some(room) = rooms.get(&*env.room) else {
             return;
@@ -161,9 +170,41 @@ impl Hub {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Room>> {
-        // A panic while holding this lock cannot leave the maps half-updated in a way
-        // that matters more than losing the whole server, so keep serving.
-        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+        locks::lock(&self.rooms)
+    }
+}
+
+impl BrokerEvents for Hub {
+    fn message(&self, msg: ChatMessage) {
+        let env = Envelope {
+            room: Arc::from(msg.room.as_str()),
+            offset: msg.offset,
+            except: None,
+            frame: codec::encode(&ServerMsg::Message(msg)),
+        };
+        self.deliver(&env);
+    }
+
+    fn event(&self, event: Event) {
+        self.deliver(&Envelope {
+            room: event.room,
+            offset: 0,
+            except: event.except,
+            frame: event.frame,
+        });
+    }
+
+    /// Asks every member of the room here to close (they resume with `since`).
+    fn lost(&self, room: &str, why: Disconnect) {
+        if let Some(room) = self.lock().get(room) {
+            for member in room.members.values() {
+                member.outbox.control().close(why);
+            }
+        }
+    }
+
+    fn has_members(&self, room: &str) -> bool {
+        self.member_count(room) > 0
     }
 }
 
@@ -174,7 +215,6 @@ fn nicks_of(room: &Room) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::Frame;
     use crate::metrics::Metrics;
 
     #[test]
@@ -218,7 +258,7 @@ mod tests {
                 frame: Frame::from("x"),
             });
         }
-        assert_eq!(control.closed().await, common::CloseCode::SlowConsumer);
+        assert_eq!(control.closed().await, Disconnect::SlowConsumer);
         assert_eq!(metrics.outbox_drops.get(), 1);
     }
 

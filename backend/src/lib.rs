@@ -1,80 +1,110 @@
-//! The Huddle chat server: protocol v1 over WebSockets, durable history in SQLite, and
-//! the web app, in one process.
+//! The Huddle chat server: protocol v1 over WebSockets, durable history in SQLite or
+//! Redis, and the web app, in one process; with `--redis`, any number of processes
+//! sharing one chat.
 //!
 //! # Layout
-//! - [`config`]: every flag and limit, parsed by clap.
-//! - [`http`]: routes and the WebSocket upgrade; [`web`]: the web app's files.
-//! - [`session`]: one connection's loop and its handlers; `session::outbox` holds the
-//!   bounded per-connection queue and close control.
-//! - [`codec`]: the only place frames become JSON and back.
-//! - [`hub`]: local rooms → member outboxes; [`nicks`]: nick ownership and reclaim.
-//! - [`broker`]: fan-out across nodes ([`broker::MemoryBroker`] for one node,
-//!   [`broker::RedisBroker`] with `--redis`).
-//! - [`writer`]: the single history writer (group commit, then broadcast in order).
-//! - [`store`]: the [`store::HistoryStore`] trait and [`store::SqliteStore`].
-//! - [`shutdown`]: the stop signal.
-//! - [`metrics`]: every metric `GET /metrics` exports, per server; [`logsafe`]: logging
-//!   client-controlled text without control characters.
-//! - [`tls`]: `--tls-cert`/`--tls-key` and the listener that serves plain TCP or TLS.
-//! - [`peers`]: per-address limits (connections, `hello`/`join` rate) and the client
-//!   address behind trusted proxies.
+//! - `config`: every flag and limit, parsed by clap.
+//! - `http`: routes and the WebSocket upgrade; `web`: the web app's files.
+//! - `session`: one connection's loop and its handlers; `session::outbox` holds the
+//!   bounded per-connection queue and close control; `disconnect`: why a connection is
+//!   closed; `identity`: who it is after `hello`.
+//! - `membership`: joining, departing, room events and their announcements: the one
+//!   place a member departs.
+//! - `hub`: local rooms → member outboxes; the one place a stored message fans out.
+//! - Three seams, each with a memory and a Redis implementation: `broker` (fan-out),
+//!   `presence` (member lists across nodes), `nicks` (nick ownership).
+//! - `store`: the history seam ([`HistoryStore`]) with SQLite and Redis Streams.
+//! - `cluster`: what the Redis implementations share: the key schema (`--redis-prefix`),
+//!   this instance's heartbeat and the sweep of dead instances, reconnecting.
+//! - `writer`: the single history writer (group commit, then hand over in order).
+//! - `codec`: the only place frames become JSON and back.
+//! - `metrics`, `logsafe`, `tls`, `peers`, `rate`, `clock`, `locks`, `shutdown`.
 //!
-//! A message flows: session `send` → writer queue → one SQLite transaction → broker
-//! publish → hub → each member's outbox → each session's socket; the sender's `ack`
-//! comes back from the writer once the transaction committed.
+//! A message flows: session `send` → writer queue → one transaction → broker →
+//! hub → each member's outbox → each session's socket; the sender's `ack` comes back
+//! from the writer once the transaction committed. ARCHITECTURE.md has the whole map.
 
-pub mod broker;
-pub mod codec;
-pub mod config;
-pub mod http;
-pub mod hub;
-pub mod logsafe;
-pub mod metrics;
-pub mod nicks;
-pub mod peers;
-pub mod session;
-pub mod shutdown;
-pub mod state;
-pub mod store;
-pub mod tls;
-pub mod web;
-pub mod writer;
+mod broker;
+mod clock;
+mod cluster;
+mod codec;
+mod config;
+mod disconnect;
+mod http;
+mod hub;
+mod identity;
+mod locks;
+mod logsafe;
+mod membership;
+mod metrics;
+mod nicks;
+mod peers;
+mod presence;
+mod rate;
+mod session;
+mod shutdown;
+mod state;
+mod store;
+mod tls;
+mod web;
+mod writer;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::serve::{Listener as _, ListenerExt};
-use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
-pub use config::Config;
-pub use state::AppState;
+pub use config::{Config, LogFormat};
+// The types of `Config`'s fields.
+pub use cluster::keys::Keys as RedisKeys;
+pub use http::api::{ApiToken, ApiTokenError, ApiTokenParser};
+pub use http::origin::{BadPattern, OriginPattern, PortPattern};
+pub use metrics::names as metric_names;
+pub use peers::{BadNet, IpNet};
+pub use shutdown::shutdown_signal;
+use state::AppState;
+pub use store::{
+    AppendOutcome, HistoryStore, NewMessage, Page, RedisStore, RoomHead, SqliteStore, StoreError,
+};
+pub use tls::TlsError;
 
-use broker::{Broker, MemoryBroker, RedisBroker, RedisBrokerTasks};
+use broker::{Broker, MemoryBroker, RedisBroker};
+use cluster::instance::{Instance, Recorded};
 use hub::Hub;
+use membership::Membership;
 use metrics::Metrics;
-use nicks::Nicks;
-use store::{HistoryStore, RedisStore, SqliteStore, StoreError};
+use nicks::{MemoryNicks, NickRegistry, RedisNicks};
+use presence::{Departed, MemoryPresence, Presence, RedisPresence};
 use writer::Writer;
+
+/// How many swept departures may wait to be announced.
+const DEPARTURES_QUEUE: usize = 1024;
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("server I/O error: {0}")]
+    #[error("server I/O error")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] TlsError),
     /// `--redis` is set but Redis cannot be used now (credentials removed from `url`).
-    #[error("cannot use Redis at {url}: {reason}; check --redis (HUDDLE_REDIS_URL) and that redis-server is running")]
-    Redis { url: String, reason: String },
+    #[error("cannot use Redis at {url}; check --redis (HUDDLE_REDIS_URL) and that redis-server is running")]
+    Redis {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
-/// The HTTP application for a state: what tests and `run` serve.
-pub fn app(state: AppState) -> Router {
-    http::router(state)
+/// Checks that the TLS settings can work (files readable, key matching), so a binary can
+/// refuse a bad configuration before it starts anything.
+pub fn check_tls(config: &Config) -> Result<(), TlsError> {
+    tls::from_config(config).map(drop)
 }
 
 /// Serves Huddle on `listener` until `shutdown` resolves, then closes every WebSocket
@@ -85,25 +115,46 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let tls = tls::from_config(&config)?;
-    let hub = Hub::default();
-    let nicks = Nicks::default();
-    let (store, broker, broker_tasks) = open_backends(&config, &hub, &nicks).await?;
     let metrics = Metrics::new();
+    let hub = Hub::default();
+    let backends = open_backends(&config, &hub).await?;
+    let membership = Arc::new(Membership::new(
+        hub,
+        Arc::clone(&backends.broker),
+        backends.presence,
+        config.announce_limit,
+        metrics.clone(),
+    ));
+    let departures = backends.departed.map(|departed| {
+        tokio::spawn(membership::announce_departures(
+            Arc::clone(&membership),
+            departed,
+        ))
+    });
     let (writer, writer_task) = Writer::start(
-        store.clone(),
-        broker.clone(),
+        Arc::clone(&backends.store),
+        backends.broker,
         config.write_queue,
         config.max_batch,
         metrics.clone(),
     );
-    let state = AppState::new(config, hub, nicks, broker, store, writer, metrics);
+    let history = match &config.redis {
+        Some(url) => format!("redis {}", redact_url(url)),
+        None => format!("sqlite {}", config.db.display()),
+    };
+    let state = AppState::new(
+        config,
+        state::Parts {
+            membership,
+            nicks: backends.nicks,
+            store: backends.store,
+            writer,
+            metrics,
+        },
+    );
     let token = state.shutdown.clone();
     let listener = tls::Incoming::new(listener, tls)?;
     let scheme = if listener.is_tls() { "https" } else { "http" };
-    let history = match &state.config.redis {
-        Some(url) => format!("redis {}", redact_url(url)),
-        None => format!("sqlite {}", state.config.db.display()),
-    };
     tracing::info!(addr = %listener.local_addr()?, scheme, %history, "huddle listening");
     if !listener.is_tls() {
         tracing::info!("serving plain HTTP: on the open internet, pass --tls-cert and --tls-key, or put a TLS-terminating proxy in front");
@@ -116,7 +167,7 @@ pub async fn run(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let service = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -125,47 +176,97 @@ pub async fn run(
         .await?;
 
     // HTTP is done; upgraded sockets are closing with 1001. Wait for every session to
-    // finish, then drop the last writer handle so the writer drains and stops.
+    // finish, then drop the last writer handle so the writer drains and stops. The
+    // Redis tasks go last: the writer's appends and the sessions' releases need Redis.
     state.sessions.close();
     state.sessions.wait().await;
     drop(state);
     writer_task.shutdown().await;
-    if let Some(tasks) = broker_tasks {
-        tasks.shutdown().await;
+    backends.tasks.shutdown().await;
+    if let Some(departures) = departures {
+        // Ends once the keeper, stopped above, dropped its sender.
+        if let Err(e) = departures.await {
+            tracing::error!(error = %e, "departure announcer failed");
+        }
     }
     tracing::info!("huddle stopped");
     Ok(())
 }
 
-/// The history store and broker: Redis for both with `--redis`, else SQLite and
-/// in-process delivery. The Redis broker's tasks come back to be stopped last.
-async fn open_backends(
-    config: &Config,
-    hub: &Hub,
-    nicks: &Nicks,
-) -> Result<
-    (
-        Arc<dyn HistoryStore>,
-        Arc<dyn Broker>,
-        Option<RedisBrokerTasks>,
-    ),
-    RunError,
-> {
+/// The implementations behind the seams, and what must be stopped at the end.
+struct Backends {
+    store: Arc<dyn HistoryStore>,
+    broker: Arc<dyn Broker>,
+    presence: Arc<dyn Presence>,
+    nicks: Arc<dyn NickRegistry>,
+    /// The Redis implementations' background tasks (none without Redis).
+    tasks: cluster::Tasks,
+    /// Members of dead instances to announce as left (only with Redis).
+    departed: Option<mpsc::Receiver<Departed>>,
+}
+
+/// Redis for everything with `--redis`; otherwise SQLite and this process alone.
+async fn open_backends(config: &Config, hub: &Hub) -> Result<Backends, RunError> {
     let Some(url) = &config.redis else {
-        let store = Arc::new(SqliteStore::open(&config.db)?);
-        return Ok((store, Arc::new(MemoryBroker::new(hub.clone())), None));
+        return Ok(Backends {
+            store: Arc::new(SqliteStore::open(&config.db)?),
+            broker: Arc::new(MemoryBroker::new(Arc::new(hub.clone()))),
+            presence: Arc::new(MemoryPresence),
+            nicks: Arc::new(MemoryNicks::default()),
+            tasks: cluster::Tasks::default(),
+            departed: None,
+        });
     };
-    let failed = |reason: String| RunError::Redis {
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| RunError::Redis {
         url: redact_url(url),
-        reason,
+        source,
     };
-    let store = RedisStore::connect(url, config.history_max)
+    let keys = RedisKeys::new(&config.redis_prefix).map_err(|e| failed(Box::new(e)))?;
+    let store = RedisStore::connect(url, keys.clone(), config.history_max)
         .await
-        .map_err(|e| failed(e.to_string()))?;
-    let (broker, tasks) = RedisBroker::start(url, hub.clone(), nicks.clone())
+        .map_err(|e| failed(Box::new(e)))?;
+    let client = ::redis::Client::open(url.as_str()).map_err(|e| failed(Box::new(e)))?;
+    let conn = cluster::manager(&client)
         .await
-        .map_err(|e| failed(e.to_string()))?;
-    Ok((Arc::new(store), Arc::new(broker), Some(tasks)))
+        .map_err(|e| failed(Box::new(e)))?;
+    let instance = Arc::new(Instance::new(keys));
+    // Registered before the first member can join, so its entries count at once.
+    instance
+        .beat(&mut conn.clone())
+        .await
+        .map_err(|e| failed(Box::new(e)))?;
+    let mut tasks = cluster::Tasks::default();
+    let broker = RedisBroker::start(
+        client.clone(),
+        conn.clone(),
+        &instance,
+        Arc::new(hub.clone()),
+        &mut tasks,
+    );
+    let presence = Arc::new(RedisPresence::new(
+        Arc::clone(&instance),
+        conn.clone(),
+        hub.clone(),
+    ));
+    let nicks = Arc::new(RedisNicks::new(Arc::clone(&instance), conn.clone()));
+    tasks.spawn(Arc::clone(&nicks).obey_control(client, tasks.token()));
+    let (departures, departed) = mpsc::channel(DEPARTURES_QUEUE);
+    let recorded: Vec<Arc<dyn Recorded>> = vec![presence.clone(), nicks.clone()];
+    tasks.spawn(cluster::instance::keep(
+        instance,
+        conn,
+        recorded,
+        departures,
+        tasks.token(),
+    ));
+    Ok(Backends {
+        store: Arc::new(store),
+        broker: Arc::new(broker),
+        presence,
+        nicks,
+        tasks,
+        departed: Some(departed),
+    })
 }
 
 /// A Redis URL without its password, for messages and logs.

@@ -13,7 +13,7 @@ use std::fmt;
 /// separators and bidirectional overrides written as `\n`, `\t`, `\u{1b}`, …, and `\`
 /// doubled, so the escaped form cannot be confused with a real escape.
 #[derive(Debug, Clone, Copy)]
-pub struct Escaped<'a>(pub &'a str);
+pub(crate) struct Escaped<'a>(pub &'a str);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -49,6 +49,28 @@ fn needs_escape(c: char) -> bool {
         // Bidirectional embeddings, overrides and isolates can reorder what a terminal
         // shows ("Trojan Source"); the zero-width mark is harmless but invisible.
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Displays an error with its causes, `outer: inner: root`, for one log field: the
+/// causes are kept as `#[source]`s, not folded into strings, and this is where they are
+/// read back. Errors name causes they got from outside (Redis, SQLite, the OS), so
+/// their text is escaped like client text.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut error: Option<&(dyn std::error::Error + 'static)> = Some(self.0);
+        let mut first = true;
+        while let Some(e) = error {
+            if !first {
+                f.write_str(": ")?;
+            }
+            first = false;
+            write!(f, "{}", Escaped(&e.to_string()))?;
+            error = e.source();
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 
-use backend::config::LogFormat;
-use backend::{shutdown::shutdown_signal, Config, RunError};
+use backend::LogFormat;
+use backend::{shutdown_signal, Config, RunError};
 
 fn main() -> ExitCode {
     let config = match Config::try_parse() {
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     };
     // A TLS setting that cannot work is a configuration error like a bad flag: say so
     // before anything starts. `run` loads the files again when it starts serving.
-    if let Err(e) = backend::tls::from_config(&config) {
+    if let Err(e) = backend::check_tls(&config) {
         eprintln!("huddle: error: {e}");
         return ExitCode::from(2);
     }

@@ -21,40 +21,45 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 /// The `Content-Type` of what [`Metrics::render`] returns.
-pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+pub(crate) const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
-/// Upgraded WebSockets open now (sessions and connections being refused).
-pub const CONNECTIONS_OPEN: &str = "huddle_connections_open";
-/// WebSocket upgrades completed since start.
-pub const CONNECTIONS_ACCEPTED: &str = "huddle_connections_accepted_total";
-/// Session tasks running now; 0 once every client is gone (a leak shows here).
-pub const SESSIONS_LIVE: &str = "huddle_sessions_live";
-/// `send`s accepted and queued for the history writer.
-pub const MESSAGES_IN: &str = "huddle_messages_in_total";
-/// Text frames written to client sockets (replies, room traffic, replays).
-pub const MESSAGES_OUT: &str = "huddle_messages_out_total";
-/// Frames published to the broker, by `kind` (`message` or `event`).
-pub const BROADCASTS: &str = "huddle_broadcasts_total";
-/// Frames not queued because a connection's outbox was full.
-pub const OUTBOX_DROPS: &str = "huddle_outbox_drops_total";
-/// Connections closed with 4008 because they read too slowly.
-pub const SLOW_CONSUMER_CLOSES: &str = "huddle_slow_consumer_closes_total";
-/// Connections the server closed, by close `code` (refusals included).
-pub const CLOSES: &str = "huddle_closes_total";
-/// Connections the peer ended, by `how`: `close` (a close frame) or `gone` (no frame).
-pub const PEER_CLOSES: &str = "huddle_peer_closes_total";
-/// `error` frames sent to clients, by error `code`.
-pub const ERRORS: &str = "huddle_errors_total";
-/// Messages per history transaction (group commit).
-pub const BATCH_SIZE: &str = "huddle_history_batch_size";
-/// Time to store one batch, commit (and fsync) included.
-pub const COMMIT_SECONDS: &str = "huddle_history_commit_seconds";
-/// History transactions that failed (their senders got `error internal`).
-pub const WRITE_FAILURES: &str = "huddle_history_write_failures_total";
+/// Every metric's name: the operator's contract, which dashboards and alert rules use.
+pub mod names {
+    /// Upgraded WebSockets open now (sessions and connections being refused).
+    pub const CONNECTIONS_OPEN: &str = "huddle_connections_open";
+    /// WebSocket upgrades completed since start.
+    pub const CONNECTIONS_ACCEPTED: &str = "huddle_connections_accepted_total";
+    /// Session tasks running now; 0 once every client is gone (a leak shows here).
+    pub const SESSIONS_LIVE: &str = "huddle_sessions_live";
+    /// `send`s accepted and queued for the history writer.
+    pub const MESSAGES_IN: &str = "huddle_messages_in_total";
+    /// Text frames written to client sockets (replies, room traffic, replays).
+    pub const MESSAGES_OUT: &str = "huddle_messages_out_total";
+    /// Frames published to the broker, by `kind` (`message` or `event`).
+    pub const BROADCASTS: &str = "huddle_broadcasts_total";
+    /// Frames not queued because a connection's outbox was full.
+    pub const OUTBOX_DROPS: &str = "huddle_outbox_drops_total";
+    /// Connections closed with 4008 because they read too slowly.
+    pub const SLOW_CONSUMER_CLOSES: &str = "huddle_slow_consumer_closes_total";
+    /// Connections the server closed, by close `code` (refusals included).
+    pub const CLOSES: &str = "huddle_closes_total";
+    /// Connections the peer ended, by `how`: `close` (a close frame) or `gone` (no frame).
+    pub const PEER_CLOSES: &str = "huddle_peer_closes_total";
+    /// `error` frames sent to clients, by error `code`.
+    pub const ERRORS: &str = "huddle_errors_total";
+    /// Messages per history transaction (group commit).
+    pub const BATCH_SIZE: &str = "huddle_history_batch_size";
+    /// Time to store one batch, commit (and fsync) included.
+    pub const COMMIT_SECONDS: &str = "huddle_history_commit_seconds";
+    /// History transactions that failed (their senders got `error internal`).
+    pub const WRITE_FAILURES: &str = "huddle_history_write_failures_total";
+}
+
+use names::*;
 
 /// What kind of frame a broadcast carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Broadcast {
+pub(crate) enum Broadcast {
     /// A stored chat message, published by the writer after its commit.
     Message,
     /// A notification, presence list or typing event.
@@ -63,7 +68,7 @@ pub enum Broadcast {
 
 /// How a peer ended its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeerClose {
+pub(crate) enum PeerClose {
     /// It sent a close frame.
     Close,
     /// The transport ended or failed without one.
@@ -87,30 +92,30 @@ struct HowLabel {
 
 /// One server's metrics. Cheap to clone; every clone updates the same values.
 #[derive(Clone, Debug)]
-pub struct Metrics(Arc<Inner>);
+pub(crate) struct Metrics(Arc<Inner>);
 
 /// The handles, public so hot paths bump them directly.
 #[derive(Debug)]
-pub struct Inner {
+pub(crate) struct Inner {
     registry: Registry,
-    pub connections_open: Gauge,
-    pub connections_accepted: Counter,
-    pub sessions_live: Gauge,
-    pub messages_in: Counter,
-    pub messages_out: Counter,
+    pub(crate) connections_open: Gauge,
+    pub(crate) connections_accepted: Counter,
+    pub(crate) sessions_live: Gauge,
+    pub(crate) messages_in: Counter,
+    pub(crate) messages_out: Counter,
     broadcasts: Family<KindLabel, Counter>,
     /// The two broadcast series, held directly: they are bumped once per message and
     /// event, and a family lookup takes a lock.
     broadcast_message: Counter,
     broadcast_event: Counter,
-    pub outbox_drops: Counter,
+    pub(crate) outbox_drops: Counter,
     slow_consumer_closes: Counter,
     closes: Family<CodeLabel, Counter>,
     peer_closes: Family<HowLabel, Counter>,
     errors: Family<CodeLabel, Counter>,
-    pub batch_size: Histogram,
-    pub commit_seconds: Histogram,
-    pub write_failures: Counter,
+    pub(crate) batch_size: Histogram,
+    pub(crate) commit_seconds: Histogram,
+    pub(crate) write_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -121,7 +126,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// A fresh registry with every metric at zero.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut inner = Inner {
             connections_open: Gauge::default(),
             connections_accepted: Counter::default(),
@@ -244,18 +249,18 @@ impl Metrics {
     }
 
     /// Counts an accepted WebSocket; the guard keeps it counted as open until dropped.
-    pub fn connection_opened(&self) -> Live {
+    pub(crate) fn connection_opened(&self) -> Live {
         self.connections_accepted.inc();
         Live::new(&self.connections_open)
     }
 
     /// Counts a running session until the guard is dropped, however the task ends.
-    pub fn session_started(&self) -> Live {
+    pub(crate) fn session_started(&self) -> Live {
         Live::new(&self.sessions_live)
     }
 
     /// Counts a frame published to a room.
-    pub fn broadcast(&self, kind: Broadcast) {
+    pub(crate) fn broadcast(&self, kind: Broadcast) {
         match kind {
             Broadcast::Message => self.broadcast_message.inc(),
             Broadcast::Event => self.broadcast_event.inc(),
@@ -263,7 +268,7 @@ impl Metrics {
     }
 
     /// Counts an `error` frame sent to a client.
-    pub fn error_sent(&self, code: ErrorCode) {
+    pub(crate) fn error_sent(&self, code: ErrorCode) {
         self.errors
             .get_or_create(&CodeLabel {
                 code: code.as_str(),
@@ -272,7 +277,7 @@ impl Metrics {
     }
 
     /// Counts a connection the server closed with `code`.
-    pub fn closed(&self, code: CloseCode) {
+    pub(crate) fn closed(&self, code: CloseCode) {
         if code == CloseCode::SlowConsumer {
             self.slow_consumer_closes.inc();
         }
@@ -284,12 +289,12 @@ impl Metrics {
     }
 
     /// Counts a connection the peer ended.
-    pub fn peer_closed(&self, how: PeerClose) {
+    pub(crate) fn peer_closed(&self, how: PeerClose) {
         self.peer_closes.get_or_create(&how_label(how)).inc();
     }
 
     /// Counts one history transaction: its size, how long it took, whether it failed.
-    pub fn history_batch(&self, size: usize, took: std::time::Duration, ok: bool) {
+    pub(crate) fn history_batch(&self, size: usize, took: std::time::Duration, ok: bool) {
         self.batch_size.observe(size as f64);
         self.commit_seconds.observe(took.as_secs_f64());
         if !ok {
@@ -298,7 +303,7 @@ impl Metrics {
     }
 
     /// Every metric in Prometheus text format (version 0.0.4).
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail; an encoder error would be a bug in the
         // library, and an empty scrape is a clearer symptom than a panic.
@@ -322,7 +327,7 @@ impl std::ops::Deref for Metrics {
 /// longer counted.
 #[derive(Debug)]
 #[must_use = "the gauge goes back down when this guard is dropped"]
-pub struct Live(Gauge);
+pub(crate) struct Live(Gauge);
 
 impl Live {
     fn new(gauge: &Gauge) -> Self {

@@ -15,10 +15,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::http::HeaderMap;
-use tokio::time::Instant;
+
+use crate::locks;
+use crate::rate::TokenBucket;
 
 /// Entries kept beyond `--max-connections` before the table is swept.
 const SPARE_ENTRIES: usize = 4096;
@@ -67,7 +69,7 @@ impl fmt::Display for IpNet {
 
 impl IpNet {
     /// Whether `ip` is in this network.
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(
                 u128::from(net.to_bits()),
@@ -93,7 +95,7 @@ fn prefix_eq(a: u128, b: u128, width: u8, prefix: u8) -> bool {
 ///
 /// Only the right end of the header can be believed: each proxy appends the address it
 /// saw, while everything to the left came from the client and may be forged.
-pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub(crate) fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
     let mut client = peer.ip().to_canonical();
     if !is_trusted(client) {
@@ -139,7 +141,7 @@ fn key(ip: IpAddr) -> IpAddr {
 
 /// The per-address limits and their table. Cheap to clone.
 #[derive(Clone)]
-pub struct Peers(Arc<Shared>);
+pub(crate) struct Peers(Arc<Shared>);
 
 struct Shared {
     table: Mutex<HashMap<IpAddr, Entry>>,
@@ -155,27 +157,18 @@ struct Shared {
 #[derive(Debug)]
 struct Entry {
     conns: usize,
-    tokens: f64,
-    last: Instant,
+    joins: TokenBucket,
 }
 
 impl Entry {
-    /// Adds what the bucket earned since it was last looked at.
-    fn refill(&mut self, now: Instant, rate: f64, burst: f64) {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(burst);
-        self.last = now;
-    }
-
     /// Whether forgetting this entry loses nothing: no connection, full bucket.
-    fn is_idle(&self, now: Instant, rate: f64, burst: f64) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.conns == 0 && self.tokens + elapsed * rate >= burst
+    fn is_idle(&self) -> bool {
+        self.conns == 0 && self.joins.is_full()
     }
 }
 
 /// An open connection counted against its address; dropping it frees the place.
-pub struct PeerSlot {
+pub(crate) struct PeerSlot {
     peers: Peers,
     key: IpAddr,
 }
@@ -183,11 +176,10 @@ pub struct PeerSlot {
 impl Drop for PeerSlot {
     fn drop(&mut self) {
         let shared = &self.peers.0;
-        let now = Instant::now();
         let mut table = shared.lock();
         if let Some(entry) = table.get_mut(&self.key) {
             entry.conns = entry.conns.saturating_sub(1);
-            if entry.is_idle(now, shared.join_rate, shared.join_burst) {
+            if entry.is_idle() {
                 table.remove(&self.key);
             }
         }
@@ -198,7 +190,12 @@ impl Peers {
     /// Limits of `max_conns` connections per address (0: none) and `per_minute`
     /// `hello`/`join` frames per address with bursts of `burst` (0 per minute: none);
     /// `max_connections` is the server's total, which bounds the live entries.
-    pub fn new(max_conns: usize, per_minute: u32, burst: u32, max_connections: usize) -> Self {
+    pub(crate) fn new(
+        max_conns: usize,
+        per_minute: u32,
+        burst: u32,
+        max_connections: usize,
+    ) -> Self {
         Peers(Arc::new(Shared {
             table: Mutex::new(HashMap::new()),
             max_conns,
@@ -210,15 +207,14 @@ impl Peers {
 
     /// Counts a new connection from `ip`, or `None` if that address has as many as
     /// allowed.
-    pub fn try_connect(&self, ip: IpAddr) -> Option<PeerSlot> {
+    pub(crate) fn try_connect(&self, ip: IpAddr) -> Option<PeerSlot> {
         let key = key(ip);
         let shared = &self.0;
-        let now = Instant::now();
         let mut table = shared.lock();
         if !table.contains_key(&key) && table.len() >= shared.capacity {
-            shared.sweep(&mut table, now);
+            shared.sweep(&mut table);
         }
-        let entry = table.entry(key).or_insert_with(|| shared.fresh(now));
+        let entry = table.entry(key).or_insert_with(|| shared.fresh());
         if shared.max_conns > 0 && entry.conns >= shared.max_conns {
             return None;
         }
@@ -230,52 +226,43 @@ impl Peers {
     }
 
     /// Takes one `hello`/`join` token from `ip`'s bucket; `false` if it is empty.
-    pub fn try_join(&self, ip: IpAddr) -> bool {
+    pub(crate) fn try_join(&self, ip: IpAddr) -> bool {
         let shared = &self.0;
         if shared.join_rate <= 0.0 {
             return true;
         }
         let key = key(ip);
-        let now = Instant::now();
         let mut table = shared.lock();
         if !table.contains_key(&key) && table.len() >= shared.capacity {
-            shared.sweep(&mut table, now);
+            shared.sweep(&mut table);
         }
-        let entry = table.entry(key).or_insert_with(|| shared.fresh(now));
-        entry.refill(now, shared.join_rate, shared.join_burst);
-        if entry.tokens >= 1.0 {
-            entry.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        let entry = table.entry(key).or_insert_with(|| shared.fresh());
+        entry.joins.try_take()
     }
 
-    /// Addresses in the table (for tests).
-    pub fn tracked(&self) -> usize {
+    /// Addresses in the table.
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
         self.0.lock().len()
     }
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, Entry>> {
-        // The table stays consistent even if a holder panicked: every update is a
-        // single field write.
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+        locks::lock(&self.table)
     }
 
-    fn fresh(&self, now: Instant) -> Entry {
+    fn fresh(&self) -> Entry {
         Entry {
             conns: 0,
-            tokens: self.join_burst,
-            last: now,
+            joins: TokenBucket::new(self.join_rate, self.join_burst),
         }
     }
 
     /// Makes room: first drops entries that carry nothing, then, if the table is still
     /// full, every entry without a connection.
-    fn sweep(&self, table: &mut HashMap<IpAddr, Entry>, now: Instant) {
-        table.retain(|_, e| !e.is_idle(now, self.join_rate, self.join_burst));
+    fn sweep(&self, table: &mut HashMap<IpAddr, Entry>) {
+        table.retain(|_, e| !e.is_idle());
         if table.len() >= self.capacity / 2 {
             table.retain(|_, e| e.conns > 0);
         }

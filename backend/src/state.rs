@@ -8,12 +8,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::Broker;
 use crate::config::Config;
 use crate::http::origin::AllowedOrigins;
-use crate::hub::Hub;
+use crate::membership::Membership;
 use crate::metrics::Metrics;
-use crate::nicks::Nicks;
+use crate::nicks::NickRegistry;
 use crate::peers::Peers;
 use crate::session::outbox::ConnId;
 use crate::store::HistoryStore;
@@ -21,44 +20,45 @@ use crate::writer::Writer;
 
 /// Cheap-to-clone handle to the server's shared parts.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub(crate) struct AppState(Arc<Shared>);
 
 /// The parts themselves.
-pub struct Shared {
-    pub config: Config,
+pub(crate) struct Shared {
+    pub(crate) config: Config,
     /// What `welcome` advertises; derived from `config` once.
-    pub limits: Limits,
-    pub hub: Hub,
-    pub broker: Arc<dyn Broker>,
-    pub store: Arc<dyn HistoryStore>,
-    pub writer: Writer,
-    pub nicks: Nicks,
+    pub(crate) limits: Limits,
+    /// Joining, departing and room events.
+    pub(crate) membership: Arc<Membership>,
+    pub(crate) nicks: Arc<dyn NickRegistry>,
+    pub(crate) store: Arc<dyn HistoryStore>,
+    pub(crate) writer: Writer,
     /// Cancelled when the server starts shutting down; sessions then close with 1001.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// Tracks every live session so shutdown can wait for their close frames.
-    pub sessions: TaskTracker,
+    pub(crate) sessions: TaskTracker,
     /// One permit per live WebSocket (`--max-connections`).
-    pub connection_slots: Arc<Semaphore>,
+    pub(crate) connection_slots: Arc<Semaphore>,
     /// Per-address connection counts and `hello`/`join` buckets.
-    pub peers: Peers,
+    pub(crate) peers: Peers,
     /// Which `Origin`s may open a WebSocket.
-    pub origins: AllowedOrigins,
+    pub(crate) origins: AllowedOrigins,
     /// This server's metrics (`GET /metrics`); per server, so tests that run several in
     /// one process see each one's own numbers.
-    pub metrics: Metrics,
+    pub(crate) metrics: Metrics,
     next_conn: AtomicU64,
 }
 
+/// The parts [`AppState::new`] puts together.
+pub(crate) struct Parts {
+    pub(crate) membership: Arc<Membership>,
+    pub(crate) nicks: Arc<dyn NickRegistry>,
+    pub(crate) store: Arc<dyn HistoryStore>,
+    pub(crate) writer: Writer,
+    pub(crate) metrics: Metrics,
+}
+
 impl AppState {
-    pub fn new(
-        config: Config,
-        hub: Hub,
-        nicks: Nicks,
-        broker: Arc<dyn Broker>,
-        store: Arc<dyn HistoryStore>,
-        writer: Writer,
-        metrics: Metrics,
-    ) -> Self {
+    pub(crate) fn new(config: Config, parts: Parts) -> Self {
         let limits = config.limits();
         let connection_slots = Arc::new(Semaphore::new(config.max_connections));
         let peers = Peers::new(
@@ -71,23 +71,22 @@ impl AppState {
         AppState(Arc::new(Shared {
             config,
             limits,
-            hub,
-            broker,
-            store,
-            writer,
-            nicks,
+            membership: parts.membership,
+            nicks: parts.nicks,
+            store: parts.store,
+            writer: parts.writer,
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
             connection_slots,
             peers,
             origins,
-            metrics,
+            metrics: parts.metrics,
             next_conn: AtomicU64::new(1),
         }))
     }
 
     /// A fresh connection id.
-    pub fn next_conn_id(&self) -> ConnId {
+    pub(crate) fn next_conn_id(&self) -> ConnId {
         self.0.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 }

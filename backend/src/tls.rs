@@ -56,7 +56,7 @@ pub enum TlsError {
 }
 
 /// The TLS configuration `config` asks for: `None` for plain HTTP.
-pub fn from_config(config: &Config) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+pub(crate) fn from_config(config: &Config) -> Result<Option<Arc<ServerConfig>>, TlsError> {
     match (&config.tls_cert, &config.tls_key) {
         (None, None) => Ok(None),
         (Some(cert), Some(key)) => load(cert, key).map(Some),
@@ -65,7 +65,7 @@ pub fn from_config(config: &Config) -> Result<Option<Arc<ServerConfig>>, TlsErro
 }
 
 /// Reads a PEM certificate chain and private key into a server configuration.
-pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+pub(crate) fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let cert_pem = read(cert_path, "certificate", "tls-cert")?;
     let key_pem = read(key_path, "private key", "tls-key")?;
     let certs = CertificateDer::pem_slice_iter(&cert_pem)
@@ -108,10 +108,10 @@ fn read(path: &Path, what: &'static str, flag: &'static str) -> Result<Vec<u8>, 
 }
 
 /// A connection accepted by [`Incoming`]: plain TCP or TLS over TCP.
-pub type Stream = Either<TcpStream, TlsStream<TcpStream>>;
+pub(crate) type Stream = Either<TcpStream, TlsStream<TcpStream>>;
 
 /// The TCP socket under a [`Stream`], for socket options such as `TCP_NODELAY`.
-pub fn tcp(stream: &Stream) -> &TcpStream {
+pub(crate) fn tcp(stream: &Stream) -> &TcpStream {
     match stream {
         Either::Left(tcp) => tcp,
         Either::Right(tls) => tls.get_ref().0,
@@ -119,7 +119,7 @@ pub fn tcp(stream: &Stream) -> &TcpStream {
 }
 
 /// What `run` serves on: the bound listener, with TLS when it is configured.
-pub struct Incoming(Inner);
+pub(crate) struct Incoming(Inner);
 
 enum Inner {
     Plain(TcpListener),
@@ -137,7 +137,7 @@ impl Incoming {
     ///
     /// Must be called inside a tokio runtime when `tls` is given (it spawns the accept
     /// loop).
-    pub fn new(listener: TcpListener, tls: Option<Arc<ServerConfig>>) -> io::Result<Self> {
+    pub(crate) fn new(listener: TcpListener, tls: Option<Arc<ServerConfig>>) -> io::Result<Self> {
         let Some(tls) = tls else {
             return Ok(Incoming(Inner::Plain(listener)));
         };
@@ -152,7 +152,7 @@ impl Incoming {
     }
 
     /// Whether connections are served over TLS.
-    pub fn is_tls(&self) -> bool {
+    pub(crate) fn is_tls(&self) -> bool {
         matches!(self.0, Inner::Tls { .. })
     }
 }

@@ -22,7 +22,7 @@ const NOT_BUILT: &str = "<!doctype html><meta charset=utf-8><title>Huddle</title
 (one binary with the app embedded).</p>\n";
 
 /// Serves a file of the web app.
-pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
+pub(crate) async fn serve(uri: Uri, headers: HeaderMap) -> Response {
     let path = uri.path().trim_start_matches('/');
     let path = if path.is_empty() { "index.html" } else { path };
     if let Some(resp) = file(path, &headers) {

@@ -8,24 +8,22 @@
 
 use std::sync::Arc;
 
-use common::ServerMsg;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::broker::{Broker, Envelope};
-use crate::codec;
+use crate::broker::Broker;
 use crate::logsafe::Escaped;
 use crate::metrics::{Broadcast, Metrics};
-use crate::store::{AppendOutcome, HistoryStore, NewMessage};
+use crate::store::{AppendOutcome, HistoryStore, NewMessage, StoreError};
 
 /// What a sender learns about its append.
-pub type AppendResult = Result<AppendOutcome, WriteError>;
+pub(crate) type AppendResult = Result<AppendOutcome, WriteError>;
 
 /// Why an append was not stored.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum WriteError {
-    #[error("history store failed: {0}")]
-    Store(String),
+pub(crate) enum WriteError {
+    #[error("history store failed")]
+    Store(#[source] Arc<StoreError>),
     #[error("history writer has stopped")]
     Stopped,
 }
@@ -37,18 +35,18 @@ struct Request {
 
 /// A handle to queue appends. Cheap to clone.
 #[derive(Clone)]
-pub struct Writer {
+pub(crate) struct Writer {
     tx: mpsc::Sender<Request>,
 }
 
 /// Owns the writer task; [`WriterTask::shutdown`] flushes what is queued and waits.
-pub struct WriterTask {
+pub(crate) struct WriterTask {
     handle: JoinHandle<()>,
 }
 
 impl Writer {
     /// Starts the writer task.
-    pub fn start(
+    pub(crate) fn start(
         store: Arc<dyn HistoryStore>,
         broker: Arc<dyn Broker>,
         queue: usize,
@@ -62,7 +60,7 @@ impl Writer {
 
     /// Queues a message and returns where its outcome will arrive. Waits only when the
     /// queue is full, which pushes back on senders instead of buffering without bound.
-    pub async fn append(&self, msg: NewMessage) -> oneshot::Receiver<AppendResult> {
+    pub(crate) async fn append(&self, msg: NewMessage) -> oneshot::Receiver<AppendResult> {
         let (reply, rx) = oneshot::channel();
         if let Err(mpsc::error::SendError(req)) = self.tx.send(Request { msg, reply }).await {
             let _ = req.reply.send(Err(WriteError::Stopped));
@@ -74,7 +72,7 @@ impl Writer {
 impl WriterTask {
     /// Waits until every queued append is stored and answered. Call after every
     /// [`Writer`] handle is dropped, or it waits for them.
-    pub async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         if let Err(e) = self.handle.await {
             tracing::error!(error = %e, "history writer task failed");
         }
@@ -98,22 +96,10 @@ async fn run(
             Ok(outcomes) => {
                 for (outcome, reply) in outcomes.into_iter().zip(replies) {
                     if let AppendOutcome::Stored(m) = &outcome {
-                        if broker.delivers_stored_messages() {
-                            // Stored is published: the broker reads the store's own log.
-                            metrics.broadcast(Broadcast::Message);
-                            let _ = reply.send(Ok(outcome));
-                            continue;
-                        }
-                        let env = Envelope {
-                            room: Arc::from(m.room.as_str()),
-                            offset: m.offset,
-                            except: None,
-                            frame: codec::encode(&ServerMsg::Message(m.clone())),
-                        };
                         // The message is durable whatever happens here: members that miss
                         // it recover it with `since`, so a broker failure is logged, not
                         // turned into a failed append.
-                        match broker.publish(env).await {
+                        match broker.publish_stored(m).await {
                             Ok(()) => metrics.broadcast(Broadcast::Message),
                             Err(e) => {
                                 tracing::warn!(error = %e, room = %Escaped(&m.room), offset = m.offset, "broadcast failed");
@@ -125,7 +111,7 @@ async fn run(
             }
             Err(e) => {
                 tracing::error!(error = %e, "history write failed; batch not acknowledged");
-                let err = WriteError::Store(e.to_string());
+                let err = WriteError::Store(Arc::new(e));
                 for reply in replies {
                     let _ = reply.send(Err(err.clone()));
                 }

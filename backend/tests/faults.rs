@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backend::metrics;
+use backend::metric_names as metrics;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use support::{free_port, Client, Huddle, Stored, TestServer, WAIT};

@@ -7,7 +7,7 @@ mod support;
 use std::process::Stdio;
 use std::time::Duration;
 
-use backend::metrics;
+use backend::metric_names as metrics;
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use support::{free_port, Client, TestServer};

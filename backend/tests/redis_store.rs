@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backend::store::{
-    AppendOutcome, HistoryStore, NewMessage, RedisStore, SqliteStore, StoreError,
+use backend::{
+    AppendOutcome, HistoryStore, NewMessage, RedisKeys, RedisStore, SqliteStore, StoreError,
 };
 use support::redis::{available, RedisServer};
 
@@ -34,7 +34,7 @@ fn offsets(out: &[AppendOutcome]) -> Vec<(u64, bool)> {
 }
 
 async fn redis_store(server: &RedisServer, history_max: u64) -> RedisStore {
-    RedisStore::connect(&server.url(), history_max)
+    RedisStore::connect(&server.url(), RedisKeys::default(), history_max)
         .await
         .unwrap()
 }
@@ -428,7 +428,12 @@ async fn connect_fails_fast_without_redis() {
         .unwrap()
         .port();
     let started = Instant::now();
-    let result = RedisStore::connect(&format!("redis://127.0.0.1:{port}/0"), 100).await;
+    let result = RedisStore::connect(
+        &format!("redis://127.0.0.1:{port}/0"),
+        RedisKeys::default(),
+        100,
+    )
+    .await;
     assert!(result.is_err());
     assert!(started.elapsed() < Duration::from_secs(5));
 }

@@ -58,6 +58,27 @@ impl ClientMsg {
             ClientMsg::ListRooms => "list_rooms",
         }
     }
+
+    /// The room this frame is about, if it names one.
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            ClientMsg::Join { room, .. }
+            | ClientMsg::Leave { room }
+            | ClientMsg::Send { room, .. }
+            | ClientMsg::Typing { room }
+            | ClientMsg::History { room, .. } => Some(room),
+            ClientMsg::Hello { .. } | ClientMsg::ListRooms => None,
+        }
+    }
+
+    /// What an `error` about this frame carries as `ref`: a `send`'s id, otherwise the
+    /// frame's type.
+    pub fn reference(&self) -> &str {
+        match self {
+            ClientMsg::Send { id, .. } => id,
+            other => other.kind(),
+        }
+    }
 }
 
 /// A frame from the server to a client.

@@ -1,41 +1,42 @@
-//! The single-node broker: publishing is delivering to the local hub.
+//! The single-node broker: publishing is reporting straight back to this node.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use common::ChatMessage;
 
-use super::{Broker, BrokerError, Envelope};
-use crate::hub::Hub;
+use super::{Broker, BrokerError, BrokerEvents, Event};
 
-/// Delivers straight to the local [`Hub`]. Only for a single node: other processes never
-/// see these frames (the Redis broker is what scales out).
+/// Delivers to this node only: other processes never see these messages and events
+/// (the Redis broker is what scales out).
 #[derive(Clone)]
-pub struct MemoryBroker {
-    hub: Hub,
+pub(crate) struct MemoryBroker {
+    node: Arc<dyn BrokerEvents>,
 }
 
 impl MemoryBroker {
-    pub fn new(hub: Hub) -> Self {
-        MemoryBroker { hub }
+    pub(crate) fn new(node: Arc<dyn BrokerEvents>) -> Self {
+        MemoryBroker { node }
     }
 }
 
 #[async_trait]
 impl Broker for MemoryBroker {
-    async fn publish(&self, env: Envelope) -> Result<(), BrokerError> {
-        self.hub.deliver(&env);
+    async fn publish(&self, event: Event) -> Result<(), BrokerError> {
+        self.node.event(event);
         Ok(())
     }
 
+    async fn publish_stored(&self, msg: &ChatMessage) -> Result<(), BrokerError> {
+        self.node.message(msg.clone());
+        Ok(())
+    }
+
+    /// Nothing to wait for: the writer hands each message over in the same process
+    /// after its commit, so whoever is in the hub then receives it.
     async fn subscribe(&self, _room: &str) -> Result<(), BrokerError> {
         Ok(())
     }
 
-    async fn unsubscribe(&self, _room: &str) -> Result<(), BrokerError> {
-        Ok(())
-    }
+    async fn unsubscribe(&self, _room: &str) {}
 }
-
-// The in-memory broker must stay usable wherever a `dyn Broker` is.
-const _: fn() = || {
-    fn assert_broker<T: Broker>() {}
-    assert_broker::<MemoryBroker>();
-};

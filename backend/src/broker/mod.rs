@@ -1,102 +1,82 @@
-//! Fan-out across nodes: the [`Broker`] trait and its in-memory implementation.
+//! Fan-out across nodes: the [`Broker`] seam, and [`BrokerEvents`], what a broker hands
+//! up to this node.
 //!
-//! Everything a room's members receive goes through a broker: chat messages (published by
-//! the history writer in commit order) and events (notifications, presence, typing). The
-//! broker hands what it receives to the local [`Hub`](crate::hub::Hub). It knows nothing
-//! about WebSockets or JSON: it moves encoded frames.
+//! Everything a room's members receive goes through a broker: chat messages (handed
+//! over by the history writer after each commit, in offset order) and events
+//! (notifications, presence, typing). A broker moves data between nodes and knows
+//! nothing of WebSockets or protocol frames it did not get: what arrives, it reports
+//! upward ([`BrokerEvents`], implemented by the [`Hub`](crate::hub::Hub)), including a
+//! room whose delivery broke.
+//!
+//! [`MemoryBroker`] for one node; [`RedisBroker`] for a cluster (`--redis`), which
+//! delivers stored messages by reading the history's own streams
+//! ([`redis_streams`](self::redis_streams)) and events through pub/sub.
 
-mod claims;
 mod memory;
-mod presence;
 mod redis;
+mod redis_streams;
 
-pub use self::redis::{RedisBroker, RedisBrokerTasks};
-pub use memory::MemoryBroker;
+pub(crate) use self::redis::RedisBroker;
+pub(crate) use memory::MemoryBroker;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use common::ChatMessage;
 
 use crate::codec::Frame;
+use crate::disconnect::Disconnect;
 use crate::session::outbox::ConnId;
 
-/// One frame for one room's members.
+/// An event for one room's members: not history, so it reaches only who is there now.
 #[derive(Debug, Clone)]
-pub struct Envelope {
-    pub room: Arc<str>,
-    /// The chat message's offset, or 0 for an event.
-    pub offset: u64,
-    /// A connection that must not receive it (the actor of "to the other members" events).
-    pub except: Option<ConnId>,
-    pub frame: Frame,
+pub(crate) struct Event {
+    pub(crate) room: Arc<str>,
+    /// A connection of this node that must not receive it (the actor of "to the other
+    /// members" events); `None` for everyone.
+    pub(crate) except: Option<ConnId>,
+    pub(crate) frame: Frame,
 }
 
-/// A failure to publish (a remote broker being unreachable, for example).
+/// A failure to publish or subscribe (a remote broker being unreachable).
 #[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error("broker unavailable: {0}")]
-    Unavailable(String),
+pub(crate) enum BrokerError {
+    #[error("broker unavailable")]
+    Unavailable(#[from] ::redis::RedisError),
 }
 
-/// Why a nick cannot be claimed across nodes.
-#[derive(Debug, thiserror::Error)]
-pub enum ClaimError {
-    #[error("nick is held by another session on another node")]
-    Taken,
-    #[error("nick registry unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// Publish/subscribe of encoded frames by room.
+/// Publish/subscribe of a room's messages and events across nodes.
 ///
 /// Contract:
-/// - Frames published for one room from one task are delivered to every subscriber of
-///   that room in publish order. The history writer is the only publisher of chat
-///   messages, so members see offsets in order.
-/// - `subscribe` is called when a room gains its first member on this node (every
-///   member, when [`Broker::delivers_stored_messages`]) and `unsubscribe` when it loses
-///   its last; a single-node broker may ignore both.
-/// - A broker delivers each frame to a node at most once (a node never receives its own
-///   publish twice).
+/// - Stored messages of a room reach every subscribed node in offset order, each once;
+///   events published from one task reach them in publish order.
+/// - [`Broker::subscribe`] is called for every local join, before the joiner reads the
+///   room's head, and must not return before every message stored after that point is
+///   certain to be delivered here; so it is idempotent and cheap when already
+///   subscribed. [`Broker::unsubscribe`] is called when the room's last local member
+///   left (the broker checks [`BrokerEvents::has_members`] again, for a join since).
 #[async_trait]
-pub trait Broker: Send + Sync + 'static {
-    /// Delivers `env` to the room's members on every node.
-    async fn publish(&self, env: Envelope) -> Result<(), BrokerError>;
-    /// Starts receiving frames for `room` on this node.
+pub(crate) trait Broker: Send + Sync + 'static {
+    /// Delivers an event to the room's members on every node.
+    async fn publish(&self, event: Event) -> Result<(), BrokerError>;
+    /// Delivers a message the history writer has just committed.
+    async fn publish_stored(&self, msg: &ChatMessage) -> Result<(), BrokerError>;
+    /// Starts delivering the room here; see the contract.
     async fn subscribe(&self, room: &str) -> Result<(), BrokerError>;
-    /// Stops receiving frames for `room` on this node.
-    async fn unsubscribe(&self, room: &str) -> Result<(), BrokerError>;
+    /// Stops delivering the room here.
+    async fn unsubscribe(&self, room: &str);
+}
 
-    /// True when the broker delivers chat messages by reading them from the history
-    /// store itself (the Redis broker reads the room streams): the writer then does not
-    /// publish them, and `subscribe` must be called for every join, not only the first.
-    fn delivers_stored_messages(&self) -> bool {
-        false
-    }
-
-    /// Records that local connection `conn` (as `nick`) is in `room`, for member lists
-    /// that span nodes. A single-node broker has nothing to record.
-    async fn member_joined(&self, _room: &str, _conn: ConnId, _nick: &str) {}
-    /// Undoes [`Broker::member_joined`].
-    async fn member_left(&self, _room: &str, _conn: ConnId) {}
-    /// The room's nicks on every live node, given this node's (`local`). Best-effort: a
-    /// broker that cannot reach the other nodes answers with `local`.
-    async fn members(&self, _room: &str, local: Vec<String>) -> Vec<String> {
-        local
-    }
-
-    /// Claims nick `key` on every node for local connection `conn`, which already holds
-    /// it on this node (see [`crate::nicks::Nicks`]) with `session`. A holder with the
-    /// same session on another node is closed with 4001 there. A single-node broker has
-    /// nothing to check.
-    async fn claim_nick(
-        &self,
-        _key: &str,
-        _session: &str,
-        _conn: ConnId,
-    ) -> Result<(), ClaimError> {
-        Ok(())
-    }
-    /// Undoes [`Broker::claim_nick`] if `conn` still holds `key`.
-    async fn release_nick(&self, _key: &str, _conn: ConnId) {}
+/// What a broker reports to this node. Called from the broker's tasks: every method is
+/// synchronous and must not block.
+pub(crate) trait BrokerEvents: Send + Sync + 'static {
+    /// A stored message for the room's local members, in offset order.
+    fn message(&self, msg: ChatMessage);
+    /// An event for the room's local members.
+    fn event(&self, event: Event);
+    /// Delivery of the room broke (`why` says how): its local members must reconnect
+    /// and resume from what they have.
+    fn lost(&self, room: &str, why: Disconnect);
+    /// Whether the room still has local members.
+    fn has_members(&self, room: &str) -> bool;
 }

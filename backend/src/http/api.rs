@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use axum::http::header::{ALLOW, AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, MethodRouter};
@@ -29,17 +29,17 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq as _;
 
-use crate::broker::Envelope;
-use crate::codec;
+use crate::clock::now_ms;
+use crate::logsafe::Chain;
 use crate::state::AppState;
 
 /// The route, in axum's path syntax.
-pub const PATH: &str = "/api/rooms/{room}/notifications";
+pub(crate) const PATH: &str = "/api/rooms/{room}/notifications";
 
 /// Largest request body accepted, in bytes. The text limit (4000 characters) is what
 /// really bounds a request; this only has to admit every valid one, even a text whose
 /// characters are all sent as `\uXXXX\uXXXX` surrogate-pair escapes (12 bytes each).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The secret callers of the API present as `Authorization: Bearer <token>`.
 ///
@@ -122,9 +122,17 @@ impl ApiToken {
     }
 }
 
-/// The route with its body limit; `http::router` mounts it at [`PATH`].
-pub fn route() -> MethodRouter<AppState> {
-    post(notify).layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+/// The route with its body limit; `http::router` mounts it at [`PATH`]. Other methods
+/// get this API's JSON error body rather than an empty 405.
+pub(crate) fn route() -> MethodRouter<AppState> {
+    post(notify)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .fallback(|| async { ApiError::MethodNotAllowed })
+}
+
+/// Any other path under `/api`: a JSON 404, not the web app's HTML.
+pub(crate) async fn no_such_endpoint() -> Response {
+    ApiError::NoSuchEndpoint.into_response()
 }
 
 /// The success body.
@@ -157,6 +165,10 @@ enum ApiError {
     InvalidRoom(String),
     #[error("the notification could not be delivered; try again")]
     Unavailable,
+    #[error("no such API endpoint; the notifications API is POST {PATH}")]
+    NoSuchEndpoint,
+    #[error("use POST for this endpoint")]
+    MethodNotAllowed,
 }
 
 impl ApiError {
@@ -171,6 +183,8 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoSuchEndpoint => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -185,6 +199,8 @@ impl ApiError {
             ApiError::InvalidText(_) => "invalid_text",
             ApiError::InvalidRoom(_) => "invalid_room",
             ApiError::Unavailable => "unavailable",
+            ApiError::NoSuchEndpoint => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
         }
     }
 
@@ -222,6 +238,11 @@ impl IntoResponse for ApiError {
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"huddle\""),
             );
+        }
+        if matches!(self, ApiError::MethodNotAllowed) {
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
         }
         response
     }
@@ -272,19 +293,12 @@ async fn notify(
     };
     // Counted just before publishing: a member joining or leaving in between changes who
     // actually receives it by one, which is fine for a figure meant as feedback.
-    let delivered_to = state.hub.member_count(&room);
-    let env = Envelope {
-        room: Arc::clone(&room),
-        offset: 0,
-        // Sent by no member, so it goes to every member.
-        except: None,
-        frame: codec::encode(&note),
-    };
-    if let Err(e) = state.broker.publish(env).await {
-        tracing::error!(room = %room, error = %e, "notifications API: publish failed");
+    let delivered_to = state.membership.local_count(&room);
+    // Sent by no member, so it goes to every member.
+    if let Err(e) = state.membership.publish(&room, None, &note).await {
+        tracing::error!(room = %room, error = %Chain(&e), "notifications API: publish failed");
         return Err(ApiError::Unavailable);
     }
-    state.metrics.broadcast(crate::metrics::Broadcast::Event);
     // The text is not logged: it is the caller's data, and the room name is safe to log
     // because the room rule allows only `a-z0-9-_`.
     tracing::info!(room = %room, delivered_to, "notifications API: info notification published");
@@ -308,12 +322,6 @@ fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
     }
     let token = token.trim_start_matches(' ');
     (!token.is_empty()).then_some(token.as_bytes())
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use axum::http::HeaderMap;
 
 /// The origins allowed when `--allowed-origins` is not given: local development, such
 /// as `trunk serve` on another port proxying `/ws` here.
-pub const DEFAULT_PATTERNS: [&str; 6] = [
+pub(crate) const DEFAULT_PATTERNS: [&str; 6] = [
     "http://127.0.0.1:*",
     "https://127.0.0.1:*",
     "http://localhost:*",
@@ -112,13 +112,13 @@ impl OriginPattern {
 
 /// The check, built once from the configuration.
 #[derive(Debug, Clone)]
-pub struct AllowedOrigins {
+pub(crate) struct AllowedOrigins {
     patterns: Vec<OriginPattern>,
 }
 
 impl AllowedOrigins {
     /// `--allowed-origins` as given, or [`DEFAULT_PATTERNS`] when it is empty.
-    pub fn new(configured: &[OriginPattern]) -> Self {
+    pub(crate) fn new(configured: &[OriginPattern]) -> Self {
         let patterns = if configured.is_empty() {
             DEFAULT_PATTERNS
                 .iter()
@@ -131,7 +131,7 @@ impl AllowedOrigins {
     }
 
     /// Whether a handshake with these headers may proceed.
-    pub fn allows(&self, headers: &HeaderMap) -> bool {
+    pub(crate) fn allows(&self, headers: &HeaderMap) -> bool {
         let Some(origin) = headers.get(ORIGIN) else {
             return true;
         };

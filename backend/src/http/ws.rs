@@ -4,14 +4,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use common::CloseCode;
-
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::http::header::ORIGIN;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::disconnect::Disconnect;
 use crate::peers;
 use crate::session;
 use crate::state::AppState;
@@ -75,15 +74,15 @@ pub(super) async fn upgrade(
                     drop((slot, permit));
                 }
                 (None, _) => {
-                    let why = "too many connections";
-                    state.metrics.closed(CloseCode::Policy);
-                    session::refuse(socket, CloseCode::Policy, why, peer).await;
+                    let why = Disconnect::TooManyConnections;
+                    state.metrics.closed(why.code());
+                    session::refuse(socket, why, peer).await;
                 }
                 (Some(permit), None) => {
                     drop(permit);
-                    let why = "too many connections from this address";
-                    state.metrics.closed(CloseCode::Policy);
-                    session::refuse(socket, CloseCode::Policy, why, peer).await;
+                    let why = Disconnect::TooManyFromAddress;
+                    state.metrics.closed(why.code());
+                    session::refuse(socket, why, peer).await;
                 }
             }
             drop((open, token));

@@ -1,16 +1,23 @@
 //! One handler per client frame type. Each answers the peer directly and publishes what
 //! the room must see; an `Err` ends the connection (the peer is gone or must be closed).
+//!
+//! [`Session::on_text`] checks what every frame shares once (`hello` first, the
+//! address's `hello`/`join` bucket, the `send` rate, the room name) before a handler
+//! runs; handlers other than `hello` get the connection's [`Identity`].
 
 use std::sync::Arc;
 
-use common::{validate, ClientMsg, ErrorCode, NotificationKind, RoomInfo, ServerMsg};
+use common::{validate, ClientMsg, ErrorCode, RoomInfo, ServerMsg};
 use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use super::{End, PendingSend, RoomSub, Session};
-use crate::broker::ClaimError;
 use crate::codec;
-use crate::logsafe::Escaped;
+use crate::disconnect::Disconnect;
+use crate::identity::Identity;
+use crate::logsafe::{Chain, Escaped};
+use crate::membership::{Farewell, Passage};
+use crate::nicks::ClaimError;
 use crate::store::NewMessage;
 use crate::writer::WriteError;
 
@@ -28,13 +35,13 @@ impl Session {
                 // Before `hello`, any frame that is a typed object but not a hello is
                 // answered with `hello_required`, whatever else is wrong with it.
                 let typed_non_hello = e.frame_type.as_deref().is_some_and(|t| t != "hello");
-                if self.nick.is_none() && typed_non_hello {
+                if self.identity.is_none() && typed_non_hello {
                     return self.hello_required(e.frame_type).await;
                 }
                 return self.reply_error(e.code, e.message, e.reference).await;
             }
         };
-        if self.nick.is_none() && !matches!(msg, ClientMsg::Hello { .. }) {
+        if self.identity.is_none() && !matches!(msg, ClientMsg::Hello { .. }) {
             return self.hello_required(Some(msg.kind().to_owned())).await;
         }
         // `hello` and `join` also draw on the address's shared bucket, so opening new
@@ -52,18 +59,47 @@ impl Session {
                 .reply_error(ErrorCode::RateLimited, message, reference)
                 .await;
         }
-        match msg {
-            ClientMsg::Hello { nick, session } => self.hello(&nick, session.as_deref()).await,
-            ClientMsg::Join { room, since, epoch } => self.join(&room, since, epoch).await,
-            ClientMsg::Leave { room } => self.leave(&room).await,
-            ClientMsg::Send { room, text, id } => self.send(&room, &text, id).await,
-            ClientMsg::Typing { room } => self.typing(&room).await,
-            ClientMsg::History {
-                room,
-                before,
-                limit,
-            } => self.history(&room, before, limit).await,
-            ClientMsg::ListRooms => self.list_rooms().await,
+        // The send rate comes before anything else about a send: a refused one costs
+        // the server nothing more.
+        if matches!(msg, ClientMsg::Send { .. }) && !self.rate.try_take() {
+            let message = format!(
+                "too many messages: at most {} per second (bursts of {}); this one was not delivered",
+                self.state.limits.rate_per_sec, self.state.limits.rate_burst
+            );
+            let reference = Some(msg.reference().to_owned());
+            return self
+                .reply_error(ErrorCode::RateLimited, message, reference)
+                .await;
+        }
+        let room: Option<Arc<str>> = match msg.room().map(|r| validate::room(r, &self.state.limits))
+        {
+            None => None,
+            Some(Ok(room)) => Some(Arc::from(room)),
+            Some(Err(e)) => {
+                let reference = Some(msg.reference().to_owned());
+                return self.reply_error(e.code(), e.to_string(), reference).await;
+            }
+        };
+        let who = self.identity.clone();
+        match (msg, who, room) {
+            (ClientMsg::Hello { nick, session }, _, _) => {
+                self.hello(&nick, session.as_deref()).await
+            }
+            (ClientMsg::ListRooms, _, _) => self.list_rooms().await,
+            (ClientMsg::Join { since, epoch, .. }, Some(who), Some(room)) => {
+                self.join(&who, room, since, epoch).await
+            }
+            (ClientMsg::Leave { .. }, Some(who), Some(room)) => self.leave(&who, room).await,
+            (ClientMsg::Send { text, id, .. }, Some(who), Some(room)) => {
+                self.send(&who, room, &text, id).await
+            }
+            (ClientMsg::Typing { .. }, Some(who), Some(room)) => self.typing(&who, room).await,
+            (ClientMsg::History { before, limit, .. }, _, Some(room)) => {
+                self.history(room, before, limit).await
+            }
+            // Checked above: only `hello` comes without an identity, and every other
+            // frame that names a room has a valid one.
+            (msg, _, _) => self.hello_required(Some(msg.kind().to_owned())).await,
         }
     }
 
@@ -74,8 +110,11 @@ impl Session {
 
     async fn hello(&mut self, raw_nick: &str, session: Option<&str>) -> Result<(), End> {
         let reference = Some("hello".to_owned());
-        if let Some(current) = &self.nick {
-            let message = format!("this connection already has the nick {current:?}; open a new connection to change it");
+        if let Some(current) = &self.identity {
+            let message = format!(
+                "this connection already has the nick {:?}; open a new connection to change it",
+                &*current.nick
+            );
             return self
                 .reply_error(ErrorCode::InvalidNick, message, reference)
                 .await;
@@ -84,59 +123,45 @@ impl Session {
             Ok(n) => n.to_owned(),
             Err(e) => return self.reply_error(e.code(), e.to_string(), reference).await,
         };
-        let key = validate::nick_key(&nick);
         let claimed = self
             .state
             .nicks
-            .claim(&key, session, self.conn, Arc::clone(&self.control));
-        let taken = |nick: &str| format!("the nick {nick:?} is in use; pick another");
-        let Ok(token) = claimed else {
-            return self
-                .reply_error(ErrorCode::NickTaken, taken(&nick), reference)
-                .await;
+            .claim(&nick, session, self.conn, Arc::clone(&self.control))
+            .await;
+        let who = match claimed {
+            Ok(who) => who,
+            Err(ClaimError::Taken) => {
+                let message = format!("the nick {nick:?} is in use; pick another");
+                return self
+                    .reply_error(ErrorCode::NickTaken, message, reference)
+                    .await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %Chain(&e), "nick not claimable now");
+                let message = "cannot reserve the nick right now; retry in a moment";
+                return self
+                    .reply_error(ErrorCode::Internal, message, reference)
+                    .await;
+            }
         };
-        // Then across the cluster (a no-op on one node).
-        let cluster = self.state.broker.claim_nick(&key, &token, self.conn).await;
-        if let Err(e) = cluster {
-            self.state.nicks.release(&key, self.conn);
-            let (code, message) = match e {
-                ClaimError::Taken => (ErrorCode::NickTaken, taken(&nick)),
-                ClaimError::Unavailable(why) => {
-                    tracing::warn!(error = %why, "nick not claimable now");
-                    (
-                        ErrorCode::Internal,
-                        "cannot reserve the nick right now; retry in a moment".to_owned(),
-                    )
-                }
-            };
-            return self.reply_error(code, message, reference).await;
-        }
         tracing::debug!(nick = %Escaped(&nick), "hello");
-        self.nick = Some(Arc::from(nick.as_str()));
-        self.nick_key = key;
         let welcome = ServerMsg::Welcome {
             nick,
-            session: token,
+            session: who.session.to_string(),
             server: SERVER.to_owned(),
             limits: self.state.limits.clone(),
         };
+        self.identity = Some(who);
         self.reply(&welcome).await
     }
 
     async fn join(
         &mut self,
-        raw_room: &str,
+        who: &Identity,
+        room: Arc<str>,
         since: Option<u64>,
         epoch: Option<String>,
     ) -> Result<(), End> {
-        let room: Arc<str> = match validate::room(raw_room, &self.state.limits) {
-            Ok(r) => Arc::from(r),
-            Err(e) => {
-                return self
-                    .reply_error(e.code(), e.to_string(), Some("join".to_owned()))
-                    .await
-            }
-        };
         let rejoin = self.rooms.contains_key(&room);
         if !rejoin && self.rooms.len() >= self.state.config.max_rooms_per_conn {
             let message = format!(
@@ -147,37 +172,26 @@ impl Session {
                 .reply_error(ErrorCode::InvalidRoom, message, Some("join".to_owned()))
                 .await;
         }
-        let nick = self.nick.clone().unwrap_or_default();
-        // Subscribe before reading the head: every message after `head` is then certain
-        // to reach the outbox, and anything at or below it that also lands there is
-        // dropped by `forward`.
-        let change = self
-            .state
-            .hub
-            .join(&room, self.conn, nick, self.outbox.clone());
-        // A broker reading the store's log needs every joiner to wait for its position
-        // in the room (not just the first), or a second joiner could read the head first.
-        let every_join = self.state.broker.delivers_stored_messages();
-        if change.as_ref().is_some_and(|c| c.edge || every_join) {
-            if let Err(e) = self.state.broker.subscribe(&room).await {
-                tracing::error!(room = %Escaped(&room), error = %e, "subscribe failed");
-                self.state.hub.leave(&room, self.conn);
+        let membership = Arc::clone(&self.state.membership);
+        // Joined before the head is read: every message after `head` is then certain to
+        // reach the outbox, and anything at or below it that also lands there is dropped
+        // by `forward`.
+        let change = match membership.join(&room, self.conn, who, &self.outbox).await {
+            Ok(change) => change,
+            Err(e) => {
+                tracing::error!(room = %Escaped(&room), error = %Chain(&e), "subscribe failed");
                 return self.internal_error("join").await;
             }
-        }
-        if change.is_some() {
-            let nick = self.nick.as_deref().unwrap_or_default();
-            self.state
-                .broker
-                .member_joined(&room, self.conn, nick)
-                .await;
-        }
+        };
         let head = match self.state.store.head(&room).await {
             Ok(h) => h,
             Err(e) => {
-                tracing::error!(room = %Escaped(&room), error = %e, "reading the room head failed");
+                tracing::error!(room = %Escaped(&room), error = %Chain(&e), "reading the room head failed");
                 if change.is_some() {
-                    self.undo_join(&room).await;
+                    membership
+                        .depart(&room, self.conn, who, Farewell::Quiet)
+                        .await;
+                    self.rooms.remove(&room);
                 }
                 return self.internal_error("join").await;
             }
@@ -186,11 +200,9 @@ impl Session {
             None => None,
             Some(k) => Some(self.recoverable(&room, k, epoch.as_deref(), &head).await),
         };
-        let nicks = match &change {
-            Some(c) => c.nicks.clone(),
-            None => self.state.hub.nicks(&room),
-        };
-        let nicks = self.state.broker.members(&room, nicks).await;
+        let nicks = membership
+            .members(&room, change.as_ref().map(|c| c.nicks.clone()))
+            .await;
         let sub = self.rooms.entry(Arc::clone(&room)).or_insert(RoomSub {
             last_offset: 0,
             last_typing: None,
@@ -200,7 +212,7 @@ impl Session {
             room: room.to_string(),
             head: head.head,
             epoch: head.epoch,
-            nicks: nicks.clone(),
+            nicks,
             recovered,
         };
         self.reply(&joined).await?;
@@ -208,13 +220,9 @@ impl Session {
             self.replay(&room, since.unwrap_or(0), head.head).await?;
         }
         if let Some(change) = change {
-            self.announce(
-                &room,
-                NotificationKind::Joined,
-                change.nicks,
-                change.version,
-            )
-            .await;
+            membership
+                .announce(&room, self.conn, who, Passage::Joined, change)
+                .await;
         }
         Ok(())
     }
@@ -236,7 +244,7 @@ impl Session {
         match self.state.store.count_between(room, since, head.head).await {
             Ok(n) => n == head.head - since,
             Err(e) => {
-                tracing::error!(room = %Escaped(room), error = %e, "recovery check failed");
+                tracing::error!(room = %Escaped(room), error = %Chain(&e), "recovery check failed");
                 false
             }
         }
@@ -253,8 +261,8 @@ impl Session {
                 Err(e) => {
                     // The peer got `recovered: true`; a hole now would be silent loss, so
                     // drop the connection and let the client resume from what it has.
-                    tracing::error!(room = %Escaped(room), error = %e, "replay failed");
-                    return Err(End::Close(common::CloseCode::GoingAway));
+                    tracing::error!(room = %Escaped(room), error = %Chain(&e), "replay failed");
+                    return Err(End::Close(Disconnect::ReplayFailed));
                 }
             };
             let Some(last) = page.last().map(|m| m.offset) else {
@@ -268,66 +276,32 @@ impl Session {
         Ok(())
     }
 
-    async fn undo_join(&mut self, room: &Arc<str>) {
-        if let Some(change) = self.state.hub.leave(room, self.conn) {
-            self.state.broker.member_left(room, self.conn).await;
-            if change.edge {
-                let _ = self.state.broker.unsubscribe(room).await;
-            }
+    async fn leave(&mut self, who: &Identity, room: Arc<str>) -> Result<(), End> {
+        if self.rooms.remove(&room).is_none() {
+            return self.not_joined(&room, Some("leave".to_owned())).await;
         }
-        self.rooms.remove(room);
-    }
-
-    async fn leave(&mut self, raw_room: &str) -> Result<(), End> {
-        let reference = Some("leave".to_owned());
-        let room = match validate::room(raw_room, &self.state.limits) {
-            Ok(r) => r,
-            Err(e) => return self.reply_error(e.code(), e.to_string(), reference).await,
-        };
-        let Some((room, _)) = self.rooms.remove_entry(room) else {
-            return self.not_joined(room, reference).await;
-        };
-        let change = self.state.hub.leave(&room, self.conn);
-        if change.is_some() {
-            self.state.broker.member_left(&room, self.conn).await;
-        }
+        let membership = Arc::clone(&self.state.membership);
+        membership
+            .depart(&room, self.conn, who, Farewell::Announce)
+            .await;
         self.reply(&ServerMsg::Left {
             room: room.to_string(),
         })
-        .await?;
-        if let Some(change) = change {
-            let edge = change.edge;
-            self.announce(&room, NotificationKind::Left, change.nicks, change.version)
-                .await;
-            if edge {
-                if let Err(e) = self.state.broker.unsubscribe(&room).await {
-                    tracing::warn!(room = %Escaped(&room), error = %e, "unsubscribe failed");
-                }
-            }
-        }
-        Ok(())
+        .await
     }
 
-    async fn send(&mut self, raw_room: &str, raw_text: &str, id: String) -> Result<(), End> {
+    async fn send(
+        &mut self,
+        who: &Identity,
+        room: Arc<str>,
+        raw_text: &str,
+        id: String,
+    ) -> Result<(), End> {
         let reference = Some(id.clone());
-        // The rate limit comes first: a refused send costs the server nothing more.
-        if !self.rate.try_take() {
-            let message = format!(
-                "too many messages: at most {} per second (bursts of {}); this one was not delivered",
-                self.state.limits.rate_per_sec, self.state.limits.rate_burst
-            );
-            return self
-                .reply_error(ErrorCode::RateLimited, message, reference)
-                .await;
+        if !self.rooms.contains_key(&room) {
+            return self.not_joined(&room, reference).await;
         }
         let limits = &self.state.limits;
-        let room = match validate::room(raw_room, limits) {
-            Ok(r) => r,
-            Err(e) => return self.reply_error(e.code(), e.to_string(), reference).await,
-        };
-        if !self.rooms.contains_key(room) {
-            return self.not_joined(room, reference).await;
-        }
         let checked =
             validate::text(raw_text, limits).and_then(|t| validate::id(&id, limits).map(|_| t));
         let text = match checked {
@@ -335,15 +309,15 @@ impl Session {
             Err(e) => return self.reply_error(e.code(), e.to_string(), reference).await,
         };
         let msg = NewMessage {
-            room: room.to_owned(),
-            nick: self.nick.as_deref().unwrap_or_default().to_owned(),
-            nick_key: self.nick_key.clone(),
+            room: room.to_string(),
+            nick: who.nick.to_string(),
+            nick_key: who.key.to_string(),
             id: id.clone(),
             text,
         };
         let ctx = PendingSend {
             id,
-            room: room.to_owned(),
+            room: room.to_string(),
         };
         // Awaiting the queue here (not inside the pending future) keeps one connection's
         // messages in the order it sent them.
@@ -357,64 +331,52 @@ impl Session {
         Ok(())
     }
 
-    async fn typing(&mut self, raw_room: &str) -> Result<(), End> {
-        let reference = Some("typing".to_owned());
-        let room = match validate::room(raw_room, &self.state.limits) {
-            Ok(r) => r,
-            Err(e) => return self.reply_error(e.code(), e.to_string(), reference).await,
-        };
+    async fn typing(&mut self, who: &Identity, room: Arc<str>) -> Result<(), End> {
         let interval =
             std::time::Duration::from_millis(u64::from(self.state.limits.typing_interval_ms));
-        let Some(room) = self.rooms.get_key_value(room).map(|(k, _)| Arc::clone(k)) else {
-            return self.not_joined(room, reference).await;
+        let Some(sub) = self.rooms.get_mut(&room) else {
+            return self.not_joined(&room, Some("typing".to_owned())).await;
         };
         let now = Instant::now();
-        if let Some(sub) = self.rooms.get_mut(&room) {
-            if sub
-                .last_typing
-                .is_some_and(|t| now.duration_since(t) < interval)
-            {
-                return Ok(());
-            }
-            sub.last_typing = Some(now);
+        if sub
+            .last_typing
+            .is_some_and(|t| now.duration_since(t) < interval)
+        {
+            return Ok(());
         }
+        sub.last_typing = Some(now);
         let msg = ServerMsg::Typing {
             room: room.to_string(),
-            nick: self.nick.as_deref().unwrap_or_default().to_owned(),
+            nick: who.nick.to_string(),
         };
-        self.publish_event(&room, &msg).await;
+        self.state
+            .membership
+            .publish_quietly(&room, Some(self.conn), &msg)
+            .await;
         Ok(())
     }
 
     async fn history(
         &mut self,
-        raw_room: &str,
+        room: Arc<str>,
         before: Option<u64>,
         limit: Option<u64>,
     ) -> Result<(), End> {
         let limits = &self.state.limits;
-        let room = match validate::room(raw_room, limits) {
-            Ok(r) => r.to_owned(),
-            Err(e) => {
-                return self
-                    .reply_error(e.code(), e.to_string(), Some("history".to_owned()))
-                    .await
-            }
-        };
         let limit = limit
             .unwrap_or(u64::from(limits.history_default))
             .clamp(1, u64::from(limits.history_max)) as u32;
         match self.state.store.page(&room, before, limit).await {
             Ok(page) => {
                 let msg = ServerMsg::History {
-                    room,
+                    room: room.to_string(),
                     messages: page.messages,
                     has_more: page.has_more,
                 };
                 self.reply(&msg).await
             }
             Err(e) => {
-                tracing::error!(room = %Escaped(&room), error = %e, "history read failed");
+                tracing::error!(room = %Escaped(&room), error = %Chain(&e), "history read failed");
                 self.internal_error("history").await
             }
         }
@@ -424,7 +386,7 @@ impl Session {
         let stored = match self.state.store.rooms().await {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %e, "listing rooms failed");
+                tracing::error!(error = %Chain(&e), "listing rooms failed");
                 return self.internal_error("list_rooms").await;
             }
         };
@@ -441,7 +403,7 @@ impl Session {
                 )
             })
             .collect();
-        for (room, members) in self.state.hub.room_sizes() {
+        for (room, members) in self.state.membership.local_rooms() {
             rooms
                 .entry(room.clone())
                 .or_insert(RoomInfo {

@@ -6,8 +6,7 @@
 //! raced against close requests, so a peer that stops reading cannot wedge its session.
 
 mod handlers;
-pub mod outbox;
-mod rate;
+pub(crate) mod outbox;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,21 +14,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use common::{CloseCode, ErrorCode, NotificationKind, ServerMsg};
+use common::{ErrorCode, ServerMsg};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::SinkExt;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::Instrument as _;
 
-use crate::broker::Envelope;
 use crate::codec;
-use crate::logsafe::Escaped;
-use crate::metrics::{Broadcast, PeerClose};
+use crate::disconnect::Disconnect;
+use crate::identity::Identity;
+use crate::logsafe::{Chain, Escaped};
+use crate::membership::Farewell;
+use crate::metrics::PeerClose;
+use crate::rate::TokenBucket;
 use crate::state::AppState;
 use crate::writer::AppendResult;
 use outbox::{ConnId, Control, Inbox, Outbox, Outgoing};
-use rate::TokenBucket;
 
 /// How long to wait for the peer's half of the close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -41,10 +42,8 @@ const MAX_COALESCE: usize = 64;
 /// Why the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
-    /// The server closes with this code.
-    Close(CloseCode),
-    /// The server closes with this code and a reason more precise than the code's own.
-    CloseWith(CloseCode, &'static str),
+    /// The server closes, for this reason.
+    Close(Disconnect),
     /// The peer sent a close frame.
     PeerClosed,
     /// The transport failed or ended without a close frame.
@@ -76,8 +75,7 @@ struct Session {
     outbox: Outbox,
     control: Arc<Control>,
     /// Set by a successful `hello`.
-    nick: Option<Arc<str>>,
-    nick_key: String,
+    identity: Option<Identity>,
     rooms: HashMap<Arc<str>, RoomSub>,
     rate: TokenBucket,
     /// Appends waiting for the writer; bounded by the rate limit.
@@ -87,7 +85,7 @@ struct Session {
 
 /// Serves one upgraded WebSocket until it closes, inside a `conn{id, peer}` span so
 /// every log line of the connection, from any handler, names it.
-pub async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
+pub(crate) async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
     let conn = state.next_conn_id();
     let span = tracing::info_span!("conn", id = conn, %peer);
     connection(socket, state, peer, conn).instrument(span).await;
@@ -97,7 +95,10 @@ async fn connection(socket: WebSocket, state: AppState, peer: SocketAddr, conn: 
     let metrics = state.metrics.clone();
     let _live = metrics.session_started();
     let (outbox, rx, control) = Outbox::new(state.config.outbox, &metrics);
-    let rate = TokenBucket::new(state.config.rate_per_sec, state.config.rate_burst);
+    let rate = TokenBucket::new(
+        f64::from(state.config.rate_per_sec),
+        f64::from(state.config.rate_burst),
+    );
     tracing::info!("connection opened");
     let mut session = Session {
         state,
@@ -106,8 +107,7 @@ async fn connection(socket: WebSocket, state: AppState, peer: SocketAddr, conn: 
         socket,
         outbox,
         control,
-        nick: None,
-        nick_key: String::new(),
+        identity: None,
         rooms: HashMap::new(),
         rate,
         pending: FuturesUnordered::new(),
@@ -117,12 +117,12 @@ async fn connection(socket: WebSocket, state: AppState, peer: SocketAddr, conn: 
     // `on_incoming`): an idle connection's task then holds only the loop's own state.
     let end = session.serve(rx).await;
     Box::pin(session.leave_all()).await;
-    let nick = session.nick.clone();
+    let nick = session.identity.as_ref().map(|who| Arc::clone(&who.nick));
     // Counted before the close handshake, which may wait on the peer for a while.
     let close_code = match end {
-        End::Close(code) | End::CloseWith(code, _) => {
-            metrics.closed(code);
-            Some(code.code())
+        End::Close(why) => {
+            metrics.closed(why.code());
+            Some(why.code().code())
         }
         End::PeerClosed => {
             metrics.peer_closed(PeerClose::Close);
@@ -135,8 +135,7 @@ async fn connection(socket: WebSocket, state: AppState, peer: SocketAddr, conn: 
     };
     Box::pin(session.finish(end)).await;
     let reason = match end {
-        End::Close(code) => format!("server closed: {} {}", code.code(), code.reason()),
-        End::CloseWith(code, why) => format!("server closed: {} {why}", code.code()),
+        End::Close(why) => format!("server closed: {} {}", why.code().code(), why.reason()),
         End::PeerClosed => "peer closed".to_owned(),
         End::PeerGone => "peer gone".to_owned(),
     };
@@ -145,10 +144,11 @@ async fn connection(socket: WebSocket, state: AppState, peer: SocketAddr, conn: 
 }
 
 /// Closes a socket that may not become a session, telling the peer why.
-pub async fn refuse(mut socket: WebSocket, code: CloseCode, reason: &str, peer: SocketAddr) {
-    tracing::info!(%peer, code = code.code(), reason, "connection refused");
+pub(crate) async fn refuse(mut socket: WebSocket, why: Disconnect, peer: SocketAddr) {
+    let (code, reason) = (why.code().code(), why.reason());
+    tracing::info!(%peer, code, reason, "connection refused");
     let frame = CloseFrame {
-        code: code.code(),
+        code,
         reason: reason.into(),
     };
     let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(Message::Close(Some(frame)))).await;
@@ -177,10 +177,10 @@ impl Session {
             loop {
                 tokio::select! {
                     biased;
-                    code = &mut closed => return Err(End::Close(code)),
-                    () = &mut stopping => return Err(End::Close(CloseCode::GoingAway)),
-                    () = &mut hello_deadline, if self.nick.is_none() => {
-                        return Err(End::CloseWith(CloseCode::Policy, "hello timeout"));
+                    why = &mut closed => return Err(End::Close(why)),
+                    () = &mut stopping => return Err(End::Close(Disconnect::Shutdown)),
+                    () = &mut hello_deadline, if self.identity.is_none() => {
+                        return Err(End::Close(Disconnect::HelloTimeout));
                     }
                     Some((ctx, result)) = self.pending.next(), if !self.pending.is_empty() => {
                         Box::pin(self.on_appended(ctx, result)).await?;
@@ -191,7 +191,7 @@ impl Session {
                     incoming = self.socket.recv() => self.on_incoming(incoming).await?,
                     _ = ping.tick() => {
                         if self.last_seen.elapsed() >= self.state.config.idle_timeout {
-                            return Err(End::Close(CloseCode::GoingAway));
+                            return Err(End::Close(Disconnect::Idle));
                         }
                         Box::pin(self.write(Message::Ping(Default::default()))).await?;
                     }
@@ -216,7 +216,7 @@ impl Session {
             // Boxed: the handlers' futures are the largest part of a session's state, and
             // inline they would be reserved in every idle connection's task for good.
             Message::Text(text) => Box::pin(self.on_text(text.as_str())).await,
-            Message::Binary(_) => Err(End::Close(CloseCode::Unsupported)),
+            Message::Binary(_) => Err(End::Close(Disconnect::Binary)),
             // tungstenite answers pings itself; both only prove the peer is alive.
             Message::Ping(_) | Message::Pong(_) => Ok(()),
             Message::Close(_) => Err(End::PeerClosed),
@@ -266,7 +266,7 @@ impl Session {
                 offset,
             },
             Err(e) => {
-                tracing::warn!(error = %e, "send not stored");
+                tracing::warn!(error = %Chain(&e), "send not stored");
                 ServerMsg::error(
                     ErrorCode::Internal,
                     "the message could not be stored and was not delivered; retry with the same id",
@@ -328,122 +328,37 @@ impl Session {
                 self.state.metrics.messages_out.inc_by(texts);
                 Ok(())
             }
-            code = control.closed() => Err(End::Close(code)),
-            () = self.state.shutdown.cancelled() => Err(End::Close(CloseCode::GoingAway)),
-            () = stalled => Err(End::Close(CloseCode::GoingAway)),
+            why = control.closed() => Err(End::Close(why)),
+            () = self.state.shutdown.cancelled() => Err(End::Close(Disconnect::Shutdown)),
+            () = stalled => Err(End::Close(Disconnect::StalledWriter)),
         }
     }
 
-    /// Publishes an event to the other members of `room`.
-    async fn publish_event(&mut self, room: &Arc<str>, msg: &ServerMsg) {
-        let env = Envelope {
-            room: Arc::clone(room),
-            offset: 0,
-            except: Some(self.conn),
-            frame: codec::encode(msg),
-        };
-        match self.state.broker.publish(env).await {
-            Ok(()) => self.state.metrics.broadcast(Broadcast::Event),
-            Err(e) => tracing::warn!(room = %Escaped(room), error = %e, "event not published"),
-        }
-    }
-
-    /// Tells a room that this connection joined or left, and who is there now: `nicks`
-    /// as of membership `version`, then newer lists until the room stops changing (see
-    /// [`crate::hub::Hub::presence`]), so concurrent joins and leaves cannot leave the
-    /// members with a stale list. Each extra round follows someone else's change, so
-    /// this ends when the churn does.
-    async fn announce(
-        &mut self,
-        room: &Arc<str>,
-        kind: NotificationKind,
-        nicks: Vec<String>,
-        version: u64,
-    ) {
-        let Some(nick) = self.nick.as_deref() else {
-            return;
-        };
-        // A crowd: see `Config::announce_limit`. This instance's count is free; with a
-        // cluster broker, the room may be a crowd only across instances.
-        let limit = self.state.config.announce_limit;
-        if self.state.hub.member_count(room) > limit {
-            return;
-        }
-        let mut all = self.state.broker.members(room, nicks).await;
-        if all.len() as u64 > limit {
-            return;
-        }
-        let text = match kind {
-            NotificationKind::Joined => format!("{nick} joined"),
-            NotificationKind::Left => format!("{nick} left"),
-            NotificationKind::Info => return,
-        };
-        let note = ServerMsg::Notification {
-            room: room.to_string(),
-            kind,
-            text,
-            nick: Some(nick.to_owned()),
-            ts: now_ms(),
-        };
-        self.publish_event(room, &note).await;
-        let mut version = version;
-        loop {
-            let presence = ServerMsg::Presence {
-                room: room.to_string(),
-                nicks: all,
-            };
-            self.publish_event(room, &presence).await;
-            match self.state.hub.presence(room, version) {
-                Some((newer, nicks)) => {
-                    version = newer;
-                    // With a cluster broker, the members on the other instances too.
-                    all = self.state.broker.members(room, nicks).await;
-                }
-                None => break,
-            }
-        }
-    }
-
-    /// Leaves every room (telling the others, unless the whole server is stopping) and
-    /// gives the nick back.
+    /// Departs every room (telling the others, unless the whole server is stopping)
+    /// and gives the nick back.
     async fn leave_all(&mut self) {
-        let stopping = self.state.shutdown.is_cancelled();
+        let Some(who) = self.identity.clone() else {
+            return;
+        };
+        let farewell = if self.state.shutdown.is_cancelled() {
+            Farewell::Quiet
+        } else {
+            Farewell::Announce
+        };
+        let membership = Arc::clone(&self.state.membership);
         for (room, _) in std::mem::take(&mut self.rooms) {
-            let Some(change) = self.state.hub.leave(&room, self.conn) else {
-                continue;
-            };
-            self.state.broker.member_left(&room, self.conn).await;
-            if !stopping {
-                self.announce(&room, NotificationKind::Left, change.nicks, change.version)
-                    .await;
-            }
-            if change.edge {
-                if let Err(e) = self.state.broker.unsubscribe(&room).await {
-                    tracing::warn!(room = %Escaped(&room), error = %e, "unsubscribe failed");
-                }
-            }
+            membership.depart(&room, self.conn, &who, farewell).await;
         }
-        if self.nick.is_some() {
-            self.state.nicks.release(&self.nick_key, self.conn);
-            self.state
-                .broker
-                .release_nick(&self.nick_key, self.conn)
-                .await;
-        }
+        self.state.nicks.release(&who, self.conn).await;
     }
 
     /// Ends the WebSocket properly: our close frame, or our half of the peer's.
     async fn finish(mut self, end: End) {
         match end {
-            End::Close(_) | End::CloseWith(..) => {
-                let (code, reason) = match end {
-                    End::CloseWith(code, why) => (code, why),
-                    End::Close(code) => (code, code.reason()),
-                    End::PeerClosed | End::PeerGone => return,
-                };
+            End::Close(why) => {
                 let frame = CloseFrame {
-                    code: code.code(),
-                    reason: reason.into(),
+                    code: why.code().code(),
+                    reason: why.reason().into(),
                 };
                 let send = self.socket.send(Message::Close(Some(frame)));
                 if tokio::time::timeout(CLOSE_GRACE, send)
@@ -476,15 +391,9 @@ fn classify_read_error(err: &axum::Error) -> End {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
-            return End::Close(CloseCode::TooBig);
+            return End::Close(Disconnect::TooBig);
         }
         source = e.source();
     }
     End::PeerGone
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -4,46 +4,48 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use common::CloseCode;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::Frame;
+use crate::disconnect::Disconnect;
+use crate::locks;
 use crate::metrics::Metrics;
 
 /// Identifies one WebSocket connection for the life of the process.
-pub type ConnId = u64;
+pub(crate) type ConnId = u64;
 
 /// A frame waiting to be written to one connection.
 #[derive(Debug, Clone)]
-pub struct Outgoing {
+pub(crate) struct Outgoing {
     /// The room a chat message belongs to (None for other frames).
-    pub room: Option<Arc<str>>,
+    pub(crate) room: Option<Arc<str>>,
     /// The offset of a chat message, so the session can drop what it already sent
     /// during a replay (0 for other frames).
-    pub offset: u64,
-    pub frame: Frame,
+    pub(crate) offset: u64,
+    pub(crate) frame: Frame,
 }
 
 /// Asks a connection to close. Whoever calls [`Control::close`] first names the reason.
 #[derive(Debug, Default)]
-pub struct Control {
+pub(crate) struct Control {
     token: CancellationToken,
-    reason: OnceLock<CloseCode>,
+    reason: OnceLock<Disconnect>,
 }
 
 impl Control {
-    /// Asks the connection to close with `code`; later calls keep the first reason.
-    pub fn close(&self, code: CloseCode) {
-        let _ = self.reason.set(code);
+    /// Asks the connection to close for `why`; later calls keep the first reason.
+    pub(crate) fn close(&self, why: Disconnect) {
+        let _ = self.reason.set(why);
         self.token.cancel();
     }
 
-    /// Resolves once someone asked this connection to close.
-    pub async fn closed(&self) -> CloseCode {
+    /// Resolves once someone asked this connection to close, with the reason.
+    pub(crate) async fn closed(&self) -> Disconnect {
         self.token.cancelled().await;
-        self.reason.get().copied().unwrap_or(CloseCode::Normal)
+        // Set before the token is cancelled, so always there.
+        self.reason.get().copied().unwrap_or(Disconnect::Shutdown)
     }
 }
 
@@ -54,7 +56,7 @@ impl Control {
 /// holds nothing while empty, gives its memory back after a burst, and lets the session
 /// take everything queued in one lock, which is what write coalescing wants anyway.
 #[derive(Debug, Clone)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     queue: Arc<Queue>,
     control: Arc<Control>,
     /// Frames dropped because the queue was full (`huddle_outbox_drops_total`).
@@ -63,7 +65,7 @@ pub struct Outbox {
 
 /// The receiving side, owned by the session.
 #[derive(Debug)]
-pub struct Inbox {
+pub(crate) struct Inbox {
     queue: Arc<Queue>,
 }
 
@@ -87,15 +89,14 @@ const KEEP_CAPACITY: usize = 16;
 
 impl Queue {
     fn lock(&self) -> std::sync::MutexGuard<'_, Items> {
-        // Frames are plain data: a panic elsewhere cannot leave them half-updated.
-        self.items.lock().unwrap_or_else(|e| e.into_inner())
+        locks::lock(&self.items)
     }
 }
 
 impl Outbox {
     /// A new outbox holding at most `capacity` frames, its receiver, and its control;
     /// frames it has to drop are counted in `metrics`.
-    pub fn new(capacity: usize, metrics: &Metrics) -> (Self, Inbox, Arc<Control>) {
+    pub(crate) fn new(capacity: usize, metrics: &Metrics) -> (Self, Inbox, Arc<Control>) {
         let queue = Arc::new(Queue {
             items: Mutex::new(Items::default()),
             ready: Notify::new(),
@@ -116,7 +117,7 @@ impl Outbox {
     /// Queues a frame without waiting. A full queue means the peer reads slower than the
     /// room talks: the connection is closed with 4008 rather than letting one slow reader
     /// hold memory or slow the broadcaster. The client resumes with `since`.
-    pub fn push(&self, item: Outgoing) {
+    pub(crate) fn push(&self, item: Outgoing) {
         let mut items = self.queue.lock();
         if items.closed {
             return;
@@ -124,7 +125,7 @@ impl Outbox {
         if items.frames.len() >= self.queue.capacity {
             drop(items);
             self.dropped.inc();
-            self.control.close(CloseCode::SlowConsumer);
+            self.control.close(Disconnect::SlowConsumer);
             return;
         }
         let was_empty = items.frames.is_empty();
@@ -137,14 +138,14 @@ impl Outbox {
     }
 
     /// The connection's control, to close it for another reason.
-    pub fn control(&self) -> &Arc<Control> {
+    pub(crate) fn control(&self) -> &Arc<Control> {
         &self.control
     }
 }
 
 impl Inbox {
     /// Waits for frames, then moves up to `max` of them (oldest first) into `into`.
-    pub async fn recv_many(&self, into: &mut Vec<Outgoing>, max: usize) {
+    pub(crate) async fn recv_many(&self, into: &mut Vec<Outgoing>, max: usize) {
         loop {
             if self.try_recv_many(into, max) > 0 {
                 return;
@@ -154,7 +155,7 @@ impl Inbox {
     }
 
     /// Moves up to `max` queued frames into `into` without waiting; returns how many.
-    pub fn try_recv_many(&self, into: &mut Vec<Outgoing>, max: usize) -> usize {
+    pub(crate) fn try_recv_many(&self, into: &mut Vec<Outgoing>, max: usize) -> usize {
         let mut items = self.queue.lock();
         let n = items.frames.len().min(max);
         into.extend(items.frames.drain(..n));
@@ -167,8 +168,9 @@ impl Inbox {
         n
     }
 
-    /// The next queued frame, if any (for tests).
-    pub fn try_recv(&self) -> Option<Outgoing> {
+    /// The next queued frame, if any.
+    #[cfg(test)]
+    pub(crate) fn try_recv(&self) -> Option<Outgoing> {
         let mut one = Vec::with_capacity(1);
         self.try_recv_many(&mut one, 1);
         one.pop()

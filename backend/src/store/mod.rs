@@ -4,7 +4,7 @@
 //! The store knows rooms, offsets and messages; it knows nothing of WebSockets, JSON or
 //! sessions.
 
-pub mod redis;
+pub(crate) mod redis;
 mod sqlite;
 
 pub use self::redis::RedisStore;

@@ -1,23 +1,20 @@
 //! The shared store for several Huddle instances: history in Redis Streams.
 //!
-//! Owns the `huddle:*` keys in Redis (see the key helpers below; `broker::redis` reads the
-//! same streams through them). Every instance appends through the same Lua script, and
-//! Redis runs scripts one at a time, so each room's offsets are gap-free and totally
-//! ordered across all instances without any coordination between them:
+//! The keys are named in [`crate::cluster::keys::Keys`] (under `--redis-prefix`); the
+//! cluster broker reads the same streams through them. Every instance appends through the
+//! same Lua script, and Redis runs scripts one at a time, so each room's offsets are
+//! gap-free and totally ordered across all instances without any coordination between
+//! them:
 //!
-//! - `huddle:epoch`: names the data set; created with `SET NX` by whoever needs it first, so
+//! - `epoch`: names the data set; created with `SET NX` by whoever needs it first, so
 //!   after Redis loses its data (restart without persistence, `FLUSHALL`) it changes and
 //!   clients get `recovered: false` instead of a silent gap.
-//! - `huddle:room:{room}:seq`: the room's last offset.
-//! - `huddle:room:{room}:log`: a stream with one entry per message, id `<offset>-1`, so a
-//!   range of offsets is a range of stream ids; trimmed to about `history_max` entries.
-//! - `huddle:room:{room}:dedupe:{len}:{nick_key}:{id}`: the offset a message id was stored
-//!   at, for retries; expires after a day so it stays bounded.
-//! - `huddle:rooms`: sorted set of room names, score = last offset.
-//!
-//! Room names are `[a-z0-9_-]` (`common::validate::room`), so they cannot forge another
-//! key; nick keys and ids can contain `:`, so the nick key's length is part of the dedupe
-//! key to keep (`a:b`, `c`) and (`a`, `b:c`) apart.
+//! - `seq(room)`: the room's last offset.
+//! - `log(room)`: a stream with one entry per message, id `<offset>-1`, so a range of
+//!   offsets is a range of stream ids; trimmed to about `history_max` entries.
+//! - `dedupe(room, nick_key, id)`: the offset a message id was stored at, for retries;
+//!   expires after a day so it stays bounded.
+//! - `rooms`: sorted set of room names, score = last offset.
 
 use std::time::Duration;
 
@@ -28,47 +25,18 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamId, StreamRangeReply};
 use redis::{AsyncCommands, Script};
 
+use crate::cluster::keys::Keys;
+use crate::cluster::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+
 use super::{AppendOutcome, HistoryStore, NewMessage, Page, RoomHead, StoreError};
 
-/// The key naming the current data set.
-pub const EPOCH_KEY: &str = "huddle:epoch";
-/// The sorted set of rooms with messages.
-pub const ROOMS_KEY: &str = "huddle:rooms";
-/// Written by [`HistoryStore::check_writable`].
-const PROBE_KEY: &str = "huddle:ready_probe";
 /// How long a message id is remembered for de-duplicating retries. Clients retry within
 /// seconds to minutes; a day covers long disconnects while keeping the keys bounded.
 const DEDUPE_TTL_SECS: u64 = 86_400;
 
-/// Connecting (per attempt) may take this long before the call fails.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// A command may take this long to answer; a stopped or hung Redis then fails the call.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Hard bound on any one store call, reconnect attempts included: the writer must answer
 /// `error internal` in bounded time, never hang its whole queue on a dead Redis.
 const CALL_TIMEOUT: Duration = Duration::from_secs(4);
-
-/// The room's last offset key.
-pub fn seq_key(room: &str) -> String {
-    format!("huddle:room:{room}:seq")
-}
-
-/// The room's message stream key.
-pub fn log_key(room: &str) -> String {
-    format!("huddle:room:{room}:log")
-}
-
-fn dedupe_key(room: &str, nick_key: &str, id: &str) -> String {
-    format!(
-        "huddle:room:{room}:dedupe:{}:{nick_key}:{id}",
-        nick_key.len()
-    )
-}
-
-/// The stream entry id of an offset.
-pub fn entry_id(offset: u64) -> String {
-    format!("{offset}-1")
-}
 
 /// Appends one message atomically. KEYS: epoch, seq, log, dedupe, rooms. ARGV: room, id,
 /// nick, text, history_max, a fresh epoch, dedupe ttl. Returns {offset, duplicate, ts}.
@@ -111,6 +79,7 @@ return {redis.call('GET', KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0')}
 pub struct RedisStore {
     /// Multiplexed and self-reconnecting; cloning shares the one connection.
     conn: ConnectionManager,
+    keys: Keys,
     history_max: u64,
     append: Script,
     head: Script,
@@ -158,7 +127,7 @@ fn corrupt(what: impl Into<String>) -> StoreError {
 }
 
 /// The offset in a stream entry id `<offset>-<n>`.
-pub fn offset_of(entry_id: &str) -> Result<u64, StoreError> {
+fn offset_of(entry_id: &str) -> Result<u64, StoreError> {
     entry_id
         .split_once('-')
         .and_then(|(ms, _)| ms.parse().ok())
@@ -166,7 +135,7 @@ pub fn offset_of(entry_id: &str) -> Result<u64, StoreError> {
 }
 
 /// A message from its stream entry (fields id, nick, text, ts).
-pub fn entry_to_message(room: &str, entry: &StreamId) -> Result<ChatMessage, StoreError> {
+pub(crate) fn entry_to_message(room: &str, entry: &StreamId) -> Result<ChatMessage, StoreError> {
     let field = |name: &str| -> Result<String, StoreError> {
         entry
             .get::<String>(name)
@@ -194,8 +163,9 @@ fn to_messages(room: &str, reply: &StreamRangeReply) -> Result<Vec<ChatMessage>,
 
 impl RedisStore {
     /// Connects to `url` (`redis://host:port/db`) and makes sure the epoch exists.
-    /// `history_max` bounds each room's stream (approximately: `MAXLEN ~`).
-    pub async fn connect(url: &str, history_max: u64) -> Result<Self, StoreError> {
+    /// Its keys are named by `keys`; `history_max` bounds each room's stream
+    /// (approximately: `MAXLEN ~`).
+    pub async fn connect(url: &str, keys: Keys, history_max: u64) -> Result<Self, StoreError> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -212,6 +182,7 @@ impl RedisStore {
         .await?;
         let store = RedisStore {
             conn,
+            keys,
             history_max: history_max.max(1),
             append: Script::new(APPEND_LUA),
             head: Script::new(HEAD_LUA),
@@ -223,7 +194,7 @@ impl RedisStore {
 
     async fn first_and_last(&self, room: &str) -> Result<Option<(u64, u64)>, StoreError> {
         let mut conn = self.conn.clone();
-        let key = log_key(room);
+        let key = self.keys.log(room);
         let (first, last): (StreamRangeReply, StreamRangeReply) = redis::pipe()
             .xrange_count(&key, "-", "+", 1)
             .xrevrange_count(&key, "+", "-", 1)
@@ -253,11 +224,11 @@ impl HistoryStore for RedisStore {
         pipe.load_script(&self.append).ignore();
         for m in &batch {
             let mut inv = self.append.prepare_invoke();
-            inv.key(EPOCH_KEY)
-                .key(seq_key(&m.room))
-                .key(log_key(&m.room))
-                .key(dedupe_key(&m.room, &m.nick_key, &m.id))
-                .key(ROOMS_KEY)
+            inv.key(self.keys.epoch())
+                .key(self.keys.seq(&m.room))
+                .key(self.keys.log(&m.room))
+                .key(self.keys.dedupe(&m.room, &m.nick_key, &m.id))
+                .key(self.keys.rooms())
                 .arg(&m.room)
                 .arg(&m.id)
                 .arg(&m.nick)
@@ -296,8 +267,8 @@ impl HistoryStore for RedisStore {
     async fn head(&self, room: &str) -> Result<RoomHead, StoreError> {
         let (epoch, head): (String, u64) = bounded(|| {
             let mut conn = self.conn.clone();
-            let mut inv = self.head.key(EPOCH_KEY);
-            inv.key(seq_key(room)).arg(fresh_epoch());
+            let mut inv = self.head.key(self.keys.epoch());
+            inv.key(self.keys.seq(room)).arg(fresh_epoch());
             async move { Ok(inv.invoke_async(&mut conn).await?) }
         })
         .await?;
@@ -323,7 +294,7 @@ impl HistoryStore for RedisStore {
             let end = end.clone();
             async move {
                 Ok(conn
-                    .xrevrange_count(log_key(room), end, "-", u64::from(limit) + 1)
+                    .xrevrange_count(self.keys.log(room), end, "-", u64::from(limit) + 1)
                     .await?)
             }
         })
@@ -349,7 +320,7 @@ impl HistoryStore for RedisStore {
             let mut conn = self.conn.clone();
             async move {
                 Ok(conn
-                    .xrange_count(log_key(room), (after + 1).to_string(), "+", limit)
+                    .xrange_count(self.keys.log(room), (after + 1).to_string(), "+", limit)
                     .await?)
             }
         })
@@ -375,7 +346,8 @@ impl HistoryStore for RedisStore {
         let mut rooms: Vec<(String, u64)> = bounded(|| {
             let mut conn = self.conn.clone();
             async move {
-                let raw: Vec<(String, f64)> = conn.zrange_withscores(ROOMS_KEY, 0, -1).await?;
+                let raw: Vec<(String, f64)> =
+                    conn.zrange_withscores(self.keys.rooms(), 0, -1).await?;
                 Ok(raw
                     .into_iter()
                     .map(|(room, head)| (room, head as u64))
@@ -398,7 +370,7 @@ impl HistoryStore for RedisStore {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64);
-                let () = conn.set(PROBE_KEY, now).await?;
+                let () = conn.set(self.keys.ready_probe(), now).await?;
                 Ok(())
             }
         })
@@ -411,13 +383,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dedupe_keys_keep_colons_apart() {
-        assert_ne!(dedupe_key("r", "a:b", "c"), dedupe_key("r", "a", "b:c"));
-    }
-
-    #[test]
     fn entry_ids_round_trip() {
-        assert_eq!(offset_of(&entry_id(42)).unwrap(), 42);
+        assert_eq!(offset_of("42-1").unwrap(), 42);
         assert!(offset_of("x-1").is_err());
     }
 }

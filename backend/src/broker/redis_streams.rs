@@ -1,0 +1,149 @@
+//! The cluster broker's stream reader: delivers stored messages by reading each room's
+//! stream (`Keys::log`, entry id `<offset>-1`) with one `XREAD BLOCK` over every room
+//! with local members, from the last offset delivered here per room.
+//!
+//! Stream order is offset order, so every member on every instance sees one order; the
+//! stream is the only path, so nothing arrives twice (this instance's own messages come
+//! back through it too); and after a Redis reconnect the reader resumes from its
+//! positions, so nothing is skipped while the data survives. When it cannot deliver a
+//! room without a hole (the history was reset, or trimmed past this instance's
+//! position), it reports the room lost and its members resume on their own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, AsyncConnectionConfig};
+use tokio_util::sync::CancellationToken;
+
+use super::redis::Shared;
+use crate::cluster::{pause, Retry, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use crate::disconnect::Disconnect;
+use crate::logsafe::Escaped;
+use crate::store::redis::{entry_to_message, fresh_epoch};
+
+/// How long one `XREAD` waits for new entries. Also the longest a newly subscribed room
+/// waits before the reader includes it, so it is short.
+const READ_BLOCK: Duration = Duration::from_millis(200);
+/// Most entries taken from one room's stream per read: bounds one reply's size while a
+/// busy room catches up.
+const READ_COUNT: usize = 512;
+
+/// The stream reader task; see the module docs.
+pub(super) async fn read_streams(shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut retry = Retry::new("redis stream reader");
+    let mut epoch: Option<String> = None;
+    while !cancel.is_cancelled() {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(READ_BLOCK + RESPONSE_TIMEOUT));
+        let conn = shared
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await;
+        let result = match conn {
+            Ok(mut conn) => {
+                retry.connected();
+                read_loop(&shared, &mut conn, &mut epoch, &cancel).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            if !pause(&cancel, retry.failed(&e)).await {
+                break;
+            }
+        }
+    }
+}
+
+/// Reads and delivers until cancelled (`Ok`) or a Redis error (`Err`).
+async fn read_loop(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    epoch: &mut Option<String>,
+    cancel: &CancellationToken,
+) -> redis::RedisResult<()> {
+    let options = StreamReadOptions::default()
+        .block(READ_BLOCK.as_millis() as usize)
+        .count(READ_COUNT);
+    let epoch_key = shared.keys.epoch();
+    loop {
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
+        // A different epoch means Redis lost its data: offsets start over, so positions
+        // from the old history would skip the new one's first messages, and so would the
+        // sessions, which drop offsets they think they have. Created here when missing,
+        // exactly as the store does, so a loss is seen once.
+        let (now,): (String,) = redis::pipe()
+            .atomic()
+            .set_nx(&epoch_key, fresh_epoch())
+            .ignore()
+            .get(&epoch_key)
+            .query_async(conn)
+            .await?;
+        if epoch.as_ref().is_some_and(|e| *e != now) {
+            tracing::warn!("redis history epoch changed; closing members so they reload");
+            let mut rooms = shared.rooms();
+            for (room, position) in rooms.iter_mut() {
+                *position = 0;
+                // Their rejoin with the old epoch gets `recovered: false`.
+                shared.node.lost(room, Disconnect::EpochChanged);
+            }
+        }
+        *epoch = Some(now);
+        let (keys, ids): (Vec<String>, Vec<String>) = shared
+            .rooms()
+            .iter()
+            .map(|(room, last)| (shared.keys.log(room), format!("{last}-1")))
+            .unzip();
+        if keys.is_empty() {
+            if !pause(cancel, READ_BLOCK).await {
+                return Ok(());
+            }
+            continue;
+        }
+        let reply: Option<StreamReadReply> = tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            reply = conn.xread_options(&keys, &ids, &options) => reply?,
+        };
+        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+            let Some(room) = shared.keys.room_of_log(&stream.key) else {
+                continue;
+            };
+            deliver_entries(shared, room, &stream.ids);
+        }
+    }
+}
+
+/// Hands a room's new stream entries up to this node, in order.
+fn deliver_entries(shared: &Shared, room: &str, entries: &[StreamId]) {
+    let mut rooms = shared.rooms();
+    // Unsubscribed while the read was in flight: nobody here to deliver to.
+    let Some(position) = rooms.get_mut(room) else {
+        return;
+    };
+    for entry in entries {
+        let msg = match entry_to_message(room, entry) {
+            Ok(msg) => msg,
+            Err(e) => {
+                tracing::error!(room = %Escaped(room), error = %e, "unreadable stream entry skipped");
+                continue;
+            }
+        };
+        // Resubscribed (or reset) while the read was in flight: already delivered.
+        if msg.offset <= *position {
+            continue;
+        }
+        if *position > 0 && msg.offset > *position + 1 {
+            // The stream was trimmed (`--history-max`) past what this instance had read:
+            // its members would silently miss messages. Like an overflowing outbox,
+            // 4008 makes them resume with `since`, which tells them what is gone.
+            tracing::warn!(room = %Escaped(room), from = *position + 1, to = msg.offset - 1, "fell behind the trimmed stream; closing members with 4008");
+            shared.node.lost(room, Disconnect::FellBehind);
+        }
+        *position = msg.offset;
+        shared.node.message(msg);
+    }
+}

@@ -1,0 +1,203 @@
+//! The Redis key schema: every key and channel name Huddle uses, under one prefix
+//! (`--redis-prefix`, default `huddle`), so two deployments can share one Redis.
+//!
+//! Room names are `[a-z0-9_-]` (`common::validate::room`) and instance ids hex, so
+//! neither can reach into another key. Nick keys and message ids can contain `:`, so the
+//! dedupe key carries the nick key's length to keep (`a:b`, `c`) and (`a`, `b:c`) apart.
+//!
+//! Two Lua scripts name keys of instances they only learn about while running (which
+//! instances exist); [`LUA_KEYS`] defines those names for them, beside the Rust ones.
+
+use std::sync::Arc;
+
+/// Why a prefix cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the Redis key prefix must be 1 to 64 of A-Z a-z 0-9 _ . : - (got {0:?})")]
+pub struct BadPrefix(pub String);
+
+/// Every key name, under one prefix. Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: Arc<str>,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys {
+            prefix: Arc::from(DEFAULT_PREFIX),
+        }
+    }
+}
+
+/// The prefix when `--redis-prefix` is not given.
+pub(crate) const DEFAULT_PREFIX: &str = "huddle";
+
+/// Lua functions naming the keys a script builds itself, with the same layout as the
+/// Rust methods below. Prepended to the scripts that use them; `P` is the prefix,
+/// passed as an argument.
+pub(crate) const LUA_KEYS: &str = r"
+local function heartbeat_key(P, id) return P .. ':instance:' .. id end
+local function members_key(P, room, id) return P .. ':room:' .. room .. ':members:' .. id end
+";
+
+impl Keys {
+    /// Keys under `prefix`.
+    pub fn new(prefix: &str) -> Result<Self, BadPrefix> {
+        let ok = (1..=64).contains(&prefix.len())
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b));
+        if !ok {
+            return Err(BadPrefix(prefix.to_owned()));
+        }
+        Ok(Keys {
+            prefix: Arc::from(prefix),
+        })
+    }
+
+    /// The prefix, for scripts that build key names with [`LUA_KEYS`].
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    // History (the store).
+
+    /// Names the data set; `SET NX` when missing, so data loss changes it.
+    pub fn epoch(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
+
+    /// Sorted set of rooms with messages, score = last offset.
+    pub fn rooms(&self) -> String {
+        format!("{}:rooms", self.prefix)
+    }
+
+    /// Written by the readiness probe.
+    pub fn ready_probe(&self) -> String {
+        format!("{}:ready_probe", self.prefix)
+    }
+
+    /// A room's last offset.
+    pub fn seq(&self, room: &str) -> String {
+        format!("{}:room:{room}:seq", self.prefix)
+    }
+
+    /// A room's message stream, one entry per message, id `<offset>-1`.
+    pub fn log(&self, room: &str) -> String {
+        format!("{}:room:{room}:log", self.prefix)
+    }
+
+    /// The room of a [`Keys::log`] key.
+    pub fn room_of_log<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(&*self.prefix)?
+            .strip_prefix(":room:")?
+            .strip_suffix(":log")
+    }
+
+    /// The offset a message id was stored at, for retries.
+    pub fn dedupe(&self, room: &str, nick_key: &str, id: &str) -> String {
+        format!(
+            "{}:room:{room}:dedupe:{}:{nick_key}:{id}",
+            self.prefix,
+            nick_key.len()
+        )
+    }
+
+    // Fan-out (the broker).
+
+    /// Pub/sub channel for a room's events (notifications, presence, typing).
+    pub fn events(&self, room: &str) -> String {
+        format!("{}:room:{room}:events", self.prefix)
+    }
+
+    /// The room of an [`Keys::events`] channel.
+    pub fn room_of_events<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        channel
+            .strip_prefix(&*self.prefix)?
+            .strip_prefix(":room:")?
+            .strip_suffix(":events")
+    }
+
+    // Instances, presence and nicks.
+
+    /// Set of registered instance ids.
+    pub fn instances(&self) -> String {
+        format!("{}:instances", self.prefix)
+    }
+
+    /// An instance's heartbeat; an instance without one is dead.
+    pub fn heartbeat(&self, id: &str) -> String {
+        format!("{}:instance:{id}", self.prefix)
+    }
+
+    /// Set of rooms where an instance has members.
+    pub fn instance_rooms(&self, id: &str) -> String {
+        format!("{}:instance:{id}:rooms", self.prefix)
+    }
+
+    /// Hash, connection id → nick, of an instance's members of a room.
+    pub fn members(&self, room: &str, id: &str) -> String {
+        format!("{}:room:{room}:members:{id}", self.prefix)
+    }
+
+    /// Who holds a nick: `"{instance} {conn} {session}"`.
+    pub fn nick(&self, nick_key: &str) -> String {
+        format!("{}:nick:{nick_key}", self.prefix)
+    }
+
+    /// Set of the nick keys an instance holds, deleted by whoever sweeps it.
+    pub fn instance_nicks(&self, id: &str) -> String {
+        format!("{}:instance:{id}:nicks", self.prefix)
+    }
+
+    /// Pub/sub channel with requests for one instance ("close your connection N").
+    pub fn control(&self, id: &str) -> String {
+        format!("{}:instance:{id}:control", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_under_any_prefix() {
+        for keys in [Keys::default(), Keys::new("staging:chat").unwrap()] {
+            assert_eq!(keys.room_of_log(&keys.log("a-b_1")), Some("a-b_1"));
+            assert_eq!(keys.room_of_events(&keys.events("lobby")), Some("lobby"));
+            assert_eq!(keys.room_of_events(&keys.log("x")), None);
+        }
+        let other = Keys::new("other").unwrap();
+        assert_eq!(other.room_of_log(&Keys::default().log("x")), None);
+    }
+
+    #[test]
+    fn default_layout_is_the_documented_one() {
+        let k = Keys::default();
+        assert_eq!(k.epoch(), "huddle:epoch");
+        assert_eq!(k.seq("r"), "huddle:room:r:seq");
+        assert_eq!(k.members("r", "i"), "huddle:room:r:members:i");
+        assert_eq!(k.heartbeat("ab"), "huddle:instance:ab");
+        assert_eq!(k.nick("alice"), "huddle:nick:alice");
+        assert_eq!(k.instance_nicks("ab"), "huddle:instance:ab:nicks");
+        assert_eq!(k.control("ab"), "huddle:instance:ab:control");
+        // The Lua names follow the same layout.
+        assert!(LUA_KEYS.contains("P .. ':instance:' .. id"));
+        assert!(LUA_KEYS.contains("P .. ':room:' .. room .. ':members:' .. id"));
+    }
+
+    #[test]
+    fn dedupe_keys_keep_colons_apart() {
+        let k = Keys::default();
+        assert_ne!(k.dedupe("r", "a:b", "c"), k.dedupe("r", "a", "b:c"));
+    }
+
+    #[test]
+    fn prefixes_are_checked() {
+        assert!(Keys::new("").is_err());
+        assert!(Keys::new("a b").is_err());
+        assert!(Keys::new("{x}").is_err());
+        assert!(Keys::new(&"x".repeat(65)).is_err());
+        assert_eq!(Keys::new("team-a").unwrap().epoch(), "team-a:epoch");
+    }
+}

@@ -1,0 +1,286 @@
+//! Nick ownership across instances through Redis: one holder per nick in the cluster,
+//! session reclaim from any instance, and the control channel that closes a replaced
+//! connection on the instance that holds it.
+//!
+//! A claim goes to the local registry first (it still decides between connections of
+//! this instance), then to Redis: `nick(key)` holds `"{instance} {conn} {session}"`
+//! (instance ids are hex, connection ids decimal, tokens alphanumeric, so the space
+//! split is unambiguous) and `instance_nicks(id)` lists the keys an instance took, for
+//! the sweep of a dead instance. A holder whose instance has no heartbeat is dead, so its
+//! nick is free: the claim script checks that in the same atomic step as the write, so
+//! two instances can never both win. Release is compare-and-delete, so a replaced
+//! connection's clean-up cannot free its successor's nick.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Client, RedisResult, Script};
+use tokio_util::sync::CancellationToken;
+
+use super::{ClaimError, MemoryNicks, NickRegistry};
+use crate::cluster::instance::{Instance, Recorded};
+use crate::cluster::keys::LUA_KEYS;
+use crate::cluster::{pause, Retry, CONNECT_TIMEOUT};
+use crate::codec::{self, Evict};
+use crate::identity::Identity;
+use crate::logsafe::Escaped;
+use crate::session::outbox::{ConnId, Control};
+
+/// Claims `KEYS[1]` for `ARGV[1] ARGV[2] ARGV[3]` (instance, conn, session; prefix
+/// `ARGV[5]`). A live holder with another session keeps it (`{'taken', instance, conn}`)
+/// unless `ARGV[4]` is `force`; otherwise the claim wins and returns the holder it
+/// replaced, if any, so that instance can be told to close it.
+const CLAIM_LUA: &str = r"
+local cur = redis.call('GET', KEYS[1])
+local inst, conn, sess
+if cur then
+  inst, conn, sess = string.match(cur, '^(%S+) (%S+) (%S+)$')
+end
+if inst and sess ~= ARGV[3] and ARGV[4] ~= 'force'
+   and redis.call('EXISTS', heartbeat_key(ARGV[5], inst)) == 1 then
+  return {'taken', inst, conn}
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3])
+redis.call('SADD', KEYS[2], KEYS[1])
+if inst and sess == ARGV[3] and not (inst == ARGV[1] and conn == ARGV[2]) then
+  return {'replaced', inst, conn}
+end
+return {'ok'}
+";
+
+/// Frees `KEYS[1]` if `ARGV[1]` (`"{instance} {conn} "`) still holds it.
+const RELEASE_LUA: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, #ARGV[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], KEYS[1])
+end
+return 0
+";
+
+/// What a claim in Redis found.
+#[derive(Debug, PartialEq, Eq)]
+enum Claimed {
+    /// The nick is this connection's; nobody else held it.
+    Free,
+    /// The same session held it on `instance` as `conn`; that connection must be closed.
+    Replaced { instance: String, conn: ConnId },
+    /// A live connection of another session holds it.
+    Taken { instance: String, conn: ConnId },
+}
+
+/// Cluster-wide nick ownership; see the module docs.
+pub(crate) struct RedisNicks {
+    local: MemoryNicks,
+    instance: Arc<Instance>,
+    conn: ConnectionManager,
+    claim: Script,
+    release: Script,
+}
+
+impl RedisNicks {
+    pub(crate) fn new(instance: Arc<Instance>, conn: ConnectionManager) -> Self {
+        RedisNicks {
+            local: MemoryNicks::default(),
+            instance,
+            conn,
+            claim: Script::new(&format!("{LUA_KEYS}{CLAIM_LUA}")),
+            release: Script::new(RELEASE_LUA),
+        }
+    }
+
+    /// Claims `key` in Redis for local connection `conn`; `force` overrides a live
+    /// holder (only for a holder this instance knows is gone).
+    async fn claim_in_redis(
+        &self,
+        redis: &mut ConnectionManager,
+        key: &str,
+        session: &str,
+        conn: ConnId,
+        force: bool,
+    ) -> RedisResult<Claimed> {
+        let (keys, id) = (self.instance.keys(), self.instance.id());
+        let reply: Vec<String> = self
+            .claim
+            .key(keys.nick(key))
+            .key(keys.instance_nicks(id))
+            .arg(id)
+            .arg(conn)
+            .arg(session)
+            .arg(if force { "force" } else { "" })
+            .arg(keys.prefix())
+            .invoke_async(redis)
+            .await?;
+        let holder = || {
+            let instance = reply.get(1).cloned().unwrap_or_default();
+            let conn = reply.get(2).and_then(|c| c.parse().ok()).unwrap_or(0);
+            (instance, conn)
+        };
+        Ok(match reply.first().map(String::as_str) {
+            Some("taken") => {
+                let (instance, conn) = holder();
+                Claimed::Taken { instance, conn }
+            }
+            Some("replaced") => {
+                let (instance, conn) = holder();
+                Claimed::Replaced { instance, conn }
+            }
+            _ => Claimed::Free,
+        })
+    }
+
+    /// The cluster half of a claim the local registry already granted.
+    async fn claim_cluster(&self, who: &Identity, conn: ConnId) -> Result<(), ClaimError> {
+        let mut redis = self.conn.clone();
+        let unavailable = |e: redis::RedisError| ClaimError::Unavailable(Box::new(e));
+        let mut claimed = self
+            .claim_in_redis(&mut redis, &who.key, &who.session, conn, false)
+            .await
+            .map_err(unavailable)?;
+        if let Claimed::Taken {
+            instance,
+            conn: holder,
+        } = &claimed
+        {
+            // Held by a connection of this instance that is gone: its release never
+            // reached Redis (an outage), so the entry is stale.
+            if instance == self.instance.id() && !self.local.holds(&who.key, *holder) {
+                claimed = self
+                    .claim_in_redis(&mut redis, &who.key, &who.session, conn, true)
+                    .await
+                    .map_err(unavailable)?;
+            }
+        }
+        match claimed {
+            Claimed::Free => Ok(()),
+            Claimed::Taken { .. } => Err(ClaimError::Taken),
+            Claimed::Replaced {
+                instance,
+                conn: old,
+            } => {
+                if instance == self.instance.id() {
+                    // The local claim closed it already, unless it was gone.
+                    self.local.evict(&who.key, old);
+                } else {
+                    let evict = codec::encode_evict(&Evict {
+                        evict: old,
+                        nick: who.key.to_string(),
+                    });
+                    let sent: RedisResult<()> = redis
+                        .publish(self.instance.keys().control(&instance), evict)
+                        .await;
+                    if let Err(e) = sent {
+                        // The old connection stays open until it drops by itself; it has
+                        // the same session, so it is the same person.
+                        tracing::warn!(nick = %Escaped(&who.key), error = %e, "reclaimed session's old connection not told to close");
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Listens on this instance's control channel and closes the connections whose
+    /// sessions were reclaimed elsewhere, until cancelled.
+    pub(crate) async fn obey_control(self: Arc<Self>, client: Client, cancel: CancellationToken) {
+        let channel = self.instance.keys().control(self.instance.id());
+        let mut retry = Retry::new("redis control subscriber");
+        while !cancel.is_cancelled() {
+            let result = async {
+                let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
+                    .await
+                    .map_err(|_| "connect timed out".to_owned())?
+                    .map_err(|e| e.to_string())?;
+                pubsub
+                    .subscribe(&channel)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                retry.connected();
+                let mut messages = pubsub.on_message();
+                loop {
+                    tokio::select! {
+                        () = cancel.cancelled() => return Ok(()),
+                        msg = messages.next() => {
+                            let Some(msg) = msg else {
+                                return Err("connection closed".to_owned());
+                            };
+                            self.evict(msg.get_payload_bytes());
+                        }
+                    }
+                }
+            }
+            .await;
+            if let Err(e) = result {
+                if !pause(&cancel, retry.failed(&e)).await {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn evict(&self, payload: &[u8]) {
+        match codec::decode_evict(payload) {
+            Ok(Evict { evict, nick }) => {
+                if self.local.evict(&nick, evict) {
+                    tracing::info!(nick = %Escaped(&nick), conn = evict, "session reclaimed on another instance; closing with 4001");
+                }
+            }
+            Err(_) => tracing::warn!("unreadable control message skipped"),
+        }
+    }
+}
+
+#[async_trait]
+impl NickRegistry for RedisNicks {
+    async fn claim(
+        &self,
+        nick: &str,
+        session: Option<&str>,
+        conn: ConnId,
+        control: Arc<Control>,
+    ) -> Result<Identity, ClaimError> {
+        let who = self.local.claim_local(nick, session, conn, control)?;
+        if let Err(e) = self.claim_cluster(&who, conn).await {
+            self.local.release_local(&who.key, conn);
+            return Err(e);
+        }
+        Ok(who)
+    }
+
+    async fn release(&self, who: &Identity, conn: ConnId) {
+        self.local.release_local(&who.key, conn);
+        let (keys, id) = (self.instance.keys(), self.instance.id());
+        let released: RedisResult<()> = self
+            .release
+            .key(keys.nick(&who.key))
+            .key(keys.instance_nicks(id))
+            .arg(format!("{id} {conn} "))
+            .invoke_async(&mut self.conn.clone())
+            .await;
+        if let Err(e) = released {
+            // The next claim of this nick sees the entry names a connection this
+            // instance no longer has, and overrides it.
+            tracing::warn!(nick = %Escaped(&who.key), error = %e, "nick not released in redis");
+        }
+    }
+}
+
+#[async_trait]
+impl Recorded for RedisNicks {
+    /// Claims every local nick again; one that someone else took meanwhile closes its
+    /// local holder, since one of the two must go and the other got it first.
+    async fn record_again(&self, redis: &mut ConnectionManager) -> RedisResult<()> {
+        for (key, member, session) in self.local.holders() {
+            let claimed = self
+                .claim_in_redis(redis, &key, &session, member, false)
+                .await?;
+            if let Claimed::Taken { .. } = claimed {
+                tracing::warn!(nick = %Escaped(&key), "nick taken elsewhere while redis was lost; closing the local holder");
+                self.local.evict(&key, member);
+            }
+        }
+        Ok(())
+    }
+}
