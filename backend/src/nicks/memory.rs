@@ -36,49 +36,6 @@ fn new_session_token() -> String {
 }
 
 impl MemoryNicks {
-    /// Claims `nick` on this node; see [`NickRegistry::claim`].
-    pub(crate) fn claim_local(
-        &self,
-        nick: &str,
-        session: Option<&str>,
-        conn: ConnId,
-        control: Arc<Control>,
-    ) -> Result<Identity, ClaimError> {
-        let key = validate::nick_key(nick);
-        let mut held = locks::lock(&self.held);
-        let token: Arc<str> = match (held.get(&key), session) {
-            (Some(holder), Some(s)) if &*holder.session == s => {
-                holder.control.close(Disconnect::SessionTaken);
-                Arc::clone(&holder.session)
-            }
-            (Some(_), _) => return Err(ClaimError::Taken),
-            (None, Some(s)) if is_session_token(s) => Arc::from(s),
-            (None, _) => Arc::from(new_session_token()),
-        };
-        let who = Identity {
-            nick: Arc::from(nick),
-            key: Arc::from(key.as_str()),
-            session: Arc::clone(&token),
-        };
-        held.insert(
-            key,
-            Holder {
-                conn,
-                session: token,
-                control,
-            },
-        );
-        Ok(who)
-    }
-
-    /// Frees `key` if connection `conn` still holds it.
-    pub(crate) fn release_local(&self, key: &str, conn: ConnId) {
-        let mut held = locks::lock(&self.held);
-        if held.get(key).is_some_and(|h| h.conn == conn) {
-            held.remove(key);
-        }
-    }
-
     /// Closes connection `conn` with 4001 if it still holds `key`: its session was
     /// reclaimed on another instance. The session's own release frees the nick here.
     pub(crate) fn evict(&self, key: &str, conn: ConnId) -> bool {
@@ -118,11 +75,38 @@ impl NickRegistry for MemoryNicks {
         conn: ConnId,
         control: Arc<Control>,
     ) -> Result<Identity, ClaimError> {
-        self.claim_local(nick, session, conn, control)
+        let key = validate::nick_key(nick);
+        let mut held = locks::lock(&self.held);
+        let token: Arc<str> = match (held.get(&key), session) {
+            (Some(holder), Some(s)) if &*holder.session == s => {
+                holder.control.close(Disconnect::SessionTaken);
+                Arc::clone(&holder.session)
+            }
+            (Some(_), _) => return Err(ClaimError::Taken),
+            (None, Some(s)) if is_session_token(s) => Arc::from(s),
+            (None, _) => Arc::from(new_session_token()),
+        };
+        let who = Identity {
+            nick: Arc::from(nick),
+            key: Arc::from(key.as_str()),
+            session: Arc::clone(&token),
+        };
+        held.insert(
+            key,
+            Holder {
+                conn,
+                session: token,
+                control,
+            },
+        );
+        Ok(who)
     }
 
     async fn release(&self, who: &Identity, conn: ConnId) {
-        self.release_local(&who.key, conn);
+        let mut held = locks::lock(&self.held);
+        if held.get(&*who.key).is_some_and(|h| h.conn == conn) {
+            held.remove(&*who.key);
+        }
     }
 }
 

@@ -241,16 +241,16 @@ impl NickRegistry for RedisNicks {
         conn: ConnId,
         control: Arc<Control>,
     ) -> Result<Identity, ClaimError> {
-        let who = self.local.claim_local(nick, session, conn, control)?;
+        let who = self.local.claim(nick, session, conn, control).await?;
         if let Err(e) = self.claim_cluster(&who, conn).await {
-            self.local.release_local(&who.key, conn);
+            self.local.release(&who, conn).await;
             return Err(e);
         }
         Ok(who)
     }
 
     async fn release(&self, who: &Identity, conn: ConnId) {
-        self.local.release_local(&who.key, conn);
+        self.local.release(who, conn).await;
         let (keys, id) = (self.instance.keys(), self.instance.id());
         let released: RedisResult<()> = self
             .release
