@@ -289,4 +289,27 @@ mod tests {
         let again = hub.join(&room, 1, "a".into(), a).unwrap();
         assert!(again.version > second.version);
     }
+
+    #[tokio::test]
+    async fn stored_messages_and_lost_rooms_reach_every_member() {
+        let hub = Hub::default();
+        let metrics = Metrics::default();
+        let room: Arc<str> = Arc::from("r");
+        let (a, rx_a, control) = Outbox::new(4, &metrics);
+        hub.join(&room, 1, "a".into(), a);
+        hub.message(ChatMessage {
+            room: "r".to_owned(),
+            offset: 3,
+            id: "m".to_owned(),
+            nick: "b".to_owned(),
+            text: "hi".to_owned(),
+            ts: 1,
+        });
+        let item = rx_a.try_recv().unwrap();
+        assert_eq!((item.offset, item.room.as_deref()), (3, Some("r")));
+        assert!(item.frame.as_str().contains(r#""type":"message""#));
+        assert!(hub.has_members("r") && !hub.has_members("other"));
+        hub.lost("r", Disconnect::FellBehind);
+        assert_eq!(control.closed().await, Disconnect::FellBehind);
+    }
 }

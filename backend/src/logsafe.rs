@@ -78,6 +78,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_chain_shows_every_cause_escaped() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("inner\nforged line"));
+        assert_eq!(Chain(&e).to_string(), "outer: inner\\nforged line");
+    }
+
+    #[test]
     fn control_characters_become_visible_and_the_rest_is_kept() {
         let shown = Escaped("a\nb\r\tc\x1b[31md\u{7f}\u{85}é\u{2028}\u{202e}x\\n").to_string();
         assert_eq!(

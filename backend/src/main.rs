@@ -83,10 +83,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
         backend::run(listener, config, shutdown_signal())
             .await
             .map_err(|e| match e {
-                RunError::Store(e) => anyhow::anyhow!(
-                    "{e}; pick a writable file with --db (the directory {} must exist and be writable)",
+                RunError::Store(e) => anyhow::Error::new(e).context(format!(
+                    "pick a writable file with --db (the directory {} must exist and be writable)",
                     db.parent().filter(|p| !p.as_os_str().is_empty()).map_or(".".into(), |p| p.display().to_string())
-                ),
+                )),
                 other => other.into(),
             })
     })

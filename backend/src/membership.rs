@@ -14,7 +14,7 @@ use crate::clock::now_ms;
 use crate::codec;
 use crate::hub::{Change, Hub};
 use crate::identity::Identity;
-use crate::logsafe::Escaped;
+use crate::logsafe::{Chain, Escaped};
 use crate::metrics::{Broadcast, Metrics};
 use crate::presence::{Departed, Presence};
 use crate::session::outbox::{ConnId, Outbox};
@@ -214,7 +214,7 @@ impl Membership {
         msg: &ServerMsg,
     ) {
         if let Err(e) = self.publish(room, except, msg).await {
-            tracing::warn!(room = %Escaped(room), error = %e, "event not published");
+            tracing::warn!(room = %Escaped(room), error = %Chain(&e), "event not published");
         }
     }
 }

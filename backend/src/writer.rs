@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
-use crate::logsafe::Escaped;
+use crate::logsafe::{Chain, Escaped};
 use crate::metrics::{Broadcast, Metrics};
 use crate::store::{AppendOutcome, HistoryStore, NewMessage, StoreError};
 
@@ -102,7 +102,7 @@ async fn run(
                         match broker.publish_stored(m).await {
                             Ok(()) => metrics.broadcast(Broadcast::Message),
                             Err(e) => {
-                                tracing::warn!(error = %e, room = %Escaped(&m.room), offset = m.offset, "broadcast failed");
+                                tracing::warn!(error = %Chain(&e), room = %Escaped(&m.room), offset = m.offset, "broadcast failed");
                             }
                         }
                     }
@@ -110,7 +110,7 @@ async fn run(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "history write failed; batch not acknowledged");
+                tracing::error!(error = %Chain(&e), "history write failed; batch not acknowledged");
                 let err = WriteError::Store(Arc::new(e));
                 for reply in replies {
                     let _ = reply.send(Err(err.clone()));

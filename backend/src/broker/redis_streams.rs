@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::redis::Shared;
 use crate::cluster::{pause, Retry, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::disconnect::Disconnect;
-use crate::logsafe::Escaped;
+use crate::logsafe::{Chain, Escaped};
 use crate::store::redis::{entry_to_message, fresh_epoch};
 
 /// How long one `XREAD` waits for new entries. Also the longest a newly subscribed room
@@ -128,7 +128,7 @@ fn deliver_entries(shared: &Shared, room: &str, entries: &[StreamId]) {
         let msg = match entry_to_message(room, entry) {
             Ok(msg) => msg,
             Err(e) => {
-                tracing::error!(room = %Escaped(room), error = %e, "unreadable stream entry skipped");
+                tracing::error!(room = %Escaped(room), error = %Chain(&e), "unreadable stream entry skipped");
                 continue;
             }
         };

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::logsafe::Chain;
 use crate::metrics;
 use crate::state::AppState;
 
@@ -35,7 +36,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(READY_TIMEOUT, state.store.check_writable()).await {
         Ok(Ok(())) => Json(json!({ "ready": true })).into_response(),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "not ready: the history store cannot be written");
+            tracing::warn!(error = %Chain(&e), "not ready: the history store cannot be written");
             not_ready("the history store cannot be written")
         }
         Err(_) => {

@@ -67,17 +67,17 @@ pub struct Page {
 /// A failure of the storage itself (never of the caller's input).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the database at {path}: {source}")]
+    #[error("cannot open the database at {path}")]
     Open {
         path: String,
         #[source]
         source: rusqlite::Error,
     },
-    #[error("database error: {0}")]
+    #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("storage task failed: {0}")]
-    Task(String),
-    #[error("redis error: {0}")]
+    #[error("storage task failed")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("redis error")]
     Redis(#[from] ::redis::RedisError),
     #[error("redis did not answer within {0:?}")]
     Timeout(std::time::Duration),

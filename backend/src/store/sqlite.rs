@@ -139,7 +139,7 @@ impl SqliteStore {
             Ok(result?)
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(StoreError::Task)?
     }
 }
 
@@ -218,7 +218,7 @@ impl HistoryStore for SqliteStore {
             Ok(append_in_tx(&mut w, batch)?)
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(StoreError::Task)?
     }
 
     async fn head(&self, room: &str) -> Result<RoomHead, StoreError> {
@@ -306,7 +306,7 @@ impl HistoryStore for SqliteStore {
             Ok(())
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(StoreError::Task)?
     }
 
     async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError> {
