@@ -170,8 +170,11 @@ async fn pings_keep_a_reading_peer_alive_and_an_idle_peer_is_closed() {
     assert!(pings >= 5, "got {pings} pings");
     alive.send(json!({"type": "list_rooms"})).await;
     alive.expect("rooms").await;
-    // The idle client never read, so it never ponged.
-    assert_eq!(idle.expect_close().await, Some(1001));
+    // The idle client never read, so it never ponged; the reason says so, unlike a
+    // shutdown's.
+    let (code, reason) = idle.expect_close_frame().await.expect("a close frame");
+    assert_eq!(code, 1001);
+    assert!(reason.starts_with("idle"), "{reason:?}");
 }
 
 #[tokio::test]

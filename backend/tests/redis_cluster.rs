@@ -755,3 +755,42 @@ async fn an_instance_that_falls_behind_the_trimmed_stream_closes_its_members() {
     assert_eq!(joined["head"], BURST + 1);
     frozen.kill9().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_prefixes_on_one_redis_are_two_separate_chats() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start().await;
+    let deployment = |prefix: &'static str| {
+        let url = redis.url();
+        TestServer::with(move |c| {
+            c.redis = Some(url);
+            c.redis_prefix = prefix.to_owned();
+        })
+    };
+    let (blue, green) = (deployment("blue").await, deployment("team:green").await);
+    // The same nick in each: nick ownership is per deployment.
+    let mut b = blue.member("alice", "lobby").await;
+    let mut g = green.member("alice", "lobby").await;
+    assert_eq!(send_one(&mut b, "lobby", "blue 1").await, Ok(1));
+    assert_eq!(send_one(&mut b, "lobby", "blue 2").await, Ok(2));
+    // Green's history starts over: its own first message is its offset 1.
+    assert_eq!(send_one(&mut g, "lobby", "green 1").await, Ok(1));
+    assert_eq!(g.history_texts("lobby").await, ["green 1"]);
+    assert_eq!(b.history_texts("lobby").await, ["blue 1", "blue 2"]);
+    // Every key either deployment wrote is under its prefix.
+    let keys: Vec<String> = redis.cmd(&["KEYS", "*"]).await;
+    assert!(!keys.is_empty());
+    for key in &keys {
+        assert!(
+            key.starts_with("blue:") || key.starts_with("team:green:"),
+            "{key} is outside both prefixes"
+        );
+    }
+    assert!(keys.iter().any(|k| k == "blue:room:lobby:seq"), "{keys:?}");
+    assert!(
+        keys.iter().any(|k| k == "team:green:room:lobby:seq"),
+        "{keys:?}"
+    );
+}

@@ -206,12 +206,20 @@ impl Client {
     /// Reads until the server closes; returns the close code (None if the connection
     /// ended without a close frame).
     pub async fn expect_close(&mut self) -> Option<u16> {
+        self.expect_close_frame().await.map(|(code, _)| code)
+    }
+
+    /// The close frame's code and reason, skipping other frames; `None` when the
+    /// connection ended without one.
+    pub async fn expect_close_frame(&mut self) -> Option<(u16, String)> {
         loop {
             match tokio::time::timeout(WAIT, self.ws.next())
                 .await
                 .expect("timed out waiting for close")
             {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code.into()),
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map(|f| (f.code.into(), f.reason.to_string()))
+                }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return None,
             }
