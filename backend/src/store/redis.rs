@@ -25,6 +25,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamId, StreamRangeReply};
 use redis::{AsyncCommands, Script};
 
+use crate::clock::now_ms;
 use crate::cluster::keys::Keys;
 use crate::cluster::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 
@@ -367,10 +368,7 @@ impl HistoryStore for RedisStore {
         bounded(|| {
             let mut conn = self.conn.clone();
             async move {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                let () = conn.set(self.keys.ready_probe(), now).await?;
+                let () = conn.set(self.keys.ready_probe(), now_ms()).await?;
                 Ok(())
             }
         })

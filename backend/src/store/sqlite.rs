@@ -7,12 +7,14 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use common::ChatMessage;
 use rand::distr::{Alphanumeric, SampleString};
 use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::clock::now_ms;
+use crate::locks;
 
 use super::{AppendOutcome, HistoryStore, NewMessage, Page, RoomHead, StoreError};
 
@@ -75,12 +77,6 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl SqliteStore {
     /// Opens (or creates) the database at `path` and its schema.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -122,17 +118,13 @@ impl SqliteStore {
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let pooled = inner
-                .readers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop();
+            let pooled = locks::lock(&inner.readers).pop();
             let conn = match pooled {
                 Some(c) => c,
                 None => open_conn(&inner.path)?,
             };
             let result = f(&conn);
-            let mut pool = inner.readers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pool = locks::lock(&inner.readers);
             if pool.len() < READ_POOL {
                 pool.push(conn);
             }
@@ -214,7 +206,7 @@ impl HistoryStore for SqliteStore {
     async fn append_batch(&self, batch: Vec<NewMessage>) -> Result<Vec<AppendOutcome>, StoreError> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let mut w = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = locks::lock(&inner.writer);
             Ok(append_in_tx(&mut w, batch)?)
         })
         .await
@@ -297,7 +289,7 @@ impl HistoryStore for SqliteStore {
             // Through the writer's own connection, so the probe fails exactly when
             // appends would (read-only file, full disk, broken schema); committed, not
             // rolled back, because only a commit reaches the WAL and its fsync.
-            let w = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let w = locks::lock(&inner.writer);
             w.conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('ready_probe', ?1)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
