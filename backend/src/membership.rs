@@ -299,7 +299,7 @@ mod tests {
     async fn joins_are_announced_to_the_others_with_the_list() {
         let (m, _hub, metrics) = membership(100);
         let room: Arc<str> = Arc::from("r");
-        let (a, b) = (person(1, "ann", &metrics), person(2, "bob", &metrics));
+        let (a, b) = (person(1, "zoe", &metrics), person(2, "bob", &metrics));
         let first = m.join(&room, a.conn, &a.who, &a.outbox).await.unwrap();
         assert!(first.unwrap().edge);
         let change = m.join(&room, b.conn, &b.who, &b.outbox).await.unwrap();
@@ -316,7 +316,10 @@ mod tests {
         assert!(
             matches!(&got[0], ServerMsg::Notification { text, kind: NotificationKind::Joined, .. } if text == "bob joined")
         );
-        assert!(matches!(&got[1], ServerMsg::Presence { nicks, .. } if nicks == &["ann", "bob"]));
+        assert!(
+            matches!(&got[1], ServerMsg::Presence { nicks, .. } if nicks == &["zoe", "bob"]),
+            "connection order"
+        );
         assert_eq!(got.len(), 2);
         assert!(received(&b).is_empty(), "the actor is not told");
     }

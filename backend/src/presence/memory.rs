@@ -15,9 +15,9 @@ impl Presence for MemoryPresence {
 
     async fn left(&self, _room: &str, _conn: ConnId) {}
 
-    async fn members(&self, _room: &str, mut local: Vec<String>) -> Vec<String> {
-        local.sort();
-        local.dedup();
+    /// The hub's list as it is: in connection order, which the protocol documents for
+    /// one instance.
+    async fn members(&self, _room: &str, local: Vec<String>) -> Vec<String> {
         local
     }
 }
@@ -27,10 +27,10 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn lists_are_sorted_and_deduplicated() {
+    async fn the_list_is_the_hubs_in_connection_order() {
         let presence = MemoryPresence;
         presence.joined("r", 1, "bob").await;
-        let local = vec!["bob".to_owned(), "alice".to_owned(), "bob".to_owned()];
-        assert_eq!(presence.members("r", local).await, ["alice", "bob"]);
+        let local = vec!["bob".to_owned(), "alice".to_owned()];
+        assert_eq!(presence.members("r", local).await, ["bob", "alice"]);
     }
 }

@@ -30,7 +30,8 @@ pub(crate) trait Presence: Send + Sync + 'static {
     async fn joined(&self, room: &str, conn: ConnId, nick: &str);
     /// Undoes [`Presence::joined`].
     async fn left(&self, room: &str, conn: ConnId);
-    /// The room's nicks on every live node, sorted and deduplicated, given this node's
-    /// (`local`, current even when the others lag).
+    /// The room's nicks on every live node, given this node's (`local`, current even
+    /// when the others lag): across nodes sorted and deduplicated, on one node in
+    /// connection order.
     async fn members(&self, room: &str, local: Vec<String>) -> Vec<String>;
 }
