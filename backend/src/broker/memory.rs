@@ -40,3 +40,49 @@ impl Broker for MemoryBroker {
 
     async fn unsubscribe(&self, _room: &str) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Frame;
+    use crate::hub::Hub;
+    use crate::metrics::Metrics;
+    use crate::session::outbox::Outbox;
+
+    #[tokio::test]
+    async fn stored_messages_and_events_come_straight_back_to_this_node() {
+        let hub = Hub::default();
+        let broker = MemoryBroker::new(Arc::new(hub.clone()));
+        let metrics = Metrics::default();
+        let room: Arc<str> = Arc::from("r");
+        let (outbox, inbox, _) = Outbox::new(8, &metrics);
+        hub.join(&room, 1, "a".into(), outbox);
+        broker.subscribe("r").await.unwrap();
+        let msg = ChatMessage {
+            room: "r".to_owned(),
+            offset: 1,
+            id: "m1".to_owned(),
+            nick: "b".to_owned(),
+            text: "hi".to_owned(),
+            ts: 0,
+        };
+        broker.publish_stored(&msg).await.unwrap();
+        let event = Event {
+            room: Arc::clone(&room),
+            except: None,
+            frame: Frame::from("{}"),
+        };
+        broker.publish(event.clone()).await.unwrap();
+        broker
+            .publish(Event {
+                except: Some(1),
+                ..event
+            })
+            .await
+            .unwrap();
+        assert_eq!(inbox.try_recv().map(|i| i.offset), Some(1));
+        assert_eq!(inbox.try_recv().map(|i| i.offset), Some(0));
+        assert!(inbox.try_recv().is_none(), "the actor is skipped");
+        broker.unsubscribe("r").await;
+    }
+}
