@@ -13,13 +13,14 @@ use std::fs;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
 use serde_json::{json, Value};
 
+use crate::process::Supervised;
 use crate::{exe, setup, Ctx};
 
 /// The p99 the `fanout` ramp must stay within (the target).
@@ -263,7 +264,7 @@ impl<'a> Bench<'a> {
             .args(extra)
             .args(&self.server_args);
         let mut proc = Proc::spawn("huddle", cmd, &log)?;
-        proc.wait_listening(addr)?;
+        proc.process.wait_listening(addr)?;
         proc.addr = Some(addr);
         Ok(proc)
     }
@@ -677,36 +678,24 @@ impl Numbers {
     }
 }
 
-/// A child process (server or Redis), stopped when dropped: SIGTERM, then SIGKILL
-/// after 5 s. Its output goes to a log file, shown if it fails to start.
+/// A server or Redis for one step, stopped when dropped, with the address it serves.
 struct Proc {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
+    process: Supervised,
     addr: Option<SocketAddr>,
 }
 
 impl Proc {
+    /// Starts `cmd` with its output in `log`.
     fn spawn(name: &'static str, mut cmd: Command, log: &Path) -> Result<Proc> {
-        let file =
-            fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-        cmd.stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("could not start {name}"))?;
         Ok(Proc {
-            name,
-            child,
-            log: log.to_path_buf(),
+            process: Supervised::spawn_logged(name, &mut cmd, log)?,
             addr: None,
         })
     }
 
     /// The process id: `prlimit` and `taskset` exec the program, so it is the server's.
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     fn url(&self) -> String {
@@ -714,43 +703,6 @@ impl Proc {
             Some(addr) => format!("ws://{addr}/ws"),
             None => String::new(),
         }
-    }
-
-    fn wait_listening(&mut self, addr: SocketAddr) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            let exited = !matches!(self.child.try_wait(), Ok(None));
-            if exited || Instant::now() > deadline {
-                let log = fs::read_to_string(&self.log).unwrap_or_default();
-                let lines: Vec<&str> = log.lines().collect();
-                let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-                bail!(
-                    "{} did not start listening on {addr}; its output:\n{tail}",
-                    self.name
-                );
-            }
-            thread::sleep(Duration::from_millis(25));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.pid().to_string()])
-                .stderr(Stdio::null())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
     }
 }
 

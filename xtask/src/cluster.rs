@@ -7,13 +7,14 @@
 //! lives in `target/cluster/` and starts empty each time.
 
 use std::fs;
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
+use crate::process::Supervised;
 use crate::{dist, setup, Ctx};
 
 /// Where nginx listens: the URL to open.
@@ -23,30 +24,6 @@ const INSTANCES: [&str; 3] = ["127.0.0.1:3001", "127.0.0.1:3002", "127.0.0.1:300
 /// The private Redis (not 6379, which a system Redis may hold).
 const REDIS_PORT: u16 = 6391;
 const NGINX_TEMPLATE: &str = include_str!("../../deploy/nginx-cluster.conf");
-
-/// Child processes, killed when dropped (also when starting one of them fails).
-struct Fleet(Vec<(String, Child)>);
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        // SIGTERM first: nginx's master passes it on to its workers, which a SIGKILL to
-        // the master would leave running.
-        for (_, child) in &self.0 {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for (_, child) in &mut self.0 {
-            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 pub(crate) fn cluster(ctx: &Ctx) -> Result<()> {
     dist(ctx)?;
@@ -64,41 +41,36 @@ pub(crate) fn cluster(ctx: &Ctx) -> Result<()> {
     }
     fs::create_dir_all(&state).with_context(|| format!("cannot create {}", state.display()))?;
 
-    let mut fleet = Fleet(Vec::new());
+    // Every process is stopped when this is dropped, also when starting one fails.
+    let mut fleet: Vec<Supervised> = Vec::new();
     let port = REDIS_PORT.to_string();
-    let redis_child = ctx
-        .cmd(redis)
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(&state)
-        .stdout(Stdio::null())
-        .spawn()
-        .context("could not start redis-server")?;
-    fleet.0.push(("redis-server".to_owned(), redis_child));
-    wait_listening(&format!("127.0.0.1:{port}"), "redis-server")?;
+    let mut redis_cmd = ctx.cmd(redis);
+    redis_cmd.args([
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]);
+    redis_cmd.arg("--dir").arg(&state).stdout(Stdio::null());
+    fleet.push(Supervised::spawn("redis-server", &mut redis_cmd)?);
+    let redis_addr = SocketAddr::from(([127, 0, 0, 1], REDIS_PORT));
+    fleet[0].wait_listening(redis_addr)?;
 
     let huddle = ctx.target_dir().join("release").join(crate::exe("huddle"));
     let url = format!("redis://127.0.0.1:{port}/0");
     for (i, addr) in INSTANCES.iter().enumerate() {
-        let child = Command::new(&huddle)
-            .args(["--addr", addr, "--redis", &url])
+        let mut cmd = Command::new(&huddle);
+        cmd.args(["--addr", addr, "--redis", &url])
             .arg("--db")
-            .arg(state.join(format!("unused-{i}.db")))
-            .spawn()
-            .with_context(|| format!("could not start {}", huddle.display()))?;
-        fleet.0.push((format!("huddle on {addr}"), child));
+            .arg(state.join(format!("unused-{i}.db")));
+        fleet.push(Supervised::spawn(format!("huddle on {addr}"), &mut cmd)?);
     }
-    for addr in INSTANCES {
-        wait_listening(addr, "huddle")?;
+    for (i, addr) in INSTANCES.iter().enumerate() {
+        fleet[1 + i].wait_listening(addr.parse()?)?;
     }
 
     let open = match setup::nginx_binary(ctx) {
@@ -113,16 +85,16 @@ pub(crate) fn cluster(ctx: &Ctx) -> Result<()> {
                 .replace("__UPSTREAMS__", &servers.join("\n        "));
             let conf_path = state.join("nginx.conf");
             fs::write(&conf_path, conf)?;
-            let child = Command::new(nginx)
-                .arg("-p")
-                .arg(&state)
-                .arg("-c")
-                .arg(&conf_path)
-                .args(["-e", "stderr", "-g", "daemon off;"])
-                .spawn()
-                .context("could not start nginx")?;
-            fleet.0.push(("nginx".to_owned(), child));
-            wait_listening(BALANCER, "nginx")?;
+            let mut cmd = Command::new(nginx);
+            cmd.arg("-p").arg(&state).arg("-c").arg(&conf_path).args([
+                "-e",
+                "stderr",
+                "-g",
+                "daemon off;",
+            ]);
+            let mut balancer = Supervised::spawn("nginx", &mut cmd)?;
+            balancer.wait_listening(BALANCER.parse()?)?;
+            fleet.push(balancer);
             format!("http://{BALANCER}/ (nginx, round robin over the three)")
         }
         None => {
@@ -138,22 +110,23 @@ pub(crate) fn cluster(ctx: &Ctx) -> Result<()> {
     println!("open {open}");
     println!("Open it in several windows, then stop one instance (`kill -9` its pid from the");
     println!("list below): its clients reconnect to another and nothing is lost.");
-    for (name, child) in &fleet.0 {
-        println!("  {name}: pid {}", child.id());
+    for process in &fleet {
+        println!("  {}: pid {}", process.name(), process.pid());
     }
     println!("Ctrl-C stops everything.");
     println!();
 
     // Ctrl-C reaches every process of the foreground group. An instance may die (that
     // is the point of the demo); without Redis, nginx or any instance, stop.
-    let mut gone = vec![false; fleet.0.len()];
+    let mut gone = vec![false; fleet.len()];
     loop {
-        for (i, (name, child)) in fleet.0.iter_mut().enumerate() {
+        for (i, process) in fleet.iter_mut().enumerate() {
             if gone[i] {
                 continue;
             }
-            if let Some(status) = child.try_wait()? {
+            if let Some(status) = process.exited()? {
                 gone[i] = true;
+                let name = process.name();
                 if !name.starts_with("huddle") {
                     println!("{name} exited ({status}); stopping the cluster");
                     return Ok(());
@@ -161,26 +134,14 @@ pub(crate) fn cluster(ctx: &Ctx) -> Result<()> {
                 println!("{name} exited ({status}); the others carry on");
             }
         }
-        let instances = fleet
-            .0
+        let mut instances = fleet
             .iter()
             .zip(&gone)
-            .filter(|((n, _), _)| n.starts_with("huddle"));
-        if instances.clone().all(|(_, g)| *g) {
+            .filter(|(p, _)| p.name().starts_with("huddle"));
+        if instances.all(|(_, g)| *g) {
             println!("every instance exited; stopping the cluster");
             return Ok(());
         }
         thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn wait_listening(addr: &str, what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if TcpStream::connect(addr).is_ok() {
-            return Ok(());
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    bail!("{what} did not start listening on {addr}; see its output above")
 }

@@ -1,4 +1,6 @@
-//! `cargo xtask setup`: installs what building and testing Huddle needs.
+//! What building and testing Huddle needs: `cargo xtask setup` installs it, and
+//! `cargo xtask test` only checks it ([`check`]), naming what is missing and the command
+//! that installs it, since a test run should never install system packages as root.
 //!
 //! Every step first checks whether it is already satisfied and prints one line
 //! (`ok: …`, `installing: …`, `missing: …` or `skip: …`), so a second run takes seconds.
@@ -54,27 +56,60 @@ const SYSTEM_PACKAGES: &[SystemPackage] = &[
     },
 ];
 
-/// The command the Redis tests start (`HUDDLE_REDIS_TESTS`).
+/// The command the Redis tests and `cargo xtask cluster` start.
 pub(crate) const REDIS_SERVER: &str = "redis-server";
 
-/// True when the browser tests' commands are on `PATH` (`HUDDLE_E2E`).
-pub(crate) fn browser_ready(ctx: &Ctx) -> bool {
-    ["chromium", "chromedriver"]
-        .iter()
-        .all(|c| ctx.which(c).is_some())
+/// Whether a step installs what is missing or only reports it.
+enum Mode {
+    Install,
+    /// Collects what is missing, each with the way to get it.
+    Check(Vec<String>),
+}
+
+impl Mode {
+    /// Records that `what` is missing; true when the step should install it now.
+    fn lacks(&mut self, what: String) -> bool {
+        match self {
+            Mode::Install => true,
+            Mode::Check(missing) => {
+                missing.push(what);
+                false
+            }
+        }
+    }
 }
 
 /// Runs every setup step in order; fails at the first one that cannot be satisfied.
 pub(crate) fn setup(ctx: &Ctx) -> Result<()> {
-    system_packages(ctx)?;
-    rust_toolchain(ctx)?;
+    steps(ctx, &mut Mode::Install)
+}
+
+/// Checks that everything `setup` installs is present, installing nothing; fails with
+/// the list of what is missing.
+pub(crate) fn check(ctx: &Ctx) -> Result<()> {
+    let mut mode = Mode::Check(Vec::new());
+    steps(ctx, &mut mode)?;
+    match mode {
+        Mode::Check(missing) if !missing.is_empty() => bail!(
+            "missing:\n  - {}\nrun `cargo xtask setup` to install them (as root, or with the \
+             apt-get command it prints, for the system packages); every test needs them",
+            missing.join("\n  - ")
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn steps(ctx: &Ctx, mode: &mut Mode) -> Result<()> {
+    system_packages(ctx, mode)?;
+    rust_toolchain(ctx, mode)?;
     // Before reading the wasm-bindgen version from Cargo.lock: fetching also brings the
-    // lock file up to date, and Trunk runs cargo with `--offline`.
+    // lock file up to date, and Trunk runs cargo with `--offline`. Downloading crates
+    // needs no privileges, so a check does it too.
     cargo_fetch(ctx)?;
-    trunk(ctx)?;
-    wasm_bindgen_cli(ctx)?;
-    binaryen(ctx)?;
-    nginx(ctx)?;
+    trunk(ctx, mode)?;
+    wasm_bindgen_cli(ctx, mode)?;
+    binaryen(ctx, mode)?;
+    nginx(ctx, mode)?;
     Ok(())
 }
 
@@ -94,17 +129,17 @@ fn unpacked_nginx(ctx: &Ctx) -> PathBuf {
 /// nginx, unpacked from Debian's package into `target/tools` rather than installed:
 /// installing it would start a system nginx on port 80, and unpacking needs no root.
 /// Only the binary is used, with our own configuration and prefix directory.
-fn nginx(ctx: &Ctx) -> Result<()> {
+fn nginx(ctx: &Ctx, mode: &mut Mode) -> Result<()> {
     if let Some(found) = nginx_binary(ctx) {
         println!("ok: nginx ({})", found.display());
         return Ok(());
     }
-    if ctx.which("apt-get").is_none() || ctx.which("dpkg-deb").is_none() {
-        println!(
-            "missing: nginx (the load balancer of the cluster test and `cargo xtask cluster`): \
-             install it with your system's package manager; until then that test is SKIPPED"
-        );
+    let what = "nginx (the load balancer of the cluster test and `cargo xtask cluster`)";
+    if !mode.lacks(what.to_owned()) {
         return Ok(());
+    }
+    if ctx.which("apt-get").is_none() || ctx.which("dpkg-deb").is_none() {
+        bail!("{what} is missing: install it with your system's package manager");
     }
     println!("installing: nginx (Debian package, unpacked into target/tools)");
     let download = ctx.tools_dir().join("nginx-deb");
@@ -151,7 +186,7 @@ fn nginx(ctx: &Ctx) -> Result<()> {
 }
 
 /// Commands of [`SYSTEM_PACKAGES`] that are not on `PATH`.
-pub(crate) fn missing_system_commands(ctx: &Ctx) -> Vec<&'static str> {
+fn missing_system_commands(ctx: &Ctx) -> Vec<&'static str> {
     SYSTEM_PACKAGES
         .iter()
         .filter(|p| ctx.which(p.command).is_none())
@@ -159,7 +194,7 @@ pub(crate) fn missing_system_commands(ctx: &Ctx) -> Vec<&'static str> {
         .collect()
 }
 
-fn system_packages(ctx: &Ctx) -> Result<()> {
+fn system_packages(ctx: &Ctx, mode: &mut Mode) -> Result<()> {
     let (present, missing): (Vec<_>, Vec<_>) = SYSTEM_PACKAGES
         .iter()
         .partition(|p| ctx.which(p.command).is_some());
@@ -167,6 +202,16 @@ fn system_packages(ctx: &Ctx) -> Result<()> {
         println!("ok: {} ({} is on PATH)", p.apt, p.command);
     }
     if missing.is_empty() {
+        return Ok(());
+    }
+    let mut install = false;
+    for p in &missing {
+        install |= mode.lacks(format!(
+            "{} ({}; Debian package `{}`)",
+            p.command, p.purpose, p.apt
+        ));
+    }
+    if !install {
         return Ok(());
     }
 
@@ -205,27 +250,23 @@ fn system_packages(ctx: &Ctx) -> Result<()> {
         }
         println!("ok: {}", names.join(" "));
     } else if has_apt {
-        println!(
-            "missing: {} (not root, so not installing); run:\n    \
-             sudo apt-get update && sudo apt-get {} {}\n  \
-             until then, tests that need them are SKIPPED",
+        bail!(
+            "{} missing and this is not root, so not installing; run:\n    \
+             sudo apt-get update && sudo apt-get {} {}",
             names.join(" "),
             apt_args.join(" "),
             names.join(" ")
         );
     } else {
-        for p in &missing {
-            println!(
-                "missing: {} ({}; Debian package `{}`): install it with your system's package \
-                 manager; until then, tests that need it are SKIPPED",
-                p.command, p.purpose, p.apt
-            );
-        }
+        bail!(
+            "{} missing: install them with your system's package manager",
+            names.join(" ")
+        );
     }
     Ok(())
 }
 
-fn rust_toolchain(ctx: &Ctx) -> Result<()> {
+fn rust_toolchain(ctx: &Ctx, mode: &mut Mode) -> Result<()> {
     const RUSTUP_HINT: &str = "`rustup` not found: install Rust with rustup (https://rustup.rs)";
 
     let targets = ctx
@@ -233,7 +274,7 @@ fn rust_toolchain(ctx: &Ctx) -> Result<()> {
         .context(RUSTUP_HINT)?;
     if targets.lines().any(|t| t.trim() == WASM_TARGET) {
         println!("ok: rust target {WASM_TARGET}");
-    } else {
+    } else if mode.lacks(format!("the rust target {WASM_TARGET}")) {
         println!("installing: rust target {WASM_TARGET}");
         ctx.run(ctx.cmd("rustup").args(["target", "add", WASM_TARGET]))
             .with_context(|| {
@@ -251,7 +292,7 @@ fn rust_toolchain(ctx: &Ctx) -> Result<()> {
         let prefix = format!("{component}-");
         if components.lines().any(|c| c.trim().starts_with(&prefix)) {
             println!("ok: rust component {component}");
-        } else {
+        } else if mode.lacks(format!("the rust component {component}")) {
             println!("installing: rust component {component}");
             ctx.run(ctx.cmd("rustup").args(["component", "add", component]))
                 .with_context(|| {
@@ -270,11 +311,15 @@ fn cargo_fetch(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-fn trunk(ctx: &Ctx) -> Result<()> {
+fn trunk(ctx: &Ctx, mode: &mut Mode) -> Result<()> {
     let wanted = format!("trunk {TRUNK_VERSION}");
     let found = ctx.probe(ctx.cmd("trunk").arg("--version"));
     if found.as_deref() == Some(wanted.as_str()) {
         println!("ok: {wanted}");
+        return Ok(());
+    }
+    let what = format!("{wanted} (found: {})", found.as_deref().unwrap_or("none"));
+    if !mode.lacks(what) {
         return Ok(());
     }
     println!(
@@ -291,7 +336,7 @@ fn trunk(ctx: &Ctx) -> Result<()> {
     check_installed(ctx, "trunk", &wanted)
 }
 
-fn wasm_bindgen_cli(ctx: &Ctx) -> Result<()> {
+fn wasm_bindgen_cli(ctx: &Ctx, mode: &mut Mode) -> Result<()> {
     let lock_path = ctx.root.join("Cargo.lock");
     let lock = fs::read_to_string(&lock_path)
         .with_context(|| format!("cannot read {}: run `cargo fetch`", lock_path.display()))?;
@@ -315,6 +360,13 @@ fn wasm_bindgen_cli(ctx: &Ctx) -> Result<()> {
         println!("ok: {wanted} (wasm-bindgen-cli, as in Cargo.lock)");
         return Ok(());
     }
+    let what = format!(
+        "wasm-bindgen-cli {version}, as in Cargo.lock (found: {})",
+        found.as_deref().unwrap_or("none")
+    );
+    if !mode.lacks(what) {
+        return Ok(());
+    }
     println!(
         "installing: wasm-bindgen-cli {version} to match Cargo.lock (found: {}; about 3 minutes)",
         found.as_deref().unwrap_or("none")
@@ -331,13 +383,16 @@ fn wasm_bindgen_cli(ctx: &Ctx) -> Result<()> {
     check_installed(ctx, "wasm-bindgen", &wanted)
 }
 
-fn binaryen(ctx: &Ctx) -> Result<()> {
+fn binaryen(ctx: &Ctx, mode: &mut Mode) -> Result<()> {
     let tools = ctx.tools_dir();
     let wasm_opt = tools.join("node_modules").join(".bin").join("wasm-opt");
     let wanted = format!("version {BINARYEN_MAJOR}");
     let found = ctx.probe(ctx.cmd(&wasm_opt).arg("--version"));
     if found.as_deref().is_some_and(|v| v.contains(&wanted)) {
         println!("ok: wasm-opt {wanted} (binaryen in target/tools)");
+        return Ok(());
+    }
+    if !mode.lacks(format!("wasm-opt {wanted} (binaryen, in target/tools)")) {
         return Ok(());
     }
     println!("installing: {BINARYEN_NPM} into target/tools (npm)");

@@ -8,7 +8,7 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use flate2::write::GzEncoder;
 
 use crate::Ctx;
@@ -52,8 +52,25 @@ pub(crate) fn build(ctx: &Ctx) -> Result<()> {
         });
     }
     print_table(&rows);
+    let brotli: usize = rows.iter().map(|r| r.br).sum();
+    if brotli > BUDGET_BROTLI {
+        bail!(
+            "the web bundle is {} bytes with brotli, over its budget of {} bytes: \
+             find what grew (`twiggy` on the .wasm helps) before raising the budget",
+            thousands(brotli as u64),
+            thousands(BUDGET_BROTLI as u64)
+        );
+    }
+    println!(
+        "within the budget: {} of {} bytes with brotli",
+        thousands(brotli as u64),
+        thousands(BUDGET_BROTLI as u64)
+    );
     Ok(())
 }
+
+/// What a first visit may download, compressed: the whole of `dist/` with brotli.
+const BUDGET_BROTLI: usize = 250 * 1000;
 
 struct Row {
     name: String,

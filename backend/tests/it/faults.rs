@@ -10,8 +10,6 @@
 //! `huddle` binary where the fault is a process-level one (file size limit, SIGKILL, RSS)
 //! or needs the process's own `/metrics`.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,10 +18,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{free_port, Client, Huddle, Stored, TestServer, WAIT};
 use backend::metric_names as metrics;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use support::{free_port, Client, Huddle, Stored, TestServer, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;

@@ -2,14 +2,13 @@
 //! fan-out, order and exactly-once delivery across instances, `since` recovery across
 //! instances and after data loss, and a Redis crash mid-stream.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use crate::support::redis::{require, RedisServer};
+use crate::support::{settle, Client, Huddle, TestServer, WAIT};
+use backend::metric_names;
 use serde_json::json;
-use support::redis::{available, RedisServer};
-use support::{Client, Huddle, TestServer, WAIT};
 
 /// Three instances on one Redis; each with its own (unused) database path.
 async fn cluster(redis: &RedisServer) -> Vec<TestServer> {
@@ -62,11 +61,10 @@ fn assert_gap_free(offsets: impl IntoIterator<Item = u64>, from: u64, to: u64) {
     );
 }
 
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_client_gets_every_message_once_in_one_order() {
-    if !available() {
-        return;
-    }
+    require();
     const SENDERS: usize = 5;
     const EACH: usize = 30;
     let redis = RedisServer::start().await;
@@ -174,11 +172,10 @@ async fn every_client_gets_every_message_once_in_one_order() {
     }
 }
 
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn since_recovers_across_instances_and_not_after_data_loss() {
-    if !available() {
-        return;
-    }
+    require();
     let redis = RedisServer::start().await;
     let servers = cluster(&redis).await;
     let (a, b, c) = (&servers[0], &servers[1], &servers[2]);
@@ -238,11 +235,10 @@ async fn since_recovers_across_instances_and_not_after_data_loss() {
     );
 }
 
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_crash_mid_stream_loses_no_acked_message() {
-    if !available() {
-        return;
-    }
+    require();
     let mut redis = RedisServer::start_persistent().await;
     let servers = cluster(&redis).await;
     let mut members = Vec::new();
@@ -347,7 +343,7 @@ async fn a_redis_crash_mid_stream_loses_no_acked_message() {
 #[tokio::test]
 async fn an_unreachable_redis_at_start_is_a_configuration_error() {
     // Nothing listens on a port that was just free: the connection is refused.
-    let url = format!("redis://127.0.0.1:{}/0", support::free_port());
+    let url = format!("redis://127.0.0.1:{}/0", crate::support::free_port());
     let dir = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_huddle"))
         .args(["--addr", "127.0.0.1:0", "--redis", &url])
@@ -363,11 +359,10 @@ async fn an_unreachable_redis_at_start_is_a_configuration_error() {
     );
 }
 
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn events_cross_instances_and_skip_only_their_actor() {
-    if !available() {
-        return;
-    }
+    require();
     let redis = RedisServer::start().await;
     let servers = cluster(&redis).await;
     let mut typist = servers[0].member("typist", "quiet").await;
@@ -403,18 +398,17 @@ async fn presence_until(client: &mut Client, room: &str, want: &[&str]) {
     }
 }
 
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn presence_spans_instances_and_a_killed_instance_is_announced_left() {
-    if !available() {
-        return;
-    }
+    require();
     let redis = RedisServer::start().await;
     let url = redis.url();
     let servers = cluster(&redis).await;
     let (a, b) = (&servers[0], &servers[1]);
     // The third instance is the real binary, so it can die without cleaning up.
     let dir = tempfile::tempdir().unwrap();
-    let addr = format!("127.0.0.1:{}", support::free_port())
+    let addr = format!("127.0.0.1:{}", crate::support::free_port())
         .parse()
         .unwrap();
     let mut c = Huddle::start(&dir.path().join("c.db"), addr, &["--redis", &url]).await;
@@ -469,11 +463,10 @@ async fn presence_spans_instances_and_a_killed_instance_is_announced_left() {
     }
 }
 
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nicks_are_unique_across_instances_and_a_session_reclaims_anywhere() {
-    if !available() {
-        return;
-    }
+    require();
     let redis = RedisServer::start().await;
     let servers = cluster(&redis).await;
     let mut first = servers[0].client().await;
@@ -500,8 +493,9 @@ async fn nicks_are_unique_across_instances_and_a_session_reclaims_anywhere() {
     let again = second.expect("welcome").await;
     assert_eq!(again["session"], session.as_str());
     assert_eq!(first.expect_close().await, Some(4001));
-    // The closed connection's clean-up must not free the nick its successor holds.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The closed connection's clean-up (its session ends only after releasing the nick)
+    // must not free the nick its successor holds.
+    settle(&servers[0], metric_names::SESSIONS_LIVE, 0.0).await;
     other.send(json!({"type": "hello", "nick": "alice"})).await;
     other.expect_error("nick_taken").await;
 
@@ -570,17 +564,16 @@ async fn resume(
     (client, joined)
 }
 
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clients_of_a_killed_instance_resume_on_another_without_loss() {
-    if !available() {
-        return;
-    }
+    require();
     const TOTAL: usize = 40;
     let redis = RedisServer::start().await;
     let url = redis.url();
     let servers = cluster(&redis).await;
     let dir = tempfile::tempdir().unwrap();
-    let addr = format!("127.0.0.1:{}", support::free_port())
+    let addr = format!("127.0.0.1:{}", crate::support::free_port())
         .parse()
         .unwrap();
     let mut doomed = Huddle::start(&dir.path().join("c.db"), addr, &["--redis", &url]).await;
@@ -684,11 +677,10 @@ fn signal(child: &tokio::process::Child, name: &str) {
     assert!(status.success());
 }
 
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_instance_that_falls_behind_the_trimmed_stream_closes_its_members() {
-    if !available() {
-        return;
-    }
+    require();
     let redis = RedisServer::start().await;
     let url = redis.url();
     let busy = {
@@ -705,7 +697,7 @@ async fn an_instance_that_falls_behind_the_trimmed_stream_closes_its_members() {
     // The lagging instance has room to queue everything: a 4008 from it can only mean
     // that its reader found the stream trimmed past its position.
     let dir = tempfile::tempdir().unwrap();
-    let addr = format!("127.0.0.1:{}", support::free_port())
+    let addr = format!("127.0.0.1:{}", crate::support::free_port())
         .parse()
         .unwrap();
     let mut frozen = Huddle::start(
@@ -756,11 +748,10 @@ async fn an_instance_that_falls_behind_the_trimmed_stream_closes_its_members() {
     frozen.kill9().await;
 }
 
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_prefixes_on_one_redis_are_two_separate_chats() {
-    if !available() {
-        return;
-    }
+    require();
     let redis = RedisServer::start().await;
     let deployment = |prefix: &'static str| {
         let url = redis.url();

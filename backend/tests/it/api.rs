@@ -5,13 +5,11 @@
 //! Requests are written by hand over a TCP stream (HTTP/1.1, `Connection: close`), so the
 //! tests see exactly the status line, headers and body the server sent.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::{free_port, TestServer, WAIT};
 use serde_json::{json, Value};
-use support::{free_port, TestServer, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "deploy-T0ken.with_symbols~+/=";

@@ -2,79 +2,14 @@
 //! history store, JSON logs carrying the connection's id, and logs that client text
 //! cannot forge. The log tests run the real `huddle` binary and read its output.
 
-mod support;
-
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::{free_port, get, labelled, settle, Client, Scrape, TestServer};
 use backend::metric_names as metrics;
 use futures_util::SinkExt;
 use serde_json::{json, Value};
-use support::{free_port, Client, TestServer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
-
-/// Sends `GET path` and returns (status code, body).
-async fn get(addr: impl std::fmt::Display, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr.to_string())
-        .await
-        .unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(support::WAIT, s.read_to_end(&mut buf))
-        .await
-        .expect("response timed out")
-        .unwrap();
-    let text = String::from_utf8(buf).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_owned())
-}
-
-/// One scrape of `/metrics`.
-struct Scrape(String);
-
-impl Scrape {
-    async fn of(server: &TestServer) -> Scrape {
-        let (status, body) = get(server.addr, "/metrics").await;
-        assert_eq!(status, 200, "{body}");
-        Scrape(body)
-    }
-
-    /// The value of `series` (name plus `{labels}` if any); panics if it is missing.
-    fn value(&self, series: &str) -> f64 {
-        self.0
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("{series} not in the scrape:\n{}", self.0))
-    }
-}
-
-fn labelled(name: &str, label: &str, value: &str) -> String {
-    format!("{name}{{{label}=\"{value}\"}}")
-}
-
-/// Scrapes until `series` equals `want` (the count of live tasks settles just after the
-/// sockets close), or fails after a while with the last value.
-async fn settle(server: &TestServer, series: &str, want: f64) {
-    let deadline = tokio::time::Instant::now() + support::WAIT;
-    loop {
-        let got = Scrape::of(server).await.value(series);
-        if got == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{series} stayed at {got}, expected {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test]
 async fn metrics_follow_traffic_errors_and_closes_and_live_sessions_return_to_zero() {
@@ -199,7 +134,7 @@ async fn readyz_follows_whether_the_history_store_can_be_written() {
     assert!(body.contains("did not answer"), "{body}");
     assert!(started.elapsed() < Duration::from_secs(4));
     db.execute_batch("ROLLBACK;").unwrap();
-    let deadline = tokio::time::Instant::now() + support::WAIT;
+    let deadline = tokio::time::Instant::now() + crate::support::WAIT;
     while get(server.addr, "/readyz").await.0 != 200 {
         assert!(tokio::time::Instant::now() < deadline, "never ready again");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -226,7 +161,7 @@ where
         .kill_on_drop(true)
         .spawn()
         .expect("start huddle");
-    let deadline = tokio::time::Instant::now() + support::WAIT;
+    let deadline = tokio::time::Instant::now() + crate::support::WAIT;
     while tokio::net::TcpStream::connect(&addr).await.is_err() {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -241,7 +176,7 @@ where
         .status()
         .unwrap()
         .success());
-    let out = tokio::time::timeout(support::WAIT, child.wait_with_output())
+    let out = tokio::time::timeout(crate::support::WAIT, child.wait_with_output())
         .await
         .expect("huddle did not stop")
         .unwrap();

@@ -1,18 +1,16 @@
 //! `RedisStore` against a real `redis-server` (one private server per test, see
-//! `support::redis`): the `HistoryStore` contract shared with `SqliteStore`, gap-free
+//! `crate::support::redis`): the `HistoryStore` contract shared with `SqliteStore`, gap-free
 //! offsets under concurrent appends from several instances, de-duplication, the epoch
 //! after data loss, trimming, and failing fast while Redis is down.
-
-mod support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::redis::{require, RedisServer};
 use backend::{
     AppendOutcome, HistoryStore, NewMessage, RedisKeys, RedisStore, SqliteStore, StoreError,
 };
-use support::redis::{available, RedisServer};
 
 fn msg(room: &str, nick: &str, id: &str) -> NewMessage {
     NewMessage {
@@ -180,11 +178,10 @@ async fn contract_sqlite() {
     contract(&store).await;
 }
 
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
 #[tokio::test]
 async fn contract_redis() {
-    if !available() {
-        return;
-    }
+    require();
     let server = RedisServer::start().await;
     let store = redis_store(&server, 10_000).await;
     contract(&store).await;
@@ -193,11 +190,10 @@ async fn contract_redis() {
 /// Two instances, five writers each, 50 messages per writer in small batches, one room:
 /// every offset 1..=500 is used exactly once, each writer sees its own offsets rise, and
 /// the stream holds exactly what the appends returned.
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_appends_from_two_instances_are_gap_free() {
-    if !available() {
-        return;
-    }
+    require();
     let server = RedisServer::start().await;
     let instances = [
         Arc::new(redis_store(&server, 10_000).await),
@@ -252,11 +248,10 @@ async fn concurrent_appends_from_two_instances_are_gap_free() {
     );
 }
 
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
 #[tokio::test]
 async fn a_retry_through_another_instance_is_a_duplicate() {
-    if !available() {
-        return;
-    }
+    require();
     let server = RedisServer::start().await;
     let a = redis_store(&server, 10_000).await;
     let b = redis_store(&server, 10_000).await;
@@ -273,11 +268,10 @@ async fn a_retry_through_another_instance_is_a_duplicate() {
 
 /// Redis losing its data (FLUSHALL stands in for a restart without persistence) gives a
 /// new epoch, so a client's `since` is not mistaken for a position in the new history.
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
 #[tokio::test]
 async fn the_epoch_changes_when_redis_loses_its_data() {
-    if !available() {
-        return;
-    }
+    require();
     let server = RedisServer::start().await;
     let store = redis_store(&server, 10_000).await;
     store
@@ -309,11 +303,10 @@ async fn the_epoch_changes_when_redis_loses_its_data() {
 
 /// `--history-max` trims old entries; `count_between` then reports fewer messages than the
 /// range holds, which is how a join with an old `since` learns it cannot recover.
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
 #[tokio::test]
 async fn trimming_shows_up_as_a_gap_in_count_between() {
-    if !available() {
-        return;
-    }
+    require();
     let server = RedisServer::start().await;
     let store = redis_store(&server, 10).await;
     for chunk in 0..10 {
@@ -369,11 +362,10 @@ async fn fails_fast<T: std::fmt::Debug>(
 /// With Redis gone, every call fails within seconds (so the writer answers `error
 /// internal` instead of hanging its queue); after Redis is back, calls work again on
 /// their own, and with persistence the history and its epoch survived.
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
 #[tokio::test]
 async fn redis_down_fails_fast_and_recovers_after_restart() {
-    if !available() {
-        return;
-    }
+    require();
     let mut server = RedisServer::start_persistent().await;
     let store = redis_store(&server, 10_000).await;
     store

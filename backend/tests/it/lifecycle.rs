@@ -1,15 +1,13 @@
 //! The process around the protocol: graceful shutdown, crash durability, the CLI's
 //! errors and the plain HTTP routes. Some tests run the real `huddle` binary.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::{Client, TestServer};
 use serde_json::json;
-use support::{Client, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 

@@ -1,13 +1,11 @@
 //! The delivery guarantees: gap-free offsets in one order, ack after store, recovery
 //! with `since`/`epoch` (all or nothing), and idempotent sends.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::support::{Client, TestServer};
 use serde_json::{json, Value};
-use support::{Client, TestServer};
 
 /// Reads frames until `n` chat messages arrived; returns (offset, id, nick) in arrival order.
 async fn collect_messages(c: &mut Client, n: usize) -> Vec<(u64, String, String)> {

@@ -1,9 +1,10 @@
 //! A private `redis-server` per test: its own free port on 127.0.0.1, its own data
 //! directory, killed on drop. Never touches a Redis the machine may run on 6379.
 //!
-//! Tests call [`available`] first: without `redis-server` on PATH they are SKIPPED with a
-//! message, unless `HUDDLE_REDIS_TESTS` is set (`cargo xtask test` sets it when the
-//! server is installed), which turns a missing server into a failure.
+//! Tests that need one are `#[ignore]`d (a plain `cargo test` lists them as ignored;
+//! `cargo xtask test` runs them) and call [`require`] first, which fails the test with
+//! what to install when `redis-server` is missing: an ignored test that is asked to run
+//! must run or fail, never pass without running.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -16,18 +17,12 @@ use tokio::process::{Child, Command};
 /// How long a starting server may take to answer PING.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// True when `redis-server` is on PATH. Otherwise prints why the calling test is skipped,
-/// or panics when `HUDDLE_REDIS_TESTS` says the tests must run.
-pub fn available() -> bool {
-    if which("redis-server").is_some() {
-        return true;
-    }
+/// Panics unless `redis-server` is on PATH.
+pub fn require() {
     assert!(
-        std::env::var_os("HUDDLE_REDIS_TESTS").is_none(),
+        which("redis-server").is_some(),
         "Redis test cannot run: redis-server is not on PATH (run `cargo xtask setup`)"
     );
-    eprintln!("SKIPPED Redis test: redis-server is not on PATH (run `cargo xtask setup`)");
-    false
 }
 
 fn free_port() -> u16 {
@@ -49,11 +44,13 @@ pub struct RedisServer {
 impl RedisServer {
     /// A server keeping nothing on disk: a restart loses every key.
     pub async fn start() -> Self {
+        require();
         Self::start_with(false).await
     }
 
     /// A server with an fsynced-every-write append-only file: a restart keeps every key.
     pub async fn start_persistent() -> Self {
+        require();
         Self::start_with(true).await
     }
 

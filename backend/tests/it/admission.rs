@@ -2,13 +2,11 @@
 //! (403 before the upgrade), connections per address (1008), the hello timeout (1008),
 //! and the per-address `hello`/`join` rate (`rate_limited`).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{Client, TestServer, WAIT};
 use futures_util::StreamExt;
 use serde_json::json;
-use support::{Client, TestServer, WAIT};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};

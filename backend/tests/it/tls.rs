@@ -2,13 +2,11 @@
 //! with a self-signed certificate made by the test), and refuses TLS settings that
 //! cannot work with a clear error and exit code 2.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::support::{Client, TestServer, WAIT};
 use rustls::pki_types::{CertificateDer, ServerName};
-use support::{Client, TestServer, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::Connector;
 

@@ -1,13 +1,11 @@
 //! Limits and close codes: rate limiting, binary and oversized frames, slow consumers,
 //! pings and idle peers, session takeover.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{Client, TestServer};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use support::{Client, TestServer};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::MaybeTlsStream;
 

@@ -15,14 +15,18 @@ use tokio::process::{Child, Command};
 
 use super::{free_port, which};
 
-const TEMPLATE: &str = include_str!("../../../deploy/nginx-cluster.conf");
+const TEMPLATE: &str = include_str!("../../../../deploy/nginx-cluster.conf");
 
-/// The nginx binary to run, if there is one.
+/// The nginx binary to run, if there is one: `$HUDDLE_NGINX`, `nginx` on PATH, or the one
+/// `cargo xtask setup` unpacks into the default target directory.
 pub fn binary() -> Option<PathBuf> {
+    let unpacked =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/nginx/usr/sbin/nginx");
     std::env::var_os("HUDDLE_NGINX")
         .map(PathBuf::from)
         .filter(|p| p.exists())
         .or_else(|| which("nginx"))
+        .or_else(|| unpacked.exists().then_some(unpacked))
 }
 
 /// One nginx process balancing over some instances.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use backend::{Config, RunError};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -381,4 +382,66 @@ pub fn which(cmd: &str) -> Option<std::path::PathBuf> {
             .map(|p| p.join(cmd))
             .find(|p| p.is_file())
     })
+}
+
+/// Sends `GET path` and returns (status code, body).
+pub async fn get(addr: impl std::fmt::Display, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr.to_string())
+        .await
+        .unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("response timed out")
+        .unwrap();
+    let text = String::from_utf8(buf).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
+}
+
+/// One scrape of `/metrics`.
+pub struct Scrape(String);
+
+impl Scrape {
+    pub async fn of(server: &TestServer) -> Scrape {
+        let (status, body) = get(server.addr, "/metrics").await;
+        assert_eq!(status, 200, "{body}");
+        Scrape(body)
+    }
+
+    /// The value of `series` (name plus `{labels}` if any); panics if it is missing.
+    pub fn value(&self, series: &str) -> f64 {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} not in the scrape:\n{}", self.0))
+    }
+}
+
+pub fn labelled(name: &str, label: &str, value: &str) -> String {
+    format!("{name}{{{label}=\"{value}\"}}")
+}
+
+/// Scrapes until `series` equals `want` (the count of live tasks settles just after the
+/// sockets close), or fails after a while with the last value.
+pub async fn settle(server: &TestServer, series: &str, want: f64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = Scrape::of(server).await.value(series);
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} stayed at {got}, expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

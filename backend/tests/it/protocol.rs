@@ -1,11 +1,9 @@
 //! Every frame type and error code of protocol v1, over real WebSockets.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::TestServer;
 use serde_json::json;
-use support::TestServer;
 
 #[tokio::test]
 async fn hello_gets_welcome_with_session_server_and_limits() {

@@ -1,0 +1,126 @@
+//! The pictures of the app in `docs/` (with `HUDDLE_SCREENSHOTS=1`; otherwise into `target/e2e/`).
+
+use super::*;
+
+/// Sets up the conversation shown in the documentation's screenshots and takes the
+/// desktop (1280x800) and phone (360x740) pictures, light or dark.
+async fn screenshot_scene(driver: &Driver, dark: bool) {
+    let server = TestServer::start().await;
+    let base = format!("http://{}/", server.addr);
+    // History from before alice arrives.
+    let mut bob = server.member("bob", "lobby").await;
+    let mut carol = server.member("carol", "lobby").await;
+    bob.say_acked("lobby", "Morning! The new build is up on staging.")
+        .await;
+    bob.say_acked(
+        "lobby",
+        "Release notes: https://example.com/huddle/releases/0.4",
+    )
+    .await;
+    carol
+        .say_acked(
+            "lobby",
+            "Nice. Reconnects feel instant now, even on the train.",
+        )
+        .await;
+
+    let flags: &[&str] = if dark {
+        &["--blink-settings=preferredColorScheme=0"]
+    } else {
+        &[]
+    };
+    let (alice, _p) = driver.browser_with(1280, 800, flags).await;
+    sign_in(&alice, &base, "alice").await;
+    let dark_now: bool = js(
+        &alice,
+        "return matchMedia('(prefers-color-scheme: dark)').matches",
+        vec![],
+    )
+    .await;
+    assert_eq!(dark_now, dark, "prefers-color-scheme: dark");
+    // A second room, with news in it.
+    let field = alice
+        .find(Locator::Css(".join-room input[name=room]"))
+        .await
+        .unwrap();
+    field.send_keys(&format!("design{ENTER}")).await.unwrap();
+    wait_room_on_screen(&alice, "design").await;
+    alice
+        .find(Locator::Css(".room-item[data-room=lobby] .room-link"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_room_on_screen(&alice, "lobby").await;
+    let mut dana = server.member("dana", "design").await;
+    dana.say_acked("design", "Mock-ups for the phone layout are in.")
+        .await;
+    dana.say_acked("design", "Feedback welcome!").await;
+    wait_css(&alice, ".room-item[data-room=design] .unread").await;
+
+    // Live: someone joins, alice answers, carol follows up twice, bob starts typing.
+    let _erin = server.member("erin", "lobby").await;
+    assert_blue_notice(&alice, "erin joined").await;
+    say(&alice, "Great, I'll try it after lunch.").await;
+    wait_all_acked(&alice).await;
+    carol.say_acked("lobby", "Stand-up moved to 10:30.").await;
+    carol.say_acked("lobby", "Same link as always.").await;
+    wait_message(&alice, "Same link as always.").await;
+    let grouped: usize = js(
+        &alice,
+        "return document.querySelectorAll('li.msg.continued').length",
+        vec![],
+    )
+    .await;
+    assert!(grouped >= 2, "no grouped messages");
+    wait_css(&alice, "li.msg .text a[href]").await;
+
+    let dir = screenshot_dir(true);
+    let suffix = if dark { "-dark" } else { "" };
+    for (width, height, name) in [
+        (1280, 800, format!("screenshot{suffix}.png")),
+        (360, 740, format!("screenshot-phone{suffix}.png")),
+    ] {
+        set_viewport(&alice, width, height).await;
+        // Someone typing (the line lasts 5 s after each typing frame).
+        bob.send(json!({"type": "typing", "room": "lobby"})).await;
+        wait_for(
+            &alice,
+            "bob is typing",
+            WAIT,
+            "return document.querySelector('.typing').textContent.includes('bob is typing')",
+            vec![],
+        )
+        .await;
+        // The newest rows in view, and the layout settled after the resize.
+        js::<Value>(
+            &alice,
+            "await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))); \
+             const s = document.querySelector('.scroller'); s.scrollTop = s.scrollHeight; \
+             await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))); \
+             return null",
+            vec![],
+        )
+        .await;
+        let (path, w, h) = screenshot_to(&alice, &dir, &name).await;
+        assert_eq!((w, h), (width, height), "{}", path.display());
+        eprintln!("wrote {}", path.display());
+    }
+    let [r, g, b] = colour_of(&alice, "li.notice", "erin joined").await;
+    assert!(
+        b > r + 60 && b > g + 40,
+        "notice not blue in this theme: {r},{g},{b}"
+    );
+    alice.close().await.unwrap();
+}
+
+#[ignore = "needs Chromium, chromedriver and the web bundle; `cargo xtask test` runs it"]
+#[tokio::test]
+async fn screenshots_of_the_app_light_and_dark_desktop_and_phone() {
+    require();
+    let driver = Driver::start().await;
+    // Boxed: each scene's future holds two browsers and a server, too big for the stack.
+    Box::pin(screenshot_scene(&driver, false)).await;
+    Box::pin(screenshot_scene(&driver, true)).await;
+}
