@@ -1,10 +1,12 @@
 //! The WebSocket to the server, shared by every component through one context.
 //!
 //! Components never see the socket: they read [`Connection::status`] and call the
-//! methods here. Incoming frames are decoded and applied to the [`ChatState`] store
-//! right in the `message` handler, so a burst of frames cannot be lost the way it could
-//! through a "latest message" signal; whatever frames `apply` asks for (joins, history,
-//! resends) go straight back out. When to reconnect is decided by [`crate::link`].
+//! methods here. Incoming frames are decoded and applied to the [`ChatState`] in the
+//! [`Store`] right in the `message` handler, so a burst of frames cannot be lost the
+//! way it could through a "latest message" signal. What `apply` returns is acted on
+//! here: the frames it asks for (joins, history, resends) go straight back out, its
+//! alerts become notifications, and only the parts of the page it changed are woken.
+//! When to reconnect is decided by [`crate::link`].
 
 use common::{ClientMsg, CloseCode, ServerMsg};
 use leptos::prelude::*;
@@ -12,7 +14,8 @@ use wasm_bindgen::prelude::*;
 use web_sys::{CloseEvent, Event, EventTarget, MessageEvent, WebSocket};
 
 use crate::link::{ws_url, AfterClose, Reconnect, Status};
-use crate::state::ChatState;
+use crate::state::{ChatState, Parts};
+use crate::store::Store;
 use crate::{notify, prefs};
 
 /// The handle components get from the context. It is `Copy`: every field is an arena
@@ -27,7 +30,7 @@ pub(crate) struct Connection {
     pub(crate) welcomes: RwSignal<u32>,
     /// Wall-clock ms, ticking every second: countdowns and typing expiry follow it.
     pub(crate) clock: RwSignal<u64>,
-    chat: RwSignal<ChatState>,
+    chat: Store,
     /// The socket, its event handlers and the reconnect timer. Local storage because
     /// JS objects cannot cross threads.
     link: StoredValue<Link, LocalStorage>,
@@ -68,7 +71,7 @@ fn now() -> u64 {
 }
 
 /// Creates the connection context for `chat`. Nothing connects until a nick is chosen.
-pub(crate) fn provide_connection_context(chat: RwSignal<ChatState>) -> Connection {
+pub(crate) fn provide_connection_context(chat: Store) -> Connection {
     let (status, set_status) = signal(Status::Offline);
     let conn = Connection {
         status,
@@ -80,7 +83,11 @@ pub(crate) fn provide_connection_context(chat: RwSignal<ChatState>) -> Connectio
     };
     let clock = conn.clock;
     if let Ok(ticker) =
-        set_interval_with_handle(move || clock.set(now()), std::time::Duration::from_secs(1))
+        // Never backwards: a page (or a test) that moved it on keeps it there.
+        set_interval_with_handle(
+            move || clock.update(|c| *c = (*c).max(now())),
+            std::time::Duration::from_secs(1),
+        )
     {
         conn.link.update_value(|l| l.ticker = Some(ticker));
     }
@@ -95,7 +102,7 @@ impl Connection {
     pub(crate) fn join(self, nick: &str) -> Result<(), String> {
         let limits = self.chat.with_untracked(|s| s.limits.clone());
         let nick = common::validate::nick(nick, &limits).map_err(|e| e.to_string())?;
-        self.chat.update(|s| s.choose_nick(nick));
+        self.chat.update(Parts::SESSION, |s| s.choose_nick(nick));
         let ready = self
             .link
             .with_value(|l| l.socket.as_ref().map(WebSocket::ready_state));
@@ -113,9 +120,9 @@ impl Connection {
         Ok(())
     }
 
-    /// Runs `f` on the store and sends the frames it returns.
-    fn act(self, f: impl FnOnce(&mut ChatState) -> Vec<ClientMsg>) {
-        for frame in self.chat.try_update(f).unwrap_or_default() {
+    /// Runs `f` on the store, wakes `parts`, and sends the frames it returns.
+    fn act(self, parts: Parts, f: impl FnOnce(&mut ChatState) -> Vec<ClientMsg>) {
+        for frame in self.chat.update(parts, f).unwrap_or_default() {
             self.send(&frame);
         }
     }
@@ -126,15 +133,18 @@ impl Connection {
     pub(crate) fn send_text(self, text: &str) -> Result<(), String> {
         let limits = self.chat.with_untracked(|s| s.limits.clone());
         let text = common::validate::text(text, &limits).map_err(|e| e.to_string())?;
-        self.act(|s| s.queue_send(text, now()).into_iter().collect());
+        self.act(Parts::MESSAGES, |s| {
+            s.queue_send(text, now()).into_iter().collect()
+        });
         Ok(())
     }
 
     /// Opens (joins if needed) a room and puts it on screen.
     pub(crate) fn open_room(self, name: &str) -> Result<(), String> {
+        // Another room on screen: everything about "the room" changes.
         let frames = self
             .chat
-            .try_update(|s| s.open_room(name))
+            .update(Parts::ALL, |s| s.open_room(name))
             .unwrap_or(Ok(Vec::new()))?;
         for frame in frames {
             self.send(&frame);
@@ -143,7 +153,7 @@ impl Connection {
     }
 
     pub(crate) fn leave_room(self, name: &str) {
-        self.act(|s| s.leave_room(name));
+        self.act(Parts::ALL, |s| s.leave_room(name));
     }
 
     pub(crate) fn list_rooms(self) {
@@ -151,26 +161,34 @@ impl Connection {
     }
 
     pub(crate) fn retry(self, room: &str, id: &str) {
-        self.act(|s| s.retry(room, id).into_iter().collect());
+        self.act(Parts::MESSAGES, |s| s.retry(room, id).into_iter().collect());
     }
 
     /// The person is typing in the composer (throttled by the store).
     pub(crate) fn typing(self) {
-        self.act(|s| s.typing(now()).into_iter().collect());
+        // Only when we last said so changes: nothing on the page.
+        self.act(Parts::NONE, |s| s.typing(now()).into_iter().collect());
     }
 
     /// The view reached the top of the messages.
     pub(crate) fn load_older(self) {
-        self.act(|s| s.load_older().into_iter().collect());
+        self.act(Parts::MESSAGES, |s| s.load_older().into_iter().collect());
     }
 
     /// The view reports whether it is scrolled to the bottom.
     pub(crate) fn set_at_bottom(self, at_bottom: bool) {
-        self.chat.update(|s| s.set_at_bottom(at_bottom));
+        // Reaching the bottom reads the room: its unread count and the title follow.
+        self.chat
+            .update(Parts::MESSAGES | Parts::ROOMS | Parts::PAGE, |s| {
+                s.set_at_bottom(at_bottom)
+            });
     }
 
     pub(crate) fn jump_to_latest(self) {
-        self.chat.update(ChatState::jump_to_latest);
+        self.chat.update(
+            Parts::MESSAGES | Parts::ROOMS | Parts::PAGE,
+            ChatState::jump_to_latest,
+        );
     }
 
     /// Connects now, forgetting the backoff (also after the session moved elsewhere).
@@ -182,7 +200,8 @@ impl Connection {
         if let Some(retry) = retry.flatten() {
             retry.clear();
         }
-        self.chat.update(|s| s.session_taken = false);
+        self.chat
+            .update(Parts::SESSION, |s| s.session_taken = false);
         self.connect();
     }
 
@@ -279,18 +298,14 @@ impl Connection {
             self.set_status.set(Status::Connected);
             self.welcomes.update(|n| *n += 1);
         }
-        let applied = self.chat.try_update(|s| {
-            s.now = now();
-            (s.apply(msg), std::mem::take(&mut s.alerts))
-        });
-        let Some((replies, alerts)) = applied else {
+        let Some(applied) = self.chat.apply(msg, now()) else {
             return;
         };
-        for reply in &replies {
+        for reply in &applied.replies {
             self.send(reply);
         }
-        for alert in alerts {
-            notify::mention(&alert);
+        for alert in &applied.alerts {
+            notify::mention(alert);
         }
     }
 
@@ -299,7 +314,7 @@ impl Connection {
             return;
         }
         self.link.update_value(|l| l.socket = None);
-        self.chat.update(ChatState::disconnected);
+        self.chat.update(Parts::ALL, ChatState::disconnected);
         // 1005/1006: no close frame (the network dropped, or the server died).
         let code = Some(ev.code()).filter(|c| !matches!(c, 1005 | 1006));
         let refused = self
@@ -311,7 +326,7 @@ impl Connection {
         match next {
             Some(AfterClose::Retry(delay)) => self.schedule_reconnect(Some(delay)),
             Some(AfterClose::SessionTaken) => {
-                self.chat.update(ChatState::taken_over);
+                self.chat.update(Parts::ALL, ChatState::taken_over);
                 self.set_status.set(Status::Offline);
             }
             Some(AfterClose::NickRefused) | None => self.set_status.set(Status::Offline),

@@ -4,7 +4,9 @@
 //! - [`App`]: creates the chat store and the connection context, and lays out the page.
 //! - `state`: [`ChatState`](state::ChatState), a plain struct that server frames are
 //!   applied to, with one `Room` per joined room. All protocol logic lives there and
-//!   is unit-tested natively.
+//!   is unit-tested natively; applying a frame returns its effects as values.
+//! - `store`: the reactive face of the state, one trigger per part of the page, so a
+//!   frame wakes only what it changed.
 //! - `link`: when to reconnect (backoff with full jitter) and what the status says;
 //!   plain Rust, unit-tested.
 //! - `connection`: the WebSocket context, the glue between the socket, `link` and the
@@ -26,13 +28,15 @@ mod notify;
 mod prefs;
 mod route;
 mod state;
+mod store;
 mod text;
 
 use leptos::prelude::*;
 
 use crate::components::{Composer, Header, MessageList, NickForm, Presence, Sidebar};
 use crate::connection::{page_id_prefix, provide_connection_context, Connection};
-use crate::state::ChatState;
+use crate::state::{ChatState, Parts};
+use crate::store::Store;
 
 /// Page-level view state that is not chat data.
 #[derive(Clone, Copy)]
@@ -51,14 +55,14 @@ pub fn App() -> impl IntoView {
             rooms.push(saved);
         }
     }
-    let chat = RwSignal::new(ChatState::new(
+    let chat = Store::new(ChatState::new(
         prefs::saved_session(),
         &rooms,
         page_id_prefix(),
     ));
     let conn = provide_connection_context(chat);
-    // Components only read the store; changes go through the connection.
-    provide_context(chat.read_only());
+    // Components read the store; changes go through the connection.
+    provide_context(chat);
     let ui = Ui {
         sidebar_open: RwSignal::new(false),
     };
@@ -72,15 +76,16 @@ pub fn App() -> impl IntoView {
         let _ = conn.join(&nick);
     }
 
-    let welcomed = move || chat.with(ChatState::in_chat);
-    let room_title = move || chat.with(|s| s.current.clone().map(|r| format!("#{r}")));
+    let welcomed = move || chat.with(Parts::SESSION, ChatState::in_chat);
+    let current = Memo::new(move |_| chat.with(Parts::ROOMS, |s| s.current.clone()));
+    let room_title = move || current.get().map(|r| format!("#{r}"));
     view! {
         <div class="app" class:sidebar-open=move || ui.sidebar_open.get()>
             <Header />
             <Show when=welcomed fallback=|| view! { <NickForm /> }>
                 <div class="layout">
                     <Sidebar />
-                    <main class="room" data-room=move || chat.with(|s| s.current.clone())>
+                    <main class="room" data-room=move || current.get()>
                         <h2 class="room-title">{room_title}</h2>
                         <MessageList />
                         <Composer />
@@ -89,7 +94,7 @@ pub fn App() -> impl IntoView {
                 </div>
             </Show>
             <div id="announcer" class="visually-hidden" aria-live="polite">
-                {move || chat.with(|s| s.announcement.clone())}
+                {move || chat.with(Parts::PAGE, |s| s.announcement.clone())}
             </div>
         </div>
     }
@@ -97,20 +102,20 @@ pub fn App() -> impl IntoView {
 
 /// Keeps the room on screen and the URL in step: a hash change (link, back/forward)
 /// opens its room; the app changing rooms by itself (leaving one) rewrites the URL.
-fn watch_route(conn: Connection, chat: RwSignal<ChatState>) {
+fn watch_route(conn: Connection, chat: Store) {
     if let Some(room) = chat.with_untracked(|s| s.current.clone()) {
         route::replace(&room);
     }
     let handle = window_event_listener(leptos::ev::hashchange, move |_| {
         if let Some(room) = route::current() {
             if let Err(e) = conn.open_room(&room) {
-                chat.update(|s| s.room_error = Some(e));
+                chat.update(Parts::ROOMS, |s| s.room_error = Some(e));
             }
         }
     });
     on_cleanup(move || handle.remove());
     Effect::new(move |_| {
-        if let Some(room) = chat.with(|s| s.current.clone()) {
+        if let Some(room) = chat.with(Parts::ROOMS, |s| s.current.clone()) {
             if route::current().as_deref() != Some(room.as_str()) {
                 route::replace(&room);
             }
@@ -119,7 +124,11 @@ fn watch_route(conn: Connection, chat: RwSignal<ChatState>) {
 }
 
 /// Remembers the joined rooms, so a reload comes back to all of them.
-fn remember_rooms(chat: RwSignal<ChatState>) {
-    let names = Memo::new(move |_| chat.with(|s| s.rooms.keys().cloned().collect::<Vec<_>>()));
+fn remember_rooms(chat: Store) {
+    let names = Memo::new(move |_| {
+        chat.with(Parts::ROOMS, |s| {
+            s.rooms.keys().cloned().collect::<Vec<_>>()
+        })
+    });
     Effect::new(move |_| names.with(|n| prefs::save_rooms(&n.iter().collect::<Vec<_>>())));
 }

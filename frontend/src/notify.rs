@@ -6,7 +6,8 @@ use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 use web_sys::{Notification, NotificationOptions, NotificationPermission};
 
-use crate::state::{Alert, ChatState};
+use crate::state::{Alert, ChatState, Parts};
+use crate::store::Store;
 
 /// Whether the browser has the Notification API at all (it is missing in some
 /// embedded browsers and on insecure origins in others).
@@ -55,21 +56,23 @@ pub(crate) fn mention(alert: &Alert) {
 }
 
 /// Keeps the store told whether the tab is hidden, and the title in step with it.
-pub(crate) fn watch_page(chat: RwSignal<ChatState>) {
+pub(crate) fn watch_page(chat: Store) {
     let document = document();
     let hidden_now = document.hidden();
-    chat.update(|s| s.set_hidden(hidden_now));
+    // Showing the tab reads the room on screen: its unread count and the title follow.
+    let parts = Parts::PAGE | Parts::ROOMS;
+    chat.update(parts, |s| s.set_hidden(hidden_now));
     let doc = document.clone();
     let on_change = Closure::<dyn FnMut()>::new(move || {
         let hidden = doc.hidden();
-        chat.update(|s| s.set_hidden(hidden));
+        chat.update(parts, |s| s.set_hidden(hidden));
     });
     let _ = document
         .add_event_listener_with_callback("visibilitychange", on_change.as_ref().unchecked_ref());
     // Listens for the life of the page.
     on_change.forget();
     Effect::new(move |_| {
-        let title = chat.with(ChatState::title);
+        let title = chat.with(Parts::PAGE | Parts::ROOMS, ChatState::title);
         document.set_title(&title);
     });
 }

@@ -5,7 +5,8 @@ use leptos::prelude::*;
 use web_sys::{KeyboardEvent, SubmitEvent};
 
 use crate::connection::Connection;
-use crate::state::ChatState;
+use crate::state::Parts;
+use crate::store::Store;
 
 /// Most lines the field grows to before it scrolls.
 const MAX_ROWS: usize = 6;
@@ -13,7 +14,7 @@ const MAX_ROWS: usize = 6;
 #[component]
 pub(crate) fn Composer() -> impl IntoView {
     let conn = expect_context::<Connection>();
-    let chat = expect_context::<ReadSignal<ChatState>>();
+    let chat = expect_context::<Store>();
     let text = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let field = NodeRef::<Textarea>::new();
@@ -44,7 +45,7 @@ pub(crate) fn Composer() -> impl IntoView {
     };
     let rows = move || text.with(|t| t.lines().count().clamp(1, MAX_ROWS));
     // A new room on screen (or the first one): the composer is where hands go next.
-    let current = Memo::new(move |_| chat.with(|s| s.current.clone()));
+    let current = Memo::new(move |_| chat.with(Parts::ROOMS, |s| s.current.clone()));
     Effect::new(move |_| {
         current.with(|_| ());
         request_animation_frame(move || {
@@ -54,9 +55,8 @@ pub(crate) fn Composer() -> impl IntoView {
         });
     });
     let placeholder = move || {
-        chat.with(|s| {
-            s.current
-                .as_ref()
+        current.with(|c| {
+            c.as_ref()
                 .map_or_else(String::new, |r| format!("Message #{r}"))
         })
     };

@@ -6,7 +6,8 @@ use leptos::prelude::*;
 use crate::connection::Connection;
 use crate::link::Status;
 use crate::notify;
-use crate::state::ChatState;
+use crate::state::{ChatState, Parts};
+use crate::store::Store;
 use crate::Ui;
 
 /// The header. Before the first `welcome` the status is shown only while a connection
@@ -15,12 +16,13 @@ use crate::Ui;
 #[component]
 pub(crate) fn Header() -> impl IntoView {
     let conn = expect_context::<Connection>();
-    let chat = expect_context::<ReadSignal<ChatState>>();
+    let chat = expect_context::<Store>();
     let ui = expect_context::<Ui>();
     let status = conn.status;
     let show_status = move || {
-        let (welcomed, refused) =
-            chat.with(|s| (s.me.is_some() || s.session_taken, s.nick_error.is_some()));
+        let (welcomed, refused) = chat.with(Parts::SESSION, |s| {
+            (s.me.is_some() || s.session_taken, s.nick_error.is_some())
+        });
         welcomed || (status.get() != Status::Offline && !refused)
     };
     let label = move || {
@@ -34,7 +36,7 @@ pub(crate) fn Header() -> impl IntoView {
         s.label(now)
     };
     let can_ask = RwSignal::new(notify::can_ask());
-    let welcomed = move || chat.with(|s| s.me.is_some());
+    let welcomed = move || chat.with(Parts::SESSION, |s| s.me.is_some());
     view! {
         <header class="top">
             <Show when=welcomed>
@@ -47,7 +49,7 @@ pub(crate) fn Header() -> impl IntoView {
                 >
                     "☰"
                     {move || {
-                        let n = chat.with(ChatState::unread_elsewhere);
+                        let n = chat.with(Parts::ROOMS, ChatState::unread_elsewhere);
                         (n > 0)
                             .then(|| {
                                 view! {
@@ -78,13 +80,13 @@ pub(crate) fn Header() -> impl IntoView {
                     "Enable notifications"
                 </button>
             </Show>
-            <Show when=move || chat.with(|s| s.session_taken)>
+            <Show when=move || chat.with(Parts::SESSION, |s| s.session_taken)>
                 <button class="reconnect" on:click=move |_| conn.reconnect_now()>
                     "Reconnect here"
                 </button>
             </Show>
         </header>
-        <Show when=move || chat.with(|s| s.session_taken)>
+        <Show when=move || chat.with(Parts::SESSION, |s| s.session_taken)>
             <p class="session-taken" role="alert">
                 "This session was opened elsewhere (another tab or window), so this one \
                  stopped. Use \u{201c}Reconnect here\u{201d} to continue in this tab."

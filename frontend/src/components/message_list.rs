@@ -13,7 +13,8 @@ use web_sys::HtmlElement;
 
 use crate::components::RichText;
 use crate::connection::Connection;
-use crate::state::{typing_line, ChatState, NoticeKind, Row};
+use crate::state::{typing_line, NoticeKind, Parts, Row};
+use crate::store::Store;
 
 /// How close to the bottom (in CSS pixels) still counts as "reading the latest".
 const STICK_PX: i32 = 48;
@@ -25,22 +26,42 @@ const TOP_PX: i32 = 200;
 #[component]
 pub(crate) fn MessageList() -> impl IntoView {
     let conn = expect_context::<Connection>();
-    let chat = expect_context::<ReadSignal<ChatState>>();
+    let chat = expect_context::<Store>();
     let scroller = NodeRef::<Div>::new();
-    let rows = Memo::new(move |_| chat.with(|s| s.room().map(|r| r.rows()).unwrap_or_default()));
+    // The conversation of the room on screen: these re-run for messages, never for
+    // typing, presence or the directory.
+    let parts = Parts::MESSAGES | Parts::ROOMS;
+    let rows =
+        Memo::new(move |_| chat.with(parts, |s| s.room().map(|r| r.rows()).unwrap_or_default()));
     let pending = Memo::new(move |_| {
-        chat.with(|s| {
+        chat.with(parts, |s| {
             s.room()
                 .map(|r| r.pending.keys().cloned().collect::<Vec<_>>())
                 .unwrap_or_default()
         })
     });
-    let room_name = Memo::new(move |_| chat.with(|s| s.current.clone()));
-    let at_bottom = Memo::new(move |_| chat.with(|s| s.room().is_none_or(|r| r.at_bottom)));
-    let frozen = Memo::new(move |_| chat.with(|s| s.room().is_some_and(|r| r.is_frozen())));
+    let room_name = Memo::new(move |_| chat.with(Parts::ROOMS, |s| s.current.clone()));
+    let at_bottom = Memo::new(move |_| chat.with(parts, |s| s.room().is_none_or(|r| r.at_bottom)));
+    let frozen = Memo::new(move |_| chat.with(parts, |s| s.room().is_some_and(|r| r.is_frozen())));
     let can_load_older =
-        Memo::new(move |_| chat.with(|s| s.room().is_some_and(|r| r.can_load_older())));
-    let loading = Memo::new(move |_| chat.with(|s| s.room().is_some_and(|r| r.loading_older)));
+        Memo::new(move |_| chat.with(parts, |s| s.room().is_some_and(|r| r.can_load_older())));
+    let loading =
+        Memo::new(move |_| chat.with(parts, |s| s.room().is_some_and(|r| r.loading_older)));
+    // Which rows continue the previous one's sender: a row's key is its offset alone,
+    // so this changes its look in place.
+    let continued = Memo::new(move |_| {
+        rows.with(|rows| {
+            rows.iter()
+                .filter_map(|row| match row {
+                    Row::Message {
+                        offset,
+                        continued: true,
+                    } => Some(*offset),
+                    _ => None,
+                })
+                .collect::<std::collections::BTreeSet<u64>>()
+        })
+    });
     // The row the person is looking at, and its distance from the top of the view.
     let anchor = StoredValue::new(None::<(String, i32)>);
     // The scroll position we last saw or set: only a move up from it is the person
@@ -90,11 +111,12 @@ pub(crate) fn MessageList() -> impl IntoView {
         }
     };
 
+    // The one reader of the typing part; the clock expires typists.
     let typing = move || {
         let now = conn.clock.get();
-        chat.with(|s| {
+        chat.with(Parts::TYPING | Parts::ROOMS, |s| {
             s.room()
-                .map(|r| typing_line(&r.typists(now.max(s.now), s.me.as_deref())))
+                .map(|r| typing_line(&r.typists(now, s.me.as_deref())))
                 .unwrap_or_default()
         })
     };
@@ -117,8 +139,10 @@ pub(crate) fn MessageList() -> impl IntoView {
                         let room = room_name.get();
                         rows.get().into_iter().map(move |row| (room.clone(), row)).collect::<Vec<_>>()
                     }
-                    key=|entry| entry.clone()
-                    children=move |(_, row)| row_view(chat, row)
+                    // Identity only (room and offset, or notice number): a row's state
+                    // (continued, sent) updates it in place instead of remounting it.
+                    key=|(room, row)| (room.clone(), row.key())
+                    children=move |(_, row)| row_view(chat, row, continued)
                 />
                 <Show when=move || !frozen.get()>
                     <For
@@ -164,9 +188,10 @@ fn find_row(el: &HtmlElement, key: &str) -> Option<HtmlElement> {
 
 /// One row. Stored messages and notices never change, so the data is read once,
 /// without subscribing.
-fn row_view(chat: ReadSignal<ChatState>, row: Row) -> AnyView {
+fn row_view(chat: Store, row: Row, continued: Memo<std::collections::BTreeSet<u64>>) -> AnyView {
     match row {
-        Row::Message { offset, continued } => {
+        Row::Message { offset, .. } => {
+            let continued = move || continued.with(|c| c.contains(&offset));
             let found = chat.with_untracked(|s| {
                 s.room()?
                     .messages
@@ -214,7 +239,7 @@ fn row_view(chat: ReadSignal<ChatState>, row: Row) -> AnyView {
 
 /// A message we sent that is not acknowledged yet; it turns into a normal row (keyed
 /// by its offset) when the ack or its echo arrives.
-fn pending_view(conn: Connection, chat: ReadSignal<ChatState>, id: &str) -> impl IntoView {
+fn pending_view(conn: Connection, chat: Store, id: &str) -> impl IntoView {
     let id = id.to_owned();
     let (room, text, nick) = chat.with_untracked(|s| {
         (
@@ -228,8 +253,11 @@ fn pending_view(conn: Connection, chat: ReadSignal<ChatState>, id: &str) -> impl
     });
     // A memo: the row subscribes to its own error, not to every change of the store.
     let key = id.clone();
-    let error =
-        Memo::new(move |_| chat.with(|s| s.rooms.get(&room)?.pending.get(&key)?.error.clone()));
+    let error = Memo::new(move |_| {
+        chat.with(Parts::MESSAGES, |s| {
+            s.rooms.get(&room)?.pending.get(&key)?.error.clone()
+        })
+    });
     let failed = move || error.with(Option::is_some);
     let state = move || if failed() { "not sent" } else { "sending…" };
     let retry_room = chat.with_untracked(|s| s.current.clone().unwrap_or_default());

@@ -6,20 +6,21 @@ use web_sys::SubmitEvent;
 use crate::connection::Connection;
 use crate::link::Status;
 use crate::prefs;
-use crate::state::ChatState;
+use crate::state::Parts;
+use crate::store::Store;
 
 /// The nick field and Join button, with the reason when a nick is refused (checked
 /// here first, then by the server, e.g. `nick_taken`).
 #[component]
 pub(crate) fn NickForm() -> impl IntoView {
     let conn = expect_context::<Connection>();
-    let chat = expect_context::<ReadSignal<ChatState>>();
+    let chat = expect_context::<Store>();
     let nick = RwSignal::new(prefs::saved_nick().unwrap_or_default());
     let local_error = RwSignal::new(None::<String>);
     let error = move || {
         local_error
             .get()
-            .or_else(|| chat.with(|s| s.nick_error.clone()))
+            .or_else(|| chat.with(Parts::SESSION, |s| s.nick_error.clone()))
     };
     let (room, max_len) = chat.with_untracked(|s| {
         (
@@ -31,7 +32,7 @@ pub(crate) fn NickForm() -> impl IntoView {
         matches!(
             conn.status.get(),
             Status::Connecting | Status::Reconnecting { .. }
-        ) && chat.with(|s| s.nick_error.is_none())
+        ) && chat.with(Parts::SESSION, |s| s.nick_error.is_none())
     };
     let on_submit = move |ev: SubmitEvent| {
         ev.prevent_default();

@@ -6,34 +6,27 @@ use web_sys::SubmitEvent;
 
 use crate::connection::Connection;
 use crate::route;
-use crate::state::ChatState;
+use crate::state::Parts;
+use crate::store::Store;
 use crate::Ui;
 
 #[component]
 pub(crate) fn Sidebar() -> impl IntoView {
     let conn = expect_context::<Connection>();
-    let chat = expect_context::<ReadSignal<ChatState>>();
+    let chat = expect_context::<Store>();
     let ui = expect_context::<Ui>();
-    // (name, unread, current): re-renders the list only when one of these changes.
+    // Rows are keyed by name alone: a room's unread count and whether it is on screen
+    // update its row in place, they do not remount it.
     let joined = Memo::new(move |_| {
-        chat.with(|s| {
-            s.rooms
-                .values()
-                .map(|r| {
-                    (
-                        r.name.clone(),
-                        r.unread,
-                        s.current.as_ref() == Some(&r.name),
-                    )
-                })
-                .collect::<Vec<_>>()
+        chat.with(Parts::ROOMS, |s| {
+            s.rooms.keys().cloned().collect::<Vec<_>>()
         })
     });
     let directory = Memo::new(move |_| {
-        chat.with(|s| {
+        chat.with(Parts::DIRECTORY, |s| {
             s.directory
                 .iter()
-                .map(|r| (r.room.clone(), r.members))
+                .map(|r| r.room.clone())
                 .collect::<Vec<_>>()
         })
     });
@@ -42,7 +35,7 @@ pub(crate) fn Sidebar() -> impl IntoView {
     let error = move || {
         local_error
             .get()
-            .or_else(|| chat.with(|s| s.room_error.clone()))
+            .or_else(|| chat.with(Parts::ROOMS, |s| s.room_error.clone()))
     };
     let on_submit = move |ev: SubmitEvent| {
         ev.prevent_default();
@@ -65,27 +58,37 @@ pub(crate) fn Sidebar() -> impl IntoView {
             <ul class="joined-rooms">
                 <For
                     each=move || joined.get()
-                    key=|entry| entry.clone()
-                    children=move |(name, unread, current)| {
+                    key=|name| name.clone()
+                    children=move |name| {
                         let leave = name.clone();
+                        let (n, m) = (name.clone(), name.clone());
+                        let current = Memo::new(move |_| {
+                            chat.with(Parts::ROOMS, |s| s.current.as_deref() == Some(n.as_str()))
+                        });
+                        let unread = Memo::new(move |_| {
+                            chat.with(Parts::ROOMS, |s| s.rooms.get(&m).map_or(0, |r| r.unread))
+                        });
                         view! {
                             <li class="room-item" class:current=current data-room=name.clone()>
                                 <a
                                     class="room-link"
                                     href=route::hash_for(&name)
-                                    aria-current=current.then_some("page")
+                                    aria-current=move || current.get().then_some("page")
                                     on:click=move |_| ui.sidebar_open.set(false)
                                 >
                                     "#"
                                     {name.clone()}
-                                    {(unread > 0)
-                                        .then(|| {
-                                            view! {
-                                                <span class="unread" aria-label=format!("{unread} unread")>
-                                                    {unread}
-                                                </span>
-                                            }
-                                        })}
+                                    {move || {
+                                        let unread = unread.get();
+                                        (unread > 0)
+                                            .then(|| {
+                                                view! {
+                                                    <span class="unread" aria-label=format!("{unread} unread")>
+                                                        {unread}
+                                                    </span>
+                                                }
+                                            })
+                                    }}
                                 </a>
                                 <button
                                     class="leave-room"
@@ -129,10 +132,16 @@ pub(crate) fn Sidebar() -> impl IntoView {
             <ul class="all-rooms">
                 <For
                     each=move || directory.get()
-                    key=|entry| entry.clone()
-                    children=move |(name, members)| {
+                    key=|name| name.clone()
+                    children=move |name| {
                         let hash = route::hash_for(&name);
                         let label = name.clone();
+                        let n = name.clone();
+                        let members = Memo::new(move |_| {
+                            chat.with(Parts::DIRECTORY, |s| {
+                                s.directory.iter().find(|r| r.room == n).map_or(0, |r| r.members)
+                            })
+                        });
                         view! {
                             <li>
                                 <button
@@ -145,7 +154,7 @@ pub(crate) fn Sidebar() -> impl IntoView {
                                 >
                                     "#"
                                     {label}
-                                    <span class="members" aria-label=format!("{members} online")>
+                                    <span class="members" aria-label=move || format!("{} online", members.get())>
                                         {members}
                                     </span>
                                 </button>

@@ -8,6 +8,7 @@ use web_sys::Element;
 use super::{chat_message, joined, local_hhmm, message, mount, text, Page, ME, T0};
 use crate::components::MessageList;
 use crate::state::room::WINDOW;
+use crate::state::Parts;
 use crate::state::TYPING_SHOWN_MS;
 
 fn mount_list(rooms: &[&str]) -> Page {
@@ -282,17 +283,15 @@ async fn the_typing_line_follows_typing_frames() {
     super::flush().await;
     assert_eq!(page.text("p.typing"), "");
 
-    // The socket handler stamps the time before applying a frame; so do we.
+    // Frames arrive at a time, as the socket handler applies them; the typing line
+    // expires by the connection's clock.
     let now = js_sys::Date::now() as u64;
     let typing = |room: &str, nick: &str| ServerMsg::Typing {
         room: room.to_owned(),
         nick: nick.to_owned(),
     };
     let apply_at = |at: u64, frame: ServerMsg| {
-        page.chat.update(|s| {
-            s.now = at;
-            s.apply(frame);
-        });
+        page.chat.apply(frame, at);
     };
     apply_at(now, typing("lobby", "bob"));
     super::flush().await;
@@ -318,7 +317,7 @@ async fn the_typing_line_follows_typing_frames() {
     assert_eq!(page.text("p.typing"), "carol is typing…");
 
     // Without a new frame the line expires.
-    page.chat.update(|s| s.now = now + 100 + TYPING_SHOWN_MS);
+    page.conn.clock.set(now + 100 + TYPING_SHOWN_MS);
     super::flush().await;
     assert_eq!(page.text("p.typing"), "");
 }
@@ -349,7 +348,7 @@ async fn switching_rooms_shows_the_other_rooms_messages() {
         |page: &Page| -> Vec<String> { page.all("li.msg p.text").iter().map(text).collect() };
     assert_eq!(texts(&page), ["lobby 1", "lobby 2", "lobby 3"]);
 
-    page.chat.update(|s| {
+    page.chat.update(Parts::ALL, |s| {
         s.open_room("dev").expect("a valid room");
     });
     super::flush().await;

@@ -23,6 +23,7 @@ mod message_list;
 mod rich_text;
 mod room_view;
 mod sidebar;
+mod store;
 
 use std::any::Any;
 use std::cell::Cell;
@@ -36,8 +37,9 @@ use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test_configure;
 use web_sys::{Element, HtmlElement};
 
-use crate::connection::provide_connection_context;
+use crate::connection::{provide_connection_context, Connection};
 use crate::state::ChatState;
+use crate::store::Store;
 use crate::Ui;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -72,7 +74,8 @@ fn new_host() -> HtmlElement {
 /// with such work pending is a real case with its own test in `room_view`.)
 struct Page {
     host: HtmlElement,
-    chat: RwSignal<ChatState>,
+    chat: Store,
+    conn: Connection,
     /// The `UnmountHandle`, kept only to be dropped.
     mounted: Option<Box<dyn Any>>,
 }
@@ -94,7 +97,7 @@ impl Drop for Page {
 }
 
 /// Mounts `view` with a store holding `rooms` (the first on screen), the connection
-/// context built on that store, and the `ReadSignal<ChatState>` and [`Ui`] contexts.
+/// context built on that store, and the [`Store`] and [`Ui`] contexts.
 fn mount<V: IntoView + 'static>(rooms: &[&str], view: impl FnOnce() -> V + 'static) -> Page {
     let host = new_host();
     let rooms: Vec<String> = rooms.iter().map(|r| (*r).to_owned()).collect();
@@ -102,20 +105,21 @@ fn mount<V: IntoView + 'static>(rooms: &[&str], view: impl FnOnce() -> V + 'stat
     let handle = mount_to(host.clone(), {
         let out = Rc::clone(&out);
         move || {
-            let chat = RwSignal::new(ChatState::new(None, &rooms, "test".to_owned()));
-            provide_connection_context(chat);
-            provide_context(chat.read_only());
+            let chat = Store::new(ChatState::new(None, &rooms, "test".to_owned()));
+            let conn = provide_connection_context(chat);
+            provide_context(chat);
             provide_context(Ui {
                 sidebar_open: RwSignal::new(false),
             });
-            out.set(Some(chat));
+            out.set(Some((chat, conn)));
             view()
         }
     });
-    let chat = out.take().expect("the mount closure ran");
+    let (chat, conn) = out.take().expect("the mount closure ran");
     Page {
         host,
         chat,
+        conn,
         mounted: Some(Box::new(handle)),
     }
 }
@@ -124,9 +128,7 @@ impl Page {
     /// Applies server frames to the store, one update each, as the socket handler does.
     fn apply(&self, frames: impl IntoIterator<Item = ServerMsg>) {
         for frame in frames {
-            self.chat.update(|s| {
-                s.apply(frame);
-            });
+            self.chat.apply(frame, js_sys::Date::now() as u64);
         }
     }
 

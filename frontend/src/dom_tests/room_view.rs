@@ -13,7 +13,8 @@ use web_sys::{Element, HtmlElement};
 
 use super::{flush, message, mount, next_frame, Page, ME, T0};
 use crate::components::{Composer, MessageList, NickForm, Sidebar};
-use crate::state::ChatState;
+use crate::state::Parts;
+use crate::store::Store;
 
 /// The element that has the keyboard focus.
 fn focused() -> Option<Element> {
@@ -66,7 +67,7 @@ async fn new_messages_do_not_pull_the_focus_into_the_composer() {
     );
 
     // A new room on screen is where the focus is meant to jump to the composer.
-    page.chat.update(|s| {
+    page.chat.update(Parts::ALL, |s| {
         s.open_room("dev").expect("a valid room");
     });
     settle().await;
@@ -97,9 +98,9 @@ fn watch_panics() {
 /// Like `App`: the nick form until we are welcomed, then the room.
 fn mount_app_like() -> Page {
     mount(&["lobby"], || {
-        let chat = expect_context::<ReadSignal<ChatState>>();
+        let chat = expect_context::<Store>();
         view! {
-            <Show when=move || chat.with(|s| s.me.is_some()) fallback=|| view! { <NickForm /> }>
+            <Show when=move || chat.with(Parts::SESSION, |s| s.me.is_some()) fallback=|| view! { <NickForm /> }>
                 <MessageList />
                 <Composer />
             </Show>

@@ -8,17 +8,18 @@ use web_sys::HtmlElement;
 
 use super::{flush, joined, message, mount, text, Page, ME, T0};
 use crate::components::Sidebar;
+use crate::state::Parts;
 
 /// The sidebar with `lobby` on screen and `dev` joined as well, both opened the way the
 /// app opens rooms.
 fn mount_two_rooms() -> Page {
     let page = mount(&["lobby"], || view! { <Sidebar /> });
     page.welcome_and_join("lobby", &[ME]);
-    page.chat.update(|s| {
+    page.chat.update(Parts::ALL, |s| {
         s.open_room("dev").expect("a valid room");
     });
     page.apply([joined("dev", 0, &[ME, "bob"])]);
-    page.chat.update(|s| {
+    page.chat.update(Parts::ALL, |s| {
         s.open_room("lobby").expect("a valid room");
     });
     page
@@ -28,6 +29,8 @@ fn mount_two_rooms() -> Page {
 async fn unread_messages_of_a_room_not_on_screen_are_counted() {
     let page = mount_two_rooms();
     flush().await;
+    // Rows are keyed by room name: a changing count updates the row it is in.
+    let dev_row = page.one(".room-item[data-room=dev]");
     let names: Vec<_> = page
         .all("ul.joined-rooms > li.room-item")
         .iter()
@@ -50,6 +53,10 @@ async fn unread_messages_of_a_room_not_on_screen_are_counted() {
 
     let badge = page.one(".room-item[data-room=dev] .unread");
     assert_eq!(text(&badge), "2");
+    assert!(
+        dev_row.is_same_node(Some(&page.one(".room-item[data-room=dev]"))),
+        "the row was remounted for a new unread count"
+    );
     assert_eq!(
         badge.get_attribute("aria-label").as_deref(),
         Some("2 unread")
@@ -72,7 +79,7 @@ async fn unread_messages_of_a_room_not_on_screen_are_counted() {
         .contains("current"));
 
     // Opening the room reads it.
-    page.chat.update(|s| {
+    page.chat.update(Parts::ALL, |s| {
         s.open_room("dev").expect("a valid room");
     });
     flush().await;

@@ -3,7 +3,9 @@
 //! Nothing here touches the DOM, the socket or the browser, so the protocol logic
 //! (resume after a reconnect, resends, de-duplication, acks, unread counts, mentions)
 //! is unit-tested natively. The [`crate::connection`] module feeds every frame in and
-//! sends the follow-up frames that [`ChatState::apply`] returns.
+//! acts on what [`ChatState::apply`] returns as values: the frames to send in reply, the
+//! mention alerts to raise, and which [`Parts`] of the page changed (so the reactive
+//! [`crate::store::Store`] wakes only those). The time comes in as an argument.
 
 pub(crate) mod room;
 
@@ -57,13 +59,8 @@ pub(crate) struct ChatState {
     pub(crate) hidden: bool,
     /// Messages that arrived while the tab was hidden, for the title.
     pub(crate) hidden_unread: u32,
-    /// Mentions of our nick to raise as browser notifications; the connection takes
-    /// them after each frame.
-    pub(crate) alerts: Vec<Alert>,
     /// The latest line for screen readers (`aria-live`).
     pub(crate) announcement: String,
-    /// The time (ms since the epoch) as of the last tick; frames do not carry it.
-    pub(crate) now: u64,
     /// When we last told the server we are typing.
     last_typing: u64,
     /// Unique per page load, so message ids never repeat across reloads (the server
@@ -71,6 +68,75 @@ pub(crate) struct ChatState {
     id_prefix: String,
     next_id: u64,
     next_notice: u64,
+}
+
+/// The parts of the page a change touches. The reactive store keeps one trigger per
+/// part, so a change wakes only what shows that part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Parts(u8);
+
+impl Parts {
+    pub(crate) const NONE: Parts = Parts(0);
+    /// Who we are: the nick, a refused nick, the welcome, the limits, a takeover.
+    pub(crate) const SESSION: Parts = Parts(1);
+    /// The joined rooms: the list, unread counts, the room on screen, the room error.
+    pub(crate) const ROOMS: Parts = Parts(1 << 1);
+    /// The conversations: messages, notices, pending sends, the rendered window.
+    pub(crate) const MESSAGES: Parts = Parts(1 << 2);
+    /// Who is in each room, and whether we are joined there now.
+    pub(crate) const MEMBERS: Parts = Parts(1 << 3);
+    /// Who is typing.
+    pub(crate) const TYPING: Parts = Parts(1 << 4);
+    /// Every room on the server.
+    pub(crate) const DIRECTORY: Parts = Parts(1 << 5);
+    /// The tab: its title and the screen-reader announcement.
+    pub(crate) const PAGE: Parts = Parts(1 << 6);
+    pub(crate) const ALL: Parts = Parts((1 << 7) - 1);
+    /// How many parts there are.
+    pub(crate) const COUNT: usize = 7;
+
+    /// Whether part number `i` (`0..COUNT`) is among these.
+    pub(crate) fn has(self, i: usize) -> bool {
+        self.0 & (1 << i) != 0
+    }
+
+    /// What a server frame can change. Conservative where a frame is rare; exact for
+    /// the frequent ones (a `typing` frame touches the typing line and nothing else).
+    pub(crate) fn of(msg: &ServerMsg) -> Parts {
+        match msg {
+            ServerMsg::Typing { .. } => Parts::TYPING,
+            ServerMsg::Presence { .. } => Parts::MEMBERS | Parts::DIRECTORY,
+            ServerMsg::Rooms { .. } => Parts::DIRECTORY,
+            ServerMsg::History { .. } | ServerMsg::Ack { .. } => Parts::MESSAGES,
+            // The author stops typing; unread counts, the title and the announcement
+            // follow messages.
+            ServerMsg::Message(_) => Parts::MESSAGES | Parts::ROOMS | Parts::PAGE | Parts::TYPING,
+            ServerMsg::Notification { .. } => Parts::MESSAGES | Parts::PAGE,
+            ServerMsg::Joined { .. } | ServerMsg::Left { .. } => {
+                Parts::ROOMS | Parts::MESSAGES | Parts::MEMBERS | Parts::TYPING
+            }
+            ServerMsg::Welcome { .. } | ServerMsg::Error { .. } => Parts::ALL,
+        }
+    }
+}
+
+impl std::ops::BitOr for Parts {
+    type Output = Parts;
+
+    fn bitor(self, other: Parts) -> Parts {
+        Parts(self.0 | other.0)
+    }
+}
+
+/// What applying a frame produced, for the caller to act on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Applied {
+    /// Frames to send in reply (joins, history, resends).
+    pub(crate) replies: Vec<ClientMsg>,
+    /// Mentions of our nick to raise as browser notifications.
+    pub(crate) alerts: Vec<Alert>,
+    /// The parts of the page that may have changed.
+    pub(crate) changed: Parts,
 }
 
 /// A mention of our nick, for a browser notification.
@@ -104,9 +170,7 @@ impl ChatState {
             session_taken: false,
             hidden: false,
             hidden_unread: 0,
-            alerts: Vec::new(),
             announcement: String::new(),
-            now: 0,
             last_typing: 0,
             id_prefix,
             next_id: 0,
@@ -165,8 +229,19 @@ impl ChatState {
         self.rooms.get_mut(name)
     }
 
-    /// Applies one server frame and returns the frames to send in reply.
-    pub(crate) fn apply(&mut self, msg: ServerMsg) -> Vec<ClientMsg> {
+    /// Applies one server frame that arrived at `now` (ms since the epoch).
+    pub(crate) fn apply(&mut self, msg: ServerMsg, now: u64) -> Applied {
+        let changed = Parts::of(&msg);
+        let mut alerts = Vec::new();
+        let replies = self.reduce(msg, now, &mut alerts);
+        Applied {
+            replies,
+            alerts,
+            changed,
+        }
+    }
+
+    fn reduce(&mut self, msg: ServerMsg, now: u64, alerts: &mut Vec<Alert>) -> Vec<ClientMsg> {
         match msg {
             ServerMsg::Welcome {
                 nick,
@@ -186,7 +261,11 @@ impl ChatState {
                     r.joined = false;
                 }
             }
-            ServerMsg::Message(m) => self.on_message(m),
+            ServerMsg::Message(m) => {
+                if let Some(alert) = self.on_message(m) {
+                    alerts.push(alert);
+                }
+            }
             ServerMsg::History {
                 room,
                 messages,
@@ -214,7 +293,7 @@ impl ChatState {
                 }
             }
             ServerMsg::Typing { room, nick } => {
-                let until = self.now + TYPING_SHOWN_MS;
+                let until = now + TYPING_SHOWN_MS;
                 if let Some(r) = self.room_mut(&room) {
                     r.typing.insert(nick, until);
                 }
@@ -224,7 +303,7 @@ impl ChatState {
                 code,
                 message,
                 reference,
-            } => self.on_error(code, message, reference.as_deref()),
+            } => self.on_error(code, message, reference.as_deref(), now),
         }
         Vec::new()
     }
@@ -297,14 +376,14 @@ impl ChatState {
         out
     }
 
-    fn on_message(&mut self, m: ChatMessage) {
+    /// Stores a live message; returns the alert to raise when it mentions us where we
+    /// are not looking.
+    fn on_message(&mut self, m: ChatMessage) -> Option<Alert> {
         let mine = self.me.as_deref() == Some(m.nick.as_str());
         let current = self.current.as_deref() == Some(m.room.as_str());
         let hidden = self.hidden;
         let mentioned = !mine && self.me.as_deref().is_some_and(|me| mentions(&m.text, me));
-        let Some(room) = self.rooms.get_mut(&m.room) else {
-            return;
-        };
+        let room = self.rooms.get_mut(&m.room)?;
         if mine {
             // Our own message is stored (it is broadcast only after that), so it is no
             // longer pending even if the ack has not arrived yet.
@@ -312,7 +391,7 @@ impl ChatState {
         }
         let (name, nick, text) = (m.room.clone(), m.nick.clone(), m.text.clone());
         if !room.insert_live(m) || mine {
-            return;
+            return None;
         }
         if !current || hidden {
             room.unread += 1;
@@ -323,13 +402,11 @@ impl ChatState {
         if current {
             self.announcement = format!("{nick}: {text}");
         }
-        if mentioned && (hidden || !current) {
-            self.alerts.push(Alert {
-                room: name,
-                nick,
-                text,
-            });
-        }
+        (mentioned && (hidden || !current)).then_some(Alert {
+            room: name,
+            nick,
+            text,
+        })
     }
 
     fn on_ack(&mut self, id: String, room: String, offset: u64) {
@@ -378,7 +455,7 @@ impl ChatState {
         self.notice(room, kind, text, ts);
     }
 
-    fn on_error(&mut self, code: ErrorCode, message: String, reference: Option<&str>) {
+    fn on_error(&mut self, code: ErrorCode, message: String, reference: Option<&str>, now: u64) {
         match (code, reference) {
             (ErrorCode::NickTaken | ErrorCode::InvalidNick, _) => {
                 // Back to the nick form; the socket stays open and `hello` may be retried.
@@ -408,7 +485,7 @@ impl ChatState {
             }
             _ => {
                 if let Some(current) = self.current.clone() {
-                    self.notice(&current, NoticeKind::Error, message, self.now);
+                    self.notice(&current, NoticeKind::Error, message, now);
                 }
             }
         }

@@ -110,6 +110,24 @@ pub(crate) enum Row {
     Notice(u64),
 }
 
+/// A row's identity, which never changes while it is on screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum RowKey {
+    Message(u64),
+    Notice(u64),
+}
+
+impl Row {
+    /// What a list of rows is keyed by: the message's offset or the notice's number,
+    /// not how the row looks now.
+    pub(crate) fn key(self) -> RowKey {
+        match self {
+            Row::Message { offset, .. } => RowKey::Message(offset),
+            Row::Notice(seq) => RowKey::Notice(seq),
+        }
+    }
+}
+
 impl Room {
     pub(crate) fn new(name: &str) -> Self {
         Room {

@@ -1,5 +1,13 @@
 use super::*;
 
+/// The time frames arrive at in these tests.
+const NOW: u64 = 50_000;
+
+/// Applies a frame at [`NOW`]; the frames to send in reply.
+fn step(s: &mut ChatState, m: ServerMsg) -> Vec<ClientMsg> {
+    s.apply(m, NOW).replies
+}
+
 fn msg(room: &str, offset: u64, nick: &str, id: &str) -> ChatMessage {
     ChatMessage {
         room: room.to_owned(),
@@ -12,12 +20,10 @@ fn msg(room: &str, offset: u64, nick: &str, id: &str) -> ChatMessage {
 }
 
 fn live(s: &mut ChatState, room: &str, offset: u64, nick: &str) -> Vec<ClientMsg> {
-    s.apply(ServerMsg::Message(msg(
-        room,
-        offset,
-        nick,
-        &format!("{nick}{offset}"),
-    )))
+    step(
+        s,
+        ServerMsg::Message(msg(room, offset, nick, &format!("{nick}{offset}"))),
+    )
 }
 
 /// The server's answer to alice's `hello`.
@@ -60,9 +66,9 @@ fn first_page(room: &str) -> ClientMsg {
 fn joined(head: u64) -> ChatState {
     let mut s = ChatState::new(None, &[], "p".to_owned());
     s.choose_nick("alice");
-    let out = s.apply(welcome("s1"));
+    let out = step(&mut s, welcome("s1"));
     assert_eq!(out, vec![join("lobby", None, None), ClientMsg::ListRooms]);
-    let out = s.apply(joined_frame("lobby", head, "e1", None));
+    let out = step(&mut s, joined_frame("lobby", head, "e1", None));
     assert_eq!(out, vec![first_page("lobby"), ClientMsg::ListRooms]);
     s
 }
@@ -102,18 +108,21 @@ fn a_replay_overlapping_live_messages_shows_each_offset_once() {
         live(&mut s, "lobby", offset, "bob");
     }
     // ... which overlaps them.
-    s.apply(ServerMsg::History {
-        room: "lobby".to_owned(),
-        messages: (6..=53)
-            .map(|o| msg("lobby", o, "bob", &format!("bob{o}")))
-            .collect(),
-        has_more: true,
-    });
+    step(
+        &mut s,
+        ServerMsg::History {
+            room: "lobby".to_owned(),
+            messages: (6..=53)
+                .map(|o| msg("lobby", o, "bob", &format!("bob{o}")))
+                .collect(),
+            has_more: true,
+        },
+    );
     // The connection drops; the resume asks for everything after 55.
     s.disconnected();
-    let out = s.apply(welcome("s1"));
+    let out = step(&mut s, welcome("s1"));
     assert_eq!(out[0], join("lobby", Some(55), Some("e1")));
-    let out = s.apply(joined_frame("lobby", 60, "e1", Some(true)));
+    let out = step(&mut s, joined_frame("lobby", 60, "e1", Some(true)));
     assert_eq!(
         out,
         vec![ClientMsg::ListRooms],
@@ -141,19 +150,25 @@ fn ack_moves_a_pending_message_to_sent_and_its_echo_is_not_duplicated() {
     assert_eq!((text.as_str(), room.as_str()), ("hi all", "lobby"));
     assert!(lobby(&s).pending.contains_key(&id));
 
-    s.apply(ServerMsg::Ack {
-        id: id.clone(),
-        room: "lobby".to_owned(),
-        offset: 4,
-    });
+    step(
+        &mut s,
+        ServerMsg::Ack {
+            id: id.clone(),
+            room: "lobby".to_owned(),
+            offset: 4,
+        },
+    );
     assert!(lobby(&s).pending.is_empty());
     assert_eq!(lobby(&s).messages[&4].text, "hi all");
     assert_eq!(lobby(&s).messages[&4].nick, "alice");
 
-    s.apply(ServerMsg::Message(ChatMessage {
-        text: "hi all".to_owned(),
-        ..msg("lobby", 4, "alice", &id)
-    }));
+    step(
+        &mut s,
+        ServerMsg::Message(ChatMessage {
+            text: "hi all".to_owned(),
+            ..msg("lobby", 4, "alice", &id)
+        }),
+    );
     assert_eq!(offsets(&s, "lobby"), [4]);
     assert_eq!(lobby(&s).unread, 0, "our own message is not unread");
 }
@@ -164,13 +179,16 @@ fn echo_before_ack_also_clears_pending() {
     let Some(ClientMsg::Send { id, .. }) = s.queue_send("yo", 1) else {
         panic!("expected a send frame");
     };
-    s.apply(ServerMsg::Message(msg("lobby", 1, "alice", &id)));
+    step(&mut s, ServerMsg::Message(msg("lobby", 1, "alice", &id)));
     assert!(lobby(&s).pending.is_empty());
-    s.apply(ServerMsg::Ack {
-        id,
-        room: "lobby".to_owned(),
-        offset: 1,
-    });
+    step(
+        &mut s,
+        ServerMsg::Ack {
+            id,
+            room: "lobby".to_owned(),
+            offset: 1,
+        },
+    );
     assert_eq!(offsets(&s, "lobby"), [1]);
 }
 
@@ -184,8 +202,8 @@ fn sends_while_disconnected_go_out_after_the_join_with_their_ids() {
     s.disconnected();
     assert_eq!(s.queue_send("one", 1), None);
     assert_eq!(s.queue_send("two", 2), None);
-    s.apply(welcome("s2"));
-    let out = s.apply(joined_frame("lobby", 0, "e1", Some(true)));
+    step(&mut s, welcome("s2"));
+    let out = step(&mut s, joined_frame("lobby", 0, "e1", Some(true)));
     let resent = sends(&out);
     assert_eq!(
         resent.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
@@ -201,8 +219,8 @@ fn a_new_epoch_discards_what_we_hold_and_reloads_history() {
     let mut s = joined(0);
     live(&mut s, "lobby", 1, "bob");
     s.disconnected();
-    s.apply(welcome("s1"));
-    let out = s.apply(joined_frame("lobby", 0, "e2", Some(false)));
+    step(&mut s, welcome("s1"));
+    let out = step(&mut s, joined_frame("lobby", 0, "e2", Some(false)));
     assert!(lobby(&s).messages.is_empty());
     assert_eq!(out[0], first_page("lobby"));
 }
@@ -213,29 +231,34 @@ fn errors_reach_their_target() {
     let Some(ClientMsg::Send { id, .. }) = s.queue_send("spam", 1) else {
         panic!("expected a send frame");
     };
-    s.apply(ServerMsg::error(
-        ErrorCode::RateLimited,
-        "slow down",
-        Some(id.clone()),
-    ));
+    step(
+        &mut s,
+        ServerMsg::error(ErrorCode::RateLimited, "slow down", Some(id.clone())),
+    );
     assert_eq!(lobby(&s).pending[&id].error.as_deref(), Some("slow down"));
     // A refused message is not resent by itself, only when the person retries.
     s.disconnected();
-    s.apply(welcome("s1"));
-    assert!(sends(&s.apply(joined_frame("lobby", 0, "e1", Some(true)))).is_empty());
+    step(&mut s, welcome("s1"));
+    assert!(sends(&step(&mut s, joined_frame("lobby", 0, "e1", Some(true)))).is_empty());
     assert!(s.retry("lobby", &id).is_some());
 
-    s.apply(ServerMsg::error(ErrorCode::Internal, "disk full", None));
+    step(
+        &mut s,
+        ServerMsg::error(ErrorCode::Internal, "disk full", None),
+    );
     assert_eq!(
         lobby(&s).notices.last().map(|n| n.kind),
         Some(NoticeKind::Error)
     );
 
-    s.apply(ServerMsg::error(
-        ErrorCode::NickTaken,
-        "nick is taken",
-        Some("hello".to_owned()),
-    ));
+    step(
+        &mut s,
+        ServerMsg::error(
+            ErrorCode::NickTaken,
+            "nick is taken",
+            Some("hello".to_owned()),
+        ),
+    );
     assert_eq!(s.me, None);
     assert_eq!(s.nick_error.as_deref(), Some("nick is taken"));
 }
@@ -272,7 +295,7 @@ fn every_room_resumes_from_its_own_offset() {
     );
     assert_eq!(s.current.as_deref(), Some("dev"));
     s.choose_nick("alice");
-    let out = s.apply(welcome("s1"));
+    let out = step(&mut s, welcome("s1"));
     assert_eq!(
         out,
         vec![
@@ -281,13 +304,13 @@ fn every_room_resumes_from_its_own_offset() {
             ClientMsg::ListRooms
         ]
     );
-    s.apply(joined_frame("dev", 10, "d", None));
-    s.apply(joined_frame("lobby", 3, "l", None));
+    step(&mut s, joined_frame("dev", 10, "d", None));
+    step(&mut s, joined_frame("lobby", 3, "l", None));
     live(&mut s, "dev", 11, "bob");
     live(&mut s, "lobby", 4, "bob");
     live(&mut s, "lobby", 5, "bob");
     s.disconnected();
-    let out = s.apply(welcome("s1"));
+    let out = step(&mut s, welcome("s1"));
     assert_eq!(
         out,
         vec![
@@ -308,12 +331,15 @@ fn rooms_are_opened_validated_and_left() {
     assert_eq!(s.open_room("dev"), Ok(vec![]));
     // Joins are answered in order: a refusal belongs to the oldest one in flight.
     assert_eq!(s.open_room("nope"), Ok(vec![join("nope", None, None)]));
-    s.apply(joined_frame("dev", 0, "d", None));
-    s.apply(ServerMsg::error(
-        ErrorCode::InvalidRoom,
-        "too many rooms",
-        Some("join".to_owned()),
-    ));
+    step(&mut s, joined_frame("dev", 0, "d", None));
+    step(
+        &mut s,
+        ServerMsg::error(
+            ErrorCode::InvalidRoom,
+            "too many rooms",
+            Some("join".to_owned()),
+        ),
+    );
     assert!(
         !s.rooms.contains_key("nope"),
         "a refused join removes the room"
@@ -337,25 +363,37 @@ fn rooms_are_opened_validated_and_left() {
 fn unread_counts_title_and_mentions() {
     let mut s = joined(0);
     s.open_room("dev").unwrap();
-    s.apply(joined_frame("dev", 0, "d", None));
+    step(&mut s, joined_frame("dev", 0, "d", None));
     s.open_room("lobby").unwrap();
     // Another room: unread, and a mention raises an alert.
     live(&mut s, "dev", 1, "bob");
-    s.apply(ServerMsg::Message(ChatMessage {
-        text: "@Alice look".to_owned(),
-        ..msg("dev", 2, "bob", "b2")
-    }));
+    let mention = s.apply(
+        ServerMsg::Message(ChatMessage {
+            text: "@Alice look".to_owned(),
+            ..msg("dev", 2, "bob", "b2")
+        }),
+        NOW,
+    );
     assert_eq!(s.rooms["dev"].unread, 2);
     assert_eq!(s.unread_elsewhere(), 2);
-    assert_eq!(s.alerts.len(), 1);
-    assert_eq!(s.alerts[0].room, "dev");
+    assert_eq!(
+        mention.alerts,
+        [Alert {
+            room: "dev".to_owned(),
+            nick: "bob".to_owned(),
+            text: "@Alice look".to_owned(),
+        }]
+    );
     // The room on screen while visible: read, no alert, announced.
-    s.apply(ServerMsg::Message(ChatMessage {
-        text: "alice: hi".to_owned(),
-        ..msg("lobby", 1, "bob", "b3")
-    }));
+    let seen = s.apply(
+        ServerMsg::Message(ChatMessage {
+            text: "alice: hi".to_owned(),
+            ..msg("lobby", 1, "bob", "b3")
+        }),
+        NOW,
+    );
     assert_eq!(lobby(&s).unread, 0);
-    assert_eq!(s.alerts.len(), 1);
+    assert!(seen.alerts.is_empty());
     assert_eq!(s.announcement, "bob: alice: hi");
     assert_eq!(s.title(), "#lobby · Huddle");
     // Hidden tab: counted in the title, then cleared when shown again.
@@ -376,11 +414,13 @@ fn typing_is_throttled_and_shown_for_a_while() {
     assert!(s.typing(10_000).is_some());
     assert!(s.typing(11_000).is_none());
     assert!(s.typing(12_000).is_some());
-    s.now = 50_000;
-    s.apply(ServerMsg::Typing {
-        room: "lobby".to_owned(),
-        nick: "bob".to_owned(),
-    });
+    step(
+        &mut s,
+        ServerMsg::Typing {
+            room: "lobby".to_owned(),
+            nick: "bob".to_owned(),
+        },
+    );
     assert_eq!(lobby(&s).typists(51_000, s.me.as_deref()), ["bob"]);
     assert!(lobby(&s).typists(50_000 + TYPING_SHOWN_MS, None).is_empty());
 }
@@ -389,13 +429,16 @@ fn typing_is_throttled_and_shown_for_a_while() {
 fn notices_sit_where_they_happened() {
     let mut s = joined(0);
     live(&mut s, "lobby", 1, "bob");
-    s.apply(ServerMsg::Notification {
-        room: "lobby".to_owned(),
-        kind: NotificationKind::Left,
-        text: String::new(),
-        nick: Some("bob".to_owned()),
-        ts: 5,
-    });
+    step(
+        &mut s,
+        ServerMsg::Notification {
+            room: "lobby".to_owned(),
+            kind: NotificationKind::Left,
+            text: String::new(),
+            nick: Some("bob".to_owned()),
+            ts: 5,
+        },
+    );
     live(&mut s, "lobby", 2, "carol");
     assert_eq!(
         lobby(&s).rows(),
@@ -417,25 +460,31 @@ fn notices_sit_where_they_happened() {
 #[test]
 fn scrolling_up_asks_for_older_pages_once() {
     let mut s = joined(100);
-    s.apply(ServerMsg::History {
-        room: "lobby".to_owned(),
-        messages: (51..=100)
-            .map(|o| msg("lobby", o, "bob", &format!("b{o}")))
-            .collect(),
-        has_more: true,
-    });
+    step(
+        &mut s,
+        ServerMsg::History {
+            room: "lobby".to_owned(),
+            messages: (51..=100)
+                .map(|o| msg("lobby", o, "bob", &format!("b{o}")))
+                .collect(),
+            has_more: true,
+        },
+    );
     let Some(ClientMsg::History { before, .. }) = s.load_older() else {
         panic!("expected a history request");
     };
     assert_eq!(before, Some(51));
     assert_eq!(s.load_older(), None, "one page at a time");
-    s.apply(ServerMsg::History {
-        room: "lobby".to_owned(),
-        messages: (1..=50)
-            .map(|o| msg("lobby", o, "bob", &format!("b{o}")))
-            .collect(),
-        has_more: false,
-    });
+    step(
+        &mut s,
+        ServerMsg::History {
+            room: "lobby".to_owned(),
+            messages: (1..=50)
+                .map(|o| msg("lobby", o, "bob", &format!("b{o}")))
+                .collect(),
+            has_more: false,
+        },
+    );
     assert_eq!(offsets(&s, "lobby"), (1..=100).collect::<Vec<_>>());
     assert_eq!(s.load_older(), None, "nothing older on the server");
 }
@@ -443,16 +492,54 @@ fn scrolling_up_asks_for_older_pages_once() {
 #[test]
 fn presence_keeps_the_directory_count_current() {
     let mut s = joined(0);
-    s.apply(ServerMsg::Rooms {
-        rooms: vec![RoomInfo {
+    step(
+        &mut s,
+        ServerMsg::Rooms {
+            rooms: vec![RoomInfo {
+                room: "lobby".to_owned(),
+                members: 1,
+                head: 0,
+            }],
+        },
+    );
+    step(
+        &mut s,
+        ServerMsg::Presence {
             room: "lobby".to_owned(),
-            members: 1,
-            head: 0,
-        }],
-    });
-    s.apply(ServerMsg::Presence {
-        room: "lobby".to_owned(),
-        nicks: vec!["alice".to_owned(), "bob".to_owned(), "carol".to_owned()],
-    });
+            nicks: vec!["alice".to_owned(), "bob".to_owned(), "carol".to_owned()],
+        },
+    );
     assert_eq!(s.directory[0].members, 3);
+}
+
+#[test]
+fn a_typing_frame_changes_only_the_typing_line() {
+    let mut s = joined(0);
+    let typing = s.apply(
+        ServerMsg::Typing {
+            room: "lobby".to_owned(),
+            nick: "bob".to_owned(),
+        },
+        NOW,
+    );
+    assert_eq!(typing.changed, Parts::TYPING);
+    assert!(typing.replies.is_empty() && typing.alerts.is_empty());
+    // A message touches the conversation, the sidebar, the tab, and stops its author
+    // typing; never the directory or the member list.
+    let message = s.apply(ServerMsg::Message(msg("lobby", 1, "bob", "b1")), NOW);
+    for part in [Parts::MESSAGES, Parts::ROOMS, Parts::PAGE, Parts::TYPING] {
+        assert_eq!(message.changed | part, message.changed);
+    }
+    for part in [Parts::DIRECTORY, Parts::MEMBERS, Parts::SESSION] {
+        assert_ne!(message.changed | part, message.changed);
+    }
+    assert!(lobby(&s).typists(NOW, None).is_empty());
+    let presence = ServerMsg::Presence {
+        room: "lobby".to_owned(),
+        nicks: vec!["alice".to_owned()],
+    };
+    assert_eq!(
+        s.apply(presence, NOW).changed,
+        Parts::MEMBERS | Parts::DIRECTORY
+    );
 }
