@@ -194,6 +194,23 @@ impl Client {
     }
 
     /// Asserts that no frame arrives within `wait`.
+    /// Asserts that nothing is waiting to reach this client: it asks the server a
+    /// question, and the answer must be the next frame. A session writes what is queued
+    /// for it before it reads the next request, and handles one request at a time, so
+    /// anything the server had decided to send this client by then (a broadcast, the
+    /// rest of a replay, an announcement) would come first. A positive check, unlike a
+    /// timeout: it cannot pass because a frame was slow.
+    pub async fn expect_nothing_queued(&mut self) {
+        self.send(json!({"type": "list_rooms"})).await;
+        let v = self.recv().await;
+        assert_eq!(
+            v["type"], "rooms",
+            "expected nothing before the answer, got {v}"
+        );
+    }
+
+    /// Asserts that nothing arrives for `wait`: only for checks about time itself (a
+    /// timer that must not fire); otherwise use [`Client::expect_nothing_queued`].
     pub async fn expect_silence(&mut self, wait: Duration) {
         loop {
             match tokio::time::timeout(wait, self.ws.next()).await {
