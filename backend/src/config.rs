@@ -8,6 +8,10 @@ use std::time::Duration;
 use clap::Parser;
 use common::{parse_duration, Limits};
 
+/// The longest any of the server's timers may be set to. Far beyond any sensible
+/// setting, and far below where adding it to a clock reading could overflow.
+const MAX_TIMER: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Huddle: a real-time chat server (WebSocket protocol v1, durable history, web app).
 ///
 /// Every flag can also be set through the environment variable named in its help.
@@ -49,12 +53,12 @@ pub struct Config {
     pub outbox: usize,
 
     /// Interval between WebSocket pings sent to each client (e.g. `30s`, `500ms`).
-    #[arg(long, env = "HUDDLE_PING_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "HUDDLE_PING_INTERVAL", default_value = "30s", value_parser = timer)]
     pub ping_interval: Duration,
 
     /// A client that sends nothing (no pong, no frame) for this long is closed, and so is
     /// one that takes no frame from the server for this long (a full socket).
-    #[arg(long, env = "HUDDLE_IDLE_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
+    #[arg(long, env = "HUDDLE_IDLE_TIMEOUT", default_value = "90s", value_parser = timer)]
     pub idle_timeout: Duration,
 
     /// Most messages written to the database in one transaction (group commit).
@@ -87,7 +91,7 @@ pub struct Config {
 
     /// A connection that has not completed a `hello` this long after opening is closed
     /// with 1008 ("hello timeout").
-    #[arg(long, env = "HUDDLE_HELLO_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "HUDDLE_HELLO_TIMEOUT", default_value = "10s", value_parser = timer)]
     pub hello_timeout: Duration,
 
     /// Sustained `hello` and `join` frames per minute allowed per client address, shared
@@ -214,6 +218,19 @@ where
         .collect()
 }
 
+/// A duration for one of the server's timers: not zero (a zero ping interval or timeout
+/// would fire at once, forever) and at most a day.
+fn timer(raw: &str) -> Result<Duration, String> {
+    let d = parse_duration(raw)?;
+    if d.is_zero() {
+        return Err(format!("{raw:?} is zero; it must be at least 1ms"));
+    }
+    if d > MAX_TIMER {
+        return Err(format!("{raw:?} is longer than a day (24h)"));
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +255,26 @@ mod tests {
         assert!(c.allowed_origins.is_empty() && c.tls_cert.is_none() && c.tls_key.is_none());
         assert!(c.redis.is_none());
         assert_eq!(c.history_max, 10_000);
+    }
+
+    #[test]
+    fn timers_refuse_zero_and_overflow_with_one_line() {
+        for bad in ["0ms", "0", "999999999999999999m", "25h", "1441m"] {
+            let err = Config::try_parse_from(["huddle", "--ping-interval", bad])
+                .expect_err(bad)
+                .to_string();
+            let first = err.lines().next().unwrap_or_default();
+            assert!(first.contains("--ping-interval"), "{bad}: {err}");
+        }
+        let c = Config::try_parse_from([
+            "huddle",
+            "--idle-timeout",
+            "1ms",
+            "--hello-timeout",
+            "1440m",
+        ])
+        .unwrap();
+        assert_eq!(c.idle_timeout, Duration::from_millis(1));
+        assert_eq!(c.hello_timeout, MAX_TIMER);
     }
 }

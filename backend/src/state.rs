@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::http::ops::Readiness;
 use crate::http::origin::AllowedOrigins;
 use crate::membership::Membership;
 use crate::metrics::Metrics;
@@ -42,6 +43,8 @@ pub(crate) struct Shared {
     pub(crate) peers: Peers,
     /// Which `Origin`s may open a WebSocket.
     pub(crate) origins: AllowedOrigins,
+    /// The last `/readyz` answer, reused for a moment.
+    pub(crate) readiness: Readiness,
     /// This server's metrics (`GET /metrics`); per server, so tests that run several in
     /// one process see each one's own numbers.
     pub(crate) metrics: Metrics,
@@ -80,6 +83,7 @@ impl AppState {
             connection_slots,
             peers,
             origins,
+            readiness: Readiness::default(),
             metrics: parts.metrics,
             next_conn: AtomicU64::new(1),
         }))

@@ -14,10 +14,15 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("{raw:?} is not a duration; write e.g. 30s, 500ms or 2m"))?;
+    let too_long = || format!("{raw:?} is too long a duration");
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
+        // Checked: `999999999999999999m` must be an error, not a wrapped small number.
+        "m" => n
+            .checked_mul(60)
+            .map(Duration::from_secs)
+            .ok_or_else(too_long),
         _ => Err(format!("unknown unit in {raw:?}; use ms, s or m")),
     }
 }
@@ -34,5 +39,7 @@ mod tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("999999999999999999m").is_err());
+        assert!(parse_duration("99999999999999999999s").is_err());
     }
 }

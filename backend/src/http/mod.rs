@@ -1,7 +1,7 @@
 //! The HTTP surface: routes, and the WebSocket upgrade that hands a socket to a session.
 
 pub(crate) mod api;
-mod ops;
+pub(crate) mod ops;
 pub(crate) mod origin;
 mod ws;
 

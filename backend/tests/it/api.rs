@@ -371,6 +371,23 @@ async fn other_api_paths_and_methods_get_json_errors_and_pages_only_get() {
     let reply = request(addr, "GET", path, &[&bearer()], b"").await;
     assert_refused(&reply, 405, "method_not_allowed");
     assert!(reply.head.contains("allow: post"), "{reply:?}");
+    // Every page of the app tells the browser not to sniff, not to leak the page's
+    // address, and not to let another site frame it.
+    for path in ["/", "/r/lobby"] {
+        let reply = request(addr, "GET", path, &[], b"").await;
+        assert_eq!(reply.status, 200, "GET {path}: {reply:?}");
+        for header in [
+            "x-content-type-options: nosniff",
+            "referrer-policy: no-referrer",
+            "x-frame-options: deny",
+            "content-security-policy: frame-ancestors 'none'",
+        ] {
+            assert!(
+                reply.head.contains(header),
+                "GET {path} lacks {header}: {reply:?}"
+            );
+        }
+    }
     // The web app answers GET for any page, but another method there is a mistake.
     for path in ["/", "/r/lobby", "/index.html"] {
         let reply = request(addr, "POST", path, &[], b"x").await;

@@ -259,8 +259,7 @@ async fn a_disk_that_refuses_writes_fails_sends_with_internal_loses_nothing_acke
     assert_eq!(refused, faulted.iter().cloned().collect::<BTreeSet<_>>());
     bob.expect_nothing_queued().await;
     // The server stays up and says it is not ready; reading history still works.
-    let (status, body) = http_get(huddle.addr, "/readyz").await;
-    assert_eq!(status, 503, "{body}");
+    crate::support::readyz_becomes(huddle.addr, 503).await;
     let during = bob.whole_history("lobby").await;
     assert_eq!(during.len(), 5, "{during:?}");
     assert!(metric(huddle.addr, metrics::WRITE_FAILURES).await >= 1.0);
@@ -268,7 +267,7 @@ async fn a_disk_that_refuses_writes_fails_sends_with_internal_loses_nothing_acke
     // The fault clears: half of the refused sends are retried under their ids, and new
     // ones are sent. Every one lands right after the last acked offset.
     set_soft_fsize(pid, &normal);
-    assert_eq!(http_get(huddle.addr, "/readyz").await.0, 200);
+    crate::support::readyz_becomes(huddle.addr, 200).await;
     for id in &faulted[..3] {
         let text = format!("retried {id}");
         alice

@@ -5,7 +5,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::support::{free_port, get, labelled, settle, Client, Scrape, TestServer};
+use crate::support::{
+    free_port, get, labelled, readyz_becomes, settle, Client, Scrape, TestServer,
+};
 use backend::metric_names as metrics;
 use futures_util::SinkExt;
 use serde_json::{json, Value};
@@ -111,8 +113,7 @@ async fn readyz_follows_whether_the_history_store_can_be_written() {
          CREATE TRIGGER ro_update BEFORE UPDATE ON meta BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
     )
     .unwrap();
-    let (status, body) = get(server.addr, "/readyz").await;
-    assert_eq!(status, 503, "{body}");
+    let body = readyz_becomes(server.addr, 503).await;
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["ready"], false);
     let reason = v["reason"].as_str().unwrap();
@@ -123,21 +124,51 @@ async fn readyz_follows_whether_the_history_store_can_be_written() {
 
     db.execute_batch("DROP TRIGGER ro_insert; DROP TRIGGER ro_update;")
         .unwrap();
-    assert_eq!(get(server.addr, "/readyz").await.0, 200);
+    readyz_becomes(server.addr, 200).await;
 
     // Another process holding the write lock: the probe cannot commit, and a probe that
     // hangs is answered 503 within its timeout rather than hanging the prober.
     db.execute_batch("BEGIN IMMEDIATE;").unwrap();
     let started = std::time::Instant::now();
-    let (status, body) = get(server.addr, "/readyz").await;
-    assert_eq!(status, 503, "{body}");
+    let body = readyz_becomes(server.addr, 503).await;
     assert!(body.contains("did not answer"), "{body}");
-    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(started.elapsed() < Duration::from_secs(5));
     db.execute_batch("ROLLBACK;").unwrap();
+    readyz_becomes(server.addr, 200).await;
+}
+
+#[tokio::test]
+async fn readyz_probes_the_disk_at_most_about_once_a_second_however_often_it_is_asked() {
+    let server = TestServer::start().await;
+    // The first probe creates the row the others update.
+    readyz_becomes(server.addr, 200).await;
+    // Count the probe's commits.
+    let db = rusqlite::Connection::open(&server.db).unwrap();
+    db.execute_batch(
+        "CREATE TABLE probes (at INTEGER);
+         CREATE TRIGGER count_insert AFTER INSERT ON meta BEGIN INSERT INTO probes VALUES (1); END;
+         CREATE TRIGGER count_update AFTER UPDATE ON meta BEGIN INSERT INTO probes VALUES (1); END;",
+    )
+    .unwrap();
+    // Fifty at once, as a flood of a public route would come: each probe is an fsync.
+    let asks: Vec<_> = (0..50)
+        .map(|_| tokio::spawn(get(server.addr, "/readyz")))
+        .collect();
+    for ask in asks {
+        assert_eq!(ask.await.unwrap().0, 200);
+    }
+    let count = || -> u64 {
+        db.query_row("SELECT COUNT(*) FROM probes", [], |r| r.get(0))
+            .unwrap()
+    };
+    let probes = count();
+    assert!(probes <= 3, "{probes} probes for 50 requests");
+    // And the counter does count: a later request probes again.
     let deadline = tokio::time::Instant::now() + crate::support::WAIT;
-    while get(server.addr, "/readyz").await.0 != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "never ready again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    while count() == probes {
+        assert!(tokio::time::Instant::now() < deadline, "no new probe, ever");
+        assert_eq!(get(server.addr, "/readyz").await.0, 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

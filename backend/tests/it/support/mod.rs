@@ -462,3 +462,20 @@ pub async fn settle(server: &TestServer, series: &str, want: f64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Asks `/readyz` until it answers `want` (its answer is reused for up to a second, so a
+/// change shows within about that); returns the body. Fails after [`WAIT`].
+pub async fn readyz_becomes(addr: SocketAddr, want: u16) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = get(addr, "/readyz").await;
+        if status == want {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz stayed {status}, expected {want}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
