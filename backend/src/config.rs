@@ -84,8 +84,9 @@ pub struct Config {
     #[arg(long, env = "HUDDLE_MAX_ROOMS_PER_CONN", default_value_t = 100)]
     pub max_rooms_per_conn: usize,
 
-    /// Most WebSocket connections from one client address (an IPv6 /64 counts as one);
-    /// more are closed with 1008 right after the upgrade. 0: no limit.
+    /// Most WebSocket connections from one client address (an IPv6 network of
+    /// --ipv6-prefix bits counts as one); more are closed with 1008 right after the
+    /// upgrade. 0: no limit.
     #[arg(long, env = "HUDDLE_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
     pub max_connections_per_ip: usize,
 
@@ -102,6 +103,12 @@ pub struct Config {
     /// Burst of `hello` and `join` frames allowed per client address above the rate.
     #[arg(long, env = "HUDDLE_IP_JOIN_BURST", default_value_t = 60)]
     pub ip_join_burst: u32,
+
+    /// How many leading bits of an IPv6 address make one client for the per-address
+    /// limits (16 to 128). Subscribers commonly get a /56 or a /48, so counting smaller
+    /// networks would let one of them take many places.
+    #[arg(long, env = "HUDDLE_IPV6_PREFIX", default_value_t = 56, value_parser = clap::value_parser!(u8).range(16..=128))]
+    pub ipv6_prefix: u8,
 
     /// Proxies whose `X-Forwarded-For` names the client address used by the per-address
     /// limits (comma-separated IPs or networks; empty: trust none). Behind a proxy on

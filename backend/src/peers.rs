@@ -130,11 +130,17 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .map(|ip| ip.to_canonical())
 }
 
-/// What the limits are keyed by: an IPv4 address, or an IPv6 /64 (what one subscriber
-/// usually gets, so counting single IPv6 addresses would limit nothing).
-fn key(ip: IpAddr) -> IpAddr {
+/// What the limits are keyed by: an IPv4 address, or the IPv6 network of its first
+/// `v6_bits` bits (one subscriber gets a whole network, so counting single IPv6
+/// addresses would limit nothing).
+fn key(ip: IpAddr, v6_bits: u8) -> IpAddr {
     match ip.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & ((!0u128 >> 64) << 64))),
+        IpAddr::V6(v6) => {
+            let mask = (!0u128)
+                .checked_shl(128 - u32::from(v6_bits.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & mask))
+        }
         v4 => v4,
     }
 }
@@ -152,6 +158,7 @@ struct Shared {
     join_burst: f64,
     /// Entries kept before sweeping.
     capacity: usize,
+    ipv6_prefix: u8,
 }
 
 #[derive(Debug)]
@@ -186,29 +193,37 @@ impl Drop for PeerSlot {
     }
 }
 
+/// The per-address limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerLimits {
+    /// Connections per address; 0: none.
+    pub(crate) max_conns: usize,
+    /// `hello`/`join` frames per minute per address; 0: none.
+    pub(crate) per_minute: u32,
+    /// Their burst.
+    pub(crate) burst: u32,
+    /// The server's total connections, which bounds the live entries.
+    pub(crate) max_connections: usize,
+    /// The bits of an IPv6 address that make one client.
+    pub(crate) ipv6_prefix: u8,
+}
+
 impl Peers {
-    /// Limits of `max_conns` connections per address (0: none) and `per_minute`
-    /// `hello`/`join` frames per address with bursts of `burst` (0 per minute: none);
-    /// `max_connections` is the server's total, which bounds the live entries.
-    pub(crate) fn new(
-        max_conns: usize,
-        per_minute: u32,
-        burst: u32,
-        max_connections: usize,
-    ) -> Self {
+    pub(crate) fn new(limits: PeerLimits) -> Self {
         Peers(Arc::new(Shared {
             table: Mutex::new(HashMap::new()),
-            max_conns,
-            join_rate: f64::from(per_minute) / 60.0,
-            join_burst: f64::from(burst.max(1)),
-            capacity: max_connections.saturating_add(SPARE_ENTRIES),
+            max_conns: limits.max_conns,
+            join_rate: f64::from(limits.per_minute) / 60.0,
+            join_burst: f64::from(limits.burst.max(1)),
+            capacity: limits.max_connections.saturating_add(SPARE_ENTRIES),
+            ipv6_prefix: limits.ipv6_prefix,
         }))
     }
 
     /// Counts a new connection from `ip`, or `None` if that address has as many as
     /// allowed.
     pub(crate) fn try_connect(&self, ip: IpAddr) -> Option<PeerSlot> {
-        let key = key(ip);
+        let key = key(ip, self.0.ipv6_prefix);
         let shared = &self.0;
         let mut table = shared.lock();
         if !table.contains_key(&key) && table.len() >= shared.capacity {
@@ -231,7 +246,7 @@ impl Peers {
         if shared.join_rate <= 0.0 {
             return true;
         }
-        let key = key(ip);
+        let key = key(ip, self.0.ipv6_prefix);
         let mut table = shared.lock();
         if !table.contains_key(&key) && table.len() >= shared.capacity {
             shared.sweep(&mut table);
@@ -272,6 +287,38 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn limits(max_conns: usize, per_minute: u32, burst: u32, max_connections: usize) -> PeerLimits {
+        PeerLimits {
+            max_conns,
+            per_minute,
+            burst,
+            max_connections,
+            ipv6_prefix: 56,
+        }
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_network_of_the_configured_size() {
+        let a = ip("2001:db8:0:1::1");
+        assert_eq!(key(a, 56), key(ip("2001:db8:0:ff::9"), 56), "one /56");
+        assert_ne!(key(a, 56), key(ip("2001:db8:0:100::1"), 56), "the next /56");
+        assert_ne!(key(a, 64), key(ip("2001:db8:0:2::1"), 64));
+        assert_eq!(key(a, 48), key(ip("2001:db8:0:ffff::1"), 48));
+        assert_eq!(key(a, 128), a);
+        // IPv4, also when mapped into IPv6, is one address.
+        assert_eq!(key(ip("::ffff:192.0.2.1"), 16), ip("192.0.2.1"));
+        let peers = Peers::new(limits(1, 0, 1, 100));
+        let _held = peers.try_connect(ip("2001:db8:0:1::1")).unwrap();
+        assert!(
+            peers.try_connect(ip("2001:db8:0:7::1")).is_none(),
+            "same /56"
+        );
+        assert!(
+            peers.try_connect(ip("2001:db8:1::1")).is_some(),
+            "another /56"
+        );
+    }
     use axum::http::HeaderValue;
     use std::time::Duration;
 
@@ -348,7 +395,7 @@ mod tests {
 
     #[test]
     fn connections_per_address_are_capped_and_freed() {
-        let peers = Peers::new(2, 0, 1, 100);
+        let peers = Peers::new(limits(2, 0, 1, 100));
         let a1 = peers.try_connect(ip("192.0.2.1")).unwrap();
         let _a2 = peers.try_connect(ip("192.0.2.1")).unwrap();
         assert!(peers.try_connect(ip("192.0.2.1")).is_none());
@@ -359,16 +406,16 @@ mod tests {
         let _b = peers.try_connect(ip("192.0.2.2")).unwrap();
         drop(a1);
         assert!(peers.try_connect(ip("192.0.2.1")).is_some());
-        // An IPv6 /64 counts as one address.
+        // An IPv6 /56 (the default) counts as one address.
         let _c1 = peers.try_connect(ip("2001:db8::1")).unwrap();
-        let _c2 = peers.try_connect(ip("2001:db8::2")).unwrap();
+        let _c2 = peers.try_connect(ip("2001:db8:0:1::2")).unwrap();
         assert!(peers.try_connect(ip("2001:db8::3")).is_none());
-        assert!(peers.try_connect(ip("2001:db8:0:1::1")).is_some());
+        assert!(peers.try_connect(ip("2001:db8:0:100::1")).is_some());
     }
 
     #[tokio::test(start_paused = true)]
     async fn joins_share_one_bucket_per_address() {
-        let peers = Peers::new(0, 30, 3, 100);
+        let peers = Peers::new(limits(0, 30, 3, 100));
         let a = ip("192.0.2.1");
         assert_eq!((0..10).filter(|_| peers.try_join(a)).count(), 3);
         assert!(
@@ -378,13 +425,13 @@ mod tests {
         // 30 per minute: one token every 2 s.
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!((0..10).filter(|_| peers.try_join(a)).count(), 1);
-        let unlimited = Peers::new(0, 0, 1, 100);
+        let unlimited = Peers::new(limits(0, 0, 1, 100));
         assert!((0..1000).all(|_| unlimited.try_join(a)));
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_table_forgets_idle_addresses_and_stays_bounded() {
-        let peers = Peers::new(0, 60, 2, 10);
+        let peers = Peers::new(limits(0, 60, 2, 10));
         // A closed connection with a full bucket is forgotten at once.
         drop(peers.try_connect(ip("192.0.2.1")));
         assert_eq!(peers.tracked(), 0);

@@ -14,7 +14,7 @@ use crate::http::origin::AllowedOrigins;
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::nicks::NickRegistry;
-use crate::peers::Peers;
+use crate::peers::{PeerLimits, Peers};
 use crate::session::outbox::ConnId;
 use crate::store::HistoryStore;
 use crate::writer::Writer;
@@ -64,12 +64,13 @@ impl AppState {
     pub(crate) fn new(config: Config, parts: Parts) -> Self {
         let limits = config.limits();
         let connection_slots = Arc::new(Semaphore::new(config.max_connections));
-        let peers = Peers::new(
-            config.max_connections_per_ip,
-            config.ip_join_rate,
-            config.ip_join_burst,
-            config.max_connections,
-        );
+        let peers = Peers::new(PeerLimits {
+            max_conns: config.max_connections_per_ip,
+            per_minute: config.ip_join_rate,
+            burst: config.ip_join_burst,
+            max_connections: config.max_connections,
+            ipv6_prefix: config.ipv6_prefix,
+        });
         let origins = AllowedOrigins::new(&config.allowed_origins);
         AppState(Arc::new(Shared {
             config,
