@@ -165,14 +165,21 @@ struct Shared {
 struct Entry {
     conns: usize,
     joins: TokenBucket,
+    /// Wrong or missing API credentials from this address.
+    api_failures: TokenBucket,
 }
 
 impl Entry {
-    /// Whether forgetting this entry loses nothing: no connection, full bucket.
+    /// Whether forgetting this entry loses nothing: no connection, full buckets.
     fn is_idle(&self) -> bool {
-        self.conns == 0 && self.joins.is_full()
+        self.conns == 0 && self.joins.is_full() && self.api_failures.is_full()
     }
 }
+
+/// Failed API authentications allowed per address: a burst for a misconfigured caller
+/// to notice, then one every 6 s, so guessing a token is hopeless even before its length.
+const API_FAILURE_BURST: f64 = 20.0;
+const API_FAILURES_PER_SEC: f64 = 10.0 / 60.0;
 
 /// An open connection counted against its address; dropping it frees the place.
 pub(crate) struct PeerSlot {
@@ -223,36 +230,48 @@ impl Peers {
     /// Counts a new connection from `ip`, or `None` if that address has as many as
     /// allowed.
     pub(crate) fn try_connect(&self, ip: IpAddr) -> Option<PeerSlot> {
-        let key = key(ip, self.0.ipv6_prefix);
-        let shared = &self.0;
-        let mut table = shared.lock();
-        if !table.contains_key(&key) && table.len() >= shared.capacity {
-            shared.sweep(&mut table);
-        }
-        let entry = table.entry(key).or_insert_with(|| shared.fresh());
-        if shared.max_conns > 0 && entry.conns >= shared.max_conns {
-            return None;
-        }
-        entry.conns += 1;
-        Some(PeerSlot {
+        let max = self.0.max_conns;
+        let admitted = self.with_entry(ip, |entry| {
+            let full = max > 0 && entry.conns >= max;
+            if !full {
+                entry.conns += 1;
+            }
+            !full
+        });
+        admitted.then(|| PeerSlot {
             peers: self.clone(),
-            key,
+            key: key(ip, self.0.ipv6_prefix),
         })
     }
 
     /// Takes one `hello`/`join` token from `ip`'s bucket; `false` if it is empty.
     pub(crate) fn try_join(&self, ip: IpAddr) -> bool {
-        let shared = &self.0;
-        if shared.join_rate <= 0.0 {
+        if self.0.join_rate <= 0.0 {
             return true;
         }
-        let key = key(ip, self.0.ipv6_prefix);
+        self.with_entry(ip, |e| e.joins.try_take())
+    }
+
+    /// Whether `ip` has used up its failed API authentications for now.
+    pub(crate) fn api_locked_out(&self, ip: IpAddr) -> bool {
+        self.with_entry(ip, |e| !e.api_failures.has_token())
+    }
+
+    /// Counts a failed API authentication from `ip`.
+    pub(crate) fn api_failed(&self, ip: IpAddr) {
+        self.with_entry(ip, |e| {
+            e.api_failures.try_take();
+        });
+    }
+
+    fn with_entry<T>(&self, ip: IpAddr, f: impl FnOnce(&mut Entry) -> T) -> T {
+        let shared = &self.0;
+        let key = key(ip, shared.ipv6_prefix);
         let mut table = shared.lock();
         if !table.contains_key(&key) && table.len() >= shared.capacity {
             shared.sweep(&mut table);
         }
-        let entry = table.entry(key).or_insert_with(|| shared.fresh());
-        entry.joins.try_take()
+        f(table.entry(key).or_insert_with(|| shared.fresh()))
     }
 
     /// Addresses in the table.
@@ -271,6 +290,7 @@ impl Shared {
         Entry {
             conns: 0,
             joins: TokenBucket::new(self.join_rate, self.join_burst),
+            api_failures: TokenBucket::new(API_FAILURES_PER_SEC, API_FAILURE_BURST),
         }
     }
 

@@ -36,6 +36,12 @@ impl TokenBucket {
         }
     }
 
+    /// Whether a token is there now, without taking it.
+    pub(crate) fn has_token(&mut self) -> bool {
+        self.refill(Instant::now());
+        self.tokens >= 1.0
+    }
+
     /// Whether the bucket would be full now: forgetting it loses nothing.
     pub(crate) fn is_full(&self) -> bool {
         self.tokens + self.earned(Instant::now()) >= self.burst

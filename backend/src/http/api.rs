@@ -9,16 +9,18 @@
 //! notification reaches the members present now and no one else.
 //!
 //! Order of checks, each answered before the next is looked at: the API is enabled
-//! (404), the `Authorization` header is a bearer token (401) and the right one (403),
+//! (404), the caller's address has not failed too often (429: twenty failures, then one
+//! every 6 s), the `Authorization` header is a bearer token (401) and the right one (403),
 //! then the request itself: body size (413), content type (415), JSON (422), room and
 //! text rules (422). Authentication comes first so that a caller without the token learns
 //! nothing about what a valid request looks like.
 
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::header::{ALLOW, AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -31,6 +33,7 @@ use subtle::ConstantTimeEq as _;
 
 use crate::clock::now_ms;
 use crate::logsafe::Chain;
+use crate::peers;
 use crate::state::AppState;
 
 /// The route, in axum's path syntax.
@@ -40,6 +43,10 @@ pub(crate) const PATH: &str = "/api/rooms/{room}/notifications";
 /// really bounds a request; this only has to admit every valid one, even a text whose
 /// characters are all sent as `\uXXXX\uXXXX` surrogate-pair escapes (12 bytes each).
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The shortest API token accepted: 32 characters, 128 bits or more of a random hex or
+/// base64 token.
+pub(crate) const MIN_TOKEN_CHARS: usize = 32;
 
 /// The secret callers of the API present as `Authorization: Bearer <token>`.
 ///
@@ -52,6 +59,8 @@ pub struct ApiToken(String);
 pub enum ApiTokenError {
     #[error("the API token is empty; unset it to disable the notifications API")]
     Empty,
+    #[error("the API token is shorter than {MIN_TOKEN_CHARS} characters, which can be guessed; make one with `openssl rand -hex 32`")]
+    TooShort,
     #[error("the API token may only contain visible ASCII characters (no spaces), since it is sent in an HTTP header")]
     Charset,
 }
@@ -62,6 +71,9 @@ impl FromStr for ApiToken {
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
         if raw.is_empty() {
             return Err(ApiTokenError::Empty);
+        }
+        if raw.len() < MIN_TOKEN_CHARS {
+            return Err(ApiTokenError::TooShort);
         }
         // A token a client cannot put in a header verbatim would make the API unusable
         // in a way that only shows up as 403s; refuse it at startup instead.
@@ -153,6 +165,8 @@ enum ApiError {
     MissingToken,
     #[error("the API token is wrong")]
     WrongToken,
+    #[error("too many failed attempts from your address; wait a minute")]
+    LockedOut,
     #[error("the request body is larger than {MAX_BODY_BYTES} bytes")]
     TooLarge,
     #[error("send the body as JSON with `Content-Type: application/json`")]
@@ -177,6 +191,7 @@ impl ApiError {
             ApiError::Disabled => StatusCode::NOT_FOUND,
             ApiError::MissingToken => StatusCode::UNAUTHORIZED,
             ApiError::WrongToken => StatusCode::FORBIDDEN,
+            ApiError::LockedOut => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BadJson(_) | ApiError::InvalidText(_) | ApiError::InvalidRoom(_) => {
@@ -193,6 +208,7 @@ impl ApiError {
             ApiError::Disabled => "api_disabled",
             ApiError::MissingToken => "unauthorized",
             ApiError::WrongToken => "forbidden",
+            ApiError::LockedOut => "too_many_attempts",
             ApiError::TooLarge => "payload_too_large",
             ApiError::ContentType => "unsupported_media_type",
             ApiError::BadJson(_) => "invalid_json",
@@ -255,6 +271,7 @@ impl IntoResponse for ApiError {
 /// API's JSON error body instead of axum's plain-text one.
 async fn notify(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     room: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Json<Map<String, Value>>, JsonRejection>,
@@ -262,9 +279,19 @@ async fn notify(
     let Some(expected) = state.config.api_token.as_ref() else {
         return Err(ApiError::Disabled);
     };
-    let given = bearer_token(&headers).ok_or(ApiError::MissingToken)?;
+    // Failures are limited per address, and an address over the limit is not even
+    // told whether its next guess was right.
+    let client = peers::client_ip(peer, &headers, &state.config.trusted_proxies);
+    if state.peers.api_locked_out(client) {
+        return Err(ApiError::LockedOut);
+    }
+    let Some(given) = bearer_token(&headers) else {
+        state.peers.api_failed(client);
+        return Err(ApiError::MissingToken);
+    };
     if !expected.matches(given) {
-        tracing::warn!("notifications API: wrong token");
+        tracing::warn!(%client, "notifications API: wrong token");
+        state.peers.api_failed(client);
         return Err(ApiError::WrongToken);
     }
     let Json(body) = body.map_err(|e| ApiError::from_json(&e))?;
@@ -346,14 +373,21 @@ mod tests {
 
     #[test]
     fn tokens_are_checked_and_redacted() {
-        let token: ApiToken = "s3cr3t-T0ken".parse().unwrap();
-        assert!(token.matches(b"s3cr3t-T0ken"));
-        assert!(!token.matches(b"s3cr3t-T0kem"));
+        let secret = "s3cr3t-T0ken-0123456789abcdef-xyz";
+        let token: ApiToken = secret.parse().unwrap();
+        assert!(token.matches(secret.as_bytes()));
+        assert!(!token.matches(b"s3cr3t-T0ken-0123456789abcdef-xyZ"));
         assert!(!token.matches(b"s3cr3t"));
         assert!(!token.matches(b""));
         assert_eq!(format!("{token:?}"), "ApiToken(<redacted>)");
         assert_eq!("".parse::<ApiToken>(), Err(ApiTokenError::Empty));
-        assert_eq!("a b".parse::<ApiToken>(), Err(ApiTokenError::Charset));
-        assert_eq!("é".parse::<ApiToken>(), Err(ApiTokenError::Charset));
+        assert_eq!(
+            "s3cr3t-T0ken".parse::<ApiToken>(),
+            Err(ApiTokenError::TooShort)
+        );
+        let spaced = format!("a b{}", "c".repeat(32));
+        assert_eq!(spaced.parse::<ApiToken>(), Err(ApiTokenError::Charset));
+        let accented = format!("é{}", "c".repeat(32));
+        assert_eq!(accented.parse::<ApiToken>(), Err(ApiTokenError::Charset));
     }
 }

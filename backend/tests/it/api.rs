@@ -12,7 +12,7 @@ use crate::support::{free_port, TestServer, WAIT};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const TOKEN: &str = "deploy-T0ken.with_symbols~+/=";
+const TOKEN: &str = "deploy-T0ken.with_symbols~+/=-0123456789";
 
 /// A parsed HTTP response.
 #[derive(Debug)]
@@ -394,4 +394,19 @@ async fn other_api_paths_and_methods_get_json_errors_and_pages_only_get() {
         assert_eq!(reply.status, 405, "POST {path}: {reply:?}");
         assert!(reply.head.contains("allow: get, head"), "{reply:?}");
     }
+}
+
+#[tokio::test]
+async fn failed_authentications_are_limited_per_address() {
+    let server = server_with_token().await;
+    let wrong = format!("Authorization: Bearer {TOKEN}-guess");
+    for _ in 0..20 {
+        let reply = post(server.addr, "lobby", &[&wrong], r#"{"text": "hi"}"#).await;
+        assert_refused(&reply, 403, "forbidden");
+    }
+    let reply = post(server.addr, "lobby", &[], r#"{"text": "hi"}"#).await;
+    assert_refused(&reply, 429, "too_many_attempts");
+    // Locked out, the right token is not even looked at: a guess cannot be confirmed.
+    let reply = post(server.addr, "lobby", &[&bearer()], r#"{"text": "hi"}"#).await;
+    assert_refused(&reply, 429, "too_many_attempts");
 }
