@@ -1,6 +1,10 @@
 //! The rules for what clients may name and say, shared so the web app can check input
 //! before sending it and the server enforces exactly the same thing.
 
+use unicode_normalization::UnicodeNormalization as _;
+use unicode_security::general_security_profile::IdentifierType;
+use unicode_security::{skeleton, GeneralSecurityProfile as _, MixedScript as _};
+
 use crate::error::ErrorCode;
 use crate::protocol::Limits;
 
@@ -11,6 +15,12 @@ pub enum RuleError {
     NickLength { max: u32 },
     #[error("nick must not contain control characters")]
     NickControl,
+    #[error("nick must not contain invisible or direction-changing characters")]
+    NickInvisible,
+    #[error("nick must not mix scripts (such as Latin with Cyrillic letters)")]
+    NickMixedScripts,
+    #[error("nick must only use characters that Unicode has assigned")]
+    NickUnassigned,
     #[error("room must be 1-{max} characters")]
     RoomLength { max: u32 },
     #[error("room may only contain a-z, 0-9, '-' and '_'")]
@@ -25,7 +35,11 @@ impl RuleError {
     /// The error code a server answers with for this rule.
     pub const fn code(&self) -> ErrorCode {
         match self {
-            RuleError::NickLength { .. } | RuleError::NickControl => ErrorCode::InvalidNick,
+            RuleError::NickLength { .. }
+            | RuleError::NickControl
+            | RuleError::NickInvisible
+            | RuleError::NickMixedScripts
+            | RuleError::NickUnassigned => ErrorCode::InvalidNick,
             RuleError::RoomLength { .. } | RuleError::RoomCharset => ErrorCode::InvalidRoom,
             RuleError::TextLength { .. } => ErrorCode::InvalidText,
             RuleError::IdLength { .. } => ErrorCode::InvalidId,
@@ -40,6 +54,11 @@ fn char_len_within(s: &str, max: u32) -> bool {
 }
 
 /// Checks a nick and returns it trimmed, as it will be shown.
+///
+/// A nick is seen by others as the name of a person, so beyond the length it must not
+/// carry what makes one name look like another: invisible characters (zero-width
+/// spaces, soft hyphens, word joiners, bidirectional overrides: every default-ignorable
+/// code point) or letters of several scripts (a Cyrillic `а` in a Latin `alice`).
 pub fn nick<'a>(raw: &'a str, limits: &Limits) -> Result<&'a str, RuleError> {
     let nick = raw.trim();
     if !char_len_within(nick, limits.nick_max_chars) {
@@ -50,12 +69,34 @@ pub fn nick<'a>(raw: &'a str, limits: &Limits) -> Result<&'a str, RuleError> {
     if nick.chars().any(char::is_control) {
         return Err(RuleError::NickControl);
     }
+    if nick.chars().any(is_invisible) {
+        return Err(RuleError::NickInvisible);
+    }
+    // Unassigned today, possibly a lookalike tomorrow; and no script can be told for it.
+    if nick
+        .chars()
+        .any(|c| c.identifier_type() == Some(IdentifierType::Not_Character))
+    {
+        return Err(RuleError::NickUnassigned);
+    }
+    if !nick.is_single_script() {
+        return Err(RuleError::NickMixedScripts);
+    }
     Ok(nick)
 }
 
-/// The key under which nicks are unique: nicks differing only in case collide.
+/// A default-ignorable code point: drawn as nothing, or changing how its neighbours
+/// are drawn.
+fn is_invisible(c: char) -> bool {
+    c.identifier_type() == Some(IdentifierType::Default_Ignorable)
+}
+
+/// The key under which nicks are unique: nicks that look alike collide. It is the UTS #39
+/// skeleton of the nick's lower-case NFKC form, so case, compatibility variants (`ｆｕｌｌ`
+/// width) and confusable letters (Cyrillic `аӏісе` for `alice`) all map to one key.
 pub fn nick_key(nick: &str) -> String {
-    nick.to_lowercase()
+    let folded: String = nick.nfkc().collect::<String>().to_lowercase();
+    skeleton(&folded).collect()
 }
 
 /// Checks a room name. Room names are not trimmed: they appear in URLs as they are.
@@ -119,5 +160,35 @@ mod tests {
         assert!(id(&"i".repeat(64), &l).is_ok());
         assert!(id(&"i".repeat(65), &l).is_err());
         assert_eq!(nick_key("ÅLice"), nick_key("åliCE"));
+        // Names that would pose as alice while she is online.
+        for invisible in [
+            "alice\u{200b}",
+            "\u{202e}ecila",
+            "al\u{ad}ice",
+            "al\u{2060}ice",
+            "ali\u{200d}ce",
+            "\u{2066}alice\u{2069}",
+        ] {
+            assert_eq!(
+                nick(invisible, &l),
+                Err(RuleError::NickInvisible),
+                "{invisible:?}"
+            );
+        }
+        assert_eq!(nick("\u{430}lice", &l), Err(RuleError::NickMixedScripts));
+        // One script, however it looks, is a name; it is its key that collides.
+        let cyrillic = "\u{430}\u{4cf}\u{456}\u{441}\u{435}";
+        assert_eq!(nick(cyrillic, &l), Ok(cyrillic));
+        assert_eq!(nick_key(cyrillic), nick_key("alice"));
+        assert_eq!(
+            nick_key("\u{ff21}\u{ff2c}\u{ff29}\u{ff23}\u{ff25}"),
+            nick_key("alice")
+        );
+        assert_eq!(nick_key("rnary"), nick_key("mary"));
+        assert_ne!(nick_key("alice"), nick_key("alicia"));
+        // Scripts used together in one language, digits, punctuation and emoji stay fine.
+        for ok in ["山田たろう", "Zoë", "bob_42", "dj 🎧", "Анна", "ελένη"] {
+            assert_eq!(nick(ok, &l), Ok(ok), "{ok:?}");
+        }
     }
 }

@@ -342,9 +342,21 @@ proptest! {
 
 // ---------------------------------------------------------------- (b) validation rules
 
+/// The nick rule as UTS #39 states it: no control, default-ignorable or unassigned
+/// character, and a non-empty resolved script set.
 fn nick_oracle(raw: &str, max: usize) -> Option<&str> {
+    use unicode_security::general_security_profile::IdentifierType as T;
+    use unicode_security::{GeneralSecurityProfile as _, MixedScript as _};
     let t = trimmed(raw);
-    ((1..=max).contains(&chars(t)) && !t.chars().any(char::is_control)).then_some(t)
+    let restricted = t.chars().any(|c| {
+        c.is_control()
+            || matches!(
+                c.identifier_type(),
+                Some(T::Default_Ignorable | T::Not_Character)
+            )
+    });
+    let scripts = !t.resolve_script_set().is_empty();
+    ((1..=max).contains(&chars(t)) && !restricted && scripts).then_some(t)
 }
 
 fn room_oracle(raw: &str, max: usize) -> bool {

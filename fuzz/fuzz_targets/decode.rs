@@ -13,6 +13,8 @@
 
 #![no_main]
 
+use unicode_security::general_security_profile::IdentifierType;
+use unicode_security::{GeneralSecurityProfile as _, MixedScript as _};
 use common::validate::{self, RuleError};
 use common::{decode_client, ClientMsg, DecodeError, ErrorCode, Limits};
 use libfuzzer_sys::fuzz_target;
@@ -144,13 +146,27 @@ fn check_rules(raw: &str, limits: &Limits) {
     let within = |n: usize, max: u32| n >= 1 && n <= max as usize;
     let trimmed = raw.trim_matches(char::is_whitespace);
 
-    // nick: trimmed, 1..=max characters, no control characters.
+    // nick: trimmed, 1..=max characters, no control, default-ignorable or unassigned
+    // character, and one script (UTS #39's resolved script set is not empty).
+    let kind = |c: char| c.identifier_type();
     let want = if !within(chars(trimmed), limits.nick_max_chars) {
         Err(RuleError::NickLength {
             max: limits.nick_max_chars,
         })
     } else if trimmed.chars().any(char::is_control) {
         Err(RuleError::NickControl)
+    } else if trimmed
+        .chars()
+        .any(|c| kind(c) == Some(IdentifierType::Default_Ignorable))
+    {
+        Err(RuleError::NickInvisible)
+    } else if trimmed
+        .chars()
+        .any(|c| kind(c) == Some(IdentifierType::Not_Character))
+    {
+        Err(RuleError::NickUnassigned)
+    } else if trimmed.resolve_script_set().is_empty() {
+        Err(RuleError::NickMixedScripts)
     } else {
         Ok(trimmed)
     };

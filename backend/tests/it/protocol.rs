@@ -76,6 +76,32 @@ async fn bad_json_and_unknown_type_after_hello() {
 }
 
 #[tokio::test]
+async fn no_nick_can_pose_as_one_that_is_online() {
+    let server = TestServer::start().await;
+    let _alice = server.login("alice").await;
+    let mut b = server.client().await;
+    // Invisible characters, direction overrides, and a Cyrillic letter among Latin ones.
+    for lookalike in [
+        "alice\u{200b}",
+        "\u{202e}ecila",
+        "al\u{ad}ice",
+        "al\u{2060}ice",
+        "\u{430}lice",
+    ] {
+        b.send(json!({"type": "hello", "nick": lookalike})).await;
+        let e = b.expect_error("invalid_nick").await;
+        assert_eq!(e["ref"], "hello", "{lookalike:?}: {e}");
+    }
+    // A name in one script that looks like hers, or her name in full-width letters, is
+    // a valid name that is taken.
+    for lookalike in ["\u{430}\u{4cf}\u{456}\u{441}\u{435}", "\u{ff41}lice"] {
+        b.send(json!({"type": "hello", "nick": lookalike})).await;
+        b.expect_error("nick_taken").await;
+    }
+    assert_eq!(b.hello("alicia").await["type"], "welcome");
+}
+
+#[tokio::test]
 async fn nicks_are_unique_case_insensitively_among_connected_sessions() {
     let server = TestServer::start().await;
     let mut a = server.login("Alice").await;
