@@ -22,6 +22,28 @@ const SCHEMES: [&str; 2] = ["http://", "https://"];
 /// one inside the URL, as in `https://en.wikipedia.org/wiki/Rust_(language)`.
 const TRAILING: &[char] = &['.', ',', ';', ':', '!', '?', ')', ']', '}', '\''];
 
+/// Characters that reorder the text around them (bidirectional embeddings, overrides,
+/// isolates and marks). In a link's text they could make it read as another address.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// How a link's URL is shown: as typed, except that every bidirectional control shows
+/// as `\u{fffd}` instead of reordering what follows, so the host reads as the host.
+pub(crate) fn link_text(url: &str) -> String {
+    url.chars()
+        .map(|c| if is_bidi_control(c) { '\u{fffd}' } else { c })
+        .collect()
+}
+
+/// The host a link opens (what the browser will connect to), for its tooltip: the part
+/// after the scheme up to the first `/`, `?` or `#`, without credentials.
+pub(crate) fn link_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority.rsplit('@').next().unwrap_or_default()
+}
+
 /// Splits `text` into text and links, in order. Adjacent text is never split, and no
 /// segment is empty.
 pub(crate) fn linkify(text: &str) -> Vec<Segment<'_>> {
@@ -127,6 +149,22 @@ fn is_word_char(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::Segment::{Link, Text};
+
+    #[test]
+    fn a_link_shows_its_real_host_and_no_reordering() {
+        let url = "https://evil.example/\u{202e}moc.elgoog//:sptth";
+        assert_eq!(
+            link_text(url),
+            "https://evil.example/\u{fffd}moc.elgoog//:sptth"
+        );
+        assert_eq!(link_host(url), "evil.example");
+        assert_eq!(link_host("http://user:pw@a.b:8080/x?y#z"), "a.b:8080");
+        assert_eq!(link_host("https://c.d"), "c.d");
+        assert_eq!(
+            link_text("https://plain.example/"),
+            "https://plain.example/"
+        );
+    }
     use super::*;
 
     #[test]

@@ -204,7 +204,7 @@ fn row_view(chat: Store, row: Row, continued: Memo<std::collections::BTreeSet<u6
             view! {
                 <li class="msg" class:mine=mine class:continued=continued data-offset=offset data-key=format!("m{offset}")>
                     <div class="meta">
-                        <span class="nick">{m.nick}</span>
+                        <bdi class="nick">{m.nick}</bdi>
                         <time>{hhmm(m.ts)}</time>
                         {mine.then(|| view! { <span class="sent-state">"✓ sent"</span> })}
                     </div>
@@ -265,7 +265,7 @@ fn pending_view(conn: Connection, chat: Store, id: &str) -> impl IntoView {
     view! {
         <li class="msg mine pending" class:failed=failed data-id=id.clone() data-key=format!("p{id}")>
             <div class="meta">
-                <span class="nick">{nick}</span>
+                <bdi class="nick">{nick}</bdi>
                 <span class="send-state">{state}</span>
             </div>
             <RichText text=text />

@@ -24,7 +24,7 @@ pub(crate) fn Presence() -> impl IntoView {
             <h2>"Here " <span class="count">{move || members.with(Vec::len)}</span></h2>
             <ul>
                 <For each=move || members.get() key=|nick| nick.clone() let(nick)>
-                    <li>{nick}</li>
+                    <li><bdi>{nick}</bdi></li>
                 </For>
             </ul>
         </aside>

@@ -111,3 +111,18 @@ fn a_link_written_as_html_is_text_around_our_own_link() {
     );
     assert_eq!(p.text_content().as_deref(), Some(text));
 }
+
+#[wasm_bindgen_test]
+fn a_direction_override_cannot_disguise_a_links_host() {
+    // Shown raw, the override would make the end of this URL read "https://google.com".
+    let url = "https://evil.example/\u{202e}moc.elgoog//:sptth";
+    let p = render_rich_text(&format!("login at {url}"));
+    assert_eq!(p.get_attribute("dir").as_deref(), Some("auto"));
+    let links = links(&p);
+    let a = &links[0];
+    assert_eq!(a.get_attribute("dir").as_deref(), Some("ltr"));
+    assert_eq!(a.get_attribute("title").as_deref(), Some("evil.example"));
+    let shown = a.text_content().unwrap_or_default();
+    assert!(!shown.contains('\u{202e}'), "{shown:?}");
+    assert!(shown.starts_with("https://evil.example/"), "{shown:?}");
+}
