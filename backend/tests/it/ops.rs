@@ -222,17 +222,16 @@ async fn json_logs_are_one_object_per_line_and_carry_the_connection_id() {
         assert_eq!(c.hello("alice").await["type"], "welcome");
         c.ws.send(Message::binary(vec![1u8])).await.unwrap();
         assert_eq!(c.expect_close().await, Some(1003));
-        // JSON escapes control characters itself, but not line separators or bidi
-        // overrides: those must not reach a `tail -f` of the log raw either.
+        // JSON escapes control characters itself, but not line separators: those must
+        // not reach a `tail -f` of the log raw either. (Bidi overrides no longer pass
+        // the nick rule at all.)
         let mut d = Client::connect(&url).await;
-        assert_eq!(d.hello("bi\u{2028}di\u{202e}").await["type"], "welcome");
+        assert_eq!(d.hello("bi\u{2028}di").await["type"], "welcome");
         d.ws.close(None).await.unwrap();
         d.expect_close().await;
     })
     .await;
-    for c in ['\u{2028}', '\u{202e}'] {
-        assert!(!logs.contains(c), "raw {c:?} in the log:\n{logs}");
-    }
+    assert!(!logs.contains('\u{2028}'), "raw U+2028 in the log:\n{logs}");
     let lines: Vec<Value> = logs
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -260,20 +259,22 @@ async fn json_logs_are_one_object_per_line_and_carry_the_connection_id() {
     assert!(
         lines
             .iter()
-            .any(|l| l["nick"] == r"bi\u{2028}di\u{202e}" && l["span"]["id"] != *id),
+            .any(|l| l["nick"] == r"bi\u{2028}di" && l["span"]["id"] != *id),
         "{logs}"
     );
 }
 
 #[tokio::test]
 async fn client_text_cannot_forge_or_colour_pretty_log_lines() {
-    // Line and paragraph separators and a bidi override pass the nick rule (they are not
-    // control characters), so this nick is accepted and logged.
-    let sneaky = "mal\u{2028}2026-01-01 INFO forged\u{202e}";
+    // A line separator passes the nick rule (it is neither a control character nor
+    // invisible), so this nick is accepted and logged.
+    let sneaky = "mal\u{2028}2026-01-01 INFO forged";
     let logs = logs_of(&[], "debug", |url| async move {
         let mut c = Client::connect(&url).await;
-        // Refused values: the nick and room rules reject control characters.
+        // Refused values: the nick and room rules reject control characters and
+        // direction overrides.
         c.hello("evil\nINFO forged line\x1b[31m").await;
+        assert_eq!(c.hello("mal\u{202e}forged").await["code"], "invalid_nick");
         let w = c.hello(sneaky).await;
         assert_eq!(w["type"], "welcome", "{w}");
         c.send(json!({"type": "join", "room": "lobby\n\x1b[2J"}))
@@ -306,7 +307,7 @@ async fn client_text_cannot_forge_or_colour_pretty_log_lines() {
     }
     // The nick was logged, visibly escaped, with the connection's span.
     assert!(
-        logs.contains(r"mal\u{2028}2026") && logs.contains(r"forged\u{202e}"),
+        logs.contains(r"mal\u{2028}2026-01-01 INFO forged"),
         "{logs}"
     );
     assert!(logs.contains("conn{id="), "{logs}");
