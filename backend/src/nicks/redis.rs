@@ -102,17 +102,24 @@ impl RedisNicks {
         force: bool,
     ) -> RedisResult<Claimed> {
         let (keys, id) = (self.instance.keys(), self.instance.id());
-        let reply: Vec<String> = self
-            .claim
+        let mut invocation = self.claim.prepare_invoke();
+        invocation
             .key(keys.nick(key))
             .key(keys.instance_nicks(id))
             .arg(id)
             .arg(conn)
             .arg(session)
             .arg(if force { "force" } else { "" })
-            .arg(keys.prefix())
-            .invoke_async(redis)
-            .await?;
+            .arg(keys.prefix());
+        // The first command after Redis came back meets the dead connection and only
+        // starts the reconnect: try once more. A claim that ran but whose answer was lost
+        // finds itself the holder the second time, so repeating it is harmless.
+        let reply: Vec<String> = match invocation.invoke_async(redis).await {
+            Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => {
+                invocation.invoke_async(redis).await?
+            }
+            other => other?,
+        };
         let holder = || {
             let instance = reply.get(1).cloned().unwrap_or_default();
             let conn = reply.get(2).and_then(|c| c.parse().ok()).unwrap_or(0);
