@@ -3,11 +3,13 @@
 //! instances and after data loss, and a Redis crash mid-stream.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::redis::{require, RedisServer};
 use crate::support::{settle, Client, Huddle, TestServer, WAIT};
-use backend::metric_names;
+use backend::{metric_names, RedisKeys};
 use serde_json::json;
 
 /// Three instances on one Redis; each with its own (unused) database path.
@@ -163,10 +165,34 @@ async fn every_client_gets_every_message_once_in_one_order() {
         left.sort();
         let want: Vec<String> = (0..SENDERS).map(|i| format!("s{i}")).collect();
         assert_eq!(left, want);
-        loop {
-            match tokio::time::timeout(Duration::from_millis(300), listener.recv()).await {
-                Err(_) => break,
-                Ok(v) => assert!(v["type"] == "presence", "unexpected frame {v}"),
+    }
+    // Nothing more comes: not a timeout, but two markers that must be the next things
+    // each listener hears besides member lists. A message: a room's messages arrive in
+    // stream order, so a late or repeated message would come before the marker. A typing
+    // event from every listener: each instance's events reach every subscriber in the
+    // order Redis took them, so a repeated `left` published before would come first.
+    let marker = listeners[0].say("lobby", "marker").await;
+    for listener in &mut listeners {
+        listener
+            .send(json!({"type": "typing", "room": "lobby"}))
+            .await;
+    }
+    let nicks: Vec<String> = (0..3)
+        .flat_map(|i| (0..2).map(move |j| format!("l{i}{j}")))
+        .collect();
+    for (n, listener) in listeners.iter_mut().enumerate() {
+        let mut typists = BTreeSet::new();
+        let mut marked = false;
+        while !marked || typists.len() < nicks.len() - 1 {
+            let v = listener.recv().await;
+            match v["type"].as_str() {
+                Some("presence") => {}
+                Some("ack") if n == 0 && v["id"] == marker.as_str() => {}
+                Some("message") if v["nick"] == "l00" && v["id"] == marker.as_str() && !marked => {
+                    marked = true;
+                }
+                Some("typing") => assert!(typists.insert(v["nick"].to_string()), "{v}"),
+                _ => panic!("{}: unexpected frame {v}", nicks[n]),
             }
         }
     }
@@ -248,10 +274,13 @@ async fn a_redis_crash_mid_stream_loses_no_acked_message() {
     // Two senders on different instances, each sending one message at a time and
     // waiting for its outcome, spaced to stay under the rate limit.
     let (phase_tx, phase_rx) = tokio::sync::watch::channel(0u8);
+    // Each sender's (acks, failures) so far, for the test to move on when they show.
+    let outcomes: Arc<[(AtomicUsize, AtomicUsize); 2]> = Arc::default();
     let mut tasks = Vec::new();
     for (i, server) in servers.iter().take(2).enumerate() {
         let mut sender = server.member(&format!("w{i}"), "ops").await;
         let phase = phase_rx.clone();
+        let outcomes = Arc::clone(&outcomes);
         tasks.push(tokio::spawn(async move {
             let (mut acked, mut failed) = (Vec::new(), Vec::new());
             let mut acked_after_restart = 0;
@@ -263,6 +292,7 @@ async fn a_redis_crash_mid_stream_loses_no_acked_message() {
                 let text = format!("w{i}-{k}");
                 match send_one(&mut sender, "ops", &text).await {
                     Ok(offset) => {
+                        outcomes[i].0.fetch_add(1, Ordering::Relaxed);
                         acked.push((offset, text));
                         if stage >= 2 {
                             acked_after_restart += 1;
@@ -270,6 +300,7 @@ async fn a_redis_crash_mid_stream_loses_no_acked_message() {
                     }
                     Err(code) => {
                         assert_eq!(code, "internal", "a failed send says internal");
+                        outcomes[i].1.fetch_add(1, Ordering::Relaxed);
                         failed.push(text);
                     }
                 }
@@ -279,11 +310,23 @@ async fn a_redis_crash_mid_stream_loses_no_acked_message() {
         }));
     }
 
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Redis dies once both senders have messages acked, and comes back once both have
+    // seen sends fail.
+    let both = |what: &str, count: fn(&(AtomicUsize, AtomicUsize)) -> usize| {
+        let outcomes = Arc::clone(&outcomes);
+        let what = what.to_owned();
+        async move {
+            let deadline = Instant::now() + WAIT;
+            while outcomes.iter().any(|o| count(o) < 3) {
+                assert!(Instant::now() < deadline, "senders never got 3 {what}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    both("acks", |o| o.0.load(Ordering::Relaxed)).await;
     redis.kill9().await;
     phase_tx.send_replace(1);
-    // Let the senders run into the outage for a while.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    both("failures in the outage", |o| o.1.load(Ordering::Relaxed)).await;
     let restarted = Instant::now();
     redis.restart().await;
     phase_tx.send_replace(2);
@@ -304,7 +347,6 @@ async fn a_redis_crash_mid_stream_loses_no_acked_message() {
         failed.len(),
         restarted.elapsed()
     );
-    assert!(!failed.is_empty(), "sends during the outage must fail");
 
     // The history holds every acked message at its acked offset, gap-free; the only
     // others are sends that failed (stored before the crash, answer lost).
@@ -378,13 +420,13 @@ async fn events_cross_instances_and_skip_only_their_actor() {
         assert_eq!(v["nick"], "typist", "{v}");
     }
     // The actor's connection id means nothing on the other instance, so it is applied
-    // only where it was published: the typist does not hear itself.
-    loop {
-        match tokio::time::timeout(Duration::from_millis(300), typist.recv()).await {
-            Err(_) => break,
-            Ok(v) => assert_ne!(v["type"], "typing", "{v}"),
-        }
-    }
+    // only where it was published: the typist does not hear itself. The proof is the
+    // next event: `far` types after its instance got the typist's event, so Redis had
+    // already handed that event to the typist's instance too, and an echo to the typist
+    // would arrive before `far`'s.
+    far.send(json!({"type": "typing", "room": "quiet"})).await;
+    let v = typist.next_of("typing").await;
+    assert_eq!(v["nick"], "far", "the typist heard itself: {v}");
 }
 
 /// Reads frames until a `presence` for `room` lists exactly `want`; other frames are
@@ -414,7 +456,7 @@ async fn presence_spans_instances_and_a_killed_instance_is_announced_left() {
     let mut c = Huddle::start(&dir.path().join("c.db"), addr, &["--redis", &url]).await;
 
     let mut ant = a.member("ant", "hall").await;
-    let _bee = b.member("bee", "hall").await;
+    let mut bee = b.member("bee", "hall").await;
     presence_until(&mut ant, "hall", &["ant", "bee"]).await;
     let mut sea = Client::connect(&c.ws_url()).await;
     assert_eq!(sea.hello("sea").await["type"], "welcome");
@@ -454,12 +496,63 @@ async fn presence_spans_instances_and_a_killed_instance_is_announced_left() {
         2,
         "only instances holding nicks keep sets: {stale:?}"
     );
-    // Exactly once, although two survivors sweep.
-    loop {
-        match tokio::time::timeout(Duration::from_millis(1500), ant.recv()).await {
-            Err(_) => break,
-            Ok(v) => assert_ne!(v["kind"], "left", "announced twice: {v}"),
+    // Exactly once, although every survivor sweeps. Once each survivor has run a whole
+    // round (beat, sweep) after the dead instance was unregistered, none can claim it any
+    // more; then an event from each survivor, which reaches `ant` after anything that
+    // survivor published before, shows that no second announcement was on its way.
+    every_instance_beats_twice(&redis).await;
+    late.send(json!({"type": "typing", "room": "hall"})).await;
+    bee.send(json!({"type": "typing", "room": "hall"})).await;
+    let _cat = servers[2].member("cat", "hall").await;
+    let mut heard = BTreeSet::new();
+    while heard.len() < 3 {
+        let v = ant.recv().await;
+        match (v["type"].as_str(), v["kind"].as_str(), v["nick"].as_str()) {
+            (Some("presence"), _, _) => {}
+            (Some("typing"), _, Some(who @ ("late" | "bee")))
+            | (Some("notification"), Some("joined"), Some(who @ "cat")) => {
+                heard.insert(who.to_owned());
+            }
+            _ => panic!("expected nothing but the markers, got {v}"),
         }
+    }
+}
+
+/// Waits until every registered instance has refreshed its heartbeat twice from now.
+/// A keeper beats, then sweeps, then beats again, so by the second refresh it has run a
+/// whole sweep that started after this call (and finished any it was in).
+async fn every_instance_beats_twice(redis: &RedisServer) {
+    let keys = RedisKeys::default();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let ids: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(keys.instances())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!ids.is_empty(), "no instance registered");
+    // A heartbeat's time to live only falls between refreshes: a rise is a refresh.
+    let mut ttl = vec![i64::MAX; ids.len()];
+    let mut beats = vec![0; ids.len()];
+    let deadline = Instant::now() + WAIT;
+    while beats.iter().any(|&b| b < 2) {
+        for (i, id) in ids.iter().enumerate() {
+            let now: i64 = redis::cmd("PTTL")
+                .arg(keys.heartbeat(id))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(now > 0, "instance {id} lost its heartbeat (PTTL {now})");
+            if now > ttl[i] {
+                beats[i] += 1;
+            }
+            ttl[i] = now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "heartbeats refreshed {beats:?} times in {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
