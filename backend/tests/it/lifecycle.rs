@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::{Client, TestServer};
+use crate::support::{Client, TestServer, WAIT};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
@@ -86,8 +88,11 @@ async fn acked_messages_survive_kill_9_and_offsets_stay_gap_free() {
     let db = dir.path().join("crash.db");
     let mut proc = Process::start(&db).await;
     // Five senders flood; the server is killed while sends are still in flight.
+    // How many senders wrote all their sends, and how many acks they read.
+    let (sent, acks) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut tasks = Vec::new();
     for i in 0..5 {
+        let (sent, acks) = (Arc::clone(&sent), Arc::clone(&acks));
         let mut c = proc.client().await;
         assert_eq!(c.hello(&format!("s{i}")).await["type"], "welcome");
         assert_eq!(c.join("lobby").await["type"], "joined");
@@ -95,6 +100,7 @@ async fn acked_messages_survive_kill_9_and_offsets_stay_gap_free() {
             for _ in 0..40 {
                 c.say("lobby", "durable?").await;
             }
+            sent.fetch_add(1, Ordering::Relaxed);
             let mut acked = BTreeMap::new();
             // Read acks until the connection dies under us.
             loop {
@@ -107,6 +113,7 @@ async fn acked_messages_survive_kill_9_and_offsets_stay_gap_free() {
                     Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => {
                         let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
                         if v["type"] == "ack" {
+                            acks.fetch_add(1, Ordering::Relaxed);
                             acked.insert(
                                 v["offset"].as_u64().unwrap(),
                                 v["id"].as_str().unwrap().to_owned(),
@@ -120,7 +127,15 @@ async fn acked_messages_survive_kill_9_and_offsets_stay_gap_free() {
             (format!("s{i}"), acked)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Killed as soon as every send is written and one is acked.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sent.load(Ordering::Relaxed) < 5 || acks.load(Ordering::Relaxed) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the senders never got their sends out and one acked"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     proc.child.start_kill().unwrap();
     proc.child.wait().await.unwrap();
     let mut acked = Vec::new();
@@ -128,7 +143,6 @@ async fn acked_messages_survive_kill_9_and_offsets_stay_gap_free() {
         let (nick, offsets) = t.await.unwrap();
         acked.extend(offsets.into_iter().map(|(o, id)| (o, nick.clone(), id)));
     }
-    assert!(!acked.is_empty(), "nothing was acked before the kill");
 
     let proc = Process::start(&db).await;
     let mut c = proc.client().await;
