@@ -90,6 +90,23 @@ pub struct Config {
     #[arg(long, env = "HUDDLE_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
     pub max_connections_per_ip: usize,
 
+    /// Time a client has to send a request's headers, and the longest an idle keep-alive
+    /// HTTP connection stays open; slower ones are dropped.
+    #[arg(long, env = "HUDDLE_HEADER_TIMEOUT", default_value = "10s", value_parser = timer)]
+    pub header_timeout: Duration,
+
+    /// Most open TCP connections that are not WebSockets (yet): pages, API calls, TLS
+    /// handshakes and requests still being read. Beyond it new ones get 503 and are
+    /// closed. WebSockets count against --max-connections instead.
+    #[arg(long, env = "HUDDLE_MAX_HTTP_CONNECTIONS", default_value_t = 4096, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_http_connections: usize,
+
+    /// The same per client address (an IPv6 network of --ipv6-prefix bits counts as
+    /// one); --trusted-proxies are exempt, since every client behind them shares their
+    /// address. 0: no limit.
+    #[arg(long, env = "HUDDLE_MAX_HTTP_CONNECTIONS_PER_IP", default_value_t = 32)]
+    pub max_http_connections_per_ip: usize,
+
     /// A connection that has not completed a `hello` this long after opening is closed
     /// with 1008 ("hello timeout").
     #[arg(long, env = "HUDDLE_HELLO_TIMEOUT", default_value = "10s", value_parser = timer)]

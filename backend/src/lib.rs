@@ -50,10 +50,8 @@ mod web;
 mod writer;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::{Listener as _, ListenerExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -152,28 +150,29 @@ pub async fn run(
             metrics,
         },
     );
-    let token = state.shutdown.clone();
-    let listener = tls::Incoming::new(listener, tls)?;
-    let scheme = if listener.is_tls() { "https" } else { "http" };
-    tracing::info!(addr = %listener.local_addr()?, scheme, %history, "huddle listening");
-    if !listener.is_tls() {
+    let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, %history, "huddle listening");
+    if tls.is_none() {
         tracing::info!("serving plain HTTP: on the open internet, pass --tls-cert and --tls-key, or put a TLS-terminating proxy in front");
     }
-
-    // Chat frames are small and latency matters: without TCP_NODELAY, Nagle's algorithm
-    // and delayed ACKs hold a lone frame back for up to ~40 ms.
-    let listener = listener.tap_io(|io| {
-        if let Err(e) = tls::tcp(io).set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let service = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(async move {
+    let limits = http::serve::Limits {
+        max_connections: state.config.max_http_connections,
+        max_per_ip: state.config.max_http_connections_per_ip,
+        header_timeout: state.config.header_timeout,
+        ipv6_prefix: state.config.ipv6_prefix,
+        trusted_proxies: state.config.trusted_proxies.clone(),
+    };
+    let token = state.shutdown.clone();
+    let stop = tokio::spawn({
+        let token = token.clone();
+        async move {
             shutdown.await;
             token.cancel();
-        })
-        .await?;
+        }
+    });
+    http::serve::serve(listener, tls, http::router(state.clone()), limits, token).await;
+    stop.abort();
 
     // HTTP is done; upgraded sockets are closing with 1001. Wait for every session to
     // finish, then drop the last writer handle so the writer drains and stops. The

@@ -10,6 +10,9 @@
 //! refilling ones (which only makes those addresses' limits more lenient). Live entries
 //! are at most `--max-connections`, so the capacity is always reachable again. The lock
 //! is a `std::sync::Mutex` taken only in the sync methods here.
+//!
+//! [`Tally`] counts what an address holds open before it is a WebSocket (TCP
+//! connections, TLS handshakes), so one address cannot take every place.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -142,6 +145,68 @@ fn key(ip: IpAddr, v6_bits: u8) -> IpAddr {
             IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & mask))
         }
         v4 => v4,
+    }
+}
+
+/// Counts of something each address holds open (TCP connections not yet upgraded, TLS
+/// handshakes under way), each capped. An entry lives only while its count is above
+/// zero, so the table is never larger than what is open. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Tally(Arc<TallyShared>);
+
+struct TallyShared {
+    counts: Mutex<HashMap<IpAddr, usize>>,
+    /// Most per address; 0: no limit.
+    max: usize,
+    ipv6_prefix: u8,
+}
+
+/// One place in a [`Tally`]; dropping it frees the place.
+pub(crate) struct TallySlot {
+    tally: Tally,
+    key: IpAddr,
+}
+
+impl Tally {
+    pub(crate) fn new(max: usize, ipv6_prefix: u8) -> Self {
+        Tally(Arc::new(TallyShared {
+            counts: Mutex::new(HashMap::new()),
+            max,
+            ipv6_prefix,
+        }))
+    }
+
+    /// Takes a place for `ip`, or `None` if its address (or IPv6 network) holds `max`.
+    pub(crate) fn try_take(&self, ip: IpAddr) -> Option<TallySlot> {
+        let key = key(ip, self.0.ipv6_prefix);
+        let mut counts = locks::lock(&self.0.counts);
+        let count = counts.entry(key).or_insert(0);
+        if self.0.max > 0 && *count >= self.0.max {
+            return None;
+        }
+        *count += 1;
+        Some(TallySlot {
+            tally: self.clone(),
+            key,
+        })
+    }
+
+    /// Addresses holding at least one place.
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        locks::lock(&self.0.counts).len()
+    }
+}
+
+impl Drop for TallySlot {
+    fn drop(&mut self) {
+        let mut counts = locks::lock(&self.tally.0.counts);
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -316,6 +381,29 @@ mod tests {
             max_connections,
             ipv6_prefix: 56,
         }
+    }
+
+    #[test]
+    fn a_tally_caps_each_network_and_forgets_it_when_empty() {
+        let tally = Tally::new(2, 56);
+        let a = tally.try_take(ip("192.0.2.1")).unwrap();
+        let b = tally.try_take(ip("192.0.2.1")).unwrap();
+        assert!(tally.try_take(ip("192.0.2.1")).is_none(), "a third place");
+        let other = tally.try_take(ip("192.0.2.2")).unwrap();
+        let v6 = tally.try_take(ip("2001:db8:0:1::1")).unwrap();
+        let _v6b = tally.try_take(ip("2001:db8:0:2::1")).unwrap();
+        assert!(tally.try_take(ip("2001:db8:0:3::1")).is_none(), "same /56");
+        drop((a, other, v6));
+        assert!(
+            tally.try_take(ip("192.0.2.1")).is_some(),
+            "a place came back"
+        );
+        drop(b);
+        assert_eq!(tally.tracked(), 1, "only the /56 still holds a place");
+        assert!(
+            Tally::new(0, 56).try_take(ip("192.0.2.1")).is_some(),
+            "0: no limit"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub(crate) mod api;
 pub(crate) mod ops;
 pub(crate) mod origin;
+pub(crate) mod serve;
 mod ws;
 
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};

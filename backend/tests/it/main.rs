@@ -14,6 +14,7 @@ mod api;
 mod browser;
 mod delivery;
 mod faults;
+mod http_limits;
 mod lifecycle;
 mod limits;
 mod ops;

@@ -133,6 +133,44 @@ async fn a_stalled_handshake_does_not_block_others() {
     assert_eq!(client.hello("alice").await["type"], "welcome");
 }
 
+#[tokio::test]
+async fn a_handshake_flood_from_one_address_gets_only_its_share() {
+    let cert = self_signed();
+    let (cert_path, key_path) = (cert.cert_path.clone(), cert.key_path.clone());
+    let server = TestServer::with(move |c| {
+        c.tls_cert = Some(cert_path);
+        c.tls_key = Some(key_path);
+        // Each loopback address its own client, and no per-address connection cap:
+        // only the handshake share stands between the flood and everyone else.
+        c.trusted_proxies = vec![];
+        c.max_http_connections_per_ip = 0;
+    })
+    .await;
+    // More silent connections than the old global cap of 1,024 handshakes.
+    let mut flood = Vec::new();
+    for _ in 0..1100 {
+        flood.push(crate::http_limits::connect_from("127.0.0.2", server.addr).await);
+    }
+    let started = std::time::Instant::now();
+    let mut client = wss_client(&server, &cert).await;
+    assert_eq!(client.hello("alice").await["type"], "welcome");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // All but the share were closed at once rather than held for the handshake timeout.
+    let mut open = 0;
+    for s in &mut flood {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(std::time::Duration::from_millis(20), s.read(&mut byte));
+        if read.await.is_err() {
+            open += 1;
+        }
+    }
+    assert!(open <= 8, "{open} silent handshakes still held");
+}
+
 /// Runs the real binary with `args` and returns its exit code and stderr.
 async fn huddle(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_huddle"))
