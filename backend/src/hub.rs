@@ -130,12 +130,11 @@ impl Hub {
         self.lock().get(room).map_or(0, |r| r.members.len() as u64)
     }
 
-    /// Every room with members here, with its member count.
-    pub(crate) fn room_sizes(&self) -> Vec<(String, u64)> {
+    /// How many members `room` has here.
+    pub(crate) fn room_size(&self, room: &str) -> u64 {
         self.lock()
-            .iter()
-            .map(|(name, room)| (name.to_string(), room.members.len() as u64))
-            .collect()
+            .get(room)
+            .map_or(0, |room| room.members.len() as u64)
     }
 
     /// Every (room, connection, nick) here: what a cluster broker re-registers after

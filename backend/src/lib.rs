@@ -65,7 +65,8 @@ pub use peers::{BadNet, IpNet};
 pub use shutdown::shutdown_signal;
 use state::AppState;
 pub use store::{
-    AppendOutcome, HistoryStore, NewMessage, Page, RedisStore, RoomHead, SqliteStore, StoreError,
+    AppendOutcome, HistoryStore, NewMessage, Page, RedisStore, RoomHead, RoomList, SqliteStore,
+    StoreError,
 };
 pub use tls::TlsError;
 

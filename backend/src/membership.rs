@@ -124,9 +124,9 @@ impl Membership {
         self.hub.member_count(room)
     }
 
-    /// Every room with members here, with its member count.
-    pub(crate) fn local_rooms(&self) -> Vec<(String, u64)> {
-        self.hub.room_sizes()
+    /// How many members `room` has on this instance.
+    pub(crate) fn local_members(&self, room: &str) -> u64 {
+        self.hub.room_size(room)
     }
 
     /// Tells a room's other members that connection `conn` (`who`) joined or left, and

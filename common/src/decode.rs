@@ -143,6 +143,12 @@ mod tests {
         let msg = decode_client(r#"{"type":"leave","room":"a","extra":{"x":1}}"#).unwrap();
         assert_eq!(msg, ClientMsg::Leave { room: "a".into() });
         let msg = decode_client(r#"{"type":"list_rooms","junk":true}"#).unwrap();
-        assert_eq!(msg, ClientMsg::ListRooms);
+        assert_eq!(
+            msg,
+            ClientMsg::ListRooms {
+                cursor: None,
+                limit: None
+            }
+        );
     }
 }

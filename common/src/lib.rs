@@ -31,5 +31,9 @@ pub use protocol::{ChatMessage, ClientMsg, Limits, NotificationKind, RoomInfo, S
 /// The WebSocket subprotocol name the server accepts and echoes back.
 pub const SUBPROTOCOL: &str = "huddle.v1";
 
+/// The most rooms in one `rooms` answer, and the page size when `list_rooms` names none:
+/// at ~100 bytes a room, a page stays far below the frame limit however many rooms exist.
+pub const MAX_ROOMS_PAGE: u64 = 100;
+
 /// The path of the WebSocket endpoint.
 pub const WS_PATH: &str = "/ws";

@@ -41,8 +41,16 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u64>,
     },
-    /// Ask for the rooms that exist now.
-    ListRooms,
+    /// Ask for a page of the rooms that exist now (an addition to v1: both fields are
+    /// optional, so a bare `list_rooms` gets the first page).
+    ListRooms {
+        /// Where to continue: the `next` of the previous page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<String>,
+        /// Rooms per page, 1 to [`crate::MAX_ROOMS_PAGE`] (the default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u64>,
+    },
 }
 
 impl ClientMsg {
@@ -55,7 +63,7 @@ impl ClientMsg {
             ClientMsg::Send { .. } => "send",
             ClientMsg::Typing { .. } => "typing",
             ClientMsg::History { .. } => "history",
-            ClientMsg::ListRooms => "list_rooms",
+            ClientMsg::ListRooms { .. } => "list_rooms",
         }
     }
 
@@ -67,7 +75,7 @@ impl ClientMsg {
             | ClientMsg::Send { room, .. }
             | ClientMsg::Typing { room }
             | ClientMsg::History { room, .. } => Some(room),
-            ClientMsg::Hello { .. } | ClientMsg::ListRooms => None,
+            ClientMsg::Hello { .. } | ClientMsg::ListRooms { .. } => None,
         }
     }
 
@@ -133,8 +141,16 @@ pub enum ServerMsg {
         messages: Vec<ChatMessage>,
         has_more: bool,
     },
-    /// The answer to `list_rooms`.
-    Rooms { rooms: Vec<RoomInfo> },
+    /// The answer to `list_rooms`: one page, most messages first.
+    Rooms {
+        rooms: Vec<RoomInfo>,
+        /// Rooms in all (an addition to v1).
+        #[serde(default)]
+        total: u64,
+        /// The cursor for the next page; absent on the last one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
+    },
     /// A refused request; the connection stays open.
     Error {
         code: ErrorCode,

@@ -157,7 +157,8 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
         client_send(),
         s().prop_map(|room| ClientMsg::Typing { room }),
         client_history(),
-        Just(ClientMsg::ListRooms),
+        (option::of("[0-9a-z]{0,8}"), option::of(0u64..200))
+            .prop_map(|(cursor, limit)| ClientMsg::ListRooms { cursor, limit }),
     ]
 }
 
@@ -229,7 +230,12 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
         (s(), vec(s(), 0..4)).prop_map(|(room, nicks)| ServerMsg::Presence { room, nicks }),
         (s(), s()).prop_map(|(room, nick)| ServerMsg::Typing { room, nick }),
         server_history(),
-        vec(room_info(), 0..4).prop_map(|rooms| ServerMsg::Rooms { rooms }),
+        (
+            vec(room_info(), 0..4),
+            any::<u64>(),
+            option::of("[0-9]{1,6}")
+        )
+            .prop_map(|(rooms, total, next)| ServerMsg::Rooms { rooms, total, next }),
         server_error(),
     ]
 }

@@ -132,7 +132,20 @@ fn client_leave_send_typing_list_rooms() {
         },
         r#"{"type":"typing","room":"lobby"}"#,
     );
-    golden_client(&ClientMsg::ListRooms, r#"{"type":"list_rooms"}"#);
+    golden_client(
+        &ClientMsg::ListRooms {
+            cursor: None,
+            limit: None,
+        },
+        r#"{"type":"list_rooms"}"#,
+    );
+    golden_client(
+        &ClientMsg::ListRooms {
+            cursor: Some("100".into()),
+            limit: Some(20),
+        },
+        r#"{"type":"list_rooms","cursor":"100","limit":20}"#,
+    );
 }
 
 #[test]
@@ -195,7 +208,10 @@ fn client_kind_is_the_type_tag() {
             before: None,
             limit: None,
         },
-        ClientMsg::ListRooms,
+        ClientMsg::ListRooms {
+            cursor: None,
+            limit: None,
+        },
     ];
     for msg in all {
         let value: serde_json::Value = serde_json::from_str(&enc(&msg)).unwrap();
@@ -421,12 +437,18 @@ fn server_rooms() {
                     head: 3,
                 },
             ],
+            total: 7,
+            next: Some("2".into()),
         },
-        r#"{"type":"rooms","rooms":[{"room":"lobby","members":2,"head":42},{"room":"quiet","members":0,"head":3}]}"#,
+        r#"{"type":"rooms","rooms":[{"room":"lobby","members":2,"head":42},{"room":"quiet","members":0,"head":3}],"total":7,"next":"2"}"#,
     );
     golden_server(
-        &ServerMsg::Rooms { rooms: vec![] },
-        r#"{"type":"rooms","rooms":[]}"#,
+        &ServerMsg::Rooms {
+            rooms: vec![],
+            total: 0,
+            next: None,
+        },
+        r#"{"type":"rooms","rooms":[],"total":0}"#,
     );
 }
 

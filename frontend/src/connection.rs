@@ -156,8 +156,14 @@ impl Connection {
         self.act(Parts::ALL, |s| s.leave_room(name));
     }
 
+    /// Asks for the room list from its first page.
     pub(crate) fn list_rooms(self) {
-        self.send(&ClientMsg::ListRooms);
+        self.act(Parts::NONE, |s| vec![s.first_rooms_page()]);
+    }
+
+    /// Asks for the next page of the room list.
+    pub(crate) fn more_rooms(self) {
+        self.act(Parts::NONE, |s| s.more_rooms().into_iter().collect());
     }
 
     pub(crate) fn retry(self, room: &str, id: &str) {

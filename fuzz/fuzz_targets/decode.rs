@@ -136,7 +136,7 @@ fn fields(msg: &ClientMsg) -> Vec<&str> {
             vec![room.as_str()]
         }
         ClientMsg::Send { room, text, id } => vec![room.as_str(), text.as_str(), id.as_str()],
-        ClientMsg::ListRooms => Vec::new(),
+        ClientMsg::ListRooms { .. } => Vec::new(),
     }
 }
 

@@ -85,7 +85,7 @@ impl Session {
             (ClientMsg::Hello { nick, session }, _, _) => {
                 self.hello(&nick, session.as_deref()).await
             }
-            (ClientMsg::ListRooms, _, _) => self.list_rooms().await,
+            (ClientMsg::ListRooms { cursor, limit }, _, _) => self.list_rooms(cursor, limit).await,
             (ClientMsg::Join { since, epoch, .. }, Some(who), Some(room)) => {
                 self.join(&who, room, since, epoch).await
             }
@@ -382,39 +382,50 @@ impl Session {
         }
     }
 
-    async fn list_rooms(&mut self) -> Result<(), End> {
-        let stored = match self.state.store.rooms().await {
-            Ok(r) => r,
+    /// One page of the rooms with history, most messages first. The cursor is the
+    /// number of rooms already seen: rooms that gain messages meanwhile may move between
+    /// pages, which a room list can live with, and no page costs more than its size.
+    async fn list_rooms(&mut self, cursor: Option<String>, limit: Option<u64>) -> Result<(), End> {
+        let offset = match cursor.as_deref().map(str::parse::<u64>) {
+            None => 0,
+            Some(Ok(offset)) => offset,
+            Some(Err(_)) => {
+                return self
+                    .reply_error(
+                        ErrorCode::BadJson,
+                        "\"cursor\" must be the \"next\" of an earlier \"rooms\" answer",
+                        Some("list_rooms".to_owned()),
+                    )
+                    .await;
+            }
+        };
+        let limit = limit
+            .unwrap_or(common::MAX_ROOMS_PAGE)
+            .clamp(1, common::MAX_ROOMS_PAGE) as u32;
+        let list = match self.state.store.rooms(offset, limit).await {
+            Ok(list) => list,
             Err(e) => {
                 tracing::error!(error = %Chain(&e), "listing rooms failed");
                 return self.internal_error("list_rooms").await;
             }
         };
-        let mut rooms: std::collections::BTreeMap<String, RoomInfo> = stored
+        let seen = offset.saturating_add(list.rooms.len() as u64);
+        let next = (seen < list.total && !list.rooms.is_empty()).then(|| seen.to_string());
+        let rooms = list
+            .rooms
             .into_iter()
-            .map(|(room, head)| {
-                (
-                    room.clone(),
-                    RoomInfo {
-                        room,
-                        members: 0,
-                        head,
-                    },
-                )
+            .map(|(room, head)| RoomInfo {
+                members: self.state.membership.local_members(&room),
+                room,
+                head,
             })
             .collect();
-        for (room, members) in self.state.membership.local_rooms() {
-            rooms
-                .entry(room.clone())
-                .or_insert(RoomInfo {
-                    room,
-                    members: 0,
-                    head: 0,
-                })
-                .members = members;
-        }
-        let rooms = rooms.into_values().collect();
-        self.reply(&ServerMsg::Rooms { rooms }).await
+        let msg = ServerMsg::Rooms {
+            rooms,
+            total: list.total,
+            next,
+        };
+        self.reply(&msg).await
     }
 
     async fn not_joined(&mut self, room: &str, reference: Option<String>) -> Result<(), End> {

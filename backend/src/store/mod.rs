@@ -64,6 +64,15 @@ pub struct Page {
     pub has_more: bool,
 }
 
+/// A page of rooms, and how many there are in all.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RoomList {
+    /// Each room's name and head.
+    pub rooms: Vec<(String, u64)>,
+    /// Rooms with stored messages.
+    pub total: u64,
+}
+
 /// A failure of the storage itself (never of the caller's input).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -116,8 +125,9 @@ pub trait HistoryStore: Send + Sync + 'static {
     /// How many messages with offsets in `after+1..=up_to` are still stored.
     async fn count_between(&self, room: &str, after: u64, up_to: u64) -> Result<u64, StoreError>;
 
-    /// Every room with stored messages and its head, by name.
-    async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// One page of the rooms with stored messages, each with its head: most messages
+    /// first, rooms with as many in reverse name order; `offset` rooms skipped.
+    async fn rooms(&self, offset: u64, limit: u32) -> Result<RoomList, StoreError>;
 
     /// Proves the store can durably write now (for `GET /readyz`): a tiny committed
     /// write that changes no history. `Err` means appends would fail too.

@@ -29,7 +29,7 @@ use crate::clock::now_ms;
 use crate::cluster::keys::Keys;
 use crate::cluster::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 
-use super::{AppendOutcome, HistoryStore, NewMessage, Page, RoomHead, StoreError};
+use super::{AppendOutcome, HistoryStore, NewMessage, Page, RoomHead, RoomList, StoreError};
 
 /// How long a message id is remembered for de-duplicating retries. Clients retry within
 /// seconds to minutes; a day covers long disconnects while keeping the keys bounded.
@@ -343,22 +343,30 @@ impl HistoryStore for RedisStore {
         Ok(if hi >= lo { hi - lo + 1 } else { 0 })
     }
 
-    async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut rooms: Vec<(String, u64)> = bounded(|| {
+    async fn rooms(&self, offset: u64, limit: u32) -> Result<RoomList, StoreError> {
+        let (raw, total): (Vec<(String, f64)>, u64) = bounded(|| {
             let mut conn = self.conn.clone();
             async move {
-                let raw: Vec<(String, f64)> =
-                    conn.zrange_withscores(self.keys.rooms(), 0, -1).await?;
-                Ok(raw
-                    .into_iter()
-                    .map(|(room, head)| (room, head as u64))
-                    .collect())
+                // By rank, highest score (head) first; equal scores in reverse name
+                // order, which is how SQLite orders them too.
+                let start = isize::try_from(offset).unwrap_or(isize::MAX);
+                let stop = start.saturating_add(limit as isize).saturating_sub(1);
+                let page = if limit == 0 {
+                    vec![]
+                } else {
+                    conn.zrevrange_withscores(self.keys.rooms(), start, stop)
+                        .await?
+                };
+                let total = conn.zcard(self.keys.rooms()).await?;
+                Ok((page, total))
             }
         })
         .await?;
-        // The set is ordered by head; the contract orders by name.
-        rooms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        Ok(rooms)
+        let rooms = raw
+            .into_iter()
+            .map(|(room, head)| (room, head as u64))
+            .collect();
+        Ok(RoomList { rooms, total })
     }
 
     /// A plain SET through the same connection appends use: it fails exactly when Redis is

@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::clock::now_ms;
 use crate::locks;
 
-use super::{AppendOutcome, HistoryStore, NewMessage, Page, RoomHead, StoreError};
+use super::{AppendOutcome, HistoryStore, NewMessage, Page, RoomHead, RoomList, StoreError};
 
 /// Read connections kept for reuse; more are opened under load and closed afterwards.
 const READ_POOL: usize = 4;
@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (room, offset)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_dedupe ON messages (room, nick_key, id);
+-- `list_rooms` pages: most messages first, without sorting every room per page.
+CREATE INDEX IF NOT EXISTS rooms_by_head ON rooms (head DESC, room DESC);
 ";
 
 /// SQLite-backed [`HistoryStore`].
@@ -301,13 +303,20 @@ impl HistoryStore for SqliteStore {
         .map_err(StoreError::Task)?
     }
 
-    async fn rooms(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT room, head FROM rooms ORDER BY room")?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect();
-            rows
+    async fn rooms(&self, offset: u64, limit: u32) -> Result<RoomList, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT room, head FROM rooms ORDER BY head DESC, room DESC LIMIT ?1 OFFSET ?2",
+            )?;
+            // SQLite integers are signed; an offset beyond them is past every room.
+            let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+            let rooms = stmt
+                .query_map(rusqlite::params![limit, offset], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let total: u64 = c.query_row("SELECT count(*) FROM rooms", [], |r| r.get(0))?;
+            Ok(RoomList { rooms, total })
         })
         .await
     }
@@ -367,7 +376,7 @@ mod tests {
         assert_eq!(store.after("a", 0, 10).await.unwrap().len(), 2);
         assert_eq!(store.count_between("a", 0, 2).await.unwrap(), 2);
         assert_eq!(
-            store.rooms().await.unwrap(),
+            store.rooms(0, 10).await.unwrap().rooms,
             vec![("a".into(), 2), ("b".into(), 1)]
         );
 

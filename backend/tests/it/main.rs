@@ -10,6 +10,7 @@
 mod support;
 
 mod admission;
+mod amplification;
 mod api;
 mod browser;
 mod delivery;

@@ -366,11 +366,16 @@ async fn list_rooms_shows_members_and_heads() {
     a.say_acked("lobby", "one").await;
     a.say_acked("lobby", "two").await;
     let mut b = server.member("bob", "random").await;
+    b.say_acked("random", "hi").await;
     b.send(json!({"type": "list_rooms"})).await;
     let r = b.expect("rooms").await;
+    // Most messages first; rooms with no message yet are not listed.
     assert_eq!(
-        r["rooms"],
-        json!([{"room": "lobby", "members": 1, "head": 2}, {"room": "random", "members": 1, "head": 0}])
+        r,
+        json!({"type": "rooms", "rooms": [
+            {"room": "lobby", "members": 1, "head": 2},
+            {"room": "random", "members": 1, "head": 1},
+        ], "total": 2})
     );
     // A room with history but no members still exists.
     a.send(json!({"type": "leave", "room": "lobby"})).await;
@@ -380,6 +385,20 @@ async fn list_rooms_shows_members_and_heads() {
         b.expect("rooms").await["rooms"][0],
         json!({"room": "lobby", "members": 0, "head": 2})
     );
+    // A page of one, then the next; a cursor not from the server is refused.
+    b.send(json!({"type": "list_rooms", "limit": 1})).await;
+    let first = b.expect("rooms").await;
+    assert_eq!(first["rooms"].as_array().unwrap().len(), 1);
+    assert_eq!(first["next"], "1");
+    b.send(json!({"type": "list_rooms", "limit": 1, "cursor": "1"}))
+        .await;
+    let second = b.expect("rooms").await;
+    assert_eq!(second["rooms"][0]["room"], "random");
+    assert!(second.get("next").is_none(), "{second}");
+    b.send(json!({"type": "list_rooms", "cursor": "lobby"}))
+        .await;
+    let e = b.expect_error("bad_json").await;
+    assert_eq!(e["ref"], "list_rooms");
 }
 
 #[tokio::test]

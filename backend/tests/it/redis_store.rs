@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::redis::{require, RedisServer};
 use backend::{
-    AppendOutcome, HistoryStore, NewMessage, RedisKeys, RedisStore, SqliteStore, StoreError,
+    AppendOutcome, HistoryStore, NewMessage, RedisKeys, RedisStore, RoomList, SqliteStore,
+    StoreError,
 };
 
 fn msg(room: &str, nick: &str, id: &str) -> NewMessage {
@@ -42,7 +43,7 @@ async fn contract(store: &dyn HistoryStore) {
     let epoch = store.head("a").await.unwrap().epoch;
     assert!(!epoch.is_empty());
     assert_eq!(store.head("a").await.unwrap().head, 0);
-    assert_eq!(store.rooms().await.unwrap(), Vec::<(String, u64)>::new());
+    assert_eq!(store.rooms(0, 10).await.unwrap(), RoomList::default());
     assert!(store.append_batch(vec![]).await.unwrap().is_empty());
 
     // Offsets per room in batch order; duplicates (same room + nick key + id, even within
@@ -164,10 +165,24 @@ async fn contract(store: &dyn HistoryStore) {
     assert_eq!(store.count_between("a", 5, 2).await.unwrap(), 0);
     assert_eq!(store.count_between("none", 0, 10).await.unwrap(), 0);
 
-    assert_eq!(
-        store.rooms().await.unwrap(),
-        vec![("a".into(), 6), ("b".into(), 1)]
-    );
+    // Rooms by page, most messages first, ties in reverse name order.
+    let rooms = |names: &[(&str, u64)]| -> Vec<(String, u64)> {
+        names.iter().map(|(n, h)| ((*n).to_owned(), *h)).collect()
+    };
+    let all = store.rooms(0, 10).await.unwrap();
+    assert_eq!(all.rooms, rooms(&[("a", 6), ("b", 1)]));
+    assert_eq!(all.total, 2);
+    store
+        .append_batch(vec![msg("c", "x", "1"), msg("d", "x", "1")])
+        .await
+        .unwrap();
+    let first = store.rooms(0, 2).await.unwrap();
+    assert_eq!(first.rooms, rooms(&[("a", 6), ("d", 1)]));
+    assert_eq!(first.total, 4);
+    let second = store.rooms(2, 2).await.unwrap();
+    assert_eq!(second.rooms, rooms(&[("c", 1), ("b", 1)]));
+    assert_eq!(store.rooms(4, 2).await.unwrap().rooms, rooms(&[]));
+    assert_eq!(store.rooms(u64::MAX, 2).await.unwrap().rooms, rooms(&[]));
     store.check_writable().await.unwrap();
 }
 

@@ -163,6 +163,21 @@ pub(crate) fn Sidebar() -> impl IntoView {
                     }
                 />
             </ul>
+            {move || {
+                // The rooms not shown yet, when the server has more pages.
+                let left = chat.with(Parts::DIRECTORY, |s| {
+                    s.directory_next
+                        .as_ref()
+                        .map(|_| s.directory_total.saturating_sub(s.directory.len() as u64))
+                });
+                left.map(|left| {
+                    view! {
+                        <button class="more-rooms" on:click=move |_| conn.more_rooms()>
+                            {format!("More rooms ({left})")}
+                        </button>
+                    }
+                })
+            }}
         </nav>
     }
 }

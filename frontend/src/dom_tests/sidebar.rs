@@ -113,6 +113,8 @@ async fn all_rooms_lists_the_rooms_frame() {
     };
     page.apply([ServerMsg::Rooms {
         rooms: vec![info("dev", 2), info("lobby", 5), info("rust & wasm", 1)],
+        total: 3,
+        next: None,
     }]);
     flush().await;
 
@@ -139,11 +141,19 @@ async fn all_rooms_lists_the_rooms_frame() {
         "#lobby5"
     );
 
-    // A later frame replaces the list.
+    assert!(
+        page.all("button.more-rooms").is_empty(),
+        "one page holds them all"
+    );
+
+    // A later frame replaces the list; when the server has more, a button says so.
     page.apply([ServerMsg::Rooms {
         rooms: vec![info("lobby", 6)],
+        total: 120,
+        next: Some("1".to_owned()),
     }]);
     flush().await;
     assert_eq!(page.all("ul.all-rooms > li").len(), 1);
     assert_eq!(page.text("button.open-room[data-room=lobby] .members"), "6");
+    assert_eq!(page.text("button.more-rooms"), "More rooms (119)");
 }

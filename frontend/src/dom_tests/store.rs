@@ -46,6 +46,8 @@ async fn typing_presence_and_the_directory_do_not_rerun_the_conversation() {
             members: 3,
             head: 0,
         }],
+        total: 1,
+        next: None,
     }]);
     flush().await;
     assert_eq!(conversation.get(), c0, "the conversation re-ran");

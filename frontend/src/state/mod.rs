@@ -19,6 +19,8 @@ use crate::text::mentions;
 
 /// How many messages a room opens with (the `limit` of the first `history` request).
 pub(crate) const HISTORY_PAGE: u64 = 50;
+/// Rooms asked for per page of the room list.
+pub(crate) const ROOMS_PAGE: u64 = 50;
 
 /// The room everyone starts in.
 pub(crate) const DEFAULT_ROOM: &str = "lobby";
@@ -50,8 +52,15 @@ pub(crate) struct ChatState {
     joining: VecDeque<String>,
     /// Why the last room could not be joined, shown under the room field.
     pub(crate) room_error: Option<String>,
-    /// Every room on the server, from the last `rooms` frame.
+    /// The rooms on the server, from the `rooms` pages received since the first page
+    /// was last asked for.
     pub(crate) directory: Vec<RoomInfo>,
+    /// Rooms on the server in all, from the last `rooms` page.
+    pub(crate) directory_total: u64,
+    /// The cursor of the next page of rooms, if there is one.
+    pub(crate) directory_next: Option<String>,
+    /// Whether the page asked for last continues `directory` (rather than replacing it).
+    directory_appending: bool,
     /// Set when a newer connection took the session over (close code 4001); the app
     /// then stays offline until the person asks to reconnect.
     pub(crate) session_taken: bool,
@@ -167,6 +176,9 @@ impl ChatState {
             joining: VecDeque::new(),
             room_error: None,
             directory: Vec::new(),
+            directory_total: 0,
+            directory_next: None,
+            directory_appending: false,
             session_taken: false,
             hidden: false,
             hidden_unread: 0,
@@ -298,7 +310,20 @@ impl ChatState {
                     r.typing.insert(nick, until);
                 }
             }
-            ServerMsg::Rooms { rooms } => self.directory = rooms,
+            ServerMsg::Rooms { rooms, total, next } => {
+                if std::mem::take(&mut self.directory_appending) {
+                    // Activity can move a room across a page boundary: show it once.
+                    let fresh: Vec<RoomInfo> = rooms
+                        .into_iter()
+                        .filter(|r| !self.directory.iter().any(|d| d.room == r.room))
+                        .collect();
+                    self.directory.extend(fresh);
+                } else {
+                    self.directory = rooms;
+                }
+                self.directory_total = total;
+                self.directory_next = next;
+            }
             ServerMsg::Error {
                 code,
                 message,
@@ -327,8 +352,27 @@ impl ChatState {
             });
             self.joining.push_back(room.name.clone());
         }
-        out.push(ClientMsg::ListRooms);
+        out.push(self.first_rooms_page());
         out
+    }
+
+    /// Asks for the first page of the room list, which replaces what is shown.
+    pub(crate) fn first_rooms_page(&mut self) -> ClientMsg {
+        self.directory_appending = false;
+        ClientMsg::ListRooms {
+            cursor: None,
+            limit: Some(ROOMS_PAGE),
+        }
+    }
+
+    /// Asks for the page of rooms after those shown, if there is one.
+    pub(crate) fn more_rooms(&mut self) -> Option<ClientMsg> {
+        let cursor = self.directory_next.clone()?;
+        self.directory_appending = true;
+        Some(ClientMsg::ListRooms {
+            cursor: Some(cursor),
+            limit: Some(ROOMS_PAGE),
+        })
     }
 
     fn on_joined(
@@ -372,7 +416,7 @@ impl ChatState {
         }
         // Resending unacked messages is safe: the server de-duplicates by id.
         out.extend(unsent_frames(room));
-        out.push(ClientMsg::ListRooms);
+        out.push(self.first_rooms_page());
         out
     }
 

@@ -67,9 +67,9 @@ fn joined(head: u64) -> ChatState {
     let mut s = ChatState::new(None, &[], "p".to_owned());
     s.choose_nick("alice");
     let out = step(&mut s, welcome("s1"));
-    assert_eq!(out, vec![join("lobby", None, None), ClientMsg::ListRooms]);
+    assert_eq!(out, vec![join("lobby", None, None), rooms_page()]);
     let out = step(&mut s, joined_frame("lobby", head, "e1", None));
-    assert_eq!(out, vec![first_page("lobby"), ClientMsg::ListRooms]);
+    assert_eq!(out, vec![first_page("lobby"), rooms_page()]);
     s
 }
 
@@ -123,11 +123,7 @@ fn a_replay_overlapping_live_messages_shows_each_offset_once() {
     let out = step(&mut s, welcome("s1"));
     assert_eq!(out[0], join("lobby", Some(55), Some("e1")));
     let out = step(&mut s, joined_frame("lobby", 60, "e1", Some(true)));
-    assert_eq!(
-        out,
-        vec![ClientMsg::ListRooms],
-        "a recovered join needs no history"
-    );
+    assert_eq!(out, vec![rooms_page()], "a recovered join needs no history");
     // A replay that overlaps what we hold changes nothing.
     for offset in 54..=60 {
         live(&mut s, "lobby", offset, "bob");
@@ -301,7 +297,7 @@ fn every_room_resumes_from_its_own_offset() {
         vec![
             join("dev", None, None),
             join("lobby", None, None),
-            ClientMsg::ListRooms
+            rooms_page()
         ]
     );
     step(&mut s, joined_frame("dev", 10, "d", None));
@@ -316,7 +312,7 @@ fn every_room_resumes_from_its_own_offset() {
         vec![
             join("dev", Some(11), Some("d")),
             join("lobby", Some(5), Some("l")),
-            ClientMsg::ListRooms
+            rooms_page()
         ]
     );
 }
@@ -500,6 +496,8 @@ fn presence_keeps_the_directory_count_current() {
                 members: 1,
                 head: 0,
             }],
+            total: 1,
+            next: None,
         },
     );
     step(
@@ -542,4 +540,56 @@ fn a_typing_frame_changes_only_the_typing_line() {
         s.apply(presence, NOW).changed,
         Parts::MEMBERS | Parts::DIRECTORY
     );
+}
+
+fn rooms_page() -> ClientMsg {
+    ClientMsg::ListRooms {
+        cursor: None,
+        limit: Some(ROOMS_PAGE),
+    }
+}
+
+fn info(room: &str, head: u64) -> RoomInfo {
+    RoomInfo {
+        room: room.into(),
+        members: 0,
+        head,
+    }
+}
+
+#[test]
+fn the_room_list_comes_by_page() {
+    let mut s = ChatState::new(None, &[], "p".to_owned());
+    assert_eq!(s.more_rooms(), None, "nothing to continue yet");
+    let first = ServerMsg::Rooms {
+        rooms: vec![info("big", 9), info("mid", 5)],
+        total: 3,
+        next: Some("2".into()),
+    };
+    s.apply(first.clone(), 0);
+    assert_eq!(s.directory.len(), 2);
+    assert_eq!(
+        s.more_rooms(),
+        Some(ClientMsg::ListRooms {
+            cursor: Some("2".into()),
+            limit: Some(ROOMS_PAGE)
+        })
+    );
+    // "mid" gained messages and moved onto the second page too: shown once.
+    s.apply(
+        ServerMsg::Rooms {
+            rooms: vec![info("mid", 5), info("small", 1)],
+            total: 3,
+            next: None,
+        },
+        0,
+    );
+    let names: Vec<&str> = s.directory.iter().map(|r| r.room.as_str()).collect();
+    assert_eq!(names, ["big", "mid", "small"]);
+    assert_eq!(s.more_rooms(), None, "the last page");
+    // Asking for the first page again starts the list over.
+    assert_eq!(s.first_rooms_page(), rooms_page());
+    s.apply(first, 0);
+    assert_eq!(s.directory.len(), 2);
+    assert_eq!(s.directory_total, 3);
 }
