@@ -23,6 +23,26 @@ pub(crate) fn encode(msg: &ServerMsg) -> Frame {
     Utf8Bytes::from(json)
 }
 
+/// Drops the oldest of `messages` (ascending by offset) until the rest encode to at
+/// most `max` bytes as a JSON array, so no `history` answer outgrows the frame limit
+/// however long its texts are; `true` if any were dropped. The newest is always kept:
+/// one message is far below the limit, the text rule sees to that.
+pub(crate) fn keep_newest_within(messages: &mut Vec<common::ChatMessage>, max: usize) -> bool {
+    let mut total = 2;
+    let mut keep = 0;
+    for m in messages.iter().rev() {
+        let size = serde_json::to_string(m).map_or(max, |json| json.len()) + 1;
+        if keep > 0 && total + size > max {
+            break;
+        }
+        total += size;
+        keep += 1;
+    }
+    let drop = messages.len() - keep;
+    messages.drain(..drop);
+    drop > 0
+}
+
 /// Decodes a client text frame.
 pub(crate) fn decode(text: &str) -> Result<ClientMsg, DecodeError> {
     decode_client(text)
@@ -75,6 +95,26 @@ pub(crate) fn decode_evict(payload: &[u8]) -> Result<Evict, serde_json::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_history_page_keeps_its_newest_messages_within_the_limit() {
+        let msg = |offset: u64| common::ChatMessage {
+            room: "r".into(),
+            offset,
+            id: format!("m{offset}"),
+            nick: "n".into(),
+            text: "x".repeat(1000),
+            ts: 1,
+        };
+        let mut page: Vec<_> = (1..=100).map(msg).collect();
+        assert!(keep_newest_within(&mut page, 10_000));
+        let kept: Vec<u64> = page.iter().map(|m| m.offset).collect();
+        assert_eq!(kept, (92..=100).collect::<Vec<_>>());
+        assert!(serde_json::to_string(&page).unwrap().len() <= 10_000);
+        let mut small: Vec<_> = (1..=3).map(msg).collect();
+        assert!(!keep_newest_within(&mut small, 1_000_000));
+        assert_eq!(small.len(), 3);
+    }
 
     #[test]
     fn relayed_events_and_control_requests_round_trip() {

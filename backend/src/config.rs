@@ -47,6 +47,23 @@ pub struct Config {
     #[arg(long, env = "HUDDLE_RATE_BURST", default_value_t = 40)]
     pub rate_burst: u32,
 
+    /// Sustained frames of every type per second per connection (bursts of twice as
+    /// many), raised to --rate-per-sec if that is higher; beyond it a frame gets
+    /// `rate_limited` and is not executed.
+    #[arg(long, env = "HUDDLE_FRAME_RATE", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub frame_rate: u32,
+
+    /// Stored messages one connection may read per second through `history` and
+    /// `join {since}` replays (bursts of 5 seconds' worth). A `history` beyond it gets
+    /// `rate_limited`; a replay beyond it gets `recovered: false`.
+    #[arg(long, env = "HUDDLE_READ_RATE", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub read_rate: u32,
+
+    /// Bytes of stored messages one connection may read per second (bursts of 5
+    /// seconds' worth), as --read-rate.
+    #[arg(long, env = "HUDDLE_READ_BYTES", default_value_t = 256 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub read_bytes: u32,
+
     /// Frames queued for one connection before it counts as a slow consumer (closed with
     /// 4008). Keep it above --max-batch: one commit batch can land in a room at once.
     #[arg(long, env = "HUDDLE_OUTBOX", default_value_t = 1024)]
@@ -208,6 +225,14 @@ impl Config {
         let mut config = Config::parse_from(["huddle"]);
         config.db = db.into();
         config
+    }
+
+    /// The per-connection frame bucket: (sustained per second, burst). Never below the
+    /// `send` limit, so raising that (as benchmarks do) does not trip this one first.
+    pub(crate) fn frame_bucket(&self) -> (f64, f64) {
+        let rate = self.frame_rate.max(self.rate_per_sec);
+        let burst = self.frame_rate.saturating_mul(2).max(self.rate_burst);
+        (f64::from(rate), f64::from(burst))
     }
 
     /// The limits advertised to clients in `welcome`, derived from this configuration.

@@ -337,7 +337,7 @@ mod tests {
         assert!(matches!(&got[0], ServerMsg::Notification { text, .. } if text == "bob left"));
         assert!(matches!(&got[1], ServerMsg::Presence { nicks, .. } if nicks == &["ann"]));
         assert!(m.depart(&room, a.conn, &a.who, Farewell::Quiet).await);
-        assert!(hub.room_sizes().is_empty());
+        assert_eq!(hub.room_count(), 0);
     }
 
     #[tokio::test]

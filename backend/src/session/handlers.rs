@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::ws::Message;
 use common::{validate, ClientMsg, ErrorCode, RoomInfo, ServerMsg};
 use futures_util::FutureExt;
 use tokio::time::Instant;
@@ -21,6 +22,9 @@ use crate::nicks::ClaimError;
 use crate::store::NewMessage;
 use crate::writer::WriteError;
 
+/// Bytes of a `history` frame besides its messages (type, room name, `has_more`).
+const FRAME_SLACK: usize = 512;
+
 /// Messages fetched from the store per step of a `since` replay.
 const REPLAY_PAGE: u32 = 100;
 
@@ -29,7 +33,22 @@ const SERVER: &str = concat!("huddle/", env!("CARGO_PKG_VERSION"));
 impl Session {
     /// Handles one text frame from the peer.
     pub(super) async fn on_text(&mut self, text: &str) -> Result<(), End> {
-        let msg = match codec::decode(text) {
+        let decoded = codec::decode(text);
+        // Every frame counts, valid or not, before any work is done for it.
+        if !self.frames.try_take() {
+            let reference = match &decoded {
+                Ok(msg) => Some(msg.reference().to_owned()),
+                Err(e) => e.reference.clone(),
+            };
+            let (rate, burst) = self.state.config.frame_bucket();
+            let message = format!(
+                "too many frames: at most {rate} per second (bursts of {burst}); this one was not executed"
+            );
+            return self
+                .reply_error(ErrorCode::RateLimited, message, reference)
+                .await;
+        }
+        let msg = match decoded {
             Ok(msg) => msg,
             Err(e) => {
                 // Before `hello`, any frame that is a typed object but not a hello is
@@ -198,7 +217,12 @@ impl Session {
         };
         let recovered = match since {
             None => None,
-            Some(k) => Some(self.recoverable(&room, k, epoch.as_deref(), &head).await),
+            // A gap larger than this connection may read now is not replayed: the
+            // client starts the room over from its newest page instead.
+            Some(k) => Some(
+                self.recoverable(&room, k, epoch.as_deref(), &head).await
+                    && self.reads.covers(head.head.saturating_sub(k)),
+            ),
         };
         let nicks = membership
             .members(&room, change.as_ref().map(|c| c.nicks.clone()))
@@ -251,7 +275,10 @@ impl Session {
     }
 
     /// Sends the stored messages in `since+1..=head`, in order, straight to the socket
-    /// (not through the bounded outbox, which a long replay would overflow).
+    /// (not through the bounded outbox, which a long replay would overflow). Paced by
+    /// the read budget's bytes: the number of messages was checked before `recovered:
+    /// true` was promised, their size is only known as they are read, so a long replay
+    /// slows down rather than stopping short.
     async fn replay(&mut self, room: &str, since: u64, head: u64) -> Result<(), End> {
         let mut cursor = since;
         while cursor < head {
@@ -269,7 +296,13 @@ impl Session {
                 break;
             };
             for m in page.into_iter().filter(|m| m.offset <= head) {
-                self.reply(&ServerMsg::Message(m)).await?;
+                let debt = self.reads.debt_delay();
+                if !debt.is_zero() {
+                    tokio::time::sleep(debt).await;
+                }
+                let frame = codec::encode(&ServerMsg::Message(m));
+                self.reads.charge(1, frame.len());
+                self.write(Message::Text(frame)).await?;
             }
             cursor = last;
         }
@@ -362,18 +395,35 @@ impl Session {
         before: Option<u64>,
         limit: Option<u64>,
     ) -> Result<(), End> {
+        if !self.reads.may_read() {
+            let config = &self.state.config;
+            let message = format!(
+                "too much history read: at most {} messages and {} KB per second; try again shortly",
+                config.read_rate,
+                config.read_bytes / 1024
+            );
+            return self
+                .reply_error(ErrorCode::RateLimited, message, Some("history".to_owned()))
+                .await;
+        }
         let limits = &self.state.limits;
         let limit = limit
             .unwrap_or(u64::from(limits.history_default))
             .clamp(1, u64::from(limits.history_max)) as u32;
         match self.state.store.page(&room, before, limit).await {
             Ok(page) => {
-                let msg = ServerMsg::History {
+                let mut messages = page.messages;
+                let max = self.state.config.max_frame_bytes as usize;
+                let trimmed =
+                    codec::keep_newest_within(&mut messages, max.saturating_sub(FRAME_SLACK));
+                let count = messages.len();
+                let frame = codec::encode(&ServerMsg::History {
                     room: room.to_string(),
-                    messages: page.messages,
-                    has_more: page.has_more,
-                };
-                self.reply(&msg).await
+                    messages,
+                    has_more: page.has_more || trimmed,
+                });
+                self.reads.charge(count, frame.len());
+                self.write(Message::Text(frame)).await
             }
             Err(e) => {
                 tracing::error!(room = %Escaped(&room), error = %Chain(&e), "history read failed");

@@ -27,7 +27,7 @@ use crate::identity::Identity;
 use crate::logsafe::{Chain, Escaped};
 use crate::membership::Farewell;
 use crate::metrics::PeerClose;
-use crate::rate::TokenBucket;
+use crate::rate::{ReadBudget, TokenBucket};
 use crate::state::AppState;
 use crate::writer::AppendResult;
 use outbox::{ConnId, Control, Inbox, Outbox, Outgoing};
@@ -78,6 +78,10 @@ struct Session {
     identity: Option<Identity>,
     rooms: HashMap<Arc<str>, RoomSub>,
     rate: TokenBucket,
+    /// Every frame, of any type (`--frame-rate`).
+    frames: TokenBucket,
+    /// History this connection may still read (`--read-rate`, `--read-bytes`).
+    reads: ReadBudget,
     /// Appends waiting for the writer; bounded by the rate limit.
     pending: FuturesUnordered<BoxFuture<'static, (PendingSend, AppendResult)>>,
     last_seen: Instant,
@@ -99,6 +103,9 @@ async fn connection(socket: WebSocket, state: AppState, peer: SocketAddr, conn: 
         f64::from(state.config.rate_per_sec),
         f64::from(state.config.rate_burst),
     );
+    let (frame_rate, frame_burst) = state.config.frame_bucket();
+    let frames = TokenBucket::new(frame_rate, frame_burst);
+    let reads = ReadBudget::new(state.config.read_rate, state.config.read_bytes);
     tracing::info!("connection opened");
     let mut session = Session {
         state,
@@ -110,6 +117,8 @@ async fn connection(socket: WebSocket, state: AppState, peer: SocketAddr, conn: 
         identity: None,
         rooms: HashMap::new(),
         rate,
+        frames,
+        reads,
         pending: FuturesUnordered::new(),
         last_seen: Instant::now(),
     };

@@ -60,3 +60,125 @@ async fn list_rooms_of_fifty_thousand_rooms_answers_one_page() {
     }
     assert!(started.elapsed() < WAIT, "{:?}", started.elapsed());
 }
+
+/// A room of `n` messages with long texts, written straight to the store.
+async fn long_messages(db: &std::path::Path, room: &str, n: usize) {
+    let store = SqliteStore::open(db).unwrap();
+    let batch = (0..n)
+        .map(|i| NewMessage {
+            room: room.into(),
+            nick: "filler".into(),
+            nick_key: "filler".into(),
+            id: format!("m{i}"),
+            // 4,000 characters of three bytes each: the longest text allowed.
+            text: "€".repeat(4000),
+        })
+        .collect();
+    store.append_batch(batch).await.unwrap();
+}
+
+#[tokio::test]
+async fn history_answers_fit_the_frame_limit_and_reading_is_metered() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("huddle.db");
+    long_messages(&db, "big", 300).await;
+    let server = TestServer::on_db(db, |_| {}).await;
+    // Never joined: history is public, but not free.
+    let mut c = server.login("reader").await;
+
+    c.send(json!({"type": "history", "room": "big", "limit": 100}))
+        .await;
+    let page = c.expect("history").await;
+    let size = page.to_string().len();
+    assert!(size <= 64 * 1024, "a {size}-byte answer");
+    let messages = page["messages"].as_array().unwrap();
+    assert!(!messages.is_empty() && messages.len() < 100);
+    assert_eq!(
+        messages.last().unwrap()["offset"],
+        300,
+        "the newest come first"
+    );
+    assert_eq!(page["has_more"], true);
+
+    // Reading on at full speed runs into the budget (256 KB/s, bursts of 5 s).
+    let mut read = size;
+    let mut before = messages[0]["offset"].as_u64().unwrap();
+    let refused = loop {
+        c.send(json!({"type": "history", "room": "big", "before": before, "limit": 100}))
+            .await;
+        let v = c.recv().await;
+        if v["type"] == "error" {
+            break v;
+        }
+        read += v.to_string().len();
+        before = v["messages"][0]["offset"].as_u64().unwrap_or(1);
+        assert!(read < 4 * 1024 * 1024, "read {read} bytes unmetered");
+    };
+    assert_eq!(refused["code"], "rate_limited", "{refused}");
+    assert_eq!(refused["ref"], "history");
+    assert!(read >= 1024 * 1024, "refused after only {read} bytes");
+}
+
+#[tokio::test]
+async fn replays_are_capped_by_messages_and_paced_by_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("huddle.db");
+    long_messages(&db, "big", 300).await;
+    // 20 messages a second (bursts of 100), 100 KB a second (bursts of 500 KB).
+    let server = TestServer::on_db(db, |c| {
+        c.read_rate = 20;
+        c.read_bytes = 100_000;
+    })
+    .await;
+    let mut c = server.login("reader").await;
+    c.send(json!({"type": "join", "room": "big"})).await;
+    let epoch = c.expect("joined").await["epoch"].clone();
+
+    // `since: 0` asks for 300 messages: more than a connection may read at once, so
+    // the room starts over from its newest page instead of replaying everything.
+    let mut late = server.login("late").await;
+    late.send(json!({"type": "join", "room": "big", "since": 0, "epoch": epoch}))
+        .await;
+    let joined = late.expect("joined").await;
+    assert_eq!(joined["recovered"], false, "{joined}");
+    late.expect_nothing_queued().await;
+
+    // 60 messages of 12 KB (720 KB) are within the count but over the bytes' burst:
+    // replayed in full and in order, at the budget's pace.
+    let mut resumed = server.login("resumed").await;
+    let started = std::time::Instant::now();
+    resumed
+        .send(json!({"type": "join", "room": "big", "since": 240, "epoch": epoch}))
+        .await;
+    assert_eq!(resumed.expect("joined").await["recovered"], true);
+    for offset in 241..=300 {
+        assert_eq!(resumed.expect("message").await["offset"], offset);
+    }
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_millis(1500), "{took:?}");
+}
+
+#[tokio::test]
+async fn every_frame_type_counts_against_one_limiter() {
+    let server = TestServer::start().await;
+    let mut c = server.member("alice", "lobby").await;
+    // 200 cheap frames at once: beyond the burst of 100, each gets `rate_limited`.
+    for _ in 0..200 {
+        c.send(json!({"type": "typing", "room": "lobby"})).await;
+    }
+    // Once the bucket has refilled, a question marks the end of the answers.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    c.send(json!({"type": "list_rooms"})).await;
+    let mut limited = 0;
+    loop {
+        let v = c.recv().await;
+        if v["type"] == "rooms" {
+            break;
+        }
+        assert_eq!(v["code"], "rate_limited", "{v}");
+        assert_eq!(v["ref"], "typing");
+        limited += 1;
+    }
+    // The hello and the join took two places of the burst.
+    assert!((95..=105).contains(&limited), "{limited} refused");
+}

@@ -380,7 +380,17 @@ async fn kill_9_under_ten_continuous_senders_keeps_every_acked_message_and_gap_f
     const ROOMS: [&str; 2] = ["alpha", "beta"];
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("load.db");
-    let rate = ["--rate-per-sec", "100000", "--rate-burst", "100000"];
+    // The auditor reads everything back at once: no read budget either.
+    let rate = [
+        "--rate-per-sec",
+        "100000",
+        "--rate-burst",
+        "100000",
+        "--read-rate",
+        "1000000",
+        "--read-bytes",
+        "1000000000",
+    ];
     let mut huddle = start(&db, &rate).await;
     let total = Arc::new(AtomicUsize::new(0));
     let mut senders = JoinSet::new();
@@ -671,6 +681,8 @@ async fn a_thousand_clients_vanishing_at_once_leave_correct_presence_and_no_live
         Duration::from_secs(5),
     )
     .await;
+    // Listed once it has a message.
+    watcher.say_acked("crowd", "still here").await;
     watcher.send(json!({"type": "list_rooms"})).await;
     let rooms = watcher.next_of("rooms").await;
     assert_eq!(rooms["rooms"][0]["members"], 1, "{rooms}");

@@ -520,6 +520,15 @@ impl ChatState {
                 }
                 self.room_error = Some(message);
             }
+            (_, Some("history")) => {
+                // Over the server's read budget, say: reaching the top again asks again.
+                for r in self.rooms.values_mut() {
+                    r.loading_older = false;
+                }
+                if let Some(current) = self.current.clone() {
+                    self.notice(&current, NoticeKind::Error, message, now);
+                }
+            }
             (_, Some(id)) if self.rooms.values().any(|r| r.pending.contains_key(id)) => {
                 for r in self.rooms.values_mut() {
                     if let Some(sent) = r.pending.get_mut(id) {

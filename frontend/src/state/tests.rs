@@ -593,3 +593,30 @@ fn the_room_list_comes_by_page() {
     assert_eq!(s.directory.len(), 2);
     assert_eq!(s.directory_total, 3);
 }
+
+#[test]
+fn a_refused_history_page_can_be_asked_for_again() {
+    let mut s = joined(60);
+    let page = (11..=60)
+        .map(|o| msg("lobby", o, "bob", &format!("h{o}")))
+        .collect();
+    step(
+        &mut s,
+        ServerMsg::History {
+            room: "lobby".into(),
+            messages: page,
+            has_more: true,
+        },
+    );
+    assert!(s.load_older().is_some());
+    assert_eq!(s.load_older(), None, "one request at a time");
+    step(
+        &mut s,
+        ServerMsg::error(
+            ErrorCode::RateLimited,
+            "too much history read",
+            Some("history".into()),
+        ),
+    );
+    assert!(s.load_older().is_some(), "asked again after the refusal");
+}
