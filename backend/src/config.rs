@@ -159,8 +159,8 @@ pub struct Config {
 
     /// Origins whose pages may open a WebSocket, comma-separated: `scheme://host[:port]`,
     /// port `*` for any, or `*` for every origin. The server's own host (Origin = Host)
-    /// is always allowed; unset or empty adds http(s)://127.0.0.1, localhost and `[::1]` on
-    /// any port (local development). Others get HTTP 403.
+    /// is always allowed; unset or empty, on a loopback address, adds http(s)://127.0.0.1,
+    /// localhost and `[::1]` on any port (local development). Others get HTTP 403.
     #[arg(
         long,
         env = "HUDDLE_ALLOWED_ORIGINS",
@@ -169,6 +169,19 @@ pub struct Config {
         value_parser = parse_list::<crate::http::origin::OriginPattern>
     )]
     pub allowed_origins: ::std::vec::Vec<crate::http::origin::OriginPattern>,
+
+    /// Host names (with an optional port) clients use to reach this server,
+    /// comma-separated, e.g. `chat.example.com`. Requests naming another `Host` get 421
+    /// on /ws, the API and /metrics, which stops DNS-rebinding pages. Unset: on a
+    /// loopback address only loopback names; elsewhere any host (with a warning).
+    #[arg(
+        long,
+        env = "HUDDLE_PUBLIC_HOST",
+        default_value = "",
+        hide_default_value = true,
+        value_parser = parse_list::<crate::http::origin::PublicHost>
+    )]
+    pub public_host: ::std::vec::Vec<crate::http::origin::PublicHost>,
 
     /// PEM certificate chain: with --tls-key, serve HTTPS and wss:// instead of plain HTTP.
     #[arg(long, env = "HUDDLE_TLS_CERT", value_name = "PEM")]

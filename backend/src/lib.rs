@@ -59,7 +59,7 @@ pub use config::{Config, LogFormat};
 // The types of `Config`'s fields.
 pub use cluster::keys::Keys as RedisKeys;
 pub use http::api::{ApiToken, ApiTokenError, ApiTokenParser};
-pub use http::origin::{BadPattern, OriginPattern, PortPattern};
+pub use http::origin::{BadHost, BadPattern, OriginPattern, PortPattern, PublicHost};
 pub use metrics::names as metric_names;
 pub use peers::{BadNet, IpNet};
 pub use shutdown::shutdown_signal;
@@ -141,9 +141,14 @@ pub async fn run(
         Some(url) => format!("redis {}", redact_url(url)),
         None => format!("sqlite {}", config.db.display()),
     };
+    let loopback = listener.local_addr()?.ip().is_loopback();
+    if !loopback && config.public_host.is_empty() {
+        tracing::warn!("no --public-host: requests naming any host are served, so a DNS-rebinding page can reach /ws and the API; set --public-host to the names clients use");
+    }
     let state = AppState::new(
         config,
         state::Parts {
+            loopback,
             membership,
             nicks: backends.nicks,
             store: backends.store,

@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::http::ops::Readiness;
-use crate::http::origin::AllowedOrigins;
+use crate::http::origin::{AllowedOrigins, PublicHosts};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::nicks::NickRegistry;
@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub(crate) peers: Peers,
     /// Which `Origin`s may open a WebSocket.
     pub(crate) origins: AllowedOrigins,
+    /// Which `Host`s `/ws`, the API and `/metrics` answer for.
+    pub(crate) hosts: PublicHosts,
     /// The last `/readyz` answer, reused for a moment.
     pub(crate) readiness: Readiness,
     /// This server's metrics (`GET /metrics`); per server, so tests that run several in
@@ -53,6 +55,8 @@ pub(crate) struct Shared {
 
 /// The parts [`AppState::new`] puts together.
 pub(crate) struct Parts {
+    /// Whether the server listens on a loopback address only (development defaults).
+    pub(crate) loopback: bool,
     pub(crate) membership: Arc<Membership>,
     pub(crate) nicks: Arc<dyn NickRegistry>,
     pub(crate) store: Arc<dyn HistoryStore>,
@@ -71,7 +75,8 @@ impl AppState {
             max_connections: config.max_connections,
             ipv6_prefix: config.ipv6_prefix,
         });
-        let origins = AllowedOrigins::new(&config.allowed_origins);
+        let origins = AllowedOrigins::new(&config.allowed_origins, parts.loopback);
+        let hosts = PublicHosts::new(&config.public_host, parts.loopback);
         AppState(Arc::new(Shared {
             config,
             limits,
@@ -84,6 +89,7 @@ impl AppState {
             connection_slots,
             peers,
             origins,
+            hosts,
             readiness: Readiness::default(),
             metrics: parts.metrics,
             next_conn: AtomicU64::new(1),

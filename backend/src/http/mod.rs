@@ -6,7 +6,9 @@ pub(crate) mod origin;
 pub(crate) mod serve;
 mod ws;
 
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
@@ -18,16 +20,35 @@ use crate::web;
 /// API (`api`; any other `/api/...` path is a JSON 404), and the web app for every other
 /// GET or HEAD (any other method there is a 405).
 pub(crate) fn router(state: AppState) -> Router {
-    Router::new()
+    // What a page on another site could use against a user or a private network: only
+    // for the hosts this server answers for (see `origin::PublicHosts`).
+    let guarded = Router::new()
         .route(common::WS_PATH, get(ws::upgrade))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route(api::PATH, api::route())
         .route("/api", any(api::no_such_endpoint))
         .route("/api/{*rest}", any(api::no_such_endpoint))
+        .route_layer(middleware::from_fn_with_state(state.clone(), public_host));
+    Router::new()
+        .merge(guarded)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(ops::readyz))
         .fallback(web_app)
         .with_state(state)
+}
+
+/// Answers 421 to a request for a host this server does not answer for: a DNS-rebinding
+/// page, or a misrouted request.
+async fn public_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.hosts.allows(request.headers()) {
+        return next.run(request).await;
+    }
+    tracing::info!(host = ?request.headers().get(header::HOST), path = %request.uri().path(), "refused: not a public host");
+    (
+        StatusCode::MISDIRECTED_REQUEST,
+        "misdirected request: this server does not answer for that host\n",
+    )
+        .into_response()
 }
 
 /// The process is up and serving HTTP.

@@ -1,15 +1,22 @@
-//! Which pages may open a WebSocket here: the defence against cross-site WebSocket
-//! hijacking.
+//! Which pages may open a WebSocket here (the defence against cross-site WebSocket
+//! hijacking), and which host names this server answers for (the defence against DNS
+//! rebinding).
 //!
 //! Browsers send the page's `Origin` with every WebSocket handshake and do not apply the
 //! same-origin policy to WebSockets, so without this check any site a user visits could
 //! chat in their name. Allowed are:
 //! - the server's own host: `Origin`'s host and port equal the request's `Host` (the web
 //!   app served by Huddle itself, directly or through a proxy that keeps `Host`);
-//! - the patterns of `--allowed-origins`, or by default the local development origins
-//!   ([`DEFAULT_PATTERNS`]);
+//! - the patterns of `--allowed-origins`, or by default, when the server listens on a
+//!   loopback address only, the local development origins ([`DEFAULT_PATTERNS`]);
 //! - requests without `Origin`: they come from programs, not browsers, and a program
 //!   could send any `Origin` it likes anyway.
+//!
+//! "Origin = Host" alone would let a DNS-rebinding page in: its own name, pointed at
+//! this server, is both. So [`PublicHosts`] decides which `Host`s are served at all on
+//! `/ws`, the API and `/metrics`: those of `--public-host`; without it, on a loopback
+//! listener, only loopback names (a rebinding page cannot name itself `localhost`); and
+//! without either, any (the server then warns at start that it is exposed).
 
 use std::fmt;
 use std::str::FromStr;
@@ -117,9 +124,12 @@ pub(crate) struct AllowedOrigins {
 }
 
 impl AllowedOrigins {
-    /// `--allowed-origins` as given, or [`DEFAULT_PATTERNS`] when it is empty.
-    pub(crate) fn new(configured: &[OriginPattern]) -> Self {
-        let patterns = if configured.is_empty() {
+    /// `--allowed-origins` as given; when it is empty, [`DEFAULT_PATTERNS`] on a loopback
+    /// listener and nothing but the server's own host otherwise.
+    pub(crate) fn new(configured: &[OriginPattern], loopback: bool) -> Self {
+        let patterns = if configured.is_empty() && !loopback {
+            Vec::new()
+        } else if configured.is_empty() {
             DEFAULT_PATTERNS
                 .iter()
                 .filter_map(|p| p.parse().ok())
@@ -142,6 +152,96 @@ impl AllowedOrigins {
         let host = headers.get(HOST).and_then(|h| h.to_str().ok());
         host.is_some_and(|h| origin.is_host(h)) || self.patterns.iter().any(|p| p.matches(&origin))
     }
+}
+
+/// One entry of `--public-host`: a host name or address with an optional port (any port
+/// when none is given), as clients write it in the URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicHost {
+    host: String,
+    port: Option<u16>,
+}
+
+/// Why a `--public-host` entry is not a host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a host; write a name or address with an optional port, e.g. chat.example.com, chat.example.com:8443 or [2001:db8::1]")]
+pub struct BadHost(String);
+
+impl FromStr for PublicHost {
+    type Err = BadHost;
+
+    fn from_str(raw: &str) -> Result<Self, BadHost> {
+        let raw = raw.trim();
+        let parsed = Origin::parse(&format!("http://{raw}"), false)
+            .filter(|_| !raw.contains("://"))
+            .ok_or_else(|| BadHost(raw.to_owned()))?;
+        Ok(PublicHost {
+            host: parsed.host,
+            port: parsed.port.flatten(),
+        })
+    }
+}
+
+impl fmt::Display for PublicHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.host)?;
+        match self.port {
+            Some(p) => write!(f, ":{p}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Which `Host` headers are served: see the module documentation.
+#[derive(Debug, Clone)]
+pub(crate) enum PublicHosts {
+    /// Any host (no `--public-host`, listening beyond loopback).
+    Any,
+    /// Loopback names only: `localhost`, `127.0.0.0/8`, `[::1]`.
+    Loopback,
+    /// Exactly these.
+    Listed(Vec<PublicHost>),
+}
+
+impl PublicHosts {
+    pub(crate) fn new(configured: &[PublicHost], loopback: bool) -> Self {
+        match (configured.is_empty(), loopback) {
+            (false, _) => PublicHosts::Listed(configured.to_vec()),
+            (true, true) => PublicHosts::Loopback,
+            (true, false) => PublicHosts::Any,
+        }
+    }
+
+    /// Whether a request with these headers names a host this server answers for.
+    pub(crate) fn allows(&self, headers: &HeaderMap) -> bool {
+        if matches!(self, PublicHosts::Any) {
+            return true;
+        }
+        // HTTP/1.1 requires `Host`; without one, nothing can be checked.
+        let Some(host) = headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse::<PublicHost>().ok())
+        else {
+            return false;
+        };
+        match self {
+            PublicHosts::Any => true,
+            PublicHosts::Loopback => is_loopback_name(&host.host),
+            PublicHosts::Listed(list) => list.iter().any(|allowed| {
+                allowed.host == host.host && allowed.port.is_none_or(|p| host.port == Some(p))
+            }),
+        }
+    }
+}
+
+/// `localhost`, an IPv4 address in 127/8, or `[::1]`.
+fn is_loopback_name(host: &str) -> bool {
+    if host == "localhost" || host == "[::1]" {
+        return true;
+    }
+    host.parse::<std::net::Ipv4Addr>()
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A parsed `scheme://host[:port]`, lowercased.
@@ -234,7 +334,7 @@ mod tests {
 
     fn allowed(patterns: &[&str], origin: &str, host: &str) -> bool {
         let patterns: Vec<OriginPattern> = patterns.iter().map(|p| p.parse().unwrap()).collect();
-        AllowedOrigins::new(&patterns).allows(&headers(Some(origin), Some(host)))
+        AllowedOrigins::new(&patterns, true).allows(&headers(Some(origin), Some(host)))
     }
 
     #[test]
@@ -315,6 +415,53 @@ mod tests {
     }
 
     #[test]
+    fn development_origins_only_on_a_loopback_listener() {
+        let public = AllowedOrigins::new(&[], false);
+        let from = |origin: &str, host: &str| public.allows(&headers(Some(origin), Some(host)));
+        assert!(!from("http://localhost:8080", "chat.example.com"));
+        assert!(!from("http://127.0.0.1:8080", "chat.example.com"));
+        assert!(from("https://chat.example.com", "chat.example.com"));
+    }
+
+    #[test]
+    fn public_hosts_parse_and_match() {
+        let list: Vec<PublicHost> = ["Chat.Example.com", "10.0.0.5:8443", "[2001:db8::1]"]
+            .iter()
+            .map(|h| h.parse().unwrap())
+            .collect();
+        assert_eq!(list[0].to_string(), "chat.example.com");
+        for bad in [
+            "",
+            "https://chat.example.com",
+            "a.b/c",
+            "a.b:x",
+            "user@a.b",
+            "*",
+        ] {
+            assert!(bad.parse::<PublicHost>().is_err(), "{bad:?} parsed");
+        }
+        let listed = PublicHosts::new(&list, true);
+        let host = |h: &str| listed.allows(&headers(None, Some(h)));
+        assert!(host("chat.example.com") && host("CHAT.example.com:443"));
+        assert!(host("10.0.0.5:8443") && !host("10.0.0.5:8444") && !host("10.0.0.5"));
+        assert!(host("[2001:db8::1]:3000"));
+        assert!(!host("evil.example") && !host("chat.example.com.evil.example"));
+        assert!(
+            !host("localhost:3000"),
+            "a list replaces the loopback default"
+        );
+        assert!(!listed.allows(&headers(None, None)), "no Host");
+
+        let local = PublicHosts::new(&[], true);
+        let host = |h: &str| local.allows(&headers(None, Some(h)));
+        assert!(host("127.0.0.1:3000") && host("localhost") && host("[::1]:80"));
+        assert!(host("127.0.0.2:3000"));
+        // A rebinding page names itself.
+        assert!(!host("evil.example:3000") && !host("localhost.evil.example"));
+        assert!(PublicHosts::new(&[], false).allows(&headers(None, Some("any.example"))));
+    }
+
+    #[test]
     fn a_configured_list_replaces_the_defaults() {
         let list = ["https://app.example.com", "http://10.1.1.1:*"];
         assert!(allowed(
@@ -349,14 +496,14 @@ mod tests {
 
     #[test]
     fn no_origin_is_allowed_and_null_or_garbage_is_not() {
-        let check = AllowedOrigins::new(&[]);
+        let check = AllowedOrigins::new(&[], true);
         assert!(check.allows(&headers(None, Some("chat.example.com"))));
         assert!(check.allows(&headers(None, None)));
         assert!(!check.allows(&headers(Some("null"), Some("chat.example.com"))));
         assert!(!check.allows(&headers(Some("https://a.b/path"), Some("a.b"))));
         // Without Host only the list can allow it.
         assert!(!check.allows(&headers(Some("https://chat.example.com"), None)));
-        let any = AllowedOrigins::new(&[OriginPattern::Any]);
+        let any = AllowedOrigins::new(&[OriginPattern::Any], false);
         assert!(any.allows(&headers(Some("null"), Some("chat.example.com"))));
     }
 }

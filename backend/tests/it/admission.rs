@@ -1,5 +1,6 @@
-//! Who may open a WebSocket and for how long without saying hello: the Origin check
-//! (403 before the upgrade), connections per address (1008), the hello timeout (1008),
+//! Who may open a WebSocket and for how long without saying hello: the Host check (421
+//! for a host this server does not answer for), the Origin check (403 before the
+//! upgrade), connections per address (1008), the hello timeout (1008),
 //! and the per-address `hello`/`join` rate (`rate_limited`).
 
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 async fn connect_with(server: &TestServer, headers: &[(&str, &str)]) -> Result<Client, u16> {
     let mut request = server.ws_url().into_client_request().unwrap();
     for (name, value) in headers {
-        request.headers_mut().append(
+        request.headers_mut().insert(
             HeaderName::from_bytes(name.as_bytes()).unwrap(),
             HeaderValue::from_str(value).unwrap(),
         );
@@ -237,4 +238,68 @@ async fn hello_and_join_beyond_the_per_address_rate_are_refused_and_not_executed
 
     // Other frames are not limited by it.
     assert_eq!(a.say_acked("one", "still here").await, 1);
+}
+
+#[tokio::test]
+async fn a_dns_rebinding_page_is_misdirected() {
+    // A page on evil.example whose name now points at 127.0.0.1: its Origin equals the
+    // Host it sends, which the Origin check alone accepts.
+    let server = TestServer::start().await;
+    let port = server.addr.port();
+    let host = format!("evil.example:{port}");
+    let origin = format!("http://{host}");
+    let refused = connect_with(&server, &[("Host", &host), ("Origin", &origin)]).await;
+    assert_eq!(refused.err(), Some(421));
+    let (status, _) = raw_get(server.addr, "/metrics", &host).await;
+    assert_eq!(status, 421);
+    let (status, _) = raw_get(server.addr, "/api/rooms/lobby/notifications", &host).await;
+    assert_eq!(status, 421);
+    // Probes and the page itself do not depend on the name.
+    assert_eq!(raw_get(server.addr, "/healthz", &host).await.0, 200);
+    // Loopback names are this server's own.
+    let local = format!("localhost:{port}");
+    let origin = format!("http://{local}");
+    let mut ok = connect_with(&server, &[("Host", &local), ("Origin", &origin)])
+        .await
+        .unwrap();
+    assert_eq!(ok.hello("alice").await["type"], "welcome");
+}
+
+#[tokio::test]
+async fn public_hosts_replace_the_loopback_names() {
+    let server = TestServer::with(|c| {
+        c.public_host = vec!["chat.example.com".parse().unwrap()];
+    })
+    .await;
+    let ours = [
+        ("Host", "chat.example.com"),
+        ("Origin", "https://chat.example.com"),
+    ];
+    let mut ok = connect_with(&server, &ours).await.unwrap();
+    assert_eq!(ok.hello("alice").await["type"], "welcome");
+    let local = format!("127.0.0.1:{}", server.addr.port());
+    assert_eq!(
+        connect_with(&server, &[("Host", &local)]).await.err(),
+        Some(421)
+    );
+}
+
+/// `GET path` with the given `Host`; (status, body).
+async fn raw_get(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("response timed out")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
 }
