@@ -124,6 +124,12 @@ pub struct Config {
     #[arg(long, env = "HUDDLE_MAX_HTTP_CONNECTIONS_PER_IP", default_value_t = 32)]
     pub max_http_connections_per_ip: usize,
 
+    /// After a connection ends, its nick stays reserved for its session token this long,
+    /// so nobody else can take it between a reload and the reconnect (`0s`: freed at
+    /// once).
+    #[arg(long, env = "HUDDLE_PRESENCE_GRACE", default_value = "5s", value_parser = grace)]
+    pub presence_grace: Duration,
+
     /// A connection that has not completed a `hello` this long after opening is closed
     /// with 1008 ("hello timeout").
     #[arg(long, env = "HUDDLE_HELLO_TIMEOUT", default_value = "10s", value_parser = timer)]
@@ -289,6 +295,15 @@ fn timer(raw: &str) -> Result<Duration, String> {
     }
     if d > MAX_TIMER {
         return Err(format!("{raw:?} is longer than a day (24h)"));
+    }
+    Ok(d)
+}
+
+/// A grace period: zero (none) up to an hour.
+fn grace(raw: &str) -> Result<Duration, String> {
+    let d = parse_duration(raw)?;
+    if d > Duration::from_secs(60 * 60) {
+        return Err(format!("{raw:?} is longer than an hour (60m)"));
     }
     Ok(d)
 }

@@ -217,7 +217,7 @@ async fn open_backends(config: &Config, hub: &Hub) -> Result<Backends, RunError>
             store: Arc::new(SqliteStore::open(&config.db)?),
             broker: Arc::new(MemoryBroker::new(Arc::new(hub.clone()))),
             presence: Arc::new(MemoryPresence),
-            nicks: Arc::new(MemoryNicks::default()),
+            nicks: Arc::new(MemoryNicks::new(config.presence_grace)),
             tasks: cluster::Tasks::default(),
             departed: None,
         });
@@ -253,7 +253,11 @@ async fn open_backends(config: &Config, hub: &Hub) -> Result<Backends, RunError>
         conn.clone(),
         hub.clone(),
     ));
-    let nicks = Arc::new(RedisNicks::new(Arc::clone(&instance), conn.clone()));
+    let nicks = Arc::new(RedisNicks::new(
+        Arc::clone(&instance),
+        conn.clone(),
+        config.presence_grace,
+    ));
     tasks.spawn(Arc::clone(&nicks).obey_control(client, tasks.token()));
     let (departures, departed) = mpsc::channel(DEPARTURES_QUEUE);
     let recorded: Vec<Arc<dyn Recorded>> = vec![presence.clone(), nicks.clone()];

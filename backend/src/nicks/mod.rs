@@ -22,6 +22,11 @@ use crate::session::outbox::{ConnId, Control};
 pub(crate) enum ClaimError {
     #[error("nick is held by another connected session")]
     Taken,
+    /// Its holder disconnected moments ago: only that session may take it until the
+    /// grace period (`--presence-grace`) ends, so nobody can post under it between a
+    /// reload and the reconnect.
+    #[error("nick is kept for its owner's reconnect")]
+    Reserved,
     #[error("nick registry unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -42,6 +47,6 @@ pub(crate) trait NickRegistry: Send + Sync + 'static {
     ) -> Result<Identity, ClaimError>;
 
     /// Frees `who`'s nick if connection `conn` still holds it (a takeover may have
-    /// moved it on).
+    /// moved it on); for the grace period only `who`'s session may claim it.
     async fn release(&self, who: &Identity, conn: ConnId);
 }

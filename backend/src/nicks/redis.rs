@@ -8,8 +8,10 @@
 //! split is unambiguous) and `instance_nicks(id)` lists the keys an instance took, for
 //! the sweep of a dead instance. A holder whose instance has no heartbeat is dead, so its
 //! nick is free: the claim script checks that in the same atomic step as the write, so
-//! two instances can never both win. Release is compare-and-delete, so a replaced
-//! connection's clean-up cannot free its successor's nick.
+//! two instances can never both win. Release is compare-and-set, so a replaced
+//! connection's clean-up cannot free its successor's nick: it leaves `"released
+//! {session}"` with an expiry of the grace period, which only that session may claim
+//! until it expires.
 
 use std::sync::Arc;
 
@@ -36,7 +38,15 @@ const CLAIM_LUA: &str = r"
 local cur = redis.call('GET', KEYS[1])
 local inst, conn, sess
 if cur then
-  inst, conn, sess = string.match(cur, '^(%S+) (%S+) (%S+)$')
+  local kept = string.match(cur, '^released (%S+)$')
+  if kept then
+    if kept ~= ARGV[3] then
+      return {'reserved'}
+    end
+    cur = nil
+  else
+    inst, conn, sess = string.match(cur, '^(%S+) (%S+) (%S+)$')
+  end
 end
 if inst and sess ~= ARGV[3] and ARGV[4] ~= 'force'
    and redis.call('EXISTS', heartbeat_key(ARGV[5], inst)) == 1 then
@@ -50,11 +60,16 @@ end
 return {'ok'}
 ";
 
-/// Frees `KEYS[1]` if `ARGV[1]` (`"{instance} {conn} "`) still holds it.
+/// Frees `KEYS[1]` if `ARGV[1]` (`"{instance} {conn} "`) still holds it, keeping it for
+/// session `ARGV[2]` for `ARGV[3]` ms (none when 0).
 const RELEASE_LUA: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if cur and string.sub(cur, 1, #ARGV[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
+  if tonumber(ARGV[3]) > 0 then
+    redis.call('SET', KEYS[1], 'released ' .. ARGV[2], 'PX', ARGV[3])
+  else
+    redis.call('DEL', KEYS[1])
+  end
   redis.call('SREM', KEYS[2], KEYS[1])
 end
 return 0
@@ -69,11 +84,14 @@ enum Claimed {
     Replaced { instance: String, conn: ConnId },
     /// A live connection of another session holds it.
     Taken { instance: String, conn: ConnId },
+    /// Another session's connection ended moments ago; it keeps the nick for the grace.
+    Reserved,
 }
 
 /// Cluster-wide nick ownership; see the module docs.
 pub(crate) struct RedisNicks {
     local: MemoryNicks,
+    grace: std::time::Duration,
     instance: Arc<Instance>,
     conn: ConnectionManager,
     claim: Script,
@@ -81,9 +99,14 @@ pub(crate) struct RedisNicks {
 }
 
 impl RedisNicks {
-    pub(crate) fn new(instance: Arc<Instance>, conn: ConnectionManager) -> Self {
+    pub(crate) fn new(
+        instance: Arc<Instance>,
+        conn: ConnectionManager,
+        grace: std::time::Duration,
+    ) -> Self {
         RedisNicks {
-            local: MemoryNicks::default(),
+            local: MemoryNicks::new(grace),
+            grace,
             instance,
             conn,
             claim: Script::new(&format!("{LUA_KEYS}{CLAIM_LUA}")),
@@ -134,6 +157,7 @@ impl RedisNicks {
                 let (instance, conn) = holder();
                 Claimed::Replaced { instance, conn }
             }
+            Some("reserved") => Claimed::Reserved,
             _ => Claimed::Free,
         })
     }
@@ -163,6 +187,7 @@ impl RedisNicks {
         match claimed {
             Claimed::Free => Ok(()),
             Claimed::Taken { .. } => Err(ClaimError::Taken),
+            Claimed::Reserved => Err(ClaimError::Reserved),
             Claimed::Replaced {
                 instance,
                 conn: old,
@@ -264,6 +289,8 @@ impl NickRegistry for RedisNicks {
             .key(keys.nick(&who.key))
             .key(keys.instance_nicks(id))
             .arg(format!("{id} {conn} "))
+            .arg(&*who.session)
+            .arg(self.grace.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await;
         if let Err(e) = released {
@@ -283,7 +310,7 @@ impl Recorded for RedisNicks {
             let claimed = self
                 .claim_in_redis(redis, &key, &session, member, false)
                 .await?;
-            if let Claimed::Taken { .. } = claimed {
+            if let Claimed::Taken { .. } | Claimed::Reserved = claimed {
                 tracing::warn!(nick = %Escaped(&key), "nick taken elsewhere while redis was lost; closing the local holder");
                 self.local.evict(&key, member);
             }

@@ -155,6 +155,15 @@ impl Session {
                     .reply_error(ErrorCode::NickTaken, message, reference)
                     .await;
             }
+            Err(ClaimError::Reserved) => {
+                let message = format!(
+                    "the nick {nick:?} is kept for its owner, who just disconnected, for {} s; pick another or try again later",
+                    self.state.config.presence_grace.as_secs_f64().ceil()
+                );
+                return self
+                    .reply_error(ErrorCode::NickTaken, message, reference)
+                    .await;
+            }
             Err(e) => {
                 tracing::warn!(error = %Chain(&e), "nick not claimable now");
                 let message = "cannot reserve the nick right now; retry in a moment";

@@ -80,15 +80,19 @@ async fn a_handshake_from_a_foreign_origin_gets_403_before_the_upgrade() {
     // The server's own page (Origin = Host), a local dev server, and programs that send
     // no Origin at all are let in and can chat.
     let own = format!("http://127.0.0.1:{port}");
-    for origin in [
+    for (i, origin) in [
         own.as_str(),
         "http://localhost:8080",
         "http://127.0.0.1:5173",
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let mut c = connect_from(&server, origin)
             .await
             .unwrap_or_else(|s| panic!("{origin} refused with {s}"));
-        assert_eq!(c.hello("alice").await["type"], "welcome", "{origin}");
+        let nick = format!("alice{i}");
+        assert_eq!(c.hello(&nick).await["type"], "welcome", "{origin}");
     }
     let mut plain = connect_with(&server, &[]).await.expect("no Origin");
     assert_eq!(plain.hello("bob").await["type"], "welcome");

@@ -130,7 +130,9 @@ async fn a_member_joining_mid_stream_gets_everything_after_head_exactly_once() {
 #[tokio::test]
 async fn a_repeated_id_is_acked_with_its_original_offset_and_not_broadcast_again() {
     let server = TestServer::start().await;
-    let mut a = server.member("alice", "lobby").await;
+    let mut a = server.client().await;
+    let session = a.hello("alice").await["session"].clone();
+    a.join("lobby").await;
     let mut b = server.member("bob", "lobby").await;
     a.next_of("presence").await;
     a.send(json!({"type": "send", "room": "lobby", "text": "first", "id": "dup"}))
@@ -148,7 +150,11 @@ async fn a_repeated_id_is_acked_with_its_original_offset_and_not_broadcast_again
     // The key is room + nick + id: it survives a reconnect of the same nick…
     a.ws.close(None).await.unwrap();
     b.next_of("presence").await;
-    let mut a2 = server.member("alice", "lobby").await;
+    let mut a2 = server.client().await;
+    a2.send(json!({"type": "hello", "nick": "alice", "session": session}))
+        .await;
+    a2.expect("welcome").await;
+    a2.join("lobby").await;
     a2.send(json!({"type": "send", "room": "lobby", "text": "after reconnect", "id": "dup"}))
         .await;
     assert_eq!(a2.next_of("ack").await["offset"], 1);

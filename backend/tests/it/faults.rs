@@ -565,9 +565,17 @@ async fn a_thousand_clients_vanishing_at_once_leave_correct_presence_and_no_live
     // raised above that so the crowd is not closed as slow consumers before it vanishes,
     // and the announce limit above the crowd, since every arrival and departure is the
     // point here.
+    // No nick grace: the newcomer below takes a departed member's nick at once.
     let huddle = start(
         &dir.path().join("crowd.db"),
-        &["--outbox", "8192", "--announce-limit", "2000"],
+        &[
+            "--outbox",
+            "8192",
+            "--announce-limit",
+            "2000",
+            "--presence-grace",
+            "0s",
+        ],
     )
     .await;
     let mut watcher = member(&huddle, "watcher", "crowd").await;
@@ -902,6 +910,8 @@ async fn a_peer_that_vanishes_without_a_fin_is_reaped_by_the_heartbeat() {
     let server = TestServer::with(|c| {
         c.ping_interval = PING;
         c.idle_timeout = IDLE;
+        // Released at once, so the check below shows the reaping freed the nick.
+        c.presence_grace = Duration::ZERO;
     })
     .await;
     let mut watcher = server.member("watcher", "lobby").await;
@@ -972,6 +982,8 @@ async fn a_peer_that_vanishes_while_the_server_is_writing_to_it_is_reaped_too() 
     let server = TestServer::with(|c| {
         c.ping_interval = Duration::from_millis(100);
         c.idle_timeout = IDLE;
+        // Released at once, so the check below shows the reaping freed the nick.
+        c.presence_grace = Duration::ZERO;
         c.rate_per_sec = 100_000;
         c.rate_burst = 100_000;
     })

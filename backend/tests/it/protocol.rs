@@ -103,7 +103,7 @@ async fn no_nick_can_pose_as_one_that_is_online() {
 
 #[tokio::test]
 async fn nicks_are_unique_case_insensitively_among_connected_sessions() {
-    let server = TestServer::start().await;
+    let server = TestServer::with(|c| c.presence_grace = Duration::ZERO).await;
     let mut a = server.login("Alice").await;
     let mut b = server.client().await;
     b.send(json!({"type": "hello", "nick": "alice"})).await;
@@ -410,4 +410,49 @@ async fn the_subprotocol_is_echoed() {
         .insert("Sec-WebSocket-Protocol", "huddle.v1".parse().unwrap());
     let (_ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
     assert_eq!(resp.headers()["sec-websocket-protocol"], "huddle.v1");
+}
+
+#[tokio::test]
+async fn a_dropped_nick_is_kept_for_its_session_through_the_grace() {
+    let server = TestServer::with(|c| c.presence_grace = Duration::from_millis(1500)).await;
+    let mut alice = server.client().await;
+    let session = alice.hello("alice").await["session"].clone();
+    alice.ws.close(None).await.unwrap();
+    let mut squatter = server.client().await;
+    // Until the server has seen the close, the nick is simply in use; then it is kept.
+    let refused = loop {
+        squatter
+            .send(json!({"type": "hello", "nick": "alice"}))
+            .await;
+        let e = squatter.expect_error("nick_taken").await;
+        if e["message"].as_str().unwrap().contains("just disconnected") {
+            break e;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(refused["ref"], "hello");
+    // A lookalike is the same nick.
+    squatter
+        .send(json!({"type": "hello", "nick": "ALICE"}))
+        .await;
+    squatter.expect_error("nick_taken").await;
+    // The owner's reload gets it back with its session.
+    let mut back = server.client().await;
+    back.send(json!({"type": "hello", "nick": "alice", "session": session}))
+        .await;
+    assert_eq!(back.expect("welcome").await["session"], session);
+    back.ws.close(None).await.unwrap();
+    // After the grace it is anyone's.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    loop {
+        squatter
+            .send(json!({"type": "hello", "nick": "alice"}))
+            .await;
+        let v = squatter.recv().await;
+        if v["type"] == "welcome" {
+            break;
+        }
+        assert_eq!(v["code"], "nick_taken", "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
