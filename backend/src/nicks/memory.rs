@@ -139,7 +139,7 @@ impl NickRegistry for MemoryNicks {
 
     async fn release(&self, who: &Identity, conn: ConnId) {
         let mut nicks = locks::lock(&self.held);
-        if !nicks.held.get(&*who.key).is_some_and(|h| h.conn == conn) {
+        if nicks.held.get(&*who.key).is_none_or(|h| h.conn != conn) {
             return;
         }
         nicks.held.remove(&*who.key);
