@@ -23,16 +23,18 @@ const NOT_BUILT: &str = "<!doctype html><meta charset=utf-8><title>Huddle</title
 
 /// Serves a file of the web app, with the headers every page of it carries.
 pub(crate) async fn serve(uri: Uri, headers: HeaderMap) -> Response {
-    let mut resp = find(&uri, &headers);
-    harden(resp.headers_mut());
+    let (mut resp, page) = find(&uri, &headers);
+    harden(resp.headers_mut(), page.as_deref());
     resp
 }
 
 /// What every response of the web app says to the browser: never sniff a type, never
-/// send the page's address to the sites its links open, and never be framed by another
-/// site (clickjacking). The policy leaves scripts alone: Trunk's loader is an inline
-/// script, which a script policy would have to allow by hash.
-fn harden(headers: &mut HeaderMap) {
+/// send the page's address to the sites its links open, never be framed by another
+/// site (clickjacking), and, for the page itself, run no script but the app's own: its
+/// files from this origin and Trunk's inline loader, allowed by its hash (so an
+/// injected inline script or a script from elsewhere never runs), plus compiling the
+/// WebAssembly.
+fn harden(headers: &mut HeaderMap, page: Option<&[u8]>) {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -42,23 +44,66 @@ fn harden(headers: &mut HeaderMap) {
         HeaderValue::from_static("no-referrer"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("frame-ancestors 'none'; base-uri 'none'; object-src 'none'"),
-    );
+    let mut policy = String::from("frame-ancestors 'none'; base-uri 'none'; object-src 'none'");
+    if let Some(html) = page {
+        policy.push_str("; script-src 'self' 'wasm-unsafe-eval'");
+        for hash in inline_script_hashes(html) {
+            policy.push_str(&format!(" 'sha256-{hash}'"));
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
 }
 
-fn find(uri: &Uri, headers: &HeaderMap) -> Response {
+/// The base64 SHA-256 of each inline `<script>` of a page, as a script policy names
+/// them. Trunk writes the page, so the scan only needs to find its plain tags.
+fn inline_script_hashes(html: &[u8]) -> Vec<String> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let html = String::from_utf8_lossy(html);
+    let mut hashes = Vec::new();
+    let mut rest = html.as_ref();
+    while let Some(start) = rest.find("<script") {
+        rest = &rest[start..];
+        let Some(open_end) = rest.find('>') else {
+            break;
+        };
+        let tag = &rest[..open_end];
+        let body_and_more = &rest[open_end + 1..];
+        let Some(close) = body_and_more.find("</script>") else {
+            break;
+        };
+        if !tag.contains(" src=") {
+            let digest = sha2::Sha256::digest(body_and_more[..close].as_bytes());
+            hashes.push(base64::engine::general_purpose::STANDARD.encode(digest));
+        }
+        rest = &body_and_more[close..];
+    }
+    hashes
+}
+
+/// The response for `uri`, and the page's HTML when it is the app's page (whose script
+/// policy depends on its inline scripts).
+fn find(uri: &Uri, headers: &HeaderMap) -> (Response, Option<Vec<u8>>) {
     let path = uri.path().trim_start_matches('/');
     let path = if path.is_empty() { "index.html" } else { path };
+    let page = |served: Response| {
+        let html = Assets::get("index.html").map(|f| f.data.into_owned());
+        (served, html.or_else(|| Some(NOT_BUILT.as_bytes().to_vec())))
+    };
     if let Some(resp) = file(path, headers) {
-        return resp;
+        return if path == "index.html" {
+            page(resp)
+        } else {
+            (resp, None)
+        };
     }
     let last = path.rsplit('/').next().unwrap_or_default();
     if last.contains('.') && path != "index.html" {
-        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+        return ((StatusCode::NOT_FOUND, "not found\n").into_response(), None);
     }
-    file("index.html", headers).unwrap_or_else(|| Html(NOT_BUILT).into_response())
+    page(file("index.html", headers).unwrap_or_else(|| Html(NOT_BUILT).into_response()))
 }
 
 fn file(path: &str, headers: &HeaderMap) -> Option<Response> {
@@ -128,4 +173,21 @@ fn looks_hashed(path: &str) -> bool {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_scripts_are_hashed_and_linked_ones_are_not() {
+        let html = b"<html><script type=\"module\">\nimport init from '/a.js';\n</script>\
+            <script src=\"/b.js\"></script><script>alert(1)</script></html>";
+        let hashes = inline_script_hashes(html);
+        assert_eq!(hashes.len(), 2);
+        // `printf '\nimport init from '"'"'/a.js'"'"';\n' | sha256sum | xxd -r -p | base64`
+        assert_eq!(hashes[0], "nmdLyQ6u69OUSoW4i7ADiAWaKqSloTkmbl/K96XORko=");
+        assert!(inline_script_hashes(b"<p>no scripts</p>").is_empty());
+        assert!(inline_script_hashes(b"<script>unterminated").is_empty());
+    }
 }

@@ -381,6 +381,8 @@ async fn other_api_paths_and_methods_get_json_errors_and_pages_only_get() {
             "referrer-policy: no-referrer",
             "x-frame-options: deny",
             "content-security-policy: frame-ancestors 'none'",
+            // No script but the app's own files, its loader and its WebAssembly.
+            "script-src 'self' 'wasm-unsafe-eval'",
         ] {
             assert!(
                 reply.head.contains(header),
