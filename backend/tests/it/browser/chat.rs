@@ -166,3 +166,39 @@ async fn typing_shows_for_the_others_and_goes_away() {
     )
     .await;
 }
+
+#[ignore = "needs Chromium, chromedriver and the web bundle; `cargo xtask test` runs it"]
+#[tokio::test]
+async fn a_link_shows_the_host_it_opens_whatever_direction_controls_it_carries() {
+    require();
+    let server = TestServer::start().await;
+    let base = format!("http://{}/", server.addr);
+    let driver = Driver::start().await;
+    let (alice, _p) = driver.browser(1000, 700).await;
+    sign_in(&alice, &base, "alice").await;
+    // A right-to-left override would make the rest of the address read backwards, as
+    // "https://good-example.com" while the link opens evil.example.
+    let url = "https://evil.example/\u{202e}moc.elpmaxe-doog//:sptth";
+    let mut eve = server.member("eve", "lobby").await;
+    eve.say_acked("lobby", &format!("log in at {url}")).await;
+    wait_for(
+        &alice,
+        "the link",
+        Duration::from_secs(10),
+        "return document.querySelector('li.msg .text a') !== null",
+        vec![],
+    )
+    .await;
+    let (href, text, title): (String, String, String) = js(
+        &alice,
+        "const a = document.querySelector('li.msg .text a'); \
+         return [a.getAttribute('href'), a.textContent, a.getAttribute('title') || ''];",
+        vec![],
+    )
+    .await;
+    assert_eq!(href, url, "the link opens what was sent");
+    assert!(!text.contains('\u{202e}'), "the override is shown raw: {text:?}");
+    assert_eq!(text, url.replace('\u{202e}', "\u{fffd}"));
+    assert_eq!(title, "evil.example", "the tooltip names the real host");
+    screenshot(&alice, "bidi-link.png").await;
+}
