@@ -43,6 +43,23 @@ pub(crate) fn keep_newest_within(messages: &mut Vec<common::ChatMessage>, max: u
     drop > 0
 }
 
+/// Keeps the first of `nicks` that encode to at most `max` bytes as a JSON array;
+/// `true` if any were dropped. A room of thousands would otherwise send every joiner a
+/// list beyond the frame limit.
+pub(crate) fn keep_first_within(nicks: &mut Vec<String>, max: usize) -> bool {
+    let mut total = 2;
+    let keep = nicks
+        .iter()
+        .take_while(|nick| {
+            total += serde_json::to_string(nick).map_or(max, |json| json.len()) + 1;
+            total <= max
+        })
+        .count();
+    let cut = keep < nicks.len();
+    nicks.truncate(keep);
+    cut
+}
+
 /// Decodes a client text frame.
 pub(crate) fn decode(text: &str) -> Result<ClientMsg, DecodeError> {
     decode_client(text)
@@ -95,6 +112,18 @@ pub(crate) fn decode_evict(payload: &[u8]) -> Result<Evict, serde_json::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_list_keeps_its_first_nicks_within_the_limit() {
+        let mut nicks: Vec<String> = (0..5000).map(|i| format!("member-{i:05}")).collect();
+        assert!(keep_first_within(&mut nicks, 64 * 1024 - 512));
+        assert!(serde_json::to_string(&nicks).unwrap().len() <= 64 * 1024 - 512);
+        assert_eq!(nicks[0], "member-00000");
+        assert!(nicks.len() > 4000, "{}", nicks.len());
+        let mut few = vec!["a".to_owned(), "b".to_owned()];
+        assert!(!keep_first_within(&mut few, 100));
+        assert_eq!(few.len(), 2);
+    }
 
     #[test]
     fn a_history_page_keeps_its_newest_messages_within_the_limit() {

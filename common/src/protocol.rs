@@ -111,6 +111,11 @@ pub enum ServerMsg {
         /// Present exactly when the join carried `since`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         recovered: Option<bool>,
+        /// How many members the room has, present only when `nicks` is not all of them
+        /// (a room so large that its list would outgrow the frame limit). An addition to
+        /// v1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        members: Option<u64>,
     },
     /// The answer to `leave`.
     Left { room: String },

@@ -282,6 +282,7 @@ fn server_joined_recovered_only_when_set() {
             epoch: "e1".into(),
             nicks: vec!["alice".into(), "bob".into()],
             recovered: None,
+            members: None,
         },
         r#"{"type":"joined","room":"lobby","head":41,"epoch":"e1","nicks":["alice","bob"]}"#,
     );
@@ -292,6 +293,7 @@ fn server_joined_recovered_only_when_set() {
             epoch: "e1".into(),
             nicks: vec![],
             recovered: Some(true),
+            members: None,
         },
         r#"{"type":"joined","room":"lobby","head":0,"epoch":"e1","nicks":[],"recovered":true}"#,
     );
@@ -302,6 +304,7 @@ fn server_joined_recovered_only_when_set() {
             epoch: "e2".into(),
             nicks: vec!["alice".into()],
             recovered: Some(false),
+            members: None,
         },
         r#"{"type":"joined","room":"lobby","head":7,"epoch":"e2","nicks":["alice"],"recovered":false}"#,
     );
@@ -546,6 +549,7 @@ fn contract_example_frames_decode() {
             epoch: "e1".into(),
             nicks: vec!["alice".into(), "bob".into()],
             recovered: None,
+            members: None
         }
     );
     // C: send

@@ -22,7 +22,7 @@ use crate::nicks::ClaimError;
 use crate::store::NewMessage;
 use crate::writer::WriteError;
 
-/// Bytes of a `history` frame besides its messages (type, room name, `has_more`).
+/// Bytes of a `history` or `joined` frame besides its list (type, room name, epoch…).
 const FRAME_SLACK: usize = 512;
 
 /// Messages fetched from the store per step of a `since` replay.
@@ -241,12 +241,17 @@ impl Session {
             last_typing: None,
         });
         sub.last_offset = sub.last_offset.max(head.head);
+        let mut nicks = nicks;
+        let all = nicks.len();
+        let max = self.state.config.max_frame_bytes as usize;
+        let cut = codec::keep_first_within(&mut nicks, max.saturating_sub(FRAME_SLACK));
         let joined = ServerMsg::Joined {
             room: room.to_string(),
             head: head.head,
             epoch: head.epoch,
             nicks,
             recovered,
+            members: cut.then_some(all as u64),
         };
         self.reply(&joined).await?;
         if recovered == Some(true) {

@@ -182,3 +182,29 @@ async fn every_frame_type_counts_against_one_limiter() {
     // The hello and the join took two places of the burst.
     assert!((95..=105).contains(&limited), "{limited} refused");
 }
+
+#[tokio::test]
+async fn a_member_list_too_large_for_a_frame_is_cut_and_counted() {
+    // A small frame limit stands in for a room of thousands.
+    let server = TestServer::with(|c| c.max_frame_bytes = 4096).await;
+    let mut members = Vec::new();
+    for i in 0..200 {
+        let nick = format!("member-with-a-long-name-{i:03}");
+        members.push(server.member(&nick, "crowd").await);
+    }
+    let mut c = server.login("late").await;
+    c.send(json!({"type": "join", "room": "crowd"})).await;
+    let joined = c.expect("joined").await;
+    assert!(
+        joined.to_string().len() <= 4096,
+        "{} bytes",
+        joined.to_string().len()
+    );
+    assert_eq!(joined["members"], 201);
+    let listed = joined["nicks"].as_array().unwrap().len();
+    assert!((50..201).contains(&listed), "{listed} listed");
+    // A small room's list is whole, and says no count.
+    let mut d = server.member("dora", "small").await;
+    d.send(json!({"type": "join", "room": "small"})).await;
+    assert!(d.expect("joined").await.get("members").is_none());
+}

@@ -222,6 +222,7 @@ fn joined(room: &str, head: u64, nicks: &[&str]) -> ServerMsg {
         epoch: "epoch-1".to_owned(),
         nicks: nicks.iter().map(|n| (*n).to_owned()).collect(),
         recovered: None,
+        members: None,
     }
 }
 

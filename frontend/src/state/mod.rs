@@ -261,12 +261,15 @@ impl ChatState {
                 limits,
                 ..
             } => return self.on_welcome(nick, session, limits),
+            // `members` (a room too large to list whole) is not shown: the list holds
+            // the first few thousand, which is all a sidebar can show anyway.
             ServerMsg::Joined {
                 room,
                 head,
                 epoch,
                 nicks,
                 recovered,
+                ..
             } => return self.on_joined(&room, head, epoch, nicks, recovered),
             ServerMsg::Left { room } => {
                 if let Some(r) = self.room_mut(&room) {

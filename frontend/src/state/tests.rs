@@ -43,6 +43,7 @@ fn joined_frame(room: &str, head: u64, epoch: &str, recovered: Option<bool>) -> 
         epoch: epoch.to_owned(),
         nicks: vec!["alice".to_owned(), "bob".to_owned()],
         recovered,
+        members: None,
     }
 }
 

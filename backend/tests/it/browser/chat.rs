@@ -197,7 +197,10 @@ async fn a_link_shows_the_host_it_opens_whatever_direction_controls_it_carries()
     )
     .await;
     assert_eq!(href, url, "the link opens what was sent");
-    assert!(!text.contains('\u{202e}'), "the override is shown raw: {text:?}");
+    assert!(
+        !text.contains('\u{202e}'),
+        "the override is shown raw: {text:?}"
+    );
     assert_eq!(text, url.replace('\u{202e}', "\u{fffd}"));
     assert_eq!(title, "evil.example", "the tooltip names the real host");
     screenshot(&alice, "bidi-link.png").await;
