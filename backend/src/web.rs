@@ -75,7 +75,7 @@ fn inline_script_hashes(html: &[u8]) -> Vec<String> {
             break;
         };
         if !tag.contains(" src=") {
-            let digest = sha2::Sha256::digest(body_and_more[..close].as_bytes());
+            let digest = sha2::Sha256::digest(&body_and_more.as_bytes()[..close]);
             hashes.push(base64::engine::general_purpose::STANDARD.encode(digest));
         }
         rest = &body_and_more[close..];
