@@ -215,6 +215,27 @@ pub struct Config {
     )]
     pub redis: Option<String>,
 
+    /// How much history to keep: an age (`30d`, `12h`), a number of messages per room
+    /// (`10000`), or both (`30d,10000`); older messages are deleted in the background,
+    /// and rooms left empty stop being listed. Unset: keep everything (with --redis,
+    /// --history-max still applies).
+    #[arg(
+        long,
+        env = "HUDDLE_RETENTION",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub retention: crate::store::Retention,
+
+    /// How often retention runs (for tests; not worth tuning otherwise).
+    #[arg(long, env = "HUDDLE_PRUNE_INTERVAL", default_value = "60s", value_parser = timer, hide = true)]
+    pub prune_interval: Duration,
+
+    /// Most rooms with stored messages, server-wide; a `send` that would create another
+    /// gets `room_limit`. 0: no limit.
+    #[arg(long, env = "HUDDLE_MAX_ROOMS", default_value_t = 10_000)]
+    pub max_rooms: u64,
+
     /// With --redis: messages kept per room (approximately: streams are trimmed with
     /// `MAXLEN ~`); older ones are gone from history and `since` recovery.
     #[arg(long, env = "HUDDLE_HISTORY_MAX", default_value_t = 10_000)]

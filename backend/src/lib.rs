@@ -16,7 +16,8 @@
 //! - `store`: the history seam ([`HistoryStore`]) with SQLite and Redis Streams.
 //! - `cluster`: what the Redis implementations share: the key schema (`--redis-prefix`),
 //!   this instance's heartbeat and the sweep of dead instances, reconnecting.
-//! - `writer`: the single history writer (group commit, then hand over in order).
+//! - `writer`: the single history writer (group commit, then hand over in order);
+//!   `retention`: when old history is deleted (`--retention`).
 //! - `codec`: the only place frames become JSON and back.
 //! - `metrics`, `logsafe`, `tls`, `peers`, `rate`, `clock`, `locks`, `shutdown`.
 //!
@@ -41,6 +42,7 @@ mod nicks;
 mod peers;
 mod presence;
 mod rate;
+mod retention;
 mod session;
 mod shutdown;
 mod state;
@@ -65,8 +67,8 @@ pub use peers::{BadNet, IpNet};
 pub use shutdown::shutdown_signal;
 use state::AppState;
 pub use store::{
-    AppendOutcome, HistoryStore, NewMessage, Page, RedisStore, RoomHead, RoomList, SqliteStore,
-    StoreError,
+    AppendOutcome, BadRetention, HistoryStore, NewMessage, Page, Pruned, RedisStore, Retention,
+    RoomHead, RoomList, SqliteStore, StoreError,
 };
 pub use tls::TlsError;
 
@@ -116,7 +118,16 @@ pub async fn run(
     let tls = tls::from_config(&config)?;
     let metrics = Metrics::new();
     let hub = Hub::default();
-    let backends = open_backends(&config, &hub).await?;
+    let mut backends = open_backends(&config, &hub).await?;
+    if !config.retention.is_unbounded() {
+        let token = backends.tasks.token();
+        backends.tasks.spawn(retention::keep(
+            Arc::clone(&backends.store),
+            config.retention,
+            config.prune_interval,
+            token,
+        ));
+    }
     let membership = Arc::new(Membership::new(
         hub,
         Arc::clone(&backends.broker),
@@ -213,8 +224,10 @@ struct Backends {
 /// Redis for everything with `--redis`; otherwise SQLite and this process alone.
 async fn open_backends(config: &Config, hub: &Hub) -> Result<Backends, RunError> {
     let Some(url) = &config.redis else {
+        let store = SqliteStore::open(&config.db)?;
+        store.set_max_rooms(config.max_rooms);
         return Ok(Backends {
-            store: Arc::new(SqliteStore::open(&config.db)?),
+            store: Arc::new(store),
             broker: Arc::new(MemoryBroker::new(Arc::new(hub.clone()))),
             presence: Arc::new(MemoryPresence),
             nicks: Arc::new(MemoryNicks::new(config.presence_grace)),
@@ -229,7 +242,8 @@ async fn open_backends(config: &Config, hub: &Hub) -> Result<Backends, RunError>
     let keys = RedisKeys::new(&config.redis_prefix).map_err(|e| failed(Box::new(e)))?;
     let store = RedisStore::connect(url, keys.clone(), config.history_max)
         .await
-        .map_err(|e| failed(Box::new(e)))?;
+        .map_err(|e| failed(Box::new(e)))?
+        .limit(config.max_rooms, &config.retention);
     let client = ::redis::Client::open(url.as_str()).map_err(|e| failed(Box::new(e)))?;
     let conn = cluster::manager(&client)
         .await

@@ -44,6 +44,13 @@ pub(crate) struct WriterTask {
     handle: JoinHandle<()>,
 }
 
+impl WriteError {
+    /// Whether the storage refuses writes (full or read-only) rather than failed.
+    pub(crate) fn is_full(&self) -> bool {
+        matches!(self, WriteError::Store(e) if matches!(**e, StoreError::Full(_)))
+    }
+}
+
 impl Writer {
     /// Starts the writer task.
     pub(crate) fn start(

@@ -23,7 +23,15 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
             .checked_mul(60)
             .map(Duration::from_secs)
             .ok_or_else(too_long),
-        _ => Err(format!("unknown unit in {raw:?}; use ms, s or m")),
+        "h" => n
+            .checked_mul(60 * 60)
+            .map(Duration::from_secs)
+            .ok_or_else(too_long),
+        "d" => n
+            .checked_mul(24 * 60 * 60)
+            .map(Duration::from_secs)
+            .ok_or_else(too_long),
+        _ => Err(format!("unknown unit in {raw:?}; use ms, s, m, h or d")),
     }
 }
 
@@ -36,9 +44,12 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3h"), Ok(Duration::from_secs(3 * 3600)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("999999999999999999d").is_err());
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("3w").is_err());
         assert!(parse_duration("999999999999999999m").is_err());
         assert!(parse_duration("99999999999999999999s").is_err());
     }

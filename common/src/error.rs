@@ -30,11 +30,17 @@ pub enum ErrorCode {
     RateLimited,
     /// The server failed (for example its storage); nothing was acknowledged.
     Internal,
+    /// A `send` would create a room, and the server holds as many rooms as it allows
+    /// (`--max-rooms`); it was not stored. An addition to v1.
+    RoomLimit,
+    /// The storage refuses writes for now (full, or read-only); the `send` was not
+    /// stored. An addition to v1.
+    Unavailable,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::HelloRequired,
@@ -46,6 +52,8 @@ impl ErrorCode {
         ErrorCode::InvalidId,
         ErrorCode::RateLimited,
         ErrorCode::Internal,
+        ErrorCode::RoomLimit,
+        ErrorCode::Unavailable,
     ];
 
     /// The code as it appears on the wire.
@@ -62,6 +70,8 @@ impl ErrorCode {
             ErrorCode::InvalidId => "invalid_id",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
+            ErrorCode::RoomLimit => "room_limit",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }

@@ -469,6 +469,8 @@ fn server_error_with_every_code() {
         (ErrorCode::InvalidId, "invalid_id"),
         (ErrorCode::RateLimited, "rate_limited"),
         (ErrorCode::Internal, "internal"),
+        (ErrorCode::RoomLimit, "room_limit"),
+        (ErrorCode::Unavailable, "unavailable"),
     ];
     assert_eq!(wire.len(), ErrorCode::ALL.len());
     for ((code, name), listed) in wire.into_iter().zip(ErrorCode::ALL) {

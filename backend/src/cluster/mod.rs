@@ -54,7 +54,7 @@ impl Tasks {
         self.cancel.cancel();
         for handle in self.handles {
             if let Err(e) = handle.await {
-                tracing::error!(error = %e, "redis task failed");
+                tracing::error!(error = %e, "background task failed");
             }
         }
     }

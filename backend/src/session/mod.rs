@@ -274,6 +274,22 @@ impl Session {
                 room: ctx.room,
                 offset,
             },
+            Ok(AppendOutcome::RoomLimit) => ServerMsg::error(
+                ErrorCode::RoomLimit,
+                format!(
+                    "this server holds as many rooms as it may ({}); post in an existing room. Not stored",
+                    self.state.config.max_rooms
+                ),
+                Some(ctx.id),
+            ),
+            Err(e) if e.is_full() => {
+                tracing::warn!(error = %Chain(&e), "send not stored: storage refuses writes");
+                ServerMsg::error(
+                    ErrorCode::Unavailable,
+                    "the server cannot store messages right now (its storage is full or read-only); not stored, try again later with the same id",
+                    Some(ctx.id),
+                )
+            }
             Err(e) => {
                 tracing::warn!(error = %Chain(&e), "send not stored");
                 ServerMsg::error(

@@ -45,6 +45,60 @@ pub enum AppendOutcome {
     Stored(ChatMessage),
     /// The same room + nick + id was stored before, at this offset; nothing was written.
     Duplicate { offset: u64 },
+    /// The message would have created a room while the store holds as many as it may
+    /// (`--max-rooms`); nothing was written.
+    RoomLimit,
+}
+
+/// How much history is kept (`--retention`): messages older than `max_age`, and
+/// beyond the newest `max_messages` of a room, are deleted in the background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    pub max_age: Option<std::time::Duration>,
+    pub max_messages: Option<u64>,
+}
+
+/// Why a `--retention` value is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a retention; write an age (30d, 12h), a number of messages per room (10000), or both (30d,10000)")]
+pub struct BadRetention(String);
+
+impl std::str::FromStr for Retention {
+    type Err = BadRetention;
+
+    fn from_str(raw: &str) -> Result<Self, BadRetention> {
+        let bad = || BadRetention(raw.to_owned());
+        let mut retention = Retention::default();
+        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if part.bytes().all(|b| b.is_ascii_digit()) {
+                let n: u64 = part.parse().map_err(|_| bad())?;
+                if n == 0 || retention.max_messages.replace(n).is_some() {
+                    return Err(bad());
+                }
+            } else {
+                let age = common::parse_duration(part).map_err(|_| bad())?;
+                if age.is_zero() || retention.max_age.replace(age).is_some() {
+                    return Err(bad());
+                }
+            }
+        }
+        Ok(retention)
+    }
+}
+
+impl Retention {
+    /// Whether anything is ever deleted.
+    pub fn is_unbounded(&self) -> bool {
+        self.max_age.is_none() && self.max_messages.is_none()
+    }
+}
+
+/// What one pass of [`HistoryStore::prune`] deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pruned {
+    pub messages: u64,
+    /// Rooms left without messages, and so no longer listed or counted.
+    pub rooms: u64,
 }
 
 /// A room's position: where its history ends and which history it is.
@@ -92,6 +146,10 @@ pub enum StoreError {
     Timeout(std::time::Duration),
     #[error("unexpected data in the history store: {0}")]
     Corrupt(String),
+    /// The storage refuses writes: the disk or Redis' memory is full, or it is
+    /// read-only. Reads still work; writes will again once space is freed.
+    #[error("the history store refuses writes (full or read-only)")]
+    Full(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Durable, ordered message history per room.
@@ -103,6 +161,8 @@ pub enum StoreError {
 /// - A message whose room + nick key + id was stored before is not stored again; its
 ///   outcome is [`AppendOutcome::Duplicate`] with the original offset.
 /// - Reads see every batch whose `append_batch` has returned.
+/// - A message that would create a room beyond the store's room limit is not stored:
+///   its outcome is [`AppendOutcome::RoomLimit`].
 #[async_trait]
 pub trait HistoryStore: Send + Sync + 'static {
     /// Appends messages in order; see the trait's contract.
@@ -129,7 +189,33 @@ pub trait HistoryStore: Send + Sync + 'static {
     /// first, rooms with as many in reverse name order; `offset` rooms skipped.
     async fn rooms(&self, offset: u64, limit: u32) -> Result<RoomList, StoreError>;
 
+    /// Deletes what `policy` no longer keeps, in bounded steps, and forgets rooms left
+    /// without messages: they leave `rooms` and stop counting against the room limit,
+    /// but their offsets continue where they were if they are used again, so no client
+    /// can mistake new messages for ones it has seen.
+    async fn prune(&self, policy: &Retention, now_ms: u64) -> Result<Pruned, StoreError>;
+
     /// Proves the store can durably write now (for `GET /readyz`): a tiny committed
     /// write that changes no history. `Err` means appends would fail too.
     async fn check_writable(&self) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn retention_parses_an_age_a_count_or_both() {
+        let r: Retention = "30d,10000".parse().unwrap();
+        assert_eq!(r.max_age, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(r.max_messages, Some(10_000));
+        assert_eq!("12h".parse::<Retention>().unwrap().max_messages, None);
+        assert_eq!("500".parse::<Retention>().unwrap().max_age, None);
+        assert!("".parse::<Retention>().unwrap().is_unbounded());
+        for bad in ["0", "0s", "30d,1d", "5,6", "forever", "-3", "30x"] {
+            let err = bad.parse::<Retention>().unwrap_err().to_string();
+            assert!(err.contains("30d,10000"), "{bad}: {err}");
+        }
+    }
 }

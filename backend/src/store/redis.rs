@@ -11,10 +11,13 @@
 //!   clients get `recovered: false` instead of a silent gap.
 //! - `seq(room)`: the room's last offset.
 //! - `log(room)`: a stream with one entry per message, id `<offset>-1`, so a range of
-//!   offsets is a range of stream ids; trimmed to about `history_max` entries.
+//!   offsets is a range of stream ids; trimmed to about `history_max` entries (or the
+//!   `--retention` count, if smaller), and with an age retention it expires that long
+//!   after the room's last message, so a silent room costs Redis nothing but its `seq`.
 //! - `dedupe(room, nick_key, id)`: the offset a message id was stored at, for retries;
 //!   expires after a day so it stays bounded.
-//! - `rooms`: sorted set of room names, score = last offset.
+//! - `rooms`: sorted set of room names, score = last offset; `prune` drops the rooms
+//!   whose log expired. `seq` stays, so a room used again continues its offsets.
 
 use std::time::Duration;
 
@@ -29,7 +32,10 @@ use crate::clock::now_ms;
 use crate::cluster::keys::Keys;
 use crate::cluster::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 
-use super::{AppendOutcome, HistoryStore, NewMessage, Page, RoomHead, RoomList, StoreError};
+use super::{
+    AppendOutcome, HistoryStore, NewMessage, Page, Pruned, Retention, RoomHead, RoomList,
+    StoreError,
+};
 
 /// How long a message id is remembered for de-duplicating retries. Clients retry within
 /// seconds to minutes; a day covers long disconnects while keeping the keys bounded.
@@ -40,7 +46,9 @@ const DEDUPE_TTL_SECS: u64 = 86_400;
 const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Appends one message atomically. KEYS: epoch, seq, log, dedupe, rooms. ARGV: room, id,
-/// nick, text, history_max, a fresh epoch, dedupe ttl. Returns {offset, duplicate, ts}.
+/// nick, text, history_max, a fresh epoch, dedupe ttl, max rooms (0: none), the log's
+/// expiry in ms (0: none). Returns {offset, outcome, ts}: outcome 0 stored, 1 duplicate
+/// (of the message at `offset`), 2 refused by the room limit.
 ///
 /// The next offset is one past both `seq` and the stream's last id, so a lost `seq` key
 /// (eviction) can never make XADD fail or reuse an offset. XADD runs first: if it fails,
@@ -50,6 +58,11 @@ redis.call('SET', KEYS[1], ARGV[6], 'NX')
 local dup = redis.call('GET', KEYS[4])
 if dup then
   return {tonumber(dup), 1, 0}
+end
+local max_rooms = tonumber(ARGV[8])
+if max_rooms > 0 and not redis.call('ZSCORE', KEYS[5], ARGV[1])
+   and redis.call('ZCARD', KEYS[5]) >= max_rooms then
+  return {0, 2, 0}
 end
 local offset = tonumber(redis.call('GET', KEYS[2]) or '0')
 local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
@@ -65,7 +78,21 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], string.format('%d-1', offset
 redis.call('SET', KEYS[2], string.format('%d', offset))
 redis.call('SET', KEYS[4], string.format('%d', offset), 'EX', ARGV[7])
 redis.call('ZADD', KEYS[5], offset, ARGV[1])
+if tonumber(ARGV[9]) > 0 then
+  redis.call('PEXPIRE', KEYS[3], ARGV[9])
+end
 return {offset, 0, ts}
+";
+
+/// Forgets a room whose log is empty or gone, atomically so an append cannot slip in
+/// between the check and the removal. KEYS: log, rooms. ARGV: room. Returns 1 if it
+/// forgot the room. Its `seq` stays, so offsets continue if the room is used again.
+const FORGET_LUA: &str = r"
+if redis.call('XLEN', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[1])
+  return redis.call('ZREM', KEYS[2], ARGV[1])
+end
+return 0
 ";
 
 /// Reads a room's head and the epoch in one step (creating the epoch when missing).
@@ -82,8 +109,12 @@ pub struct RedisStore {
     conn: ConnectionManager,
     keys: Keys,
     history_max: u64,
+    /// `--max-rooms` (0: none) and the log expiry in ms (0: none), set by `limit`.
+    max_rooms: u64,
+    expire_ms: u64,
     append: Script,
     head: Script,
+    forget: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -121,6 +152,24 @@ where
     tokio::time::timeout(CALL_TIMEOUT, attempts)
         .await
         .unwrap_or(Err(StoreError::Timeout(CALL_TIMEOUT)))
+}
+
+/// A Redis error, told apart: out of memory (`maxmemory` with `noeviction`) or a
+/// read-only replica refuses writes until an operator acts, which senders are told.
+fn refused(e: redis::RedisError) -> StoreError {
+    let text = e.to_string();
+    // In a transaction or pipeline the refusal comes wrapped (EXECABORT, or a pipeline
+    // failure naming each command's error, `"OOM": command not allowed …`), so the
+    // codes are looked for in the text as well.
+    let full = matches!(e.code(), Some("OOM" | "READONLY"))
+        || ["\"OOM\"", "OOM command", "\"READONLY\"", "READONLY You"]
+            .iter()
+            .any(|code| text.contains(code));
+    if full {
+        StoreError::Full(Box::new(e))
+    } else {
+        StoreError::Redis(e)
+    }
 }
 
 fn corrupt(what: impl Into<String>) -> StoreError {
@@ -185,12 +234,68 @@ impl RedisStore {
             conn,
             keys,
             history_max: history_max.max(1),
+            max_rooms: 0,
+            expire_ms: 0,
             append: Script::new(APPEND_LUA),
             head: Script::new(HEAD_LUA),
+            forget: Script::new(FORGET_LUA),
         };
         // Fails now, at start-up, if the server is not usable (wrong db, no scripting).
         store.head("").await?;
         Ok(store)
+    }
+
+    /// Applies `--max-rooms` (0: none) and `--retention`: its count caps each stream
+    /// together with `history_max`, its age expires a silent room's log.
+    #[must_use]
+    pub fn limit(mut self, max_rooms: u64, retention: &Retention) -> Self {
+        self.max_rooms = max_rooms;
+        if let Some(keep) = retention.max_messages {
+            self.history_max = self.history_max.min(keep.max(1));
+        }
+        self.expire_ms = retention.max_age.map_or(0, |age| age.as_millis() as u64);
+        self
+    }
+
+    /// Deletes `room`'s messages older than `cutoff` (ms), a batch at a time; how many.
+    async fn prune_old(&self, room: &str, cutoff: u64) -> Result<u64, StoreError> {
+        const BATCH: usize = 100;
+        let key = self.keys.log(room);
+        let mut deleted = 0;
+        // Bounded per pass: a room with more old messages than this finishes next time.
+        for _ in 0..100 {
+            let oldest: StreamRangeReply = bounded(|| {
+                let mut conn = self.conn.clone();
+                let key = key.clone();
+                async move { Ok(conn.xrange_count(&key, "-", "+", BATCH).await?) }
+            })
+            .await?;
+            let old: Vec<u64> = to_messages(room, &oldest)?
+                .into_iter()
+                .take_while(|m| m.ts < cutoff)
+                .map(|m| m.offset)
+                .collect();
+            let Some(&last_old) = old.last() else { break };
+            let min_id = format!("{}-0", last_old + 1);
+            let n: u64 = bounded(|| {
+                let mut conn = self.conn.clone();
+                let (key, min_id) = (key.clone(), min_id.clone());
+                async move {
+                    Ok(redis::cmd("XTRIM")
+                        .arg(&key)
+                        .arg("MINID")
+                        .arg(&min_id)
+                        .query_async(&mut conn)
+                        .await?)
+                }
+            })
+            .await?;
+            deleted += n;
+            if old.len() < BATCH {
+                break;
+            }
+        }
+        Ok(deleted)
     }
 
     async fn first_and_last(&self, room: &str) -> Result<Option<(u64, u64)>, StoreError> {
@@ -236,13 +341,15 @@ impl HistoryStore for RedisStore {
                 .arg(&m.text)
                 .arg(self.history_max)
                 .arg(&epoch)
-                .arg(DEDUPE_TTL_SECS);
+                .arg(DEDUPE_TTL_SECS)
+                .arg(self.max_rooms)
+                .arg(self.expire_ms);
             pipe.invoke_script(&inv);
         }
         let pipe = &pipe;
         let results: Vec<(u64, u8, u64)> = bounded(|| {
             let mut conn = self.conn.clone();
-            async move { Ok(pipe.query_async(&mut conn).await?) }
+            async move { pipe.query_async(&mut conn).await.map_err(refused) }
         })
         .await?;
         if results.len() != batch.len() {
@@ -255,12 +362,10 @@ impl HistoryStore for RedisStore {
         Ok(batch
             .into_iter()
             .zip(results)
-            .map(|(m, (offset, duplicate, ts))| {
-                if duplicate != 0 {
-                    AppendOutcome::Duplicate { offset }
-                } else {
-                    AppendOutcome::Stored(m.stored(offset, ts))
-                }
+            .map(|(m, (offset, outcome, ts))| match outcome {
+                0 => AppendOutcome::Stored(m.stored(offset, ts)),
+                2 => AppendOutcome::RoomLimit,
+                _ => AppendOutcome::Duplicate { offset },
             })
             .collect())
     }
@@ -367,6 +472,66 @@ impl HistoryStore for RedisStore {
             .map(|(room, head)| (room, head as u64))
             .collect();
         Ok(RoomList { rooms, total })
+    }
+
+    async fn prune(&self, policy: &Retention, now_ms: u64) -> Result<Pruned, StoreError> {
+        let mut pruned = Pruned::default();
+        let cutoff = policy
+            .max_age
+            .map(|age| now_ms.saturating_sub(age.as_millis() as u64));
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, page): (u64, Vec<String>) = bounded(|| {
+                let mut conn = self.conn.clone();
+                async move {
+                    Ok(redis::cmd("ZSCAN")
+                        .arg(self.keys.rooms())
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(500)
+                        .query_async(&mut conn)
+                        .await?)
+                }
+            })
+            .await?;
+            // ZSCAN answers member, score, member, score, …
+            let rooms: Vec<String> = page.into_iter().step_by(2).collect();
+            for room in &rooms {
+                if let Some(keep) = policy.max_messages {
+                    // Appends trim approximately (`MAXLEN ~`); this makes it exact.
+                    let n: u64 = bounded(|| {
+                        let mut conn = self.conn.clone();
+                        async move {
+                            Ok(redis::cmd("XTRIM")
+                                .arg(self.keys.log(room))
+                                .arg("MAXLEN")
+                                .arg(keep)
+                                .query_async(&mut conn)
+                                .await?)
+                        }
+                    })
+                    .await?;
+                    pruned.messages += n;
+                }
+                if let Some(cutoff) = cutoff {
+                    pruned.messages += self.prune_old(room, cutoff).await?;
+                }
+                // A log that expired or was pruned empty: forget the room.
+                let forgot: u64 = bounded(|| {
+                    let mut conn = self.conn.clone();
+                    let mut inv = self.forget.key(self.keys.log(room));
+                    inv.key(self.keys.rooms()).arg(room);
+                    async move { Ok(inv.invoke_async(&mut conn).await?) }
+                })
+                .await?;
+                pruned.rooms += forgot;
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        Ok(pruned)
     }
 
     /// A plain SET through the same connection appends use: it fails exactly when Redis is

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -16,10 +17,19 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::clock::now_ms;
 use crate::locks;
 
-use super::{AppendOutcome, HistoryStore, NewMessage, Page, RoomHead, RoomList, StoreError};
+use super::{
+    AppendOutcome, HistoryStore, NewMessage, Page, Pruned, Retention, RoomHead, RoomList,
+    StoreError,
+};
 
 /// Read connections kept for reuse; more are opened under load and closed afterwards.
 const READ_POOL: usize = 4;
+/// Reads running at once; more wait. Each holds a connection and a blocking thread, so
+/// without a bound a burst of readers would open connections without end.
+const MAX_READS: usize = 8;
+/// Rows deleted per transaction while pruning, so appends never wait long for the
+/// writer's lock.
+const PRUNE_BATCH: u32 = 1000;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -43,6 +53,14 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE UNIQUE INDEX IF NOT EXISTS messages_dedupe ON messages (room, nick_key, id);
 -- `list_rooms` pages: most messages first, without sorting every room per page.
 CREATE INDEX IF NOT EXISTS rooms_by_head ON rooms (head DESC, room DESC);
+-- Retention by age finds old messages without a scan.
+CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts);
+-- Rooms whose every message was pruned: no longer listed or counted, but their head is
+-- kept so that offsets continue if the room is used again.
+CREATE TABLE IF NOT EXISTS forgotten (
+    room TEXT PRIMARY KEY,
+    head INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// SQLite-backed [`HistoryStore`].
@@ -60,12 +78,18 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     /// Names this database's history: a new file (lost or reset history) gets a new one.
     epoch: String,
+    /// `--max-rooms`; 0: no limit.
+    max_rooms: AtomicU64,
+    /// Bounds the reads running at once ([`MAX_READS`]).
+    read_slots: tokio::sync::Semaphore,
 }
 
 struct WriterConn {
     conn: Connection,
     /// Latest committed offset per room, loaded lazily from `rooms`.
     heads: HashMap<String, u64>,
+    /// Rows of `rooms`, loaded when first needed and kept current by appends and prunes.
+    room_count: Option<u64>,
 }
 
 fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
@@ -105,11 +129,34 @@ impl SqliteStore {
                 writer: Mutex::new(WriterConn {
                     conn,
                     heads: HashMap::new(),
+                    room_count: None,
                 }),
                 readers: Mutex::new(Vec::new()),
                 epoch,
+                max_rooms: AtomicU64::new(0),
+                read_slots: tokio::sync::Semaphore::new(MAX_READS),
             }),
         })
+    }
+
+    /// Refuses messages that would create a room beyond `max` rooms (0: no limit).
+    pub fn set_max_rooms(&self, max: u64) {
+        self.inner.max_rooms.store(max, Ordering::Relaxed);
+    }
+
+    /// Runs `f` with the writer's connection on the blocking pool.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriterConn) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut w = locks::lock(&inner.writer);
+            f(&mut w).map_err(write_error)
+        })
+        .await
+        .map_err(StoreError::Task)?
     }
 
     /// Runs `f` with a read connection on the blocking pool.
@@ -119,6 +166,13 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
+        // Closed never: the semaphore lives as long as the store.
+        let _slot = self
+            .inner
+            .read_slots
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Corrupt("read slots closed".to_owned()))?;
         tokio::task::spawn_blocking(move || {
             let pooled = locks::lock(&inner.readers).pop();
             let conn = match pooled {
@@ -148,11 +202,35 @@ fn row_to_message(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatM
     })
 }
 
+/// A write failure, told apart: a full disk or a read-only database refuses writes
+/// until an operator acts, which senders are told plainly.
+fn write_error(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{DiskFull, ReadOnly};
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, DiskFull | ReadOnly) => {
+            StoreError::Full(Box::new(e))
+        }
+        _ => StoreError::Sqlite(e),
+    }
+}
+
 fn append_in_tx(
     w: &mut WriterConn,
     batch: Vec<NewMessage>,
+    max_rooms: u64,
 ) -> rusqlite::Result<Vec<AppendOutcome>> {
-    let WriterConn { conn, heads } = w;
+    if max_rooms > 0 && w.room_count.is_none() {
+        w.room_count = Some(
+            w.conn
+                .query_row("SELECT count(*) FROM rooms", [], |r| r.get(0))?,
+        );
+    }
+    let WriterConn {
+        conn,
+        heads,
+        room_count,
+    } = w;
+    let mut new_rooms = 0;
     let tx = conn.transaction()?;
     // New heads are applied to the cache only after the commit succeeds, so a failed
     // batch leaves no phantom offsets behind.
@@ -164,6 +242,8 @@ fn append_in_tx(
             "SELECT offset FROM messages WHERE room = ?1 AND nick_key = ?2 AND id = ?3",
         )?;
         let mut load_head = tx.prepare_cached("SELECT head FROM rooms WHERE room = ?1")?;
+        let mut revive =
+            tx.prepare_cached("DELETE FROM forgotten WHERE room = ?1 RETURNING head")?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO messages (room, offset, id, nick, nick_key, text, ts)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -178,10 +258,25 @@ fn append_in_tx(
             }
             let head = match new_heads.get(&m.room).or_else(|| heads.get(&m.room)) {
                 Some(h) => *h,
-                None => load_head
+                None => match load_head
                     .query_row([&m.room], |r| r.get::<_, u64>(0))
                     .optional()?
-                    .unwrap_or(0),
+                {
+                    Some(h) => h,
+                    None => {
+                        // A new room, or a forgotten one coming back.
+                        let count = room_count.unwrap_or(0) + new_rooms;
+                        if max_rooms > 0 && count >= max_rooms {
+                            outcomes.push(AppendOutcome::RoomLimit);
+                            continue;
+                        }
+                        new_rooms += 1;
+                        revive
+                            .query_row([&m.room], |r| r.get::<_, u64>(0))
+                            .optional()?
+                            .unwrap_or(0)
+                    }
+                },
             };
             let offset = head + 1;
             insert.execute(params![
@@ -200,28 +295,133 @@ fn append_in_tx(
     }
     tx.commit()?;
     heads.extend(new_heads);
+    if let Some(count) = room_count {
+        *count += new_rooms;
+    }
     Ok(outcomes)
+}
+
+/// Deletes up to [`PRUNE_BATCH`] messages older than `cutoff` (ms); how many it deleted.
+fn prune_old(w: &mut WriterConn, cutoff: u64) -> rusqlite::Result<u64> {
+    let n = w.conn.execute(
+        "DELETE FROM messages WHERE (room, offset) IN
+           (SELECT room, offset FROM messages WHERE ts < ?1 LIMIT ?2)",
+        params![cutoff, PRUNE_BATCH],
+    )?;
+    Ok(n as u64)
+}
+
+/// Deletes up to [`PRUNE_BATCH`] of `room`'s messages at or below `up_to`.
+fn prune_room(w: &mut WriterConn, room: &str, up_to: u64) -> rusqlite::Result<u64> {
+    let n = w.conn.execute(
+        "DELETE FROM messages WHERE (room, offset) IN
+           (SELECT room, offset FROM messages WHERE room = ?1 AND offset <= ?2 LIMIT ?3)",
+        params![room, up_to, PRUNE_BATCH],
+    )?;
+    Ok(n as u64)
+}
+
+/// Moves up to [`PRUNE_BATCH`] rooms without messages to `forgotten`; how many. The
+/// check runs in the same transaction as the move, under the writer's lock, so a
+/// message appended meanwhile keeps its room.
+fn forget_empty(w: &mut WriterConn) -> rusqlite::Result<u64> {
+    let tx = w.conn.transaction()?;
+    let rooms: Vec<(String, u64)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT room, head FROM rooms r
+             WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.room = r.room) LIMIT ?1",
+        )?;
+        let rows = stmt
+            .query_map([PRUNE_BATCH], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        rows
+    };
+    for (room, head) in &rooms {
+        tx.execute(
+            "INSERT INTO forgotten (room, head) VALUES (?1, ?2)
+             ON CONFLICT (room) DO UPDATE SET head = excluded.head",
+            params![room, head],
+        )?;
+        tx.execute("DELETE FROM rooms WHERE room = ?1", [room])?;
+    }
+    tx.commit()?;
+    for (room, _) in &rooms {
+        w.heads.remove(room);
+    }
+    let forgotten = rooms.len() as u64;
+    if let Some(count) = &mut w.room_count {
+        *count = count.saturating_sub(forgotten);
+    }
+    Ok(forgotten)
 }
 
 #[async_trait]
 impl HistoryStore for SqliteStore {
     async fn append_batch(&self, batch: Vec<NewMessage>) -> Result<Vec<AppendOutcome>, StoreError> {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            let mut w = locks::lock(&inner.writer);
-            Ok(append_in_tx(&mut w, batch)?)
-        })
-        .await
-        .map_err(StoreError::Task)?
+        let max_rooms = self.inner.max_rooms.load(Ordering::Relaxed);
+        self.write(move |w| append_in_tx(w, batch, max_rooms)).await
+    }
+
+    async fn prune(&self, policy: &Retention, now_ms: u64) -> Result<Pruned, StoreError> {
+        let mut pruned = Pruned::default();
+        // Each step takes the writer's lock for one bounded batch, so appends interleave.
+        if let Some(age) = policy.max_age {
+            let cutoff = now_ms.saturating_sub(age.as_millis() as u64);
+            loop {
+                let n = self.write(move |w| prune_old(w, cutoff)).await?;
+                pruned.messages += n;
+                if n < u64::from(PRUNE_BATCH) {
+                    break;
+                }
+            }
+        }
+        if let Some(keep) = policy.max_messages {
+            let over: Vec<(String, u64)> = self
+                .read(move |c| {
+                    let mut stmt = c.prepare_cached(
+                        "SELECT r.room, r.head FROM rooms r WHERE r.head > ?1 AND EXISTS
+                           (SELECT 1 FROM messages m WHERE m.room = r.room AND m.offset <= r.head - ?1)",
+                    )?;
+                    let rows = stmt
+                        .query_map([keep], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect();
+                    rows
+                })
+                .await?;
+            for (room, head) in over {
+                let up_to = head - keep;
+                loop {
+                    let room = room.clone();
+                    let n = self.write(move |w| prune_room(w, &room, up_to)).await?;
+                    pruned.messages += n;
+                    if n < u64::from(PRUNE_BATCH) {
+                        break;
+                    }
+                }
+            }
+        }
+        loop {
+            let n = self.write(forget_empty).await?;
+            pruned.rooms += n;
+            if n < u64::from(PRUNE_BATCH) {
+                break;
+            }
+        }
+        Ok(pruned)
     }
 
     async fn head(&self, room: &str) -> Result<RoomHead, StoreError> {
         let room = room.to_owned();
+        // A forgotten room keeps its head, so a returning client does not take new
+        // offsets for ones it saw.
         let head = self
             .read(move |c| {
-                c.query_row("SELECT head FROM rooms WHERE room = ?1", [&room], |r| {
-                    r.get::<_, u64>(0)
-                })
+                c.query_row(
+                    "SELECT head FROM rooms WHERE room = ?1
+                     UNION ALL SELECT head FROM forgotten WHERE room = ?1 LIMIT 1",
+                    [&room],
+                    |r| r.get::<_, u64>(0),
+                )
                 .optional()
             })
             .await?;
@@ -354,6 +554,7 @@ mod tests {
             .map(|o| match o {
                 AppendOutcome::Stored(m) => (m.room.as_str(), m.offset, false),
                 AppendOutcome::Duplicate { offset } => ("dup", *offset, true),
+                AppendOutcome::RoomLimit => unreachable!("no room limit here"),
             })
             .collect();
         assert_eq!(

@@ -23,4 +23,5 @@ mod protocol;
 mod readme;
 mod redis_cluster;
 mod redis_store;
+mod retention;
 mod tls;

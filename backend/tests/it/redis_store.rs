@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::redis::{require, RedisServer};
 use backend::{
-    AppendOutcome, HistoryStore, NewMessage, RedisKeys, RedisStore, RoomList, SqliteStore,
-    StoreError,
+    AppendOutcome, HistoryStore, NewMessage, RedisKeys, RedisStore, Retention, RoomList,
+    SqliteStore, StoreError,
 };
 
 fn msg(room: &str, nick: &str, id: &str) -> NewMessage {
@@ -28,6 +28,7 @@ fn offsets(out: &[AppendOutcome]) -> Vec<(u64, bool)> {
         .map(|o| match o {
             AppendOutcome::Stored(m) => (m.offset, false),
             AppendOutcome::Duplicate { offset } => (*offset, true),
+            AppendOutcome::RoomLimit => panic!("no room limit in these tests"),
         })
         .collect()
 }
@@ -184,6 +185,102 @@ async fn contract(store: &dyn HistoryStore) {
     assert_eq!(store.rooms(4, 2).await.unwrap().rooms, rooms(&[]));
     assert_eq!(store.rooms(u64::MAX, 2).await.unwrap().rooms, rooms(&[]));
     store.check_writable().await.unwrap();
+}
+
+/// Retention and the room limit, on a fresh store that refuses a third room.
+async fn retention_contract(store: &dyn HistoryStore) {
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let batch = |room: &str, ids: std::ops::Range<u32>| -> Vec<NewMessage> {
+        ids.map(|i| msg(room, "x", &i.to_string())).collect()
+    };
+    store.append_batch(batch("a", 1..6)).await.unwrap();
+    store.append_batch(batch("b", 1..2)).await.unwrap();
+
+    // The room limit: a third room is refused, existing ones go on.
+    let out = store
+        .append_batch(vec![msg("c", "x", "1"), msg("a", "x", "6")])
+        .await
+        .unwrap();
+    assert_eq!(out[0], AppendOutcome::RoomLimit);
+    assert!(matches!(&out[1], AppendOutcome::Stored(m) if m.offset == 6));
+    assert_eq!(store.head("c").await.unwrap().head, 0, "nothing stored");
+
+    // By count: the newest 2 of each room stay; heads do not move.
+    let keep_two = Retention {
+        max_age: None,
+        max_messages: Some(2),
+    };
+    let pruned = store.prune(&keep_two, now()).await.unwrap();
+    assert_eq!(pruned.messages, 4);
+    let page = store.page("a", None, 10).await.unwrap();
+    let offsets: Vec<u64> = page.messages.iter().map(|m| m.offset).collect();
+    assert_eq!(offsets, [5, 6]);
+    assert!(!page.has_more);
+    assert_eq!(store.head("a").await.unwrap().head, 6);
+    // A client that saw offset 1 cannot be given a gap-free replay any more.
+    assert_eq!(store.count_between("a", 1, 6).await.unwrap(), 2);
+
+    // By age: a pass an hour from now with an age of a minute deletes everything, and
+    // rooms left empty are forgotten: not listed, not counted against the limit.
+    let a_minute = Retention {
+        max_age: Some(Duration::from_secs(60)),
+        max_messages: None,
+    };
+    let pruned = store.prune(&a_minute, now() + 3_600_000).await.unwrap();
+    assert_eq!((pruned.messages, pruned.rooms), (3, 2));
+    assert_eq!(store.rooms(0, 10).await.unwrap(), RoomList::default());
+    assert!(store.page("a", None, 10).await.unwrap().messages.is_empty());
+    // A forgotten room keeps its head: used again, it continues where it was, so no
+    // client can take a new message for one it saw.
+    assert_eq!(store.head("a").await.unwrap().head, 6);
+    let out = store
+        .append_batch(vec![
+            msg("a", "x", "again"),
+            msg("c", "x", "1"),
+            msg("d", "x", "1"),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out[0], AppendOutcome::Stored(m) if m.offset == 7),
+        "{out:?}"
+    );
+    assert!(
+        matches!(&out[1], AppendOutcome::Stored(m) if m.offset == 1),
+        "{out:?}"
+    );
+    assert_eq!(
+        out[2],
+        AppendOutcome::RoomLimit,
+        "a and c are the two rooms now"
+    );
+    assert_eq!(store.rooms(0, 10).await.unwrap().total, 2);
+}
+
+#[tokio::test]
+async fn retention_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+    store.set_max_rooms(2);
+    retention_contract(&store).await;
+}
+
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
+#[tokio::test]
+async fn retention_redis() {
+    require();
+    let server = RedisServer::start().await;
+    let keys = RedisKeys::new("huddle").unwrap();
+    let store = RedisStore::connect(&server.url(), keys, 10_000)
+        .await
+        .unwrap()
+        .limit(2, &Retention::default());
+    retention_contract(&store).await;
 }
 
 #[tokio::test]
