@@ -31,6 +31,8 @@ mod cluster;
 mod codec;
 mod config;
 mod disconnect;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod hub;
 mod identity;

@@ -8,7 +8,7 @@
 //! alerts become notifications, and only the parts of the page it changed are woken.
 //! When to reconnect is decided by [`crate::link`].
 
-use common::{ClientMsg, CloseCode, ServerMsg};
+use common::{ClientMsg, CloseCode, ErrorCode, ServerMsg};
 use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 use web_sys::{CloseEvent, Event, EventTarget, MessageEvent, WebSocket};
@@ -17,6 +17,9 @@ use crate::link::{ws_url, AfterClose, Reconnect, Status};
 use crate::state::{ChatState, Parts};
 use crate::store::Store;
 use crate::{notify, prefs};
+
+/// How long after a `history` refused for the read budget the page is asked for again.
+const HISTORY_RETRY_MS: u64 = 1000;
 
 /// The handle components get from the context. It is `Copy`: every field is an arena
 /// handle, and the socket itself stays on the browser's thread in `link`.
@@ -298,6 +301,10 @@ impl Connection {
                 return;
             }
         };
+        let history_refused = matches!(
+            &msg,
+            ServerMsg::Error { code: ErrorCode::RateLimited, reference: Some(r), .. } if r == "history"
+        );
         if let ServerMsg::Welcome { nick, session, .. } = &msg {
             prefs::save(nick, session);
             self.link.update_value(|l| l.policy.welcomed());
@@ -307,6 +314,14 @@ impl Connection {
         let Some(applied) = self.chat.apply(msg, now()) else {
             return;
         };
+        if history_refused {
+            // Over the server's read budget: ask for the page again in a moment, as
+            // scrolling to the top again would.
+            let retry = std::time::Duration::from_millis(HISTORY_RETRY_MS);
+            if let Err(err) = set_timeout_with_handle(move || self.load_older(), retry) {
+                leptos::logging::warn!("cannot schedule a history retry: {err:?}");
+            }
+        }
         for reply in &applied.replies {
             self.send(reply);
         }

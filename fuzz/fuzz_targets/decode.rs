@@ -13,11 +13,11 @@
 
 #![no_main]
 
-use unicode_security::general_security_profile::IdentifierType;
-use unicode_security::{GeneralSecurityProfile as _, MixedScript as _};
 use common::validate::{self, RuleError};
 use common::{decode_client, ClientMsg, DecodeError, ErrorCode, Limits};
 use libfuzzer_sys::fuzz_target;
+use unicode_security::general_security_profile::IdentifierType;
+use unicode_security::{GeneralSecurityProfile as _, MixedScript as _};
 
 /// The frame types a client may send, and the codes a missing or mistyped required field
 /// of each earns (mirrors the table in docs/protocol.md).

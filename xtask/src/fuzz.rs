@@ -1,14 +1,16 @@
-//! `cargo xtask fuzz`: runs the `decode` fuzz target (the client frame decoder and the
-//! validation rules, `fuzz/fuzz_targets/decode.rs`) for a bounded time.
+//! `cargo xtask fuzz`: runs the fuzz targets in `fuzz/fuzz_targets/` ([`TARGETS`]), each
+//! for a bounded time: the client frame decoder and validation rules, the Origin/Host
+//! checks, `X-Forwarded-For`, the API's bearer header, the web app's link and mention
+//! parser (with a time budget), and whole sessions against a real server.
 //!
 //! cargo-fuzz drives libFuzzer, which needs nightly Rust for its sanitizer flags, so this
 //! task installs what is missing first: the nightly toolchain (minimal profile, through
 //! rustup) and cargo-fuzz. It is not part of `cargo xtask test`: a fuzz run is worth
 //! minutes, and its result depends on luck, so CI runs it as a separate, bounded job.
 //!
-//! The committed seeds in `fuzz/corpus/decode/` are read but never written: libFuzzer
+//! The committed seeds in `fuzz/corpus/<target>/` are read but never written: libFuzzer
 //! adds the inputs it discovers to the first corpus directory, which is a working copy
-//! under the target directory. A failing input is written to `fuzz/artifacts/decode/`.
+//! under the target directory. A failing input is written to `fuzz/artifacts/<target>/`.
 
 use std::fs;
 
@@ -16,8 +18,9 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::Ctx;
 
-/// The one fuzz target, `fuzz/fuzz_targets/decode.rs`.
-const TARGET: &str = "decode";
+/// Every fuzz target, `fuzz/fuzz_targets/<name>.rs`, in the order they run.
+pub(crate) const TARGETS: [&str; 6] =
+    ["decode", "origin", "forwarded", "bearer", "text", "session"];
 
 /// Installed when `cargo fuzz` is missing; any installed cargo-fuzz is used as it is.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
@@ -25,54 +28,71 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// The toolchain cargo-fuzz builds with: libFuzzer needs `-Zsanitizer` and friends.
 const NIGHTLY: &str = "nightly";
 
-/// Installs nightly Rust and cargo-fuzz if missing, then fuzzes for `seconds`.
-pub(crate) fn fuzz(ctx: &Ctx, seconds: u64) -> Result<()> {
+/// Installs nightly Rust and cargo-fuzz if missing, then fuzzes `target` (or every
+/// target in turn) for `seconds` each.
+pub(crate) fn fuzz(ctx: &Ctx, seconds: u64, target: Option<&str>) -> Result<()> {
     if seconds == 0 {
         bail!("--seconds must be at least 1");
     }
+    let targets: Vec<&str> = match target {
+        None => TARGETS.to_vec(),
+        Some(t) if TARGETS.contains(&t) => vec![t],
+        Some(t) => bail!(
+            "no fuzz target {t:?}; the targets are {}",
+            TARGETS.join(", ")
+        ),
+    };
     nightly_toolchain(ctx)?;
     cargo_fuzz(ctx)?;
+    for target in targets {
+        run_target(ctx, target, seconds)?;
+    }
+    Ok(())
+}
 
+fn run_target(ctx: &Ctx, target: &str, seconds: u64) -> Result<()> {
     let fuzz_dir = ctx.root.join("fuzz");
-    let seeds = fuzz_dir.join("corpus").join(TARGET);
+    let seeds = fuzz_dir.join("corpus").join(target);
     if !seeds.is_dir() {
         bail!("the seed corpus {} is missing", seeds.display());
     }
     let target_dir = ctx.target_dir().join("fuzz");
-    let work = target_dir.join("corpus").join(TARGET);
+    let work = target_dir.join("corpus").join(target);
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
-    let dict = fuzz_dir.join(format!("{TARGET}.dict"));
+    let dict = fuzz_dir.join(format!("{target}.dict"));
 
-    println!("fuzzing `{TARGET}` for {seconds} s (seeds: fuzz/corpus/{TARGET}/)");
+    println!("fuzzing `{target}` for {seconds} s (seeds: fuzz/corpus/{target}/)");
     let mut cmd = ctx.cmd("rustup");
     cmd.args(["run", NIGHTLY, "cargo", "fuzz", "run", "--fuzz-dir"])
         .arg(&fuzz_dir)
         .arg("--target-dir")
         .arg(&target_dir)
-        .arg(TARGET)
+        .arg(target)
         .arg(&work)
         .arg(&seeds)
         .arg("--")
         .arg(format!("-max_total_time={seconds}"))
-        .arg(format!("-dict={}", dict.display()))
         // One input taking this long is a hang, which is a bug like a crash.
-        .arg("-timeout=10")
-        .arg("-print_final_stats=1")
-        // The stable cargo that runs xtask must not leak into the nightly build.
-        .env_remove("CARGO")
+        .arg("-timeout=20")
+        .arg("-print_final_stats=1");
+    if dict.is_file() {
+        cmd.arg(format!("-dict={}", dict.display()));
+    }
+    // The stable cargo that runs xtask must not leak into the nightly build.
+    cmd.env_remove("CARGO")
         .env_remove("RUSTC")
         .env_remove("RUSTUP_TOOLCHAIN");
     ctx.run(&mut cmd).with_context(|| {
         format!(
             "the fuzzer stopped with a failure (or could not build: see the output above). \
-             A failing input is saved in fuzz/artifacts/{TARGET}/; reproduce it with \
-             `rustup run {NIGHTLY} cargo fuzz run {TARGET} fuzz/artifacts/{TARGET}/<file>`, \
-             then add it to fuzz/corpus/{TARGET}/ once fixed"
+             A failing input is saved in fuzz/artifacts/{target}/; reproduce it with \
+             `rustup run {NIGHTLY} cargo fuzz run {target} fuzz/artifacts/{target}/<file>`, \
+             then add it to fuzz/corpus/{target}/ once fixed"
         )
     })?;
     println!();
     println!(
-        "fuzzing found nothing in {seconds} s; the inputs it discovered are in {}",
+        "fuzzing `{target}` found nothing in {seconds} s; the inputs it discovered are in {}",
         work.strip_prefix(&ctx.root).unwrap_or(&work).display()
     );
     Ok(())

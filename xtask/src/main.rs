@@ -17,7 +17,7 @@
 //!   web bundle and every test, stopping at the first failure.
 //! - `cluster`: Redis, three release instances and nginx in front, to try scale-out.
 //! - `bench`: the benchmark scenarios of BENCHMARKS.md (release server + `loadgen`).
-//! - `fuzz`: run the decoder/validation fuzz target for a bounded time (not part of `test`).
+//! - `fuzz`: run every fuzz target (or one) for a bounded time (not part of `test`).
 
 mod bench;
 mod cluster;
@@ -73,11 +73,14 @@ enum Task {
     /// Benchmark a release server with `loadgen`: fanout, idle, rooms, durable or cluster
     /// (see BENCHMARKS.md); results go to target/bench/results.jsonl.
     Bench(bench::BenchArgs),
-    /// Fuzz the frame decoder and validation rules (cargo-fuzz, nightly) for a bounded time.
+    /// Fuzz what attackers reach (cargo-fuzz, nightly), each target for a bounded time.
     Fuzz {
-        /// How long to fuzz, in seconds.
+        /// How long to fuzz each target, in seconds.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+        /// Only this target (decode, origin, forwarded, bearer, text or session).
+        #[arg(long)]
+        target: Option<String>,
     },
 }
 
@@ -110,7 +113,7 @@ fn dispatch(ctx: &Ctx, task: Task) -> Result<()> {
         Task::Test => test(ctx),
         Task::Cluster => cluster::cluster(ctx),
         Task::Bench(args) => bench::bench(ctx, &args),
-        Task::Fuzz { seconds } => fuzz::fuzz(ctx, seconds),
+        Task::Fuzz { seconds, target } => fuzz::fuzz(ctx, seconds, target.as_deref()),
     }
 }
 

@@ -129,7 +129,7 @@ impl ApiToken {
     /// Compares in time independent of where the two differ, so response times do not
     /// reveal how much of a guess was right. (A length mismatch returns early; the length
     /// of a token is not the secret.)
-    fn matches(&self, given: &[u8]) -> bool {
+    pub(crate) fn matches(&self, given: &[u8]) -> bool {
         self.0.as_bytes().ct_eq(given).into()
     }
 }
@@ -340,7 +340,7 @@ async fn notify(
 
 /// The token of an `Authorization: Bearer <token>` header; `None` when the header is
 /// missing, not visible ASCII, uses another scheme, or carries no token.
-fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     // The scheme is case-insensitive (RFC 9110 §11.1).

@@ -592,19 +592,24 @@ async fn nicks_are_unique_across_instances_and_a_session_reclaims_anywhere() {
     other.send(json!({"type": "hello", "nick": "alice"})).await;
     other.expect_error("nick_taken").await;
 
-    // Once the holder leaves, the nick is free anywhere.
+    // Once the holder leaves, the nick is kept for its session through the grace (5 s)
+    // on every instance, then free anywhere.
     second.ws.close(None).await.unwrap();
+    let mut late = servers[1].client().await;
     let deadline = Instant::now() + WAIT;
+    let mut kept = false;
     loop {
-        other.send(json!({"type": "hello", "nick": "alice"})).await;
-        let v = other.recv().await;
+        late.send(json!({"type": "hello", "nick": "alice"})).await;
+        let v = late.recv().await;
         if v["type"] == "welcome" {
             break;
         }
         assert_eq!(v["code"], "nick_taken", "{v}");
+        kept |= v["message"].as_str().unwrap().contains("just disconnected");
         assert!(Instant::now() < deadline, "nick never freed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(kept, "the nick was not kept for its owner's reconnect");
 }
 
 /// Reads until the connection dies; returns the (offset, id) of every message and the

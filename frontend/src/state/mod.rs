@@ -523,13 +523,16 @@ impl ChatState {
                 }
                 self.room_error = Some(message);
             }
-            (_, Some("history")) => {
-                // Over the server's read budget, say: reaching the top again asks again.
+            (code, Some("history")) => {
+                // The page can be asked for again (the connection does so after a
+                // moment when the server's read budget was the reason).
                 for r in self.rooms.values_mut() {
                     r.loading_older = false;
                 }
-                if let Some(current) = self.current.clone() {
-                    self.notice(&current, NoticeKind::Error, message, now);
+                if code != ErrorCode::RateLimited {
+                    if let Some(current) = self.current.clone() {
+                        self.notice(&current, NoticeKind::Error, message, now);
+                    }
                 }
             }
             (_, Some(id)) if self.rooms.values().any(|r| r.pending.contains_key(id)) => {
