@@ -2,7 +2,7 @@
 //! runs in every reader's browser on every message anyone sends.
 //!
 //! Beyond "no panic": the segments put together are the text; a link starts with its
-//! scheme and holds no whitespace; a link's shown text has no bidirectional control
+//! scheme (in any case) and holds no whitespace; a link's shown text has no bidirectional control
 //! left; and a time budget: parsing takes at most a fixed cost plus a linear one per
 //! byte, so an input that makes it quadratic fails here instead of freezing a tab.
 
@@ -17,26 +17,40 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use text::Segment;
 
-/// Generous, so a busy machine does not fail it; a quadratic scan of a 4 KB input
-/// takes far longer.
+/// A fixed cost plus a linear one per byte: several times what the parser needs, yet
+/// far below what a quadratic scan of a few kilobytes takes.
 fn budget(len: usize) -> Duration {
-    Duration::from_millis(20) + Duration::from_micros(20) * len as u32
+    Duration::from_millis(3) + Duration::from_nanos(1500) * len as u32
+}
+
+/// The time `linkify` and `mentions` take on `input`; when a run is over the budget it
+/// is measured twice more and the fastest counts, so a pause of the machine is not
+/// taken for slow code.
+fn parse_time(input: &str) -> Duration {
+    let once = || {
+        let started = Instant::now();
+        std::hint::black_box(text::linkify(input));
+        std::hint::black_box(text::mentions(input, "alice"));
+        started.elapsed()
+    };
+    let first = once();
+    if first <= budget(input.len()) {
+        return first;
+    }
+    first.min(once()).min(once())
 }
 
 fuzz_target!(|data: &[u8]| {
     let Ok(input) = std::str::from_utf8(data) else {
         return;
     };
-    let started = Instant::now();
-    let segments = text::linkify(input);
-    let mentioned = text::mentions(input, "alice");
-    let took = started.elapsed();
+    let took = parse_time(input);
     assert!(
         took <= budget(input.len()),
         "{took:?} for {} bytes: slower than linear",
         input.len()
     );
-    let _ = mentioned;
+    let segments = text::linkify(input);
 
     let mut joined = String::new();
     for segment in &segments {
@@ -46,8 +60,9 @@ fuzz_target!(|data: &[u8]| {
                 joined.push_str(t);
             }
             Segment::Link(url) => {
+                let scheme = url.get(..8).unwrap_or(url).to_ascii_lowercase();
                 assert!(
-                    url.starts_with("http://") || url.starts_with("https://"),
+                    scheme.starts_with("http://") || scheme.starts_with("https://"),
                     "{url:?}"
                 );
                 assert!(!url.chars().any(char::is_whitespace), "{url:?}");
