@@ -98,9 +98,9 @@ impl ReadBudget {
         self.messages.has_token() && self.bytes.has_token()
     }
 
-    /// Whether `n` messages may be read at once now.
+    /// Whether `n` messages may be read at once now (nothing always may).
     pub(crate) fn covers(&mut self, n: u64) -> bool {
-        self.bytes.has_token() && self.messages.available() >= n as f64
+        n == 0 || (self.bytes.has_token() && self.messages.available() >= n as f64)
     }
 
     /// How long until the bytes read so far are paid off (zero when they are).
@@ -147,6 +147,7 @@ mod tests {
         budget.charge(0, 70_000);
         assert!(!budget.may_read(), "110 KB read of a 50 KB burst");
         assert!(!budget.covers(1), "nothing while in debt");
+        assert!(budget.covers(0), "an empty gap needs no budget");
         tokio::time::advance(Duration::from_secs(6)).await;
         assert!(!budget.may_read(), "the debt is just paid off");
         tokio::time::advance(Duration::from_secs(1)).await;

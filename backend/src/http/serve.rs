@@ -137,7 +137,12 @@ pub(crate) async fn serve(
             // Held for as long as the connection is HTTP; an upgraded WebSocket goes on
             // in a task of its own, counted by the WebSocket limits instead.
             let _held = (place, slot);
-            let Some(io) = stream.open(peer).await else {
+            let io = tokio::select! {
+                io = stream.open(peer) => io,
+                // A handshake still under way is not worth waiting for.
+                () = shutdown.cancelled() => None,
+            };
+            let Some(io) = io else {
                 return;
             };
             let conn = http

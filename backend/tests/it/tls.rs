@@ -171,6 +171,22 @@ async fn a_handshake_flood_from_one_address_gets_only_its_share() {
     assert!(open <= 8, "{open} silent handshakes still held");
 }
 
+#[tokio::test]
+async fn a_stalled_handshake_does_not_hold_shutdown() {
+    let cert = self_signed();
+    let mut server = tls_server(&cert).await;
+    let _stalled = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // Let the server take it into a handshake.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    server.stop().await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "shutdown waited {:?} for a handshake",
+        started.elapsed()
+    );
+}
+
 /// Runs the real binary with `args` and returns its exit code and stderr.
 async fn huddle(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_huddle"))
