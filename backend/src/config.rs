@@ -179,7 +179,8 @@ pub struct Config {
     /// Host names (with an optional port) clients use to reach this server,
     /// comma-separated, e.g. `chat.example.com`. Requests naming another `Host` get 421
     /// on /ws, the API and /metrics, which stops DNS-rebinding pages. Unset: on a
-    /// loopback address only loopback names; elsewhere any host (with a warning).
+    /// loopback address only loopback names (or what a trusted proxy forwards);
+    /// elsewhere any host (with a warning).
     #[arg(
         long,
         env = "HUDDLE_PUBLIC_HOST",

@@ -46,11 +46,12 @@ pub fn origin_pattern_round_trip(raw: &str) -> Option<(String, bool)> {
     Some((shown, again == Some(pattern)))
 }
 
-/// Whether a request naming `host` is served, with `--public-host` given as `hosts`.
+/// Whether a request naming `host` directly (not through a proxy) is served, with
+/// `--public-host` given as `hosts`.
 pub fn host_allowed(hosts: &[&str], loopback: bool, host: Option<&str>) -> bool {
     let hosts: Vec<PublicHost> = hosts.iter().filter_map(|h| h.parse().ok()).collect();
     let pairs: Vec<_> = host.map(|h| (HOST, h)).into_iter().collect();
-    PublicHosts::new(&hosts, loopback).allows(&headers(&pairs))
+    PublicHosts::new(&hosts, loopback).allows(&headers(&pairs), false)
 }
 
 /// The client address the per-address limits use, for a TCP `peer`, these

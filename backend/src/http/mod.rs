@@ -6,7 +6,9 @@ pub(crate) mod origin;
 pub(crate) mod serve;
 mod ws;
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -40,7 +42,19 @@ pub(crate) fn router(state: AppState) -> Router {
 /// Answers 421 to a request for a host this server does not answer for: a DNS-rebinding
 /// page, or a misrouted request.
 async fn public_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if state.hosts.allows(request.headers()) {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    let proxied = request.headers().contains_key("x-forwarded-for")
+        && peer.is_some_and(|ip| {
+            state
+                .config
+                .trusted_proxies
+                .iter()
+                .any(|net| net.contains(ip))
+        });
+    if state.hosts.allows(request.headers(), proxied) {
         return next.run(request).await;
     }
     tracing::info!(host = ?request.headers().get(header::HOST), path = %request.uri().path(), "refused: not a public host");

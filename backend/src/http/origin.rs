@@ -15,8 +15,9 @@
 //! "Origin = Host" alone would let a DNS-rebinding page in: its own name, pointed at
 //! this server, is both. So [`PublicHosts`] decides which `Host`s are served at all on
 //! `/ws`, the API and `/metrics`: those of `--public-host`; without it, on a loopback
-//! listener, only loopback names (a rebinding page cannot name itself `localhost`); and
-//! without either, any (the server then warns at start that it is exposed).
+//! listener, only loopback names (a rebinding page cannot name itself `localhost`) or
+//! requests a trusted proxy forwarded; and without either, any (the server then warns
+//! at start that it is exposed).
 
 use std::fmt;
 use std::str::FromStr;
@@ -213,9 +214,15 @@ impl PublicHosts {
     }
 
     /// Whether a request with these headers names a host this server answers for.
-    pub(crate) fn allows(&self, headers: &HeaderMap) -> bool {
-        if matches!(self, PublicHosts::Any) {
-            return true;
+    /// `proxied`: it came from a trusted proxy that forwarded it (`X-Forwarded-For`),
+    /// which chose the host: without a list, a proxy in front of a loopback listener is
+    /// served whatever name it passes on. A page in a browser cannot add that header to
+    /// a WebSocket handshake or a simple request, so rebinding gains nothing from it.
+    pub(crate) fn allows(&self, headers: &HeaderMap, proxied: bool) -> bool {
+        match self {
+            PublicHosts::Any => return true,
+            PublicHosts::Loopback if proxied => return true,
+            _ => {}
         }
         // HTTP/1.1 requires `Host`; without one, nothing can be checked.
         let Some(host) = headers
@@ -441,7 +448,7 @@ mod tests {
             assert!(bad.parse::<PublicHost>().is_err(), "{bad:?} parsed");
         }
         let listed = PublicHosts::new(&list, true);
-        let host = |h: &str| listed.allows(&headers(None, Some(h)));
+        let host = |h: &str| listed.allows(&headers(None, Some(h)), false);
         assert!(host("chat.example.com") && host("CHAT.example.com:443"));
         assert!(host("10.0.0.5:8443") && !host("10.0.0.5:8444") && !host("10.0.0.5"));
         assert!(host("[2001:db8::1]:3000"));
@@ -450,15 +457,21 @@ mod tests {
             !host("localhost:3000"),
             "a list replaces the loopback default"
         );
-        assert!(!listed.allows(&headers(None, None)), "no Host");
+        assert!(!listed.allows(&headers(None, None), false), "no Host");
+        assert!(
+            !listed.allows(&headers(None, Some("evil.example")), true),
+            "a list binds proxies too"
+        );
 
         let local = PublicHosts::new(&[], true);
-        let host = |h: &str| local.allows(&headers(None, Some(h)));
+        let host = |h: &str| local.allows(&headers(None, Some(h)), false);
         assert!(host("127.0.0.1:3000") && host("localhost") && host("[::1]:80"));
         assert!(host("127.0.0.2:3000"));
         // A rebinding page names itself.
         assert!(!host("evil.example:3000") && !host("localhost.evil.example"));
-        assert!(PublicHosts::new(&[], false).allows(&headers(None, Some("any.example"))));
+        // Behind a proxy on the same machine, the proxy picked the name.
+        assert!(local.allows(&headers(None, Some("chat.example.com")), true));
+        assert!(PublicHosts::new(&[], false).allows(&headers(None, Some("any.example")), false));
     }
 
     #[test]

@@ -270,6 +270,26 @@ async fn a_dns_rebinding_page_is_misdirected() {
 }
 
 #[tokio::test]
+async fn a_proxy_on_this_machine_chooses_the_host() {
+    // nginx on the same machine forwards `Host: chat.example.com` with X-Forwarded-For;
+    // without --public-host that is served, since the proxy picked the name.
+    let server = TestServer::start().await;
+    let via_proxy = [
+        ("Host", "chat.example.com"),
+        ("Origin", "https://chat.example.com"),
+        ("X-Forwarded-For", "203.0.113.9"),
+    ];
+    let mut ok = connect_with(&server, &via_proxy).await.unwrap();
+    assert_eq!(ok.hello("alice").await["type"], "welcome");
+    // The same request without the proxy's header is a rebinding page's.
+    let direct = [
+        ("Host", "chat.example.com"),
+        ("Origin", "https://chat.example.com"),
+    ];
+    assert_eq!(connect_with(&server, &direct).await.err(), Some(421));
+}
+
+#[tokio::test]
 async fn public_hosts_replace_the_loopback_names() {
     let server = TestServer::with(|c| {
         c.public_host = vec!["chat.example.com".parse().unwrap()];
