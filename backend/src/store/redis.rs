@@ -112,6 +112,10 @@ pub struct RedisStore {
     /// `--max-rooms` (0: none) and the log expiry in ms (0: none), set by `limit`.
     max_rooms: u64,
     expire_ms: u64,
+    /// How long a message id is remembered: [`DEDUPE_TTL_SECS`], or the retention age
+    /// if shorter (a retry of a message retention deleted is stored again anyway, as in
+    /// SQLite, so remembering its id longer only costs memory).
+    dedupe_ttl_secs: u64,
     append: Script,
     head: Script,
     forget: Script,
@@ -236,6 +240,7 @@ impl RedisStore {
             history_max: history_max.max(1),
             max_rooms: 0,
             expire_ms: 0,
+            dedupe_ttl_secs: DEDUPE_TTL_SECS,
             append: Script::new(APPEND_LUA),
             head: Script::new(HEAD_LUA),
             forget: Script::new(FORGET_LUA),
@@ -254,6 +259,11 @@ impl RedisStore {
             self.history_max = self.history_max.min(keep.max(1));
         }
         self.expire_ms = retention.max_age.map_or(0, |age| age.as_millis() as u64);
+        if let Some(age) = retention.max_age {
+            // Rounded up to a whole second, at least one (EX 0 is an error).
+            let secs = age.as_millis().div_ceil(1000).max(1);
+            self.dedupe_ttl_secs = DEDUPE_TTL_SECS.min(u64::try_from(secs).unwrap_or(u64::MAX));
+        }
         self
     }
 
@@ -341,7 +351,7 @@ impl HistoryStore for RedisStore {
                 .arg(&m.text)
                 .arg(self.history_max)
                 .arg(&epoch)
-                .arg(DEDUPE_TTL_SECS)
+                .arg(self.dedupe_ttl_secs)
                 .arg(self.max_rooms)
                 .arg(self.expire_ms);
             pipe.invoke_script(&inv);
