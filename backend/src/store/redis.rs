@@ -97,9 +97,16 @@ return 0
 
 /// Reads a room's head and the epoch in one step (creating the epoch when missing).
 /// KEYS: epoch, seq. ARGV: a fresh epoch. Returns {epoch, head}.
+///
+/// It writes only when the epoch is missing, so a Redis that refuses writes (out of
+/// memory, a read-only replica) still answers: joins and `since` recovery go on.
 const HEAD_LUA: &str = r"
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
-return {redis.call('GET', KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0')}
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  redis.call('SET', KEYS[1], ARGV[1])
+  epoch = ARGV[1]
+end
+return {epoch, tonumber(redis.call('GET', KEYS[2]) or '0')}
 ";
 
 /// Redis-backed [`HistoryStore`], shared by every instance pointing at the same Redis.

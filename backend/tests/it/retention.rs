@@ -144,6 +144,8 @@ async fn redis_out_of_memory_gets_a_clear_error_and_reads_go_on() {
     c.send(json!({"type": "history", "room": "lobby", "before": 2, "limit": 1}))
         .await;
     assert_eq!(c.next_of("history").await["messages"][0]["text"], "before");
+    // So does joining, which reads the room's head.
+    assert_eq!(c.join("other").await["head"], 0);
     // Once memory is freed, sends are stored again.
     let _: () = redis.cmd(&["CONFIG", "SET", "maxmemory", "0"]).await;
     crate::support::readyz_becomes(server.addr, 200).await;
@@ -337,6 +339,12 @@ async fn a_read_only_redis_gets_a_clear_error_and_reads_go_on() {
     crate::support::readyz_becomes(server.addr, 503).await;
     // Reads go on.
     assert_eq!(c.history_texts("lobby").await, ["before"]);
+    // Joining goes on too (it reads the room's head), and so does recovery.
+    assert_eq!(c.join("other").await["head"], 0);
+    let epoch = c.join("lobby").await["epoch"].clone();
+    c.send(json!({"type": "join", "room": "lobby", "since": 0, "epoch": epoch}))
+        .await;
+    assert_eq!(c.next_of("joined").await["recovered"], true);
     // Writable again: the same id is stored once.
     let _: () = redis.cmd(&["REPLICAOF", "NO", "ONE"]).await;
     crate::support::readyz_becomes(server.addr, 200).await;
