@@ -353,3 +353,58 @@ async fn a_read_only_redis_gets_a_clear_error_and_reads_go_on() {
     assert_eq!(c.next_of("ack").await["offset"], 2);
     assert_eq!(c.history_texts("lobby").await, ["before", "during"]);
 }
+
+#[tokio::test]
+async fn appends_go_on_while_a_large_backlog_is_pruned() {
+    use backend::{HistoryStore, NewMessage, Retention, SqliteStore};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("h.db")).unwrap());
+    let msg = |room: String, id: String| NewMessage {
+        room,
+        nick: "ann".into(),
+        nick_key: "ann".into(),
+        id,
+        text: "x".repeat(100),
+    };
+    // 20,000 messages: twenty prune batches.
+    for b in 0..20 {
+        let batch = (0..1000)
+            .map(|i| msg(format!("r{}", i % 10), format!("{b}-{i}")))
+            .collect();
+        store.append_batch(batch).await.unwrap();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let a_minute = Retention {
+        max_age: Some(Duration::from_secs(60)),
+        max_messages: None,
+    };
+    // An hour from now, everything is old: the whole backlog goes, batch by batch.
+    let pruning = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move { store.prune(&a_minute, now + 3_600_000).await.unwrap() }
+    });
+    let (mut appended, mut slowest) = (0, Duration::ZERO);
+    while !pruning.is_finished() {
+        let started = Instant::now();
+        store
+            .append_batch(vec![msg("live".into(), format!("live-{appended}"))])
+            .await
+            .unwrap();
+        slowest = slowest.max(started.elapsed());
+        appended += 1;
+    }
+    let pruned = pruning.await.unwrap();
+    assert!(pruned.messages >= 20_000, "{pruned:?}");
+    // Appends took turns with the batches instead of waiting for the whole pass.
+    assert!(appended >= 3, "only {appended} appends during the prune");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "an append waited {slowest:?}"
+    );
+    eprintln!("{appended} appends during the prune, the slowest took {slowest:?}");
+}
