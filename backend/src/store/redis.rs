@@ -116,7 +116,10 @@ pub struct RedisStore {
     conn: ConnectionManager,
     keys: Keys,
     history_max: u64,
-    /// `--max-rooms` (0: none) and the log expiry in ms (0: none), set by `limit`.
+    /// `--max-rooms` (0: none) and the log expiry in ms (0: none), set by `limit`. The
+    /// room count is `ZCARD rooms`, checked inside the append script, so it never
+    /// overshoots; a room whose log expired counts until the next `prune` drops it, so
+    /// the limit may refuse a new room up to one prune interval too early.
     max_rooms: u64,
     expire_ms: u64,
     /// How long a message id is remembered: [`DEDUPE_TTL_SECS`], or the retention age
