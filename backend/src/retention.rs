@@ -25,9 +25,14 @@ pub(crate) async fn keep(
             () = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        // A pass is bounded steps under the writer's lock; stopping between passes is
-        // enough for shutdown.
-        match store.prune(&policy, now_ms()).await {
+        // A pass is bounded steps, each atomic on its own (one SQLite transaction, one
+        // Redis command or script), so dropping it between steps loses nothing: a long
+        // first pass over years of history does not hold shutdown up.
+        let pass = tokio::select! {
+            () = cancel.cancelled() => return,
+            pass = store.prune(&policy, now_ms()) => pass,
+        };
+        match pass {
             Ok(pruned) if pruned != Pruned::default() => tracing::info!(
                 messages = pruned.messages,
                 rooms = pruned.rooms,

@@ -94,6 +94,10 @@ async fn run(
     metrics: Metrics,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
+    // Whether the store refused the last batch as full or read-only: that is logged when
+    // it starts and when it ends, not once per batch, so a full store that senders keep
+    // trying cannot flood the log.
+    let mut refusing = false;
     while rx.recv_many(&mut batch, max_batch).await > 0 {
         let (msgs, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|r| (r.msg, r.reply)).unzip();
         let (size, started) = (msgs.len(), std::time::Instant::now());
@@ -101,6 +105,9 @@ async fn run(
         metrics.history_batch(size, started.elapsed(), stored.is_ok());
         match stored {
             Ok(outcomes) => {
+                if std::mem::take(&mut refusing) {
+                    tracing::warn!("history store accepts writes again");
+                }
                 for (outcome, reply) in outcomes.into_iter().zip(replies) {
                     if let AppendOutcome::Stored(m) = &outcome {
                         // The message is durable whatever happens here: members that miss
@@ -117,7 +124,11 @@ async fn run(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %Chain(&e), "history write failed; batch not acknowledged");
+                if !matches!(e, StoreError::Full(_)) {
+                    tracing::error!(error = %Chain(&e), "history write failed; batch not acknowledged");
+                } else if !std::mem::replace(&mut refusing, true) {
+                    tracing::warn!(error = %Chain(&e), "history store refuses writes (full or read-only); sends are answered `unavailable` until it accepts them again");
+                }
                 let err = WriteError::Store(Arc::new(e));
                 for reply in replies {
                     let _ = reply.send(Err(err.clone()));

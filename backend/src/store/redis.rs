@@ -97,9 +97,16 @@ return 0
 
 /// Reads a room's head and the epoch in one step (creating the epoch when missing).
 /// KEYS: epoch, seq. ARGV: a fresh epoch. Returns {epoch, head}.
+///
+/// It writes only when the epoch is missing, so a Redis that refuses writes (out of
+/// memory, a read-only replica) still answers: joins and `since` recovery go on.
 const HEAD_LUA: &str = r"
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
-return {redis.call('GET', KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0')}
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  redis.call('SET', KEYS[1], ARGV[1])
+  epoch = ARGV[1]
+end
+return {epoch, tonumber(redis.call('GET', KEYS[2]) or '0')}
 ";
 
 /// Redis-backed [`HistoryStore`], shared by every instance pointing at the same Redis.
@@ -109,9 +116,16 @@ pub struct RedisStore {
     conn: ConnectionManager,
     keys: Keys,
     history_max: u64,
-    /// `--max-rooms` (0: none) and the log expiry in ms (0: none), set by `limit`.
+    /// `--max-rooms` (0: none) and the log expiry in ms (0: none), set by `limit`. The
+    /// room count is `ZCARD rooms`, checked inside the append script, so it never
+    /// overshoots; a room whose log expired counts until the next `prune` drops it, so
+    /// the limit may refuse a new room up to one prune interval too early.
     max_rooms: u64,
     expire_ms: u64,
+    /// How long a message id is remembered: [`DEDUPE_TTL_SECS`], or the retention age
+    /// if shorter (a retry of a message retention deleted is stored again anyway, as in
+    /// SQLite, so remembering its id longer only costs memory).
+    dedupe_ttl_secs: u64,
     append: Script,
     head: Script,
     forget: Script,
@@ -236,6 +250,7 @@ impl RedisStore {
             history_max: history_max.max(1),
             max_rooms: 0,
             expire_ms: 0,
+            dedupe_ttl_secs: DEDUPE_TTL_SECS,
             append: Script::new(APPEND_LUA),
             head: Script::new(HEAD_LUA),
             forget: Script::new(FORGET_LUA),
@@ -254,6 +269,11 @@ impl RedisStore {
             self.history_max = self.history_max.min(keep.max(1));
         }
         self.expire_ms = retention.max_age.map_or(0, |age| age.as_millis() as u64);
+        if let Some(age) = retention.max_age {
+            // Rounded up to a whole second, at least one (EX 0 is an error).
+            let secs = age.as_millis().div_ceil(1000).max(1);
+            self.dedupe_ttl_secs = DEDUPE_TTL_SECS.min(u64::try_from(secs).unwrap_or(u64::MAX));
+        }
         self
     }
 
@@ -341,7 +361,7 @@ impl HistoryStore for RedisStore {
                 .arg(&m.text)
                 .arg(self.history_max)
                 .arg(&epoch)
-                .arg(DEDUPE_TTL_SECS)
+                .arg(self.dedupe_ttl_secs)
                 .arg(self.max_rooms)
                 .arg(self.expire_ms);
             pipe.invoke_script(&inv);
