@@ -283,7 +283,9 @@ impl Session {
                 Some(ctx.id),
             ),
             Err(e) if e.is_full() => {
-                tracing::warn!(error = %Chain(&e), "send not stored: storage refuses writes");
+                // The writer logs when the store starts and stops refusing; one line
+                // per refused send would let any sender flood the log.
+                tracing::debug!(error = %Chain(&e), "send not stored: storage refuses writes");
                 ServerMsg::error(
                     ErrorCode::Unavailable,
                     "the server cannot store messages right now (its storage is full or read-only); not stored, try again later with the same id",
