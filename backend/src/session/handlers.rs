@@ -312,7 +312,15 @@ impl Session {
             for m in page.into_iter().filter(|m| m.offset <= head) {
                 let debt = self.reads.debt_delay();
                 if !debt.is_zero() {
-                    tokio::time::sleep(debt).await;
+                    // Paced, but still closable: shutdown or a takeover need not wait.
+                    let control = Arc::clone(&self.control);
+                    tokio::select! {
+                        () = tokio::time::sleep(debt) => {}
+                        why = control.closed() => return Err(End::Close(why)),
+                        () = self.state.shutdown.cancelled() => {
+                            return Err(End::Close(Disconnect::Shutdown));
+                        }
+                    }
                 }
                 let frame = codec::encode(&ServerMsg::Message(m));
                 self.reads.charge(1, frame.len());

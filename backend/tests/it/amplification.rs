@@ -208,3 +208,28 @@ async fn a_member_list_too_large_for_a_frame_is_cut_and_counted() {
     d.send(json!({"type": "join", "room": "small"})).await;
     assert!(d.expect("joined").await.get("members").is_none());
 }
+
+#[tokio::test]
+async fn a_paced_replay_does_not_hold_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("huddle.db");
+    long_messages(&db, "big", 100).await;
+    // 10 KB a second (bursts of 50 KB): 100 messages of 12 KB take two minutes.
+    let mut server = TestServer::on_db(db, |c| c.read_bytes = 10_000).await;
+    let mut c = server.login("reader").await;
+    c.send(json!({"type": "join", "room": "big"})).await;
+    let epoch = c.expect("joined").await["epoch"].clone();
+    let mut slow = server.login("slow").await;
+    slow.send(json!({"type": "join", "room": "big", "since": 0, "epoch": epoch}))
+        .await;
+    assert_eq!(slow.expect("joined").await["recovered"], true);
+    slow.expect("message").await;
+    let started = std::time::Instant::now();
+    server.stop().await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "shutdown waited {:?} for a paced replay",
+        started.elapsed()
+    );
+    assert_eq!(slow.expect_close().await, Some(1001));
+}
