@@ -3,7 +3,8 @@
 //!
 //! The input is a token and a header, split on the first `\n`. Beyond "no panic": a
 //! header lets the request in exactly when it is `Bearer` (any case) followed by spaces
-//! and exactly the token; and the token itself always gets in.
+//! and exactly the token; the token itself always gets in, and no near miss of it does
+//! (one character short, one more, another scheme, no scheme, no header).
 
 #![no_main]
 
@@ -30,4 +31,14 @@ fuzz_target!(|data: &[u8]| {
         Some(true)
     );
     assert_eq!(api_authorized(token, None), Some(false));
+    let short = &token[..token.len() - 1]; // a valid token is ASCII and not empty
+    for miss in [
+        format!("Bearer {short}"),
+        format!("Bearer {token}x"),
+        format!("Basic {token}"),
+        format!("Bearer{token}"),
+        token.to_owned(),
+    ] {
+        assert_eq!(api_authorized(token, Some(&miss)), Some(false), "{miss:?}");
+    }
 });

