@@ -4,10 +4,13 @@
 //! whole fuzzing run. Each input is a session: a fresh WebSocket says `hello` with a
 //! nick of its own, sends the input's lines as text frames (at most 20), then joins a
 //! room of its own as a barrier and reads everything until that `joined` arrives (the
-//! server answers in order). The invariants:
+//! server answers in order). The barrier is a `join` rather than a `list_rooms`: the
+//! input may list rooms itself, and only a room named for this session has exactly one
+//! answer that cannot come from anything else. The invariants:
 //! - the server never drops the connection without a close frame (a panic in a session
 //!   would), and never stops answering (each session has a time limit);
-//! - no frame it sends is larger than its frame limit (64 KiB);
+//! - no frame it sends is larger than its frame limit (`Config::max_frame_bytes`,
+//!   64 KiB by default);
 //! - membership is respected: a `message` arrives only for a room this connection is in
 //!   (between its `joined` and its `left`).
 
@@ -25,14 +28,16 @@ use serde_json::{json, Value};
 use tokio::runtime::Runtime;
 use tokio_tungstenite::tungstenite::Message;
 
-/// The server's default frame limit, which its answers must respect too.
-const MAX_FRAME: usize = 64 * 1024;
+/// Frames of the input sent per session, after the `hello`.
 const MAX_FRAMES: usize = 20;
-const SESSION_LIMIT: Duration = Duration::from_secs(10);
+/// A session takes milliseconds; one this long means the server stopped answering.
+const SESSION_LIMIT: Duration = Duration::from_secs(5);
 
 struct Server {
     rt: Runtime,
     addr: SocketAddr,
+    /// The server's frame limit, which its answers must respect too.
+    max_frame: usize,
     _dir: tempfile::TempDir,
 }
 
@@ -55,6 +60,7 @@ fn server() -> &'static Server {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind");
         let addr = listener.local_addr().expect("address");
+        let max_frame = config.max_frame_bytes as usize;
         rt.spawn(async move {
             if let Err(e) = backend::run(listener, config, std::future::pending()).await {
                 panic!("the server stopped: {e}");
@@ -63,6 +69,7 @@ fn server() -> &'static Server {
         Server {
             rt,
             addr,
+            max_frame,
             _dir: dir,
         }
     })
@@ -75,13 +82,14 @@ fuzz_target!(|data: &[u8]| {
     let frames: Vec<&str> = text.split('\n').take(MAX_FRAMES).collect();
     let s = server();
     s.rt.block_on(async {
-        tokio::time::timeout(SESSION_LIMIT, session(s.addr, &frames))
+        tokio::time::timeout(SESSION_LIMIT, session(s, &frames))
             .await
             .expect("the server stopped answering within the session's time limit");
     });
 });
 
-async fn session(addr: SocketAddr, frames: &[&str]) {
+async fn session(server: &Server, frames: &[&str]) {
+    let addr = server.addr;
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
         .await
@@ -115,7 +123,12 @@ async fn session(addr: SocketAddr, frames: &[&str]) {
             Message::Ping(_) | Message::Pong(_) => continue,
             other => panic!("the server sent {other:?}"),
         };
-        assert!(text.len() <= MAX_FRAME, "a {}-byte frame", text.len());
+        assert!(
+            text.len() <= server.max_frame,
+            "a {}-byte frame, over the limit of {}",
+            text.len(),
+            server.max_frame
+        );
         let v: Value = serde_json::from_str(text.as_str()).expect("the server sent bad JSON");
         let room = v["room"].as_str().unwrap_or_default().to_owned();
         match v["type"].as_str() {
