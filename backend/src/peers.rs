@@ -57,10 +57,18 @@ impl FromStr for IpNet {
             None => max,
             Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
         };
-        Ok(IpNet {
-            addr: addr.to_canonical(),
-            prefix,
-        })
+        // An IPv4-mapped network (`::ffff:10.0.0.0/104`) is the IPv4 network it maps
+        // (10.0.0.0/8), as clients' mapped addresses are compared as IPv4. One wider
+        // than the mapped range stays IPv6.
+        if let IpAddr::V6(v6) = addr {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix >= 96) {
+                return Ok(IpNet {
+                    addr: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                });
+            }
+        }
+        Ok(IpNet { addr, prefix })
     }
 }
 
@@ -381,6 +389,21 @@ mod tests {
             max_connections,
             ipv6_prefix: 56,
         }
+    }
+
+    #[test]
+    fn an_ipv4_mapped_network_is_its_ipv4_network() {
+        let net: IpNet = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(net.to_string(), "10.0.0.0/8");
+        assert!(net.contains(ip("10.200.0.1")) && net.contains(ip("::ffff:10.9.9.9")));
+        assert!(!net.contains(ip("11.0.0.1")));
+        let one: IpNet = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(one.to_string(), "192.0.2.1/32");
+        assert_eq!(
+            one.to_string().parse::<IpNet>(),
+            Ok(one),
+            "prints as what it parsed to"
+        );
     }
 
     #[test]

@@ -98,27 +98,36 @@ fn url_run(s: &str) -> &str {
 
 /// Drops sentence punctuation from the end of `url`, keeping closing brackets that
 /// balance an opening one.
-fn trim_trailing(mut url: &str) -> &str {
-    while let Some(last) = url.chars().next_back() {
+fn trim_trailing(url: &str) -> &str {
+    // Counted once and kept up to date as characters are dropped: counting again for
+    // each dropped character would make a URL ending in a long run of `)` quadratic.
+    const CLOSING: &str = ")]}";
+    let (mut opened, mut closed) = ([0usize; 3], [0usize; 3]);
+    for c in url.chars() {
+        match c {
+            '(' => opened[0] += 1,
+            '[' => opened[1] += 1,
+            '{' => opened[2] += 1,
+            ')' => closed[0] += 1,
+            ']' => closed[1] += 1,
+            '}' => closed[2] += 1,
+            _ => {}
+        }
+    }
+    let mut end = url.len();
+    while let Some(last) = url[..end].chars().next_back() {
         if !TRAILING.contains(&last) {
             break;
         }
-        let open = match last {
-            ')' => Some('('),
-            ']' => Some('['),
-            '}' => Some('{'),
-            _ => None,
-        };
-        if let Some(open) = open {
-            let opened = url.matches(open).count();
-            let closed = url.matches(last).count();
-            if closed <= opened {
+        if let Some(k) = CLOSING.find(last) {
+            if closed[k] <= opened[k] {
                 break;
             }
+            closed[k] -= 1;
         }
-        url = &url[..url.len() - last.len_utf8()];
+        end -= last.len_utf8();
     }
-    url
+    &url[..end]
 }
 
 /// Whether `text` mentions `nick`: the nick as a whole word, ASCII letters in any case,
@@ -370,6 +379,15 @@ mod tests {
             linkify("🎉https://a.b/🎉!"),
             vec![Text("🎉"), Link("https://a.b/🎉"), Text("!")]
         );
+    }
+
+    #[test]
+    fn a_long_run_of_closing_brackets_is_trimmed_in_linear_time() {
+        // Counting the brackets again for each one dropped took 3.9 s for this.
+        let text = format!("http://a{}", ")".repeat(16_000));
+        let started = std::time::Instant::now();
+        assert_eq!(linkify(&text)[0], Segment::Link("http://a"));
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 #![no_main]
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use backend::fuzzing::client_ip;
 use backend::IpNet;
@@ -35,16 +35,12 @@ fuzz_target!(|data: &[u8]| {
         .filter_map(|t| Some((t, t.parse::<IpNet>().ok()?)))
         .map(|(raw, net)| {
             let shown = net.to_string();
-            // Known: an IPv4-mapped entry (`::ffff:192.0.2.1`, with or without a prefix)
-            // is stored as its IPv4 address with the IPv6 prefix length, which prints as
-            // `192.0.2.1/128` and does not parse. Skipped here until `IpNet` is fixed.
-            if !mapped(raw) {
-                assert_eq!(
-                    shown.parse::<IpNet>(),
-                    Ok(net),
-                    "{net:?} printed as {shown:?}"
-                );
-            }
+            // An IPv4-mapped entry prints as the IPv4 network it maps.
+            assert_eq!(
+                shown.parse::<IpNet>(),
+                Ok(net),
+                "{raw:?} parsed to {net:?}, printed as {shown:?}"
+            );
             let (addr, prefix) = shown.split_once('/').expect("printed as addr/prefix");
             (
                 addr.parse().expect("an address"),
@@ -108,17 +104,8 @@ fn hop_ip(hop: &str) -> Option<IpAddr> {
     Some(ip.to_canonical())
 }
 
-/// Whether a `--trusted-proxies` entry's address is IPv4-mapped IPv6 (`::ffff:a.b.c.d`).
-fn mapped(raw: &str) -> bool {
-    let addr = raw.trim().split('/').next().unwrap_or_default();
-    addr.parse::<Ipv6Addr>()
-        .is_ok_and(|a| a.to_ipv4_mapped().is_some())
-}
-
-/// Whether `ip` is in the network: the same family and the same leading `prefix` bits.
-/// A prefix longer than the family's width is the whole address: how the server reads an
-/// IPv4-mapped entry today (`::ffff:10.0.0.0/104` trusts 10.0.0.0 alone, not 10/8: it
-/// trusts less than written, never more).
+/// Whether `ip` is in the network: the same family and the same leading `prefix` bits
+/// (the network as printed, so an IPv4-mapped entry is its IPv4 network).
 fn contains((net, prefix): (IpAddr, u8), ip: IpAddr) -> bool {
     let (net, ip, width) = match (net.to_canonical(), ip.to_canonical()) {
         (IpAddr::V4(n), IpAddr::V4(i)) => (u128::from(n.to_bits()), u128::from(i.to_bits()), 32),
