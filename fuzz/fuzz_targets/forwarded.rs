@@ -107,7 +107,9 @@ fn hop_ip(hop: &str) -> Option<IpAddr> {
 /// Whether `ip` is in the network: the same family and the same leading `prefix` bits
 /// (the network as printed, so an IPv4-mapped entry is its IPv4 network).
 fn contains((net, prefix): (IpAddr, u8), ip: IpAddr) -> bool {
-    let (net, ip, width) = match (net.to_canonical(), ip.to_canonical()) {
+    // The network as the server holds it: a mapped one wider than /96 stays IPv6 and
+    // contains no IPv4 client.
+    let (net, ip, width) = match (net, ip.to_canonical()) {
         (IpAddr::V4(n), IpAddr::V4(i)) => (u128::from(n.to_bits()), u128::from(i.to_bits()), 32),
         (IpAddr::V6(n), IpAddr::V6(i)) => (n.to_bits(), i.to_bits(), 128),
         _ => return false,
