@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Client, TestServer, WAIT};
+use crate::support::{get_as, Client, TestServer, WAIT};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -254,12 +254,12 @@ async fn a_dns_rebinding_page_is_misdirected() {
     let origin = format!("http://{host}");
     let refused = connect_with(&server, &[("Host", &host), ("Origin", &origin)]).await;
     assert_eq!(refused.err(), Some(421));
-    let (status, _) = raw_get(server.addr, "/metrics", &host).await;
+    let (status, _) = get_as(server.addr, "/metrics", &host).await;
     assert_eq!(status, 421);
-    let (status, _) = raw_get(server.addr, "/api/rooms/lobby/notifications", &host).await;
+    let (status, _) = get_as(server.addr, "/api/rooms/lobby/notifications", &host).await;
     assert_eq!(status, 421);
     // Probes and the page itself do not depend on the name.
-    assert_eq!(raw_get(server.addr, "/healthz", &host).await.0, 200);
+    assert_eq!(get_as(server.addr, "/healthz", &host).await.0, 200);
     // Loopback names are this server's own.
     let local = format!("localhost:{port}");
     let origin = format!("http://{local}");
@@ -306,24 +306,4 @@ async fn public_hosts_replace_the_loopback_names() {
         connect_with(&server, &[("Host", &local)]).await.err(),
         Some(421)
     );
-}
-
-/// `GET path` with the given `Host`; (status, body).
-async fn raw_get(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
-        .await
-        .expect("response timed out")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, text)
 }

@@ -417,10 +417,16 @@ pub fn which(cmd: &str) -> Option<std::path::PathBuf> {
 
 /// Sends `GET path` and returns (status code, body).
 pub async fn get(addr: impl std::fmt::Display, path: &str) -> (u16, String) {
+    let host = addr.to_string();
+    get_as(addr, path, &host).await
+}
+
+/// Sends `GET path` naming `host` in the `Host` header; (status code, body).
+pub async fn get_as(addr: impl std::fmt::Display, path: &str, host: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr.to_string())
         .await
         .unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
