@@ -20,7 +20,7 @@ fn batches() -> impl Iterator<Item = Vec<NewMessage>> {
                 NewMessage {
                     room: format!("room-{:03}", n % ROOMS),
                     nick: "someone".into(),
-                    nick_key: "someone".into(),
+                    user: "someone".into(),
                     id: format!("m{n}"),
                     text: "x".repeat(100),
                 }

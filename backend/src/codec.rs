@@ -134,6 +134,7 @@ mod tests {
             nick: "n".into(),
             text: "x".repeat(1000),
             ts: 1,
+            user: None,
         };
         let mut page: Vec<_> = (1..=100).map(msg).collect();
         assert!(keep_newest_within(&mut page, 10_000));

@@ -309,6 +309,7 @@ mod tests {
             nick: "b".to_owned(),
             text: "hi".to_owned(),
             ts: 1,
+            user: None,
         });
         let item = rx_a.try_recv().unwrap();
         assert_eq!((item.offset, item.room.as_deref()), (3, Some("r")));

@@ -6,6 +6,8 @@ use std::sync::Arc;
 /// run before it exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Identity {
+    /// The user this connection belongs to.
+    pub(crate) user: Arc<str>,
     /// The nick as the person typed it (shown to others).
     pub(crate) nick: Arc<str>,
     /// The nick's case-folded key (`common::validate::nick_key`): what uniqueness,
@@ -13,4 +15,29 @@ pub(crate) struct Identity {
     pub(crate) key: Arc<str>,
     /// The session token that reclaims the nick after a reconnect.
     pub(crate) session: Arc<str>,
+}
+
+/// The user id of the guest whose session token is `session`: derived, so every
+/// instance names the same guest alike without asking anyone, and one-way, so the id
+/// (which others see on every message) does not give away the token that signs in as
+/// that guest. The `guest:` prefix cannot start an account name, so no account can
+/// pose as a guest or the other way round.
+pub(crate) fn guest_user(session: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(session.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("guest:{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guest_user;
+
+    #[test]
+    fn a_guest_id_is_stable_and_hides_the_token() {
+        let id = guest_user("s_abc");
+        assert_eq!(id, guest_user("s_abc"));
+        assert_ne!(id, guest_user("s_abd"));
+        assert!(id.starts_with("guest:") && id.len() == 22 && !id.contains("abc"));
+    }
 }

@@ -263,6 +263,7 @@ mod tests {
         Person {
             conn,
             who: Identity {
+                user: Arc::from(nick),
                 nick: Arc::from(nick),
                 key: Arc::from(nick),
                 session: Arc::from("s"),

@@ -18,9 +18,13 @@ pub enum CloseCode {
     Policy,
     /// 1009: a frame exceeded the maximum frame size.
     TooBig,
-    /// 4001: a newer connection reclaimed this session; do not reconnect automatically,
-    /// or the two tabs would take the session from each other forever.
+    /// 4001: the user opened more connections than the server allows
+    /// (`--max-connections-per-user`) and this, the oldest, was closed; do not reconnect
+    /// automatically, or the oldest and newest would close each other forever.
     SessionTaken,
+    /// 4003: signed out (the token was revoked or expired without a refresh); do not
+    /// reconnect with that token.
+    SignedOut,
     /// 4008: the client did not read fast enough and its outgoing queue overflowed;
     /// reconnect and resume with `since`.
     SlowConsumer,
@@ -28,13 +32,14 @@ pub enum CloseCode {
 
 impl CloseCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [CloseCode; 7] = [
+    pub const ALL: [CloseCode; 8] = [
         CloseCode::Normal,
         CloseCode::GoingAway,
         CloseCode::Unsupported,
         CloseCode::Policy,
         CloseCode::TooBig,
         CloseCode::SessionTaken,
+        CloseCode::SignedOut,
         CloseCode::SlowConsumer,
     ];
 
@@ -47,6 +52,7 @@ impl CloseCode {
             CloseCode::Policy => 1008,
             CloseCode::TooBig => 1009,
             CloseCode::SessionTaken => 4001,
+            CloseCode::SignedOut => 4003,
             CloseCode::SlowConsumer => 4008,
         }
     }
@@ -58,11 +64,12 @@ impl CloseCode {
 
     /// Whether a client should reconnect on its own after this close.
     ///
-    /// Only a session takeover is terminal: reconnecting would steal the session back
-    /// from the newer connection. Policy and protocol violations reconnect too (with
-    /// backoff), because a fresh connection starts from a clean state.
+    /// Only being displaced (4001) and signing out (4003) are terminal: reconnecting
+    /// would displace the newer connection in turn, or use a dead token. Policy and
+    /// protocol violations reconnect too (with backoff), because a fresh connection
+    /// starts from a clean state.
     pub const fn should_reconnect(self) -> bool {
-        !matches!(self, CloseCode::SessionTaken)
+        !matches!(self, CloseCode::SessionTaken | CloseCode::SignedOut)
     }
 
     /// A short reason sent in the close frame (at most 123 bytes by the WebSocket rules).
@@ -73,7 +80,8 @@ impl CloseCode {
             CloseCode::Unsupported => "binary frames are not supported",
             CloseCode::Policy => "refused by policy (for example too many connections)",
             CloseCode::TooBig => "frame too large",
-            CloseCode::SessionTaken => "session taken over by a newer connection",
+            CloseCode::SessionTaken => "closed for a newer connection of the same user",
+            CloseCode::SignedOut => "signed out",
             CloseCode::SlowConsumer => "slow consumer: outgoing queue overflowed",
         }
     }
@@ -84,11 +92,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_round_trip_and_only_takeover_is_terminal() {
+    fn codes_round_trip_and_only_displacement_and_sign_out_are_terminal() {
         for c in CloseCode::ALL {
             assert_eq!(CloseCode::from_code(c.code()), Some(c));
             assert!(c.reason().len() <= 123);
-            assert_eq!(c.should_reconnect(), c != CloseCode::SessionTaken);
+            let terminal = matches!(c, CloseCode::SessionTaken | CloseCode::SignedOut);
+            assert_eq!(c.should_reconnect(), !terminal);
         }
         assert_eq!(CloseCode::from_code(1002), None);
     }

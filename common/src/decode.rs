@@ -21,18 +21,37 @@ pub struct DecodeError {
     pub frame_type: Option<String>,
 }
 
-/// The required string fields of each known type, with the code a missing or mistyped
-/// one earns. Optional fields of the wrong type are `bad_json`.
-fn required_fields(kind: &str) -> Option<&'static [(&'static str, ErrorCode)]> {
-    const ROOM: &[(&str, ErrorCode)] = &[("room", ErrorCode::InvalidRoom)];
+/// Whether a string field must be there, or only must be a string when it is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Required,
+    IfPresent,
+}
+
+/// The string fields of each known type, with the code a missing (when required) or
+/// mistyped one earns. Other optional fields of the wrong type are `bad_json`.
+fn string_fields(kind: &str) -> Option<&'static [(&'static str, ErrorCode, Need)]> {
+    use Need::{IfPresent, Required};
+    const ROOM: &[(&str, ErrorCode, Need)] = &[("room", ErrorCode::InvalidRoom, Required)];
+    const ROOM_USER: &[(&str, ErrorCode, Need)] = &[
+        ("room", ErrorCode::InvalidRoom, Required),
+        ("user", ErrorCode::UnknownUser, Required),
+    ];
     Some(match kind {
-        "hello" => &[("nick", ErrorCode::InvalidNick)],
-        "join" | "leave" | "typing" | "history" => ROOM,
-        "send" => &[
-            ("room", ErrorCode::InvalidRoom),
-            ("text", ErrorCode::InvalidText),
-            ("id", ErrorCode::InvalidId),
+        // A guest names a nick, a signed-in person a token: neither is required alone
+        // (a `hello` with neither is answered `invalid_nick` by the server).
+        "hello" => &[
+            ("nick", ErrorCode::InvalidNick, IfPresent),
+            ("token", ErrorCode::InvalidToken, IfPresent),
         ],
+        "join" | "leave" | "typing" | "history" | "read" | "create_room" => ROOM,
+        "send" => &[
+            ("room", ErrorCode::InvalidRoom, Required),
+            ("text", ErrorCode::InvalidText, Required),
+            ("id", ErrorCode::InvalidId, Required),
+        ],
+        "invite" | "remove" => ROOM_USER,
+        "open_dm" => &[("user", ErrorCode::UnknownUser, Required)],
         "list_rooms" => &[],
         _ => return None,
     })
@@ -64,7 +83,7 @@ fn classify(text: &str, err: &serde_json::Error) -> DecodeError {
         return bad("a frame needs a string field \"type\"".to_owned());
     };
     let frame_type = Some(kind.to_owned());
-    let Some(fields) = required_fields(kind) else {
+    let Some(fields) = string_fields(kind) else {
         return DecodeError {
             code: ErrorCode::UnknownType,
             message: format!("unknown frame type {kind:?}"),
@@ -73,8 +92,12 @@ fn classify(text: &str, err: &serde_json::Error) -> DecodeError {
         };
     };
     let reference = reference_for(kind, &obj);
-    for (field, code) in fields {
-        if !obj.get(*field).is_some_and(Value::is_string) {
+    for (field, code, need) in fields {
+        let ok = match obj.get(*field) {
+            None => *need == Need::IfPresent,
+            Some(v) => v.is_string(),
+        };
+        if !ok {
             return DecodeError {
                 code: *code,
                 message: format!("\"{kind}\" needs a string field \"{field}\""),
@@ -115,7 +138,17 @@ mod tests {
         assert_eq!(code(r#"{"nick":"a"}"#), ErrorCode::BadJson);
         assert_eq!(code(r#"{"type":7}"#), ErrorCode::BadJson);
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
-        assert_eq!(code(r#"{"type":"hello"}"#), ErrorCode::InvalidNick);
+        assert_eq!(code(r#"{"type":"hello","nick":5}"#), ErrorCode::InvalidNick);
+        assert_eq!(
+            code(r#"{"type":"hello","token":[]}"#),
+            ErrorCode::InvalidToken
+        );
+        assert_eq!(code(r#"{"type":"open_dm"}"#), ErrorCode::UnknownUser);
+        assert_eq!(
+            code(r#"{"type":"invite","room":"a","user":1}"#),
+            ErrorCode::UnknownUser
+        );
+        assert_eq!(code(r#"{"type":"read","room":"a"}"#), ErrorCode::BadJson);
         assert_eq!(code(r#"{"type":"join","room":5}"#), ErrorCode::InvalidRoom);
         assert_eq!(
             code(r#"{"type":"send","room":"a","id":"x"}"#),

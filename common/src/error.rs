@@ -36,11 +36,22 @@ pub enum ErrorCode {
     /// The storage refuses writes for now (full, or read-only); the `send` was not
     /// stored. An addition to v1.
     Unavailable,
+    /// A `hello {token}` whose token is bad, expired, signed out or unverifiable (v2).
+    InvalidToken,
+    /// A guest `hello` on a server that admits only signed-in people (v2).
+    GuestsDisabled,
+    /// A private room the user is not a member of, or an owner's request by someone
+    /// else (v2). For a non-member a private room does not exist.
+    Forbidden,
+    /// `create_room` for a room that exists (v2).
+    RoomExists,
+    /// `invite`, `remove` or `open_dm` naming a user the server does not know (v2).
+    UnknownUser,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::HelloRequired,
@@ -54,6 +65,11 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::RoomLimit,
         ErrorCode::Unavailable,
+        ErrorCode::InvalidToken,
+        ErrorCode::GuestsDisabled,
+        ErrorCode::Forbidden,
+        ErrorCode::RoomExists,
+        ErrorCode::UnknownUser,
     ];
 
     /// The code as it appears on the wire.
@@ -72,6 +88,11 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::RoomLimit => "room_limit",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::GuestsDisabled => "guests_disabled",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RoomExists => "room_exists",
+            ErrorCode::UnknownUser => "unknown_user",
         }
     }
 }

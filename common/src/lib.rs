@@ -1,4 +1,4 @@
-//! Huddle's wire protocol, version 1: the one place that knows what a frame looks like.
+//! Huddle's wire protocol, version 2: the one place that knows what a frame looks like.
 //!
 //! Both the server (`backend`) and the web app (`frontend`) depend on this crate, so a
 //! frame can only change in one place. It uses serde and nothing async, and compiles
@@ -20,16 +20,23 @@ pub mod decode;
 pub mod duration;
 pub mod error;
 pub mod protocol;
+pub mod text;
 pub mod validate;
 
 pub use close::CloseCode;
 pub use decode::{decode_client, DecodeError};
 pub use duration::parse_duration;
 pub use error::ErrorCode;
-pub use protocol::{ChatMessage, ClientMsg, Limits, NotificationKind, RoomInfo, ServerMsg};
+pub use protocol::{
+    ChatMessage, ClientMsg, Limits, MemberRoom, NotificationKind, RoomInfo, ServerMsg,
+};
 
-/// The WebSocket subprotocol name the server accepts and echoes back.
-pub const SUBPROTOCOL: &str = "huddle.v1";
+/// The WebSocket subprotocol the web app asks for.
+pub const SUBPROTOCOL: &str = "huddle.v2";
+
+/// Every subprotocol the server accepts (and echoes back the one the client offered):
+/// v2, and v1 for clients written against the first contract.
+pub const SUBPROTOCOLS: [&str; 2] = ["huddle.v2", "huddle.v1"];
 
 /// The most rooms in one `rooms` answer, and the page size when `list_rooms` names none:
 /// at ~100 bytes a room, a page stays far below the frame limit however many rooms exist.

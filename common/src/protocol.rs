@@ -1,5 +1,6 @@
-//! The frames of protocol v1. Field names and the `type` tags are the contract: renaming
-//! any of them breaks every client, so the golden tests in `tests/wire.rs` pin them.
+//! The frames of protocol v2 (v1 plus its additions). Field names and the `type` tags
+//! are the contract: renaming any of them breaks every client, so the golden tests in
+//! `tests/wire.rs` pin them. Every v2 field a v1 client does not send is optional.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,11 +10,17 @@ use crate::error::ErrorCode;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
-    /// Opens the conversation; must come first. `session` reclaims an earlier session.
+    /// Opens the conversation; must come first. A guest names a `nick` (and `session`,
+    /// to be the same guest as before); a signed-in person sends `token` instead (an
+    /// account token or the host application's JWT). A `hello {token}` on a signed-in
+    /// connection refreshes its token.
     Hello {
-        nick: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nick: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
     /// Subscribe to a room, optionally recovering everything after offset `since`.
     Join {
@@ -51,6 +58,20 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u64>,
     },
+    /// The user has read `room` up to `offset` (v2).
+    Read { room: String, offset: u64 },
+    /// Creates a room whose owner is the sender (v2).
+    CreateRoom {
+        room: String,
+        #[serde(default)]
+        private: bool,
+    },
+    /// Makes `user` a member of a private room the sender owns (v2).
+    Invite { room: String, user: String },
+    /// Ends `user`'s membership of a room the sender owns (v2).
+    Remove { room: String, user: String },
+    /// Opens (or finds) the direct-message room with `user` (v2).
+    OpenDm { user: String },
 }
 
 impl ClientMsg {
@@ -64,6 +85,11 @@ impl ClientMsg {
             ClientMsg::Typing { .. } => "typing",
             ClientMsg::History { .. } => "history",
             ClientMsg::ListRooms { .. } => "list_rooms",
+            ClientMsg::Read { .. } => "read",
+            ClientMsg::CreateRoom { .. } => "create_room",
+            ClientMsg::Invite { .. } => "invite",
+            ClientMsg::Remove { .. } => "remove",
+            ClientMsg::OpenDm { .. } => "open_dm",
         }
     }
 
@@ -74,8 +100,14 @@ impl ClientMsg {
             | ClientMsg::Leave { room }
             | ClientMsg::Send { room, .. }
             | ClientMsg::Typing { room }
-            | ClientMsg::History { room, .. } => Some(room),
-            ClientMsg::Hello { .. } | ClientMsg::ListRooms { .. } => None,
+            | ClientMsg::History { room, .. }
+            | ClientMsg::Read { room, .. }
+            | ClientMsg::CreateRoom { room, .. }
+            | ClientMsg::Invite { room, .. }
+            | ClientMsg::Remove { room, .. } => Some(room),
+            ClientMsg::Hello { .. } | ClientMsg::ListRooms { .. } | ClientMsg::OpenDm { .. } => {
+                None
+            }
         }
     }
 
@@ -99,6 +131,12 @@ pub enum ServerMsg {
         session: String,
         server: String,
         limits: Limits,
+        /// The user this connection belongs to (v2).
+        #[serde(default)]
+        user: String,
+        /// The rooms the user is a member of (v2): what the client should join.
+        #[serde(default)]
+        rooms: Vec<MemberRoom>,
     },
     /// The answer to `join`; always sent before any replayed message.
     Joined {
@@ -156,6 +194,27 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         next: Option<String>,
     },
+    /// The user's read offset in a room moved (sent to the user's other connections).
+    Read { room: String, offset: u64 },
+    /// The answer to `create_room`.
+    RoomCreated { room: String, private: bool },
+    /// A user became a member of a private room: to the inviter (without `by`) and to
+    /// each connection of the invitee (with `by`, the inviter's user id).
+    Invited {
+        room: String,
+        user: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// The direct-message room with `user`: the answer to `open_dm`, and to the other
+    /// user's connections (naming the opener).
+    Dm {
+        room: String,
+        user: String,
+        /// `user`'s display name (an addition to the contract).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nick: Option<String>,
+    },
     /// A refused request; the connection stays open.
     Error {
         code: ErrorCode,
@@ -188,6 +247,31 @@ pub struct ChatMessage {
     pub text: String,
     /// Milliseconds since the Unix epoch, set by the server when it stored the message.
     pub ts: u64,
+    /// The sender's user id (v2; absent on messages stored before v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// One of the rooms a user is a member of, as `welcome.rooms` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRoom {
+    pub room: String,
+    /// The room's latest offset (0 if it has no messages).
+    pub head: u64,
+    pub epoch: String,
+    /// The user's read offset.
+    pub read: u64,
+    /// Messages after `read`.
+    pub unread: u64,
+    /// Those of the unread messages that mention the user.
+    pub mentions: u64,
+    pub private: bool,
+    /// For a direct-message room, the other user's id (an addition to the contract).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dm: Option<String>,
+    /// For a direct-message room, the other user's display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dm_nick: Option<String>,
 }
 
 /// What a `notification` is about.

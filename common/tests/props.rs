@@ -79,6 +79,7 @@ fn chat_message() -> impl Strategy<Value = ChatMessage> {
             nick,
             text,
             ts,
+            user: None,
         },
     )
 }
@@ -119,7 +120,7 @@ prop_compose! {
 
 prop_compose! {
     fn client_hello()(nick in s(), session in option::of(s())) -> ClientMsg {
-        ClientMsg::Hello { nick, session }
+        ClientMsg::Hello { nick: Some(nick), session, token: None }
     }
 }
 
@@ -165,7 +166,7 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
 prop_compose! {
     fn server_welcome()(nick in s(), session in s(), server in s(), limits in limits())
         -> ServerMsg {
-        ServerMsg::Welcome { nick, session, server, limits }
+        ServerMsg::Welcome { nick, session, server, limits, user: String::new(), rooms: Vec::new() }
     }
 }
 

@@ -5,8 +5,8 @@
 //! changed, which the contract (`docs/protocol.md`) forbids for anything it names.
 
 use common::{
-    decode_client, ChatMessage, ClientMsg, CloseCode, ErrorCode, Limits, NotificationKind,
-    RoomInfo, ServerMsg, SUBPROTOCOL, WS_PATH,
+    decode_client, ChatMessage, ClientMsg, CloseCode, ErrorCode, Limits, MemberRoom,
+    NotificationKind, RoomInfo, ServerMsg, SUBPROTOCOL, WS_PATH,
 };
 
 /// `Limits::default()` as it appears inside `welcome`.
@@ -51,6 +51,7 @@ fn chat(offset: u64, id: &str, text: &str) -> ChatMessage {
         nick: "alice".into(),
         text: text.into(),
         ts: 1_764_097_200_000,
+        user: None,
     }
 }
 
@@ -60,15 +61,17 @@ fn chat(offset: u64, id: &str, text: &str) -> ChatMessage {
 fn client_hello() {
     golden_client(
         &ClientMsg::Hello {
-            nick: "alice".into(),
+            nick: Some("alice".into()),
             session: None,
+            token: None,
         },
         r#"{"type":"hello","nick":"alice"}"#,
     );
     golden_client(
         &ClientMsg::Hello {
-            nick: "alice".into(),
+            nick: Some("alice".into()),
             session: Some("s_7Gq".into()),
+            token: None,
         },
         r#"{"type":"hello","nick":"alice","session":"s_7Gq"}"#,
     );
@@ -188,8 +191,9 @@ fn client_history() {
 fn client_kind_is_the_type_tag() {
     let all = [
         ClientMsg::Hello {
-            nick: "a".into(),
+            nick: Some("a".into()),
             session: None,
+            token: None,
         },
         ClientMsg::Join {
             room: "r".into(),
@@ -240,8 +244,9 @@ fn client_frames_in_any_field_order_with_unknown_fields() {
     assert_eq!(
         client(r#"{"type":"hello","nick":"bob","session":null}"#),
         ClientMsg::Hello {
-            nick: "bob".into(),
+            nick: Some("bob".into()),
             session: None,
+            token: None,
         }
     );
     // Large offsets survive: `since` is a u64.
@@ -260,7 +265,7 @@ fn client_frames_in_any_field_order_with_unknown_fields() {
 #[test]
 fn server_welcome() {
     let json = format!(
-        r#"{{"type":"welcome","nick":"alice","session":"s_7Gq","server":"huddle/0.1.0","limits":{DEFAULT_LIMITS_JSON}}}"#
+        r#"{{"type":"welcome","nick":"alice","session":"s_7Gq","server":"huddle/0.1.0","limits":{DEFAULT_LIMITS_JSON},"user":"guest:1f2e","rooms":[]}}"#
     );
     golden_server(
         &ServerMsg::Welcome {
@@ -268,8 +273,158 @@ fn server_welcome() {
             session: "s_7Gq".into(),
             server: "huddle/0.1.0".into(),
             limits: Limits::default(),
+            user: "guest:1f2e".into(),
+            rooms: Vec::new(),
         },
         &json,
+    );
+    // v2: the rooms the user is a member of.
+    let json = format!(
+        r#"{{"type":"welcome","nick":"bob","session":"","server":"huddle/0.1.0","limits":{DEFAULT_LIMITS_JSON},"user":"bob","rooms":[{{"room":"dm--3f","head":7,"epoch":"e1","read":5,"unread":2,"mentions":1,"private":true,"dm":"alice","dm_nick":"alice"}},{{"room":"lobby","head":0,"epoch":"e1","read":0,"unread":0,"mentions":0,"private":false}}]}}"#
+    );
+    golden_server(
+        &ServerMsg::Welcome {
+            nick: "bob".into(),
+            session: String::new(),
+            server: "huddle/0.1.0".into(),
+            limits: Limits::default(),
+            user: "bob".into(),
+            rooms: vec![
+                MemberRoom {
+                    room: "dm--3f".into(),
+                    head: 7,
+                    epoch: "e1".into(),
+                    read: 5,
+                    unread: 2,
+                    mentions: 1,
+                    private: true,
+                    dm: Some("alice".into()),
+                    dm_nick: Some("alice".into()),
+                },
+                MemberRoom {
+                    room: "lobby".into(),
+                    head: 0,
+                    epoch: "e1".into(),
+                    read: 0,
+                    unread: 0,
+                    mentions: 0,
+                    private: false,
+                    dm: None,
+                    dm_nick: None,
+                },
+            ],
+        },
+        &json,
+    );
+    // A v1 welcome (no user, no rooms) still decodes.
+    let v1 = format!(
+        r#"{{"type":"welcome","nick":"a","session":"s","server":"x","limits":{DEFAULT_LIMITS_JSON}}}"#
+    );
+    assert!(
+        matches!(server(&v1), ServerMsg::Welcome { user, rooms, .. } if user.is_empty() && rooms.is_empty())
+    );
+}
+
+#[test]
+fn v2_client_frames() {
+    // With v2 a `hello` needs neither field to decode: a guest's without a nick is
+    // refused by the server (`invalid_nick`), where the token rule is known.
+    for json in [r#"{"type":"hello"}"#, r#"{"type":"hello","nick":null}"#] {
+        assert_eq!(
+            client(json),
+            ClientMsg::Hello {
+                nick: None,
+                session: None,
+                token: None
+            }
+        );
+    }
+    golden_client(
+        &ClientMsg::Hello {
+            nick: None,
+            session: None,
+            token: Some("hk_x".into()),
+        },
+        r#"{"type":"hello","token":"hk_x"}"#,
+    );
+    golden_client(
+        &ClientMsg::Read {
+            room: "lobby".into(),
+            offset: 9,
+        },
+        r#"{"type":"read","room":"lobby","offset":9}"#,
+    );
+    golden_client(
+        &ClientMsg::CreateRoom {
+            room: "ops".into(),
+            private: true,
+        },
+        r#"{"type":"create_room","room":"ops","private":true}"#,
+    );
+    assert_eq!(
+        client(r#"{"type":"create_room","room":"ops"}"#),
+        ClientMsg::CreateRoom {
+            room: "ops".into(),
+            private: false
+        }
+    );
+    golden_client(
+        &ClientMsg::Invite {
+            room: "ops".into(),
+            user: "bob".into(),
+        },
+        r#"{"type":"invite","room":"ops","user":"bob"}"#,
+    );
+    golden_client(
+        &ClientMsg::Remove {
+            room: "ops".into(),
+            user: "bob".into(),
+        },
+        r#"{"type":"remove","room":"ops","user":"bob"}"#,
+    );
+    golden_client(
+        &ClientMsg::OpenDm { user: "bob".into() },
+        r#"{"type":"open_dm","user":"bob"}"#,
+    );
+}
+
+#[test]
+fn v2_server_frames() {
+    golden_server(
+        &ServerMsg::Read {
+            room: "lobby".into(),
+            offset: 9,
+        },
+        r#"{"type":"read","room":"lobby","offset":9}"#,
+    );
+    golden_server(
+        &ServerMsg::RoomCreated {
+            room: "ops".into(),
+            private: true,
+        },
+        r#"{"type":"room_created","room":"ops","private":true}"#,
+    );
+    golden_server(
+        &ServerMsg::Invited {
+            room: "ops".into(),
+            user: "bob".into(),
+            by: Some("alice".into()),
+        },
+        r#"{"type":"invited","room":"ops","user":"bob","by":"alice"}"#,
+    );
+    golden_server(
+        &ServerMsg::Dm {
+            room: "dm--3f".into(),
+            user: "alice".into(),
+            nick: Some("alice".into()),
+        },
+        r#"{"type":"dm","room":"dm--3f","user":"alice","nick":"alice"}"#,
+    );
+    let mut m = chat(3, "m1", "hi");
+    m.user = Some("alice".into());
+    golden_server(
+        &ServerMsg::Message(m),
+        r#"{"type":"message","room":"lobby","offset":3,"id":"m1","nick":"alice","text":"hi","ts":1764097200000,"user":"alice"}"#,
     );
 }
 
@@ -471,6 +626,11 @@ fn server_error_with_every_code() {
         (ErrorCode::Internal, "internal"),
         (ErrorCode::RoomLimit, "room_limit"),
         (ErrorCode::Unavailable, "unavailable"),
+        (ErrorCode::InvalidToken, "invalid_token"),
+        (ErrorCode::GuestsDisabled, "guests_disabled"),
+        (ErrorCode::Forbidden, "forbidden"),
+        (ErrorCode::RoomExists, "room_exists"),
+        (ErrorCode::UnknownUser, "unknown_user"),
     ];
     assert_eq!(wire.len(), ErrorCode::ALL.len());
     for ((code, name), listed) in wire.into_iter().zip(ErrorCode::ALL) {
@@ -514,8 +674,9 @@ fn contract_example_frames_decode() {
     assert_eq!(
         client(r#"{"type":"hello","nick":"alice"}"#),
         ClientMsg::Hello {
-            nick: "alice".into(),
+            nick: Some("alice".into()),
             session: None,
+            token: None,
         }
     );
     // S: welcome (the example elides the session and the limits; a real one has both)
@@ -529,6 +690,8 @@ fn contract_example_frames_decode() {
             session: "s_7Gq…".into(),
             server: "huddle/0.1.0".into(),
             limits: Limits::default(),
+            user: String::new(),
+            rooms: Vec::new(),
         }
     );
     // C: join
@@ -655,7 +818,8 @@ fn default_limits_match_the_contract() {
 
 #[test]
 fn transport_constants_and_close_codes() {
-    assert_eq!(SUBPROTOCOL, "huddle.v1");
+    assert_eq!(SUBPROTOCOL, "huddle.v2");
+    assert_eq!(common::SUBPROTOCOLS, ["huddle.v2", "huddle.v1"]);
     assert_eq!(WS_PATH, "/ws");
     let expected = [
         (CloseCode::GoingAway, 1001, true),
@@ -663,6 +827,7 @@ fn transport_constants_and_close_codes() {
         (CloseCode::Policy, 1008, true),
         (CloseCode::TooBig, 1009, true),
         (CloseCode::SessionTaken, 4001, false),
+        (CloseCode::SignedOut, 4003, false),
         (CloseCode::SlowConsumer, 4008, true),
     ];
     for (close, number, reconnect) in expected {
@@ -721,8 +886,6 @@ fn decode_errors_follow_the_documented_choices() {
 
     // A missing or non-string required field: that field's code.
     for (json, code) in [
-        (r#"{"type":"hello"}"#, ErrorCode::InvalidNick),
-        (r#"{"type":"hello","nick":null}"#, ErrorCode::InvalidNick),
         (r#"{"type":"hello","nick":1}"#, ErrorCode::InvalidNick),
         (r#"{"type":"join"}"#, ErrorCode::InvalidRoom),
         (r#"{"type":"leave","room":["a"]}"#, ErrorCode::InvalidRoom),

@@ -120,9 +120,14 @@ fn check_refusal(e: &DecodeError) {
 /// The client-supplied strings inside a decoded frame.
 fn fields(msg: &ClientMsg) -> Vec<&str> {
     match msg {
-        ClientMsg::Hello { nick, session } => {
-            let mut v = vec![nick.as_str()];
+        ClientMsg::Hello {
+            nick,
+            session,
+            token,
+        } => {
+            let mut v: Vec<&str> = nick.as_deref().into_iter().collect();
             v.extend(session.as_deref());
+            v.extend(token.as_deref());
             v
         }
         ClientMsg::Join { room, epoch, .. } => {
@@ -132,9 +137,15 @@ fn fields(msg: &ClientMsg) -> Vec<&str> {
         }
         ClientMsg::Leave { room }
         | ClientMsg::Typing { room }
-        | ClientMsg::History { room, .. } => {
+        | ClientMsg::History { room, .. }
+        | ClientMsg::Read { room, .. }
+        | ClientMsg::CreateRoom { room, .. } => {
             vec![room.as_str()]
         }
+        ClientMsg::Invite { room, user } | ClientMsg::Remove { room, user } => {
+            vec![room.as_str(), user.as_str()]
+        }
+        ClientMsg::OpenDm { user } => vec![user.as_str()],
         ClientMsg::Send { room, text, id } => vec![room.as_str(), text.as_str(), id.as_str()],
         ClientMsg::ListRooms { .. } => Vec::new(),
     }

@@ -158,8 +158,9 @@ async fn set_up(ctx: &Ctx, index: usize, room: usize) -> Result<(Ws, u64), Strin
     ctx.shared.connected.fetch_add(1, Relaxed);
 
     let hello = ClientMsg::Hello {
-        nick: s.nick(index),
+        nick: Some(s.nick(index)),
         session: None,
+        token: None,
     };
     step("hello", async {
         send(&mut ws, &hello).await?;

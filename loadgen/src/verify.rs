@@ -104,8 +104,9 @@ pub async fn verify(url: &str, acks: &[AckRecord]) -> Result<Verdict, VerifyErro
     request(
         &mut ws,
         &ClientMsg::Hello {
-            nick,
+            nick: Some(nick),
             session: None,
+            token: None,
         },
     )
     .await?;

@@ -307,8 +307,9 @@ async fn fake_session(stream: TcpStream, room: Arc<Mutex<Room>>, members: Arc<At
                 let Ok(msg) = common::decode_client(t.as_str()) else { return };
                 let reply = match msg {
                     ClientMsg::Hello { nick: n, .. } => {
+                        let n = n.unwrap_or_default();
                         nick = n.clone();
-                        ServerMsg::Welcome { nick: n, session: "s".into(), server: "faulty".into(), limits: Limits::default() }
+                        ServerMsg::Welcome { nick: n, session: "s".into(), server: "faulty".into(), limits: Limits::default(), user: "u".into(), rooms: vec![] }
                     }
                     ClientMsg::Join { room: name, .. } => {
                         let r = room.lock().unwrap();
@@ -320,7 +321,7 @@ async fn fake_session(stream: TcpStream, room: Arc<Mutex<Room>>, members: Arc<At
                         r.head += 1;
                         let offset = r.head;
                         let frame = ServerMsg::Message(common::ChatMessage {
-                            room: name.clone(), offset, id: id.clone(), nick: nick.clone(), text, ts: 0,
+                            room: name.clone(), offset, id: id.clone(), nick: nick.clone(), text, ts: 0, user: None,
                         });
                         let _ = r.tx.send((offset, serde_json::to_string(&frame).unwrap()));
                         ServerMsg::Ack { id, room: name, offset }

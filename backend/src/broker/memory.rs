@@ -65,6 +65,7 @@ mod tests {
             nick: "b".to_owned(),
             text: "hi".to_owned(),
             ts: 0,
+            user: None,
         };
         broker.publish_stored(&msg).await.unwrap();
         let event = Event {

@@ -57,7 +57,7 @@ pub(super) async fn upgrade(
     let slot = permit
         .as_ref()
         .and_then(|_| state.peers.try_connect(client_ip));
-    ws.protocols([common::SUBPROTOCOL])
+    ws.protocols(common::SUBPROTOCOLS)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(MAX_WRITE_BUFFER)

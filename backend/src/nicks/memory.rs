@@ -122,6 +122,7 @@ impl NickRegistry for MemoryNicks {
         };
         nicks.reserved.remove(&key);
         let who = Identity {
+            user: Arc::from(crate::identity::guest_user(&token)),
             nick: Arc::from(nick),
             key: Arc::from(key.as_str()),
             session: Arc::clone(&token),

@@ -101,8 +101,9 @@ impl Session {
         };
         let who = self.identity.clone();
         match (msg, who, room) {
-            (ClientMsg::Hello { nick, session }, _, _) => {
-                self.hello(&nick, session.as_deref()).await
+            (ClientMsg::Hello { nick, session, .. }, _, _) => {
+                self.hello(nick.as_deref().unwrap_or(""), session.as_deref())
+                    .await
             }
             (ClientMsg::ListRooms { cursor, limit }, _, _) => self.list_rooms(cursor, limit).await,
             (ClientMsg::Join { since, epoch, .. }, Some(who), Some(room)) => {
@@ -178,6 +179,8 @@ impl Session {
             session: who.session.to_string(),
             server: SERVER.to_owned(),
             limits: self.state.limits.clone(),
+            user: who.user.to_string(),
+            rooms: Vec::new(),
         };
         self.identity = Some(who);
         self.reply(&welcome).await
@@ -366,7 +369,7 @@ impl Session {
         let msg = NewMessage {
             room: room.to_string(),
             nick: who.nick.to_string(),
-            nick_key: who.key.to_string(),
+            user: who.user.to_string(),
             id: id.clone(),
             text,
         };

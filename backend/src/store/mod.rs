@@ -18,8 +18,9 @@ use common::ChatMessage;
 pub struct NewMessage {
     pub room: String,
     pub nick: String,
-    /// The nick's uniqueness key: together with `room` and `id` it de-duplicates retries.
-    pub nick_key: String,
+    /// The sender's user id: stored with the message, and together with `room` and `id`
+    /// it de-duplicates retries.
+    pub user: String,
     pub id: String,
     pub text: String,
 }
@@ -34,6 +35,7 @@ impl NewMessage {
             nick: self.nick,
             text: self.text,
             ts,
+            user: Some(self.user),
         }
     }
 }

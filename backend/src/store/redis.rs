@@ -14,7 +14,7 @@
 //!   offsets is a range of stream ids; trimmed to about `history_max` entries (or the
 //!   `--retention` count, if smaller), and with an age retention it expires that long
 //!   after the room's last message, so a silent room costs Redis nothing but its `seq`.
-//! - `dedupe(room, nick_key, id)`: the offset a message id was stored at, for retries;
+//! - `dedupe(room, user, id)`: the offset a message id was stored at, for retries;
 //!   expires after a day so it stays bounded.
 //! - `rooms`: sorted set of room names, score = last offset; `prune` drops the rooms
 //!   whose log expired. `seq` stays, so a room used again continues its offsets.
@@ -47,7 +47,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Appends one message atomically. KEYS: epoch, seq, log, dedupe, rooms. ARGV: room, id,
 /// nick, text, history_max, a fresh epoch, dedupe ttl, max rooms (0: none), the log's
-/// expiry in ms (0: none). Returns {offset, outcome, ts}: outcome 0 stored, 1 duplicate
+/// expiry in ms (0: none), the sender's user id. Returns {offset, outcome, ts}: outcome 0 stored, 1 duplicate
 /// (of the message at `offset`), 2 refused by the room limit.
 ///
 /// The next offset is one past both `seq` and the stream's last id, so a lost `seq` key
@@ -74,7 +74,8 @@ offset = offset + 1
 local t = redis.call('TIME')
 local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], string.format('%d-1', offset),
-  'id', ARGV[2], 'nick', ARGV[3], 'text', ARGV[4], 'ts', string.format('%d', ts))
+  'id', ARGV[2], 'nick', ARGV[3], 'text', ARGV[4], 'ts', string.format('%d', ts),
+  'user', ARGV[10])
 redis.call('SET', KEYS[2], string.format('%d', offset))
 redis.call('SET', KEYS[4], string.format('%d', offset), 'EX', ARGV[7])
 redis.call('ZADD', KEYS[5], offset, ARGV[1])
@@ -214,6 +215,8 @@ pub(crate) fn entry_to_message(room: &str, entry: &StreamId) -> Result<ChatMessa
         ts: field("ts")?
             .parse()
             .map_err(|_| corrupt(format!("entry {} has a bad ts", entry.id)))?,
+        // Absent on entries stored before v2.
+        user: entry.get::<String>("user"),
     })
 }
 
@@ -353,7 +356,7 @@ impl HistoryStore for RedisStore {
             inv.key(self.keys.epoch())
                 .key(self.keys.seq(&m.room))
                 .key(self.keys.log(&m.room))
-                .key(self.keys.dedupe(&m.room, &m.nick_key, &m.id))
+                .key(self.keys.dedupe(&m.room, &m.user, &m.id))
                 .key(self.keys.rooms())
                 .arg(&m.room)
                 .arg(&m.id)
@@ -363,7 +366,8 @@ impl HistoryStore for RedisStore {
                 .arg(&epoch)
                 .arg(self.dedupe_ttl_secs)
                 .arg(self.max_rooms)
-                .arg(self.expire_ms);
+                .arg(self.expire_ms)
+                .arg(&m.user);
             pipe.invoke_script(&inv);
         }
         let pipe = &pipe;

@@ -63,6 +63,58 @@ CREATE TABLE IF NOT EXISTS forgotten (
 ) WITHOUT ROWID;
 ";
 
+/// Schema changes after [`SCHEMA`], in order: migration `i` takes a database from
+/// `PRAGMA user_version` `i` to `i + 1`, so a file from any earlier version opens and
+/// keeps its history. Never edit one that shipped; add another.
+const MIGRATIONS: &[&str] = &[
+    // v2, people: the sender of each message (NULL for messages stored before, whose
+    // `nick_key` de-duplicated by nick; from now on it holds the user id), accounts and
+    // their tokens, room settings, and each user's memberships and read offsets.
+    "
+    ALTER TABLE messages ADD COLUMN user TEXT;
+    CREATE TABLE users (
+        user     TEXT    PRIMARY KEY,
+        nick     TEXT    NOT NULL,
+        kind     TEXT    NOT NULL,
+        password TEXT,
+        seen     INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE tokens (
+        hash    TEXT    PRIMARY KEY,
+        user    TEXT    NOT NULL,
+        created INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX tokens_by_user ON tokens (user);
+    CREATE TABLE room_settings (
+        room    TEXT    PRIMARY KEY,
+        private INTEGER NOT NULL,
+        owner   TEXT,
+        dm      TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE members (
+        user   TEXT    NOT NULL,
+        room   TEXT    NOT NULL,
+        read   INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (user, room)
+    ) WITHOUT ROWID;
+    CREATE INDEX members_by_room ON members (room, user);
+    ",
+];
+
+/// Brings the schema up to date: [`SCHEMA`] (idempotent), then every migration the
+/// file has not had, each in its own transaction with the version it reaches.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)?;
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 /// SQLite-backed [`HistoryStore`].
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -110,8 +162,8 @@ impl SqliteStore {
             path: path.display().to_string(),
             source,
         };
-        let conn = open_conn(path).map_err(open_err)?;
-        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        let mut conn = open_conn(path).map_err(open_err)?;
+        migrate(&mut conn).map_err(open_err)?;
         let fresh = Alphanumeric.sample_string(&mut rand::rng(), 10);
         conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?1)",
@@ -199,6 +251,7 @@ fn row_to_message(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatM
         nick: row.get(2)?,
         text: row.get(3)?,
         ts: row.get(4)?,
+        user: row.get(5)?,
     })
 }
 
@@ -245,12 +298,12 @@ fn append_in_tx(
         let mut revive =
             tx.prepare_cached("DELETE FROM forgotten WHERE room = ?1 RETURNING head")?;
         let mut insert = tx.prepare_cached(
-            "INSERT INTO messages (room, offset, id, nick, nick_key, text, ts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO messages (room, offset, id, nick, nick_key, text, ts, user)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5)",
         )?;
         for m in batch {
             if let Some(offset) = find_dup
-                .query_row(params![m.room, m.nick_key, m.id], |r| r.get::<_, u64>(0))
+                .query_row(params![m.room, m.user, m.id], |r| r.get::<_, u64>(0))
                 .optional()?
             {
                 outcomes.push(AppendOutcome::Duplicate { offset });
@@ -279,9 +332,7 @@ fn append_in_tx(
                 },
             };
             let offset = head + 1;
-            insert.execute(params![
-                m.room, offset, m.id, m.nick, m.nick_key, m.text, ts
-            ])?;
+            insert.execute(params![m.room, offset, m.id, m.nick, m.user, m.text, ts])?;
             new_heads.insert(m.room.clone(), offset);
             outcomes.push(AppendOutcome::Stored(m.stored(offset, ts)));
         }
@@ -435,7 +486,7 @@ impl HistoryStore for SqliteStore {
         let room = room.to_owned();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT offset, id, nick, text, ts FROM messages
+                "SELECT offset, id, nick, text, ts, user FROM messages
                  WHERE room = ?1 AND offset < ?2 ORDER BY offset DESC LIMIT ?3",
             )?;
             let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
@@ -462,7 +513,7 @@ impl HistoryStore for SqliteStore {
         let room = room.to_owned();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT offset, id, nick, text, ts FROM messages
+                "SELECT offset, id, nick, text, ts, user FROM messages
                  WHERE room = ?1 AND offset > ?2 ORDER BY offset ASC LIMIT ?3",
             )?;
             let rows = stmt
@@ -530,7 +581,7 @@ mod tests {
         NewMessage {
             room: room.into(),
             nick: nick.into(),
-            nick_key: nick.to_lowercase(),
+            user: nick.to_lowercase(),
             id: id.into(),
             text: format!("text {id}"),
         }

@@ -15,7 +15,7 @@ async fn many_rooms(db: &std::path::Path, rooms: usize) {
             .map(|room| NewMessage {
                 room: room.clone(),
                 nick: "filler".into(),
-                nick_key: "filler".into(),
+                user: "filler".into(),
                 id: "m1".into(),
                 text: "x".into(),
             })
@@ -68,7 +68,7 @@ async fn long_messages(db: &std::path::Path, room: &str, n: usize) {
         .map(|i| NewMessage {
             room: room.into(),
             nick: "filler".into(),
-            nick_key: "filler".into(),
+            user: "filler".into(),
             id: format!("m{i}"),
             // 4,000 characters of three bytes each: the longest text allowed.
             text: "€".repeat(4000),

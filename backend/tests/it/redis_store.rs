@@ -17,7 +17,7 @@ fn msg(room: &str, nick: &str, id: &str) -> NewMessage {
     NewMessage {
         room: room.into(),
         nick: nick.into(),
-        nick_key: nick.to_lowercase(),
+        user: nick.to_lowercase(),
         id: id.into(),
         text: format!("text {id}"),
     }

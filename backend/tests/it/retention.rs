@@ -232,7 +232,7 @@ async fn a_database_from_before_retention_opens_keeps_its_history_and_prunes() {
         .append_batch(vec![NewMessage {
             room: "attic".into(),
             nick: "bob".into(),
-            nick_key: "bob".into(),
+            user: "bob".into(),
             id: "b".into(),
             text: "back".into(),
         }])
@@ -255,7 +255,7 @@ async fn redis_logs_and_message_ids_expire_with_the_age_and_the_count_caps_strea
     let msg = |room: &str, id: String| NewMessage {
         room: room.into(),
         nick: "ann".into(),
-        nick_key: "ann".into(),
+        user: "ann".into(),
         id,
         text: "hi".into(),
     };
@@ -364,7 +364,7 @@ async fn appends_go_on_while_a_large_backlog_is_pruned() {
     let msg = |room: String, id: String| NewMessage {
         room,
         nick: "ann".into(),
-        nick_key: "ann".into(),
+        user: "ann".into(),
         id,
         text: "x".repeat(100),
     };

@@ -125,6 +125,10 @@ impl Parts {
                 Parts::ROOMS | Parts::MESSAGES | Parts::MEMBERS | Parts::TYPING
             }
             ServerMsg::Welcome { .. } | ServerMsg::Error { .. } => Parts::ALL,
+            ServerMsg::Read { .. }
+            | ServerMsg::RoomCreated { .. }
+            | ServerMsg::Invited { .. }
+            | ServerMsg::Dm { .. } => Parts::ALL,
         }
     }
 }
@@ -220,7 +224,11 @@ impl ChatState {
             .as_ref()
             .filter(|(owner, _)| *owner == nick)
             .map(|(_, token)| token.clone());
-        Some(ClientMsg::Hello { nick, session })
+        Some(ClientMsg::Hello {
+            nick: Some(nick),
+            session,
+            token: None,
+        })
     }
 
     /// Whether the rooms (rather than the nick form) are on screen: once welcomed, and
@@ -332,6 +340,11 @@ impl ChatState {
                 message,
                 reference,
             } => self.on_error(code, message, reference.as_deref(), now),
+            // People (v2): not shown by this version of the app yet.
+            ServerMsg::Read { .. }
+            | ServerMsg::RoomCreated { .. }
+            | ServerMsg::Invited { .. }
+            | ServerMsg::Dm { .. } => {}
         }
         Vec::new()
     }
@@ -472,6 +485,7 @@ impl ChatState {
                     nick,
                     text: sent.text,
                     ts: sent.ts,
+                    user: None,
                 });
             }
         }

@@ -358,6 +358,7 @@ mod tests {
             nick: nick.to_owned(),
             text: format!("text {offset}"),
             ts: 1_000_000 + offset * 1000,
+            user: None,
         }
     }
 

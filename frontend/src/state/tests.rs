@@ -16,6 +16,7 @@ fn msg(room: &str, offset: u64, nick: &str, id: &str) -> ChatMessage {
         nick: nick.to_owned(),
         text: format!("text {offset}"),
         ts: 1_764_097_200_000 + offset,
+        user: None,
     }
 }
 
@@ -33,6 +34,8 @@ fn welcome(session: &str) -> ServerMsg {
         session: session.to_owned(),
         server: "huddle/test".to_owned(),
         limits: Limits::default(),
+        user: "guest:1".to_owned(),
+        rooms: Vec::new(),
     }
 }
 
@@ -269,16 +272,18 @@ fn the_session_is_offered_only_for_its_own_nick() {
     assert_eq!(
         s.hello(),
         Some(ClientMsg::Hello {
-            nick: "alice".to_owned(),
-            session: Some("s9".to_owned())
+            nick: Some("alice".to_owned()),
+            session: Some("s9".to_owned()),
+            token: None,
         })
     );
     s.choose_nick("bob");
     assert_eq!(
         s.hello(),
         Some(ClientMsg::Hello {
-            nick: "bob".to_owned(),
-            session: None
+            nick: Some("bob".to_owned()),
+            session: None,
+            token: None,
         })
     );
 }
