@@ -30,6 +30,7 @@ mod clock;
 mod cluster;
 mod codec;
 mod config;
+mod directory;
 mod disconnect;
 #[doc(hidden)]
 pub mod fuzzing;

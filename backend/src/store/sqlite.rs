@@ -75,10 +75,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE users (
         user     TEXT    PRIMARY KEY,
         nick     TEXT    NOT NULL,
+        key      TEXT    NOT NULL,
         kind     TEXT    NOT NULL,
         password TEXT,
         seen     INTEGER NOT NULL
     ) WITHOUT ROWID;
+    CREATE INDEX users_by_key ON users (key, kind);
+    CREATE INDEX users_by_seen ON users (kind, seen);
     CREATE TABLE tokens (
         hash    TEXT    PRIMARY KEY,
         user    TEXT    NOT NULL,
@@ -189,6 +192,15 @@ impl SqliteStore {
                 read_slots: tokio::sync::Semaphore::new(MAX_READS),
             }),
         })
+    }
+
+    /// The directory kept in the same file (its tables come with this store's schema).
+    pub(crate) fn directory(&self) -> Result<crate::directory::SqliteDirectory, StoreError> {
+        let conn = open_conn(&self.inner.path).map_err(|source| StoreError::Open {
+            path: self.inner.path.display().to_string(),
+            source,
+        })?;
+        Ok(crate::directory::SqliteDirectory::new(conn))
     }
 
     /// Refuses messages that would create a room beyond `max` rooms (0: no limit).
@@ -557,7 +569,9 @@ impl HistoryStore for SqliteStore {
     async fn rooms(&self, offset: u64, limit: u32) -> Result<RoomList, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT room, head FROM rooms ORDER BY head DESC, room DESC LIMIT ?1 OFFSET ?2",
+                "SELECT room, head FROM rooms
+                 WHERE room NOT IN (SELECT room FROM room_settings WHERE private = 1)
+                 ORDER BY head DESC, room DESC LIMIT ?1 OFFSET ?2",
             )?;
             // SQLite integers are signed; an offset beyond them is past every room.
             let offset = i64::try_from(offset).unwrap_or(i64::MAX);
@@ -566,7 +580,13 @@ impl HistoryStore for SqliteStore {
                     Ok((r.get(0)?, r.get(1)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            let total: u64 = c.query_row("SELECT count(*) FROM rooms", [], |r| r.get(0))?;
+            // Private rooms do not exist for outsiders, so they are not counted either.
+            let total: u64 = c.query_row(
+                "SELECT count(*) FROM rooms
+                 WHERE room NOT IN (SELECT room FROM room_settings WHERE private = 1)",
+                [],
+                |r| r.get(0),
+            )?;
             Ok(RoomList { rooms, total })
         })
         .await

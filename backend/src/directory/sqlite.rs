@@ -1,0 +1,400 @@
+//! The directory in the history's SQLite file (tables from the store's migrations):
+//! one connection of its own, used on the blocking pool. Directory calls are few and
+//! short (a sign-in, a join, a read offset), so one connection is plenty, and the WAL
+//! lets them run beside the history writer.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{Directory, RoomSettings, UserKind, UserRecord};
+use crate::locks;
+use crate::store::StoreError;
+
+/// SQLite-backed [`Directory`]. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct SqliteDirectory {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteDirectory {
+    /// Uses `conn`, opened on a database whose schema is current
+    /// ([`crate::store::SqliteStore::directory`]).
+    pub(crate) fn new(conn: Connection) -> Self {
+        SqliteDirectory {
+            conn: Arc::new(Mutex::new(conn)),
+        }
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || f(&mut locks::lock(&conn)).map_err(StoreError::from))
+            .await?
+    }
+}
+
+fn dm_key(settings: &RoomSettings) -> Option<String> {
+    settings.dm.as_ref().map(|(a, b)| format!("{a}\n{b}"))
+}
+
+#[async_trait]
+impl Directory for SqliteDirectory {
+    async fn create_account(
+        &self,
+        user: &str,
+        key: &str,
+        password_hash: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let (user, key, hash) = (user.to_owned(), key.to_owned(), password_hash.to_owned());
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let taken: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM users WHERE user = ?1)
+                     OR EXISTS (SELECT 1 FROM users WHERE key = ?2 AND kind = 'account')",
+                params![user, key],
+                |r| r.get(0),
+            )?;
+            if taken {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO users (user, nick, key, kind, password, seen)
+                 VALUES (?1, ?1, ?2, 'account', ?3, ?4)",
+                params![user, key, hash, now_ms],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn password_hash(&self, user: &str) -> Result<Option<String>, StoreError> {
+        let user = user.to_owned();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT password FROM users WHERE user = ?1 AND kind = 'account'",
+                [user],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn account_with_key(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT user FROM users WHERE key = ?1 AND kind = 'account' LIMIT 1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn seen(&self, record: &UserRecord, key: &str, now_ms: u64) -> Result<(), StoreError> {
+        let (user, nick, key) = (record.user.clone(), record.nick.clone(), key.to_owned());
+        let kind = record.kind.as_str();
+        self.run(move |c| {
+            // An account's name and kind never change here; its nick is its name.
+            c.execute(
+                "INSERT INTO users (user, nick, key, kind, seen) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (user) DO UPDATE SET
+                   seen = excluded.seen,
+                   nick = CASE WHEN users.kind = 'account' THEN users.nick ELSE excluded.nick END,
+                   key = CASE WHEN users.kind = 'account' THEN users.key ELSE excluded.key END",
+                params![user, nick, key, kind, now_ms],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn user(&self, user: &str) -> Result<Option<UserRecord>, StoreError> {
+        let user = user.to_owned();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT user, nick, kind FROM users WHERE user = ?1",
+                [user],
+                |r| {
+                    let kind: String = r.get(2)?;
+                    Ok(UserRecord {
+                        user: r.get(0)?,
+                        nick: r.get(1)?,
+                        kind: UserKind::parse(&kind).unwrap_or(UserKind::Guest),
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn add_token(&self, hash: &str, user: &str, now_ms: u64) -> Result<(), StoreError> {
+        let (hash, user) = (hash.to_owned(), user.to_owned());
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO tokens (hash, user, created) VALUES (?1, ?2, ?3)",
+                params![hash, user, now_ms],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn token_user(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        let hash = hash.to_owned();
+        self.run(move |c| {
+            c.query_row("SELECT user FROM tokens WHERE hash = ?1", [hash], |r| {
+                r.get(0)
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        let hash = hash.to_owned();
+        self.run(move |c| {
+            c.query_row(
+                "DELETE FROM tokens WHERE hash = ?1 RETURNING user",
+                [hash],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn settings(&self, room: &str) -> Result<Option<RoomSettings>, StoreError> {
+        let room = room.to_owned();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT private, owner, dm FROM room_settings WHERE room = ?1",
+                [room],
+                |r| {
+                    let dm: Option<String> = r.get(2)?;
+                    Ok(RoomSettings {
+                        private: r.get(0)?,
+                        owner: r.get(1)?,
+                        dm: dm.and_then(|d| {
+                            d.split_once('\n')
+                                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                        }),
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn create_room(&self, room: &str, settings: &RoomSettings) -> Result<bool, StoreError> {
+        let room = room.to_owned();
+        let (private, owner, dm) = (settings.private, settings.owner.clone(), dm_key(settings));
+        self.run(move |c| {
+            let n = c.execute(
+                "INSERT OR IGNORE INTO room_settings (room, private, owner, dm)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![room, private, owner, dm],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn is_member(&self, room: &str, user: &str) -> Result<bool, StoreError> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        self.run(move |c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM members WHERE user = ?1 AND room = ?2)",
+                params![user, room],
+                |r| r.get(0),
+            )
+        })
+        .await
+    }
+
+    async fn add_member(&self, room: &str, user: &str, read: u64) -> Result<bool, StoreError> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        self.run(move |c| {
+            let n = c.execute(
+                "INSERT OR IGNORE INTO members (user, room, read) VALUES (?1, ?2, ?3)",
+                params![user, room, read],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn remove_member(&self, room: &str, user: &str) -> Result<bool, StoreError> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        self.run(move |c| {
+            let n = c.execute(
+                "DELETE FROM members WHERE user = ?1 AND room = ?2",
+                params![user, room],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn memberships(
+        &self,
+        user: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let user = user.to_owned();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT room, read FROM members WHERE user = ?1 ORDER BY room LIMIT ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![user, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect();
+            rows
+        })
+        .await
+    }
+
+    async fn set_read(
+        &self,
+        user: &str,
+        room: &str,
+        offset: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        self.run(move |c| {
+            let n = c.execute(
+                "UPDATE members SET read = ?3 WHERE user = ?1 AND room = ?2 AND read < ?3",
+                params![user, room, offset],
+            )?;
+            Ok((n == 1).then_some(offset))
+        })
+        .await
+    }
+
+    async fn forget_guests(&self, before_ms: u64) -> Result<u64, StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "DELETE FROM members WHERE user IN
+                   (SELECT user FROM users WHERE kind = 'guest' AND seen < ?1)",
+                [before_ms],
+            )?;
+            let n = tx.execute(
+                "DELETE FROM users WHERE kind = 'guest' AND seen < ?1",
+                [before_ms],
+            )?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    fn open() -> (tempfile::TempDir, SqliteDirectory) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+        let directory = store.directory().unwrap();
+        (dir, directory)
+    }
+
+    fn guest(user: &str, nick: &str) -> UserRecord {
+        UserRecord {
+            user: user.into(),
+            nick: nick.into(),
+            kind: UserKind::Guest,
+        }
+    }
+
+    #[tokio::test]
+    async fn accounts_and_tokens() {
+        let (_tmp, d) = open();
+        assert!(d.create_account("ann", "ann", "$h1", 1).await.unwrap());
+        assert!(!d.create_account("ann", "ann", "$h2", 2).await.unwrap());
+        // A name whose key another account has (a lookalike) is taken too.
+        assert!(!d.create_account("ann2", "ann", "$h2", 2).await.unwrap());
+        assert_eq!(
+            d.password_hash("ann").await.unwrap().as_deref(),
+            Some("$h1")
+        );
+        assert_eq!(d.password_hash("bob").await.unwrap(), None);
+        assert_eq!(
+            d.account_with_key("ann").await.unwrap().as_deref(),
+            Some("ann")
+        );
+        d.add_token("th", "ann", 3).await.unwrap();
+        assert_eq!(d.token_user("th").await.unwrap().as_deref(), Some("ann"));
+        assert_eq!(d.revoke_token("th").await.unwrap().as_deref(), Some("ann"));
+        assert_eq!(d.token_user("th").await.unwrap(), None);
+        assert_eq!(d.revoke_token("th").await.unwrap(), None);
+        // Signing in again keeps an account's name.
+        let record = UserRecord {
+            user: "ann".into(),
+            nick: "other".into(),
+            kind: UserKind::Account,
+        };
+        d.seen(&record, "other", 9).await.unwrap();
+        assert_eq!(d.user("ann").await.unwrap().unwrap().nick, "ann");
+    }
+
+    #[tokio::test]
+    async fn memberships_and_read_offsets_only_move_forward() {
+        let (_tmp, d) = open();
+        assert!(d.add_member("r", "u", 4).await.unwrap());
+        assert!(!d.add_member("r", "u", 0).await.unwrap(), "kept");
+        assert_eq!(d.memberships("u", 10).await.unwrap(), vec![("r".into(), 4)]);
+        assert_eq!(d.set_read("u", "r", 3).await.unwrap(), None);
+        assert_eq!(d.set_read("u", "r", 9).await.unwrap(), Some(9));
+        assert_eq!(
+            d.set_read("x", "r", 99).await.unwrap(),
+            None,
+            "not a member"
+        );
+        assert!(d.is_member("r", "u").await.unwrap());
+        assert!(d.remove_member("r", "u").await.unwrap());
+        assert!(!d.remove_member("r", "u").await.unwrap());
+        assert!(d.memberships("u", 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn rooms_get_settings_once_and_idle_guests_are_forgotten() {
+        let (_tmp, d) = open();
+        let dm = RoomSettings {
+            private: true,
+            owner: None,
+            dm: Some(("a".into(), "b".into())),
+        };
+        assert!(d.create_room("dm--x", &dm).await.unwrap());
+        assert!(!d.create_room("dm--x", &dm).await.unwrap());
+        let got = d.settings("dm--x").await.unwrap().unwrap();
+        assert_eq!(got, dm);
+        assert_eq!(got.dm_peer("a"), Some("b"));
+        assert_eq!(d.settings("lobby").await.unwrap(), None);
+
+        d.seen(&guest("guest:old", "old"), "old", 10).await.unwrap();
+        d.seen(&guest("guest:new", "new"), "new", 1000)
+            .await
+            .unwrap();
+        d.add_member("r", "guest:old", 0).await.unwrap();
+        assert_eq!(d.forget_guests(500).await.unwrap(), 1);
+        assert_eq!(d.user("guest:old").await.unwrap(), None);
+        assert!(!d.is_member("r", "guest:old").await.unwrap());
+        assert_eq!(d.user("guest:new").await.unwrap().unwrap().nick, "new");
+    }
+}
