@@ -72,16 +72,23 @@ pub(crate) struct Relayed<S> {
     pub(crate) origin: S,
     /// The connection (on `origin`) that must not receive it.
     pub(crate) except: Option<ConnId>,
+    /// The user none of whose connections receive it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) except_user: Option<S>,
     /// The encoded server frame.
     pub(crate) frame: S,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) directive: Option<crate::broker::Directive>,
 }
 
 /// Encodes an event for the other instances.
-pub(crate) fn encode_relayed(origin: &str, except: Option<ConnId>, frame: &Frame) -> String {
+pub(crate) fn encode_relayed(origin: &str, event: &crate::broker::Event) -> String {
     let wire = Relayed {
         origin,
-        except,
-        frame: frame.as_str(),
+        except: event.except,
+        except_user: event.except_user.as_deref(),
+        frame: event.frame.as_str(),
+        directive: event.directive.clone(),
     };
     // Two strings and a number: cannot fail.
     serde_json::to_string(&wire).unwrap_or_default()
@@ -93,12 +100,12 @@ pub(crate) fn decode_relayed(payload: &[u8]) -> Result<Relayed<String>, serde_js
     serde_json::from_slice(payload)
 }
 
-/// A request to close a connection, sent to the instance that holds it: its session was
-/// reclaimed elsewhere.
+/// A request to close a connection, sent to the instance that holds it: its user opened
+/// too many elsewhere.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct Evict {
     pub(crate) evict: ConnId,
-    pub(crate) nick: String,
+    pub(crate) user: String,
 }
 
 pub(crate) fn encode_evict(evict: &Evict) -> String {
@@ -149,23 +156,35 @@ mod tests {
     #[test]
     fn relayed_events_and_control_requests_round_trip() {
         let frame = Frame::from(r#"{"type":"typing","room":"r","nick":"a\"b"}"#);
-        let wire = encode_relayed("ab12", Some(7), &frame);
+        let event = crate::broker::Event {
+            room: std::sync::Arc::from("r"),
+            except: Some(7),
+            except_user: Some(std::sync::Arc::from("guest:1")),
+            frame: frame.clone(),
+            directive: Some(crate::broker::Directive::Drop { room: "r".into() }),
+        };
+        let wire = encode_relayed("ab12", &event);
         let back = decode_relayed(wire.as_bytes()).unwrap();
         assert_eq!(back.origin, "ab12");
         assert_eq!(back.except, Some(7));
+        assert_eq!(back.except_user.as_deref(), Some("guest:1"));
         assert_eq!(back.frame, frame.as_str());
+        assert_eq!(back.directive, event.directive);
+        // What instances before v2 relay: no user, no directive.
+        let old = decode_relayed(br#"{"origin":"a","except":null,"frame":"{}"}"#).unwrap();
+        assert_eq!((old.except_user, old.directive), (None, None));
         let evict = Evict {
             evict: 7,
-            nick: "bob".to_owned(),
+            user: "bob".to_owned(),
         };
         assert_eq!(
             decode_evict(encode_evict(&evict).as_bytes()).unwrap(),
             evict
         );
         assert_eq!(
-            decode_evict(br#"{"evict":7,"nick":"bob"}"#).unwrap(),
+            decode_evict(br#"{"evict":7,"user":"bob"}"#).unwrap(),
             evict,
-            "the wire format older instances send"
+            "the wire format"
         );
     }
 }

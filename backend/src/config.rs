@@ -124,11 +124,43 @@ pub struct Config {
     #[arg(long, env = "HUDDLE_MAX_HTTP_CONNECTIONS_PER_IP", default_value_t = 32)]
     pub max_http_connections_per_ip: usize,
 
-    /// After a connection ends, its nick stays reserved for its session token this long,
-    /// so nobody else can take it between a reload and the reconnect (`0s`: freed at
+    /// After a user's last connection ends, their nick stays theirs this long (nobody
+    /// else can take it between a reload and the reconnect) and the others hear that
+    /// they left only then, so a reload shows neither a `left` nor a `joined` (`0s`: at
     /// once).
     #[arg(long, env = "HUDDLE_PRESENCE_GRACE", default_value = "5s", value_parser = grace)]
     pub presence_grace: Duration,
+
+    /// Most connections one user may hold at once (tabs, devices); opening one more
+    /// closes their oldest with 4001. 0: no limit.
+    #[arg(long, env = "HUDDLE_MAX_CONNECTIONS_PER_USER", default_value_t = 10)]
+    pub max_connections_per_user: usize,
+
+    /// Whether people may sign in as guests (`hello {nick}`); `off` admits only
+    /// accounts and host-app tokens (a guest `hello` gets `guests_disabled`).
+    #[arg(long, env = "HUDDLE_GUESTS", default_value = "on", value_parser = on_off)]
+    pub guests: bool,
+
+    /// Whether anyone may create an account over HTTP (`POST /api/auth/register`);
+    /// `closed`: accounts are made with `huddle user add NAME` only.
+    #[arg(long, env = "HUDDLE_REGISTRATION", value_enum, default_value_t = Registration::Open)]
+    pub registration: Registration,
+
+    /// The host application's shared secret for HS256 sign-in tokens (`hello {token}`
+    /// with a JWT), at least 32 bytes. Prefer the environment variable over the flag, so
+    /// the secret stays out of process listings.
+    #[arg(
+        long,
+        env = "HUDDLE_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "jwt_public_key"
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// A PEM file with the host application's public key (RSA for RS256, EC P-256 for
+    /// ES256) that verifies its sign-in tokens.
+    #[arg(long, env = "HUDDLE_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
 
     /// A connection that has not completed a `hello` this long after opening is closed
     /// with 1008 ("hello timeout").
@@ -284,6 +316,24 @@ impl Config {
             max_frame_bytes: self.max_frame_bytes,
             ..Limits::default()
         }
+    }
+}
+
+/// Who may create accounts (`--registration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Registration {
+    /// Anyone, over HTTP.
+    Open,
+    /// Only an operator, on the command line.
+    Closed,
+}
+
+/// `on` or `off`.
+fn on_off(raw: &str) -> Result<bool, String> {
+    match raw {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("{raw:?} is neither on nor off")),
     }
 }
 

@@ -21,8 +21,13 @@ pub(crate) enum Disconnect {
     SlowConsumer,
     /// This instance fell behind a room's trimmed stream (`--history-max`).
     FellBehind,
-    /// A newer connection reclaimed the session.
-    SessionTaken,
+    /// The user opened more connections than `--max-connections-per-user`; this was the
+    /// oldest.
+    Displaced,
+    /// The token this connection signed in with was signed out.
+    SignedOut,
+    /// The token this connection signed in with expired and no fresh one came.
+    TokenExpired,
     /// No `hello` within `--hello-timeout`.
     HelloTimeout,
     /// Over `--max-connections`.
@@ -45,7 +50,8 @@ impl Disconnect {
             | Disconnect::ReplayFailed
             | Disconnect::EpochChanged => CloseCode::GoingAway,
             Disconnect::SlowConsumer | Disconnect::FellBehind => CloseCode::SlowConsumer,
-            Disconnect::SessionTaken => CloseCode::SessionTaken,
+            Disconnect::Displaced => CloseCode::SessionTaken,
+            Disconnect::SignedOut | Disconnect::TokenExpired => CloseCode::SignedOut,
             Disconnect::HelloTimeout
             | Disconnect::TooManyConnections
             | Disconnect::TooManyFromAddress => CloseCode::Policy,
@@ -66,7 +72,9 @@ impl Disconnect {
             Disconnect::FellBehind => {
                 "slow consumer: fell behind the room's history; resume with since"
             }
-            Disconnect::SessionTaken => CloseCode::SessionTaken.reason(),
+            Disconnect::Displaced => CloseCode::SessionTaken.reason(),
+            Disconnect::SignedOut => CloseCode::SignedOut.reason(),
+            Disconnect::TokenExpired => "token expired; sign in again",
             Disconnect::HelloTimeout => "hello timeout",
             Disconnect::TooManyConnections => "too many connections",
             Disconnect::TooManyFromAddress => "too many connections from this address",
@@ -90,7 +98,9 @@ mod tests {
             Disconnect::EpochChanged,
             Disconnect::SlowConsumer,
             Disconnect::FellBehind,
-            Disconnect::SessionTaken,
+            Disconnect::Displaced,
+            Disconnect::SignedOut,
+            Disconnect::TokenExpired,
             Disconnect::HelloTimeout,
             Disconnect::TooManyConnections,
             Disconnect::TooManyFromAddress,

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use common::{ChatMessage, ServerMsg};
 
-use crate::broker::{BrokerEvents, Event};
+use crate::broker::{BrokerEvents, Directive, Event};
 use crate::codec::{self, Frame};
 use crate::disconnect::Disconnect;
 use crate::locks;
@@ -29,7 +29,10 @@ struct Envelope {
     offset: u64,
     /// A connection that must not receive it.
     except: Option<ConnId>,
+    /// A user none of whose connections receive it.
+    except_user: Option<Arc<str>>,
     frame: Frame,
+    directive: Option<Directive>,
 }
 
 /// Local room membership. Cheap to clone.
@@ -52,6 +55,7 @@ struct Room {
 }
 
 struct Member {
+    user: Arc<str>,
     nick: Arc<str>,
     outbox: Outbox,
 }
@@ -59,8 +63,11 @@ struct Member {
 /// What a membership change did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Change {
-    /// The room's nicks after the change.
+    /// The room's nicks after the change, each user's once.
     pub(crate) nicks: Vec<String>,
+    /// True when the change was the user's first connection in the room here (join)
+    /// or their last (leave): only then do the others hear of it.
+    pub(crate) user_edge: bool,
     /// True when the change created the room here (join) or emptied it (leave), so the
     /// broker subscription must follow.
     pub(crate) edge: bool,
@@ -74,6 +81,7 @@ impl Hub {
         &self,
         room: &Arc<str>,
         conn: ConnId,
+        user: &Arc<str>,
         nick: Arc<str>,
         outbox: Outbox,
     ) -> Option<Change> {
@@ -83,10 +91,13 @@ impl Hub {
         if entry.members.contains_key(&conn) {
             return None;
         }
-        entry.members.insert(conn, Member { nick, outbox });
+        let user_edge = !entry.members.values().any(|m| m.user == *user);
+        let user = Arc::clone(user);
+        entry.members.insert(conn, Member { user, nick, outbox });
         entry.version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
         Some(Change {
             nicks: nicks_of(entry),
+            user_edge,
             edge,
             version: entry.version,
         })
@@ -96,10 +107,11 @@ impl Hub {
     pub(crate) fn leave(&self, room: &str, conn: ConnId) -> Option<Change> {
         let mut rooms = self.lock();
         let entry = rooms.get_mut(room)?;
-        entry.members.remove(&conn)?;
+        let gone = entry.members.remove(&conn)?;
         entry.version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
         let change = Change {
             nicks: nicks_of(entry),
+            user_edge: !entry.members.values().any(|m| m.user == gone.user),
             edge: entry.members.is_empty(),
             version: entry.version,
         };
@@ -107,6 +119,20 @@ impl Hub {
             rooms.remove(room);
         }
         Some(change)
+    }
+
+    /// Whether `user` has a connection in `room` here.
+    pub(crate) fn has_user(&self, room: &str, user: &str) -> bool {
+        self.lock()
+            .get(room)
+            .is_some_and(|r| r.members.values().any(|m| &*m.user == user))
+    }
+
+    /// How many users are in a room here.
+    pub(crate) fn user_count(&self, room: &str) -> u64 {
+        self.lock()
+            .get(room)
+            .map_or(0, |r| users_of(r).count() as u64)
     }
 
     /// The nicks in a room now.
@@ -156,20 +182,22 @@ impl Hub {
             .collect()
     }
 
-    /// Queues a frame for every member of its room except `env.except`.
+    /// Queues a frame for every member of its room except `env.except` and the
+    /// connections of `env.except_user`.
     fn deliver(&self, env: &Envelope) {
         let rooms = self.lock();
         let Some(room) = rooms.get(&*env.room) else {
             return;
         };
         for (conn, member) in &room.members {
-            if Some(*conn) == env.except {
+            if Some(*conn) == env.except || env.except_user.as_ref() == Some(&member.user) {
                 continue;
             }
             member.outbox.push(Outgoing {
                 room: Some(Arc::clone(&env.room)),
                 offset: env.offset,
                 frame: env.frame.clone(),
+                directive: env.directive.clone(),
             });
         }
     }
@@ -185,7 +213,9 @@ impl BrokerEvents for Hub {
             room: Arc::from(msg.room.as_str()),
             offset: msg.offset,
             except: None,
+            except_user: None,
             frame: codec::encode(&ServerMsg::Message(msg)),
+            directive: None,
         };
         self.deliver(&env);
     }
@@ -195,7 +225,9 @@ impl BrokerEvents for Hub {
             room: event.room,
             offset: 0,
             except: event.except,
+            except_user: event.except_user,
             frame: event.frame,
+            directive: event.directive,
         });
     }
 
@@ -213,8 +245,17 @@ impl BrokerEvents for Hub {
     }
 }
 
+/// Each user's first connection in the room, in connection order.
+fn users_of(room: &Room) -> impl Iterator<Item = &Member> {
+    let mut seen = std::collections::HashSet::new();
+    room.members
+        .values()
+        .filter(move |m| seen.insert(Arc::clone(&m.user)))
+}
+
+/// Presence counts users, not connections: each user's nick once.
 fn nicks_of(room: &Room) -> Vec<String> {
-    room.members.values().map(|m| m.nick.to_string()).collect()
+    users_of(room).map(|m| m.nick.to_string()).collect()
 }
 
 #[cfg(test)]
@@ -229,16 +270,22 @@ mod tests {
         let room: Arc<str> = Arc::from("lobby");
         let (a, rx_a, _) = Outbox::new(4, &metrics);
         let (b, rx_b, _) = Outbox::new(4, &metrics);
-        assert!(hub.join(&room, 1, "a".into(), a.clone()).unwrap().edge);
-        let change = hub.join(&room, 2, "b".into(), b).unwrap();
+        assert!(
+            hub.join(&room, 1, &Arc::from("a"), "a".into(), a.clone())
+                .unwrap()
+                .edge
+        );
+        let change = hub.join(&room, 2, &Arc::from("b"), "b".into(), b).unwrap();
         assert_eq!(change.nicks, vec!["a", "b"]);
         assert!(!change.edge);
-        assert_eq!(hub.join(&room, 1, "a".into(), a), None);
+        assert_eq!(hub.join(&room, 1, &Arc::from("a"), "a".into(), a), None);
         hub.deliver(&Envelope {
             room: Arc::clone(&room),
             offset: 7,
             except: Some(1),
+            except_user: None,
             frame: Frame::from("x"),
+            directive: None,
         });
         assert!(rx_a.try_recv().is_none());
         assert_eq!(rx_b.try_recv().unwrap().offset, 7);
@@ -254,13 +301,15 @@ mod tests {
         let metrics = Metrics::default();
         let room: Arc<str> = Arc::from("r");
         let (a, _rx, control) = Outbox::new(1, &metrics);
-        hub.join(&room, 1, "a".into(), a);
+        hub.join(&room, 1, &Arc::from("a"), "a".into(), a);
         for offset in 1..=2 {
             hub.deliver(&Envelope {
                 room: Arc::clone(&room),
                 offset,
                 except: None,
+                except_user: None,
                 frame: Frame::from("x"),
+                directive: None,
             });
         }
         assert_eq!(control.closed().await, Disconnect::SlowConsumer);
@@ -274,14 +323,16 @@ mod tests {
         let room: Arc<str> = Arc::from("r");
         let (a, _rx_a, _) = Outbox::new(4, &metrics);
         let (b, _rx_b, _) = Outbox::new(4, &metrics);
-        let first = hub.join(&room, 1, "a".into(), a.clone()).unwrap();
+        let first = hub
+            .join(&room, 1, &Arc::from("a"), "a".into(), a.clone())
+            .unwrap();
         assert_eq!(
             hub.presence("r", first.version),
             None,
             "nothing changed since"
         );
         // b joins after a's list was taken: a's list is stale, and the current one says so.
-        let second = hub.join(&room, 2, "b".into(), b).unwrap();
+        let second = hub.join(&room, 2, &Arc::from("b"), "b".into(), b).unwrap();
         assert_eq!(
             hub.presence("r", first.version),
             Some((second.version, vec!["a".to_owned(), "b".to_owned()]))
@@ -291,7 +342,7 @@ mod tests {
         hub.leave("r", 2).unwrap();
         hub.leave("r", 1).unwrap();
         assert_eq!(hub.presence("r", 0), None, "no members, nobody to tell");
-        let again = hub.join(&room, 1, "a".into(), a).unwrap();
+        let again = hub.join(&room, 1, &Arc::from("a"), "a".into(), a).unwrap();
         assert!(again.version > second.version);
     }
 
@@ -301,7 +352,7 @@ mod tests {
         let metrics = Metrics::default();
         let room: Arc<str> = Arc::from("r");
         let (a, rx_a, control) = Outbox::new(4, &metrics);
-        hub.join(&room, 1, "a".into(), a);
+        hub.join(&room, 1, &Arc::from("a"), "a".into(), a);
         hub.message(ChatMessage {
             room: "r".to_owned(),
             offset: 3,

@@ -1,6 +1,10 @@
-//! Who a connection is once its `hello` succeeded.
+//! Who a connection is once its `hello` succeeded, and the rules that name a guest.
 
 use std::sync::Arc;
+
+use rand::distr::{Alphanumeric, SampleString};
+
+pub(crate) use crate::directory::UserKind;
 
 /// A connection's identity after `hello`: handlers that need one take it, so none can
 /// run before it exists.
@@ -13,8 +17,26 @@ pub(crate) struct Identity {
     /// The nick's case-folded key (`common::validate::nick_key`): what uniqueness,
     /// de-duplication and the registries go by.
     pub(crate) key: Arc<str>,
-    /// The session token that reclaims the nick after a reconnect.
+    /// A guest's session token: `hello` with it again is the same user. Empty for
+    /// signed-in users, whose token is their proof.
     pub(crate) session: Arc<str>,
+    pub(crate) kind: UserKind,
+}
+
+impl Identity {
+    pub(crate) fn is_guest(&self) -> bool {
+        self.kind == UserKind::Guest
+    }
+}
+
+/// Whether `s` has the shape of a session token this server hands out.
+pub(crate) fn is_session_token(s: &str) -> bool {
+    s.len() == 26 && s.starts_with("s_") && s[2..].bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// A fresh guest session token (about 143 random bits).
+pub(crate) fn new_session_token() -> String {
+    format!("s_{}", Alphanumeric.sample_string(&mut rand::rng(), 24))
 }
 
 /// The user id of the guest whose session token is `session`: derived, so every

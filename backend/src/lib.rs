@@ -46,6 +46,7 @@ mod peers;
 mod presence;
 mod rate;
 mod retention;
+mod rooms;
 mod session;
 mod shutdown;
 mod state;
@@ -77,6 +78,7 @@ pub use tls::TlsError;
 
 use broker::{Broker, MemoryBroker, RedisBroker};
 use cluster::instance::{Instance, Recorded};
+use directory::Directory;
 use hub::Hub;
 use membership::Membership;
 use metrics::Metrics;
@@ -131,12 +133,18 @@ pub async fn run(
             token,
         ));
     }
-    let membership = Arc::new(Membership::new(
+    let (membership, farewells) = Membership::new(
         hub,
         Arc::clone(&backends.broker),
         backends.presence,
         config.announce_limit,
+        config.presence_grace,
         metrics.clone(),
+    );
+    let membership = Arc::new(membership);
+    let farewells = tokio::spawn(membership::send_farewells(
+        Arc::downgrade(&membership),
+        farewells,
     ));
     let departures = backends.departed.map(|departed| {
         tokio::spawn(membership::announce_departures(
@@ -165,6 +173,7 @@ pub async fn run(
             loopback,
             membership,
             nicks: backends.nicks,
+            directory: backends.directory,
             store: backends.store,
             writer,
             metrics,
@@ -200,6 +209,11 @@ pub async fn run(
     state.sessions.close();
     state.sessions.wait().await;
     drop(state);
+    // The membership is gone with the state, so the farewell task ends; its queued
+    // departures need no announcing when everyone is leaving.
+    if let Err(e) = farewells.await {
+        tracing::error!(error = %e, "farewell task failed");
+    }
     writer_task.shutdown().await;
     backends.tasks.shutdown().await;
     if let Some(departures) = departures {
@@ -218,6 +232,7 @@ struct Backends {
     broker: Arc<dyn Broker>,
     presence: Arc<dyn Presence>,
     nicks: Arc<dyn NickRegistry>,
+    directory: Arc<dyn Directory>,
     /// The Redis implementations' background tasks (none without Redis).
     tasks: cluster::Tasks,
     /// Members of dead instances to announce as left (only with Redis).
@@ -229,11 +244,16 @@ async fn open_backends(config: &Config, hub: &Hub) -> Result<Backends, RunError>
     let Some(url) = &config.redis else {
         let store = SqliteStore::open(&config.db)?;
         store.set_max_rooms(config.max_rooms);
+        let directory = store.directory()?;
         return Ok(Backends {
             store: Arc::new(store),
             broker: Arc::new(MemoryBroker::new(Arc::new(hub.clone()))),
             presence: Arc::new(MemoryPresence),
-            nicks: Arc::new(MemoryNicks::new(config.presence_grace)),
+            nicks: Arc::new(MemoryNicks::new(
+                config.presence_grace,
+                config.max_connections_per_user,
+            )),
+            directory: Arc::new(directory),
             tasks: cluster::Tasks::default(),
             departed: None,
         });
@@ -274,6 +294,7 @@ async fn open_backends(config: &Config, hub: &Hub) -> Result<Backends, RunError>
         Arc::clone(&instance),
         conn.clone(),
         config.presence_grace,
+        config.max_connections_per_user,
     ));
     tasks.spawn(Arc::clone(&nicks).obey_control(client, tasks.token()));
     let (departures, departed) = mpsc::channel(DEPARTURES_QUEUE);
@@ -285,11 +306,16 @@ async fn open_backends(config: &Config, hub: &Hub) -> Result<Backends, RunError>
         departures,
         tasks.token(),
     ));
+    // TODO(redis-directory): replaced by the Redis directory before this lands.
+    let directory = SqliteStore::open(&config.db)
+        .and_then(|s| s.directory())
+        .map_err(|e| failed(Box::new(e)))?;
     Ok(Backends {
         store: Arc::new(store),
         broker: Arc::new(broker),
         presence,
         nicks,
+        directory: Arc::new(directory),
         tasks,
         departed: Some(departed),
     })

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::directory::Directory;
 use crate::http::ops::Readiness;
 use crate::http::origin::{AllowedOrigins, PublicHosts};
 use crate::membership::Membership;
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     /// Joining, departing and room events.
     pub(crate) membership: Arc<Membership>,
     pub(crate) nicks: Arc<dyn NickRegistry>,
+    /// Accounts, memberships, read offsets, room settings.
+    pub(crate) directory: Arc<dyn Directory>,
     pub(crate) store: Arc<dyn HistoryStore>,
     pub(crate) writer: Writer,
     /// Cancelled when the server starts shutting down; sessions then close with 1001.
@@ -59,6 +62,7 @@ pub(crate) struct Parts {
     pub(crate) loopback: bool,
     pub(crate) membership: Arc<Membership>,
     pub(crate) nicks: Arc<dyn NickRegistry>,
+    pub(crate) directory: Arc<dyn Directory>,
     pub(crate) store: Arc<dyn HistoryStore>,
     pub(crate) writer: Writer,
     pub(crate) metrics: Metrics,
@@ -82,6 +86,7 @@ impl AppState {
             limits,
             membership: parts.membership,
             nicks: parts.nicks,
+            directory: parts.directory,
             store: parts.store,
             writer: parts.writer,
             shutdown: CancellationToken::new(),

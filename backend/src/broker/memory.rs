@@ -56,7 +56,7 @@ mod tests {
         let metrics = Metrics::default();
         let room: Arc<str> = Arc::from("r");
         let (outbox, inbox, _) = Outbox::new(8, &metrics);
-        hub.join(&room, 1, "a".into(), outbox);
+        hub.join(&room, 1, &Arc::from("a"), "a".into(), outbox);
         broker.subscribe("r").await.unwrap();
         let msg = ChatMessage {
             room: "r".to_owned(),
@@ -71,7 +71,9 @@ mod tests {
         let event = Event {
             room: Arc::clone(&room),
             except: None,
+            except_user: None,
             frame: Frame::from("{}"),
+            directive: None,
         };
         broker.publish(event.clone()).await.unwrap();
         broker

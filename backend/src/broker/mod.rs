@@ -28,14 +28,56 @@ use crate::codec::Frame;
 use crate::disconnect::Disconnect;
 use crate::session::outbox::ConnId;
 
-/// An event for one room's members: not history, so it reaches only who is there now.
+/// An event for one room's members (or one user's connections, on their
+/// [user channel](user_channel)): not history, so it reaches only who is there now.
 #[derive(Debug, Clone)]
 pub(crate) struct Event {
     pub(crate) room: Arc<str>,
-    /// A connection of this node that must not receive it (the actor of "to the other
-    /// members" events); `None` for everyone.
+    /// A connection of this node that must not receive it (the connection that acted,
+    /// where the user's other connections must hear of it); `None` for everyone.
     pub(crate) except: Option<ConnId>,
+    /// A user none of whose connections receive it (the actor of "to the other
+    /// members" events).
+    pub(crate) except_user: Option<Arc<str>>,
+    /// The frame to send; empty for a bare directive.
     pub(crate) frame: Frame,
+    pub(crate) directive: Option<Directive>,
+}
+
+impl Event {
+    /// An event for everyone in `room` but the connections of `except_user`.
+    pub(crate) fn to_room(room: &Arc<str>, except_user: Option<&Arc<str>>, frame: Frame) -> Self {
+        Event {
+            room: Arc::clone(room),
+            except: None,
+            except_user: except_user.cloned(),
+            frame,
+            directive: None,
+        }
+    }
+}
+
+/// What a connection does, besides sending the frame, when it takes an event off its
+/// queue: in queue order, so a room's frames queued before a [`Directive::Drop`] still
+/// go out and none after it do.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Directive {
+    /// Stop receiving `room`: the user left it on another connection, or was removed.
+    Drop { room: String },
+    /// Close with 4003 if signed in with the token whose hash this is.
+    SignOut { token: String },
+}
+
+/// The hub room and broker channel that reach every connection of `user`. Not a valid
+/// room name (rooms have no `@`), so no client can join it.
+pub(crate) fn user_channel(user: &str) -> Arc<str> {
+    Arc::from(format!("@{user}"))
+}
+
+/// Whether a hub room is a [`user_channel`].
+pub(crate) fn is_user_channel(room: &str) -> bool {
+    room.starts_with('@')
 }
 
 /// A failure to publish or subscribe (a remote broker being unreachable).

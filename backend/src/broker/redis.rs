@@ -110,7 +110,7 @@ impl RedisBroker {
 #[async_trait]
 impl Broker for RedisBroker {
     async fn publish(&self, event: Event) -> Result<(), BrokerError> {
-        let payload = codec::encode_relayed(&self.shared.origin, event.except, &event.frame);
+        let payload = codec::encode_relayed(&self.shared.origin, &event);
         let () = self
             .conn
             .clone()
@@ -255,6 +255,8 @@ fn deliver_event(shared: &Shared, channel: &str, payload: &[u8]) {
     shared.node.event(Event {
         room: Arc::from(room),
         except,
+        except_user: wire.except_user.map(Arc::from),
         frame: Frame::from(wire.frame),
+        directive: wire.directive,
     });
 }

@@ -1,12 +1,13 @@
 //! The directory in the history's SQLite file (tables from the store's migrations):
 //! one connection of its own, used on the blocking pool. Directory calls are few and
 //! short (a sign-in, a join, a read offset), so one connection is plenty, and the WAL
-//! lets them run beside the history writer.
+//! lets them run beside the history writer. Transactions that read before they write
+//! start immediate, as the writer's do: two connections write to this file.
 
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{Directory, RoomSettings, UserKind, UserRecord};
 use crate::locks;
@@ -54,7 +55,7 @@ impl Directory for SqliteDirectory {
     ) -> Result<bool, StoreError> {
         let (user, key, hash) = (user.to_owned(), key.to_owned(), password_hash.to_owned());
         self.run(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let taken: bool = tx.query_row(
                 "SELECT EXISTS (SELECT 1 FROM users WHERE user = ?1)
                      OR EXISTS (SELECT 1 FROM users WHERE key = ?2 AND kind = 'account')",
@@ -285,7 +286,7 @@ impl Directory for SqliteDirectory {
 
     async fn forget_guests(&self, before_ms: u64) -> Result<u64, StoreError> {
         self.run(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
                 "DELETE FROM members WHERE user IN
                    (SELECT user FROM users WHERE kind = 'guest' AND seen < ?1)",

@@ -1,13 +1,11 @@
-//! Nick ownership on one node: the whole registry for a single instance, and the local
-//! half that [`super::RedisNicks`] consults first in a cluster.
+//! Users' connections and nicks on one node: the whole registry for a single instance,
+//! and the local half that [`super::RedisNicks`] consults first in a cluster.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::validate;
-use rand::distr::{Alphanumeric, SampleString};
 use tokio::time::Instant;
 
 use super::{ClaimError, NickRegistry};
@@ -16,79 +14,122 @@ use crate::identity::Identity;
 use crate::locks;
 use crate::session::outbox::{ConnId, Control};
 
-/// The local nick registry. Cheap to clone.
+/// The local registry. Cheap to clone.
 #[derive(Clone, Default)]
 pub(crate) struct MemoryNicks {
-    /// Keyed by `validate::nick_key`.
-    held: Arc<Mutex<Nicks>>,
-    /// How long a released nick stays reserved for its session (`--presence-grace`).
+    inner: Arc<Mutex<Registry>>,
+    /// How long a departed user's nick stays theirs (`--presence-grace`).
     grace: Duration,
+    /// `--max-connections-per-user` (0: no limit).
+    max_per_user: usize,
 }
 
 #[derive(Default)]
-struct Nicks {
-    held: HashMap<String, Holder>,
-    /// Nicks whose holder disconnected: only the same session may take them until then.
-    reserved: HashMap<String, Reserved>,
+struct Registry {
+    users: HashMap<Arc<str>, Connected>,
+    /// Nick key → the users connected with it (several only when signed-in users
+    /// share a display name; a guest never joins a key someone else holds).
+    by_key: HashMap<Arc<str>, Vec<Arc<str>>>,
+    /// Nick key → the user it is kept for after their last connection went.
+    reserved: HashMap<Arc<str>, Reserved>,
+}
+
+/// One user's open connections here, oldest first.
+struct Connected {
+    key: Arc<str>,
+    nick: Arc<str>,
+    conns: Vec<(ConnId, Arc<Control>)>,
 }
 
 struct Reserved {
-    session: Arc<str>,
+    user: Arc<str>,
     until: Instant,
 }
 
-struct Holder {
-    conn: ConnId,
-    session: Arc<str>,
-    control: Arc<Control>,
-}
-
-fn is_session_token(s: &str) -> bool {
-    s.len() == 26 && s.starts_with("s_") && s[2..].bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
-fn new_session_token() -> String {
-    format!("s_{}", Alphanumeric.sample_string(&mut rand::rng(), 24))
-}
-
 impl MemoryNicks {
-    /// A registry that keeps a released nick for its session for `grace`.
-    pub(crate) fn new(grace: Duration) -> Self {
+    /// A registry that keeps a departed user's nick for `grace` and allows each user
+    /// `max_per_user` connections (0: any number).
+    pub(crate) fn new(grace: Duration, max_per_user: usize) -> Self {
         MemoryNicks {
-            held: Arc::default(),
+            inner: Arc::default(),
             grace,
+            max_per_user,
         }
     }
 
-    /// Closes connection `conn` with 4001 if it still holds `key`: its session was
-    /// reclaimed on another instance. The session's own release frees the nick here.
-    pub(crate) fn evict(&self, key: &str, conn: ConnId) -> bool {
-        let nicks = locks::lock(&self.held);
-        match nicks.held.get(key) {
-            Some(holder) if holder.conn == conn => {
-                holder.control.close(Disconnect::SessionTaken);
+    /// Closes connection `conn` of `user` with `why` if it is here.
+    pub(crate) fn close(&self, user: &str, conn: ConnId, why: Disconnect) -> bool {
+        let registry = locks::lock(&self.inner);
+        let Some(connected) = registry.users.get(user) else {
+            return false;
+        };
+        match connected.conns.iter().find(|(c, _)| *c == conn) {
+            Some((_, control)) => {
+                control.close(why);
                 true
             }
-            _ => false,
+            None => false,
         }
     }
 
-    /// True while connection `conn` holds `key`.
-    pub(crate) fn holds(&self, key: &str, conn: ConnId) -> bool {
-        locks::lock(&self.held)
-            .held
-            .get(key)
-            .is_some_and(|h| h.conn == conn)
+    /// Whether anyone here holds nick key `key`.
+    pub(crate) fn holds_key(&self, key: &str) -> bool {
+        locks::lock(&self.inner).by_key.contains_key(key)
     }
 
-    /// Every held nick as (key, connection, session), to record them again in a
-    /// cluster registry that lost them.
-    pub(crate) fn holders(&self) -> Vec<(String, ConnId, Arc<str>)> {
-        locks::lock(&self.held)
-            .held
+    /// Every connected user as (nick key, user, connections), to record them again in
+    /// a cluster registry that lost them.
+    pub(crate) fn holders(&self) -> Vec<(Arc<str>, Arc<str>, Vec<ConnId>)> {
+        locks::lock(&self.inner)
+            .users
             .iter()
-            .map(|(key, h)| (key.clone(), h.conn, Arc::clone(&h.session)))
+            .map(|(user, c)| {
+                let conns = c.conns.iter().map(|(conn, _)| *conn).collect();
+                (Arc::clone(&c.key), Arc::clone(user), conns)
+            })
             .collect()
+    }
+
+    /// How many connections `user` has here.
+    #[cfg(test)]
+    pub(crate) fn connections(&self, user: &str) -> usize {
+        locks::lock(&self.inner)
+            .users
+            .get(user)
+            .map_or(0, |c| c.conns.len())
+    }
+}
+
+impl Registry {
+    /// Whether a guest may show `key`: nobody else holds it or has it kept.
+    fn check_guest(&mut self, who: &Identity, now: Instant) -> Result<(), ClaimError> {
+        if let Some(reserved) = self.reserved.get(&who.key) {
+            if reserved.until <= now {
+                self.reserved.remove(&who.key);
+            } else if reserved.user != who.user {
+                return Err(ClaimError::Reserved);
+            }
+        }
+        let held_by_other = self
+            .by_key
+            .get(&who.key)
+            .is_some_and(|users| users.iter().any(|u| *u != who.user));
+        if held_by_other {
+            return Err(ClaimError::Taken);
+        }
+        match self.users.get(&who.user) {
+            Some(c) if c.key != who.key => Err(ClaimError::OtherNick(c.nick.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    fn unindex(&mut self, key: &Arc<str>, user: &Arc<str>) {
+        if let Some(users) = self.by_key.get_mut(key) {
+            users.retain(|u| u != user);
+            if users.is_empty() {
+                self.by_key.remove(key);
+            }
+        }
     }
 }
 
@@ -96,67 +137,70 @@ impl MemoryNicks {
 impl NickRegistry for MemoryNicks {
     async fn claim(
         &self,
-        nick: &str,
-        session: Option<&str>,
+        who: &Identity,
         conn: ConnId,
         control: Arc<Control>,
-    ) -> Result<Identity, ClaimError> {
-        let key = validate::nick_key(nick);
-        let mut nicks = locks::lock(&self.held);
+    ) -> Result<(), ClaimError> {
+        let mut registry = locks::lock(&self.inner);
         let now = Instant::now();
-        if let Some(reserved) = nicks.reserved.get(&key) {
-            if reserved.until <= now {
-                nicks.reserved.remove(&key);
-            } else if session != Some(&*reserved.session) {
-                return Err(ClaimError::Reserved);
+        if who.is_guest() {
+            registry.check_guest(who, now)?;
+        }
+        registry.reserved.remove(&who.key);
+        let previous_key = registry.users.get(&who.user).map(|c| Arc::clone(&c.key));
+        if let Some(old) = previous_key.filter(|k| *k != who.key) {
+            // A signed-in user whose name changed (a host token with a new `name`).
+            registry.unindex(&old, &who.user);
+        }
+        let connected = registry
+            .users
+            .entry(Arc::clone(&who.user))
+            .or_insert_with(|| Connected {
+                key: Arc::clone(&who.key),
+                nick: Arc::clone(&who.nick),
+                conns: Vec::new(),
+            });
+        connected.key = Arc::clone(&who.key);
+        connected.nick = Arc::clone(&who.nick);
+        connected.conns.push((conn, control));
+        if self.max_per_user > 0 && connected.conns.len() > self.max_per_user {
+            let excess = connected.conns.len() - self.max_per_user;
+            for (_, oldest) in connected.conns.drain(..excess) {
+                oldest.close(Disconnect::Displaced);
             }
         }
-        let token: Arc<str> = match (nicks.held.get(&key), session) {
-            (Some(holder), Some(s)) if &*holder.session == s => {
-                holder.control.close(Disconnect::SessionTaken);
-                Arc::clone(&holder.session)
-            }
-            (Some(_), _) => return Err(ClaimError::Taken),
-            (None, Some(s)) if is_session_token(s) => Arc::from(s),
-            (None, _) => Arc::from(new_session_token()),
-        };
-        nicks.reserved.remove(&key);
-        let who = Identity {
-            user: Arc::from(crate::identity::guest_user(&token)),
-            nick: Arc::from(nick),
-            key: Arc::from(key.as_str()),
-            session: Arc::clone(&token),
-        };
-        nicks.held.insert(
-            key,
-            Holder {
-                conn,
-                session: token,
-                control,
-            },
-        );
-        Ok(who)
+        let users = registry.by_key.entry(Arc::clone(&who.key)).or_default();
+        if !users.contains(&who.user) {
+            users.push(Arc::clone(&who.user));
+        }
+        Ok(())
     }
 
     async fn release(&self, who: &Identity, conn: ConnId) {
-        let mut nicks = locks::lock(&self.held);
-        if nicks.held.get(&*who.key).is_none_or(|h| h.conn != conn) {
+        let mut registry = locks::lock(&self.inner);
+        let Some(connected) = registry.users.get_mut(&who.user) else {
+            return;
+        };
+        connected.conns.retain(|(c, _)| *c != conn);
+        if !connected.conns.is_empty() {
             return;
         }
-        nicks.held.remove(&*who.key);
+        let key = Arc::clone(&connected.key);
+        registry.users.remove(&who.user);
+        registry.unindex(&key, &who.user);
         if self.grace.is_zero() {
             return;
         }
         let now = Instant::now();
         // Expired reservations go now and then, so the map holds about one grace
         // period's worth of departures; amortised, each release pays O(1).
-        if nicks.reserved.len() >= 64 && nicks.reserved.len().is_power_of_two() {
-            nicks.reserved.retain(|_, r| r.until > now);
+        if registry.reserved.len() >= 64 && registry.reserved.len().is_power_of_two() {
+            registry.reserved.retain(|_, r| r.until > now);
         }
-        nicks.reserved.insert(
-            who.key.to_string(),
+        registry.reserved.insert(
+            key,
             Reserved {
-                session: Arc::clone(&who.session),
+                user: Arc::clone(&who.user),
                 until: now + self.grace,
             },
         );
@@ -166,96 +210,107 @@ impl NickRegistry for MemoryNicks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::{guest_user, UserKind};
 
-    async fn claim(
-        nicks: &MemoryNicks,
-        nick: &str,
-        session: Option<&str>,
-        conn: ConnId,
-    ) -> Result<Identity, ClaimError> {
-        nicks.claim(nick, session, conn, Arc::default()).await
+    fn guest(nick: &str, session: &str) -> Identity {
+        Identity {
+            user: Arc::from(guest_user(session)),
+            nick: Arc::from(nick),
+            key: Arc::from(common::validate::nick_key(nick)),
+            session: Arc::from(session),
+            kind: UserKind::Guest,
+        }
+    }
+
+    fn member(user: &str, nick: &str) -> Identity {
+        Identity {
+            user: Arc::from(user),
+            nick: Arc::from(nick),
+            key: Arc::from(common::validate::nick_key(nick)),
+            session: Arc::from(""),
+            kind: UserKind::Account,
+        }
+    }
+
+    async fn claim(nicks: &MemoryNicks, who: &Identity, conn: ConnId) -> Result<(), ClaimError> {
+        nicks.claim(who, conn, Arc::default()).await
     }
 
     #[tokio::test]
-    async fn claim_takeover_release() {
-        let nicks = MemoryNicks::new(Duration::ZERO);
-        let c1 = Arc::new(Control::default());
-        let alice = nicks
-            .claim("Alice", None, 1, Arc::clone(&c1))
-            .await
-            .unwrap();
-        assert!(is_session_token(&alice.session));
-        assert_eq!((&*alice.nick, &*alice.key), ("Alice", "alice"));
+    async fn one_user_holds_many_connections_and_others_are_refused() {
+        let nicks = MemoryNicks::new(Duration::ZERO, 10);
+        let alice = guest("Alice", "s_1");
+        claim(&nicks, &alice, 1).await.unwrap();
+        claim(&nicks, &alice, 2).await.unwrap();
+        assert_eq!(nicks.connections(&alice.user), 2);
         assert!(matches!(
-            claim(&nicks, "alice", None, 2).await,
+            claim(&nicks, &guest("ALICE", "s_2"), 3).await,
             Err(ClaimError::Taken)
         ));
         assert!(matches!(
-            claim(&nicks, "ALICE", Some("s_wrong"), 2).await,
-            Err(ClaimError::Taken)
+            claim(&nicks, &guest("bob", "s_1"), 4).await,
+            Err(ClaimError::OtherNick(n)) if n == "Alice"
         ));
-        let again = claim(&nicks, "alice", Some(&alice.session), 3)
-            .await
-            .unwrap();
-        assert_eq!(again.session, alice.session);
-        assert_eq!(c1.closed().await, Disconnect::SessionTaken);
-        // The replaced connection's release must not free the new holder's nick.
         nicks.release(&alice, 1).await;
-        assert!(claim(&nicks, "alice", None, 4).await.is_err());
-        nicks.release(&again, 3).await;
-        assert!(claim(&nicks, "alice", None, 4).await.is_ok());
+        assert!(claim(&nicks, &guest("alice", "s_2"), 5).await.is_err());
+        nicks.release(&alice, 2).await;
+        assert!(claim(&nicks, &guest("alice", "s_2"), 5).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn beyond_the_cap_the_oldest_connection_is_displaced() {
+        let nicks = MemoryNicks::new(Duration::ZERO, 2);
+        let ann = member("ann", "ann");
+        let first = Arc::new(Control::default());
+        nicks.claim(&ann, 1, Arc::clone(&first)).await.unwrap();
+        claim(&nicks, &ann, 2).await.unwrap();
+        claim(&nicks, &ann, 3).await.unwrap();
+        assert_eq!(first.closed().await, Disconnect::Displaced);
+        assert_eq!(nicks.connections("ann"), 2);
+    }
+
+    #[tokio::test]
+    async fn signed_in_users_are_never_refused_but_hold_their_name_against_guests() {
+        let nicks = MemoryNicks::new(Duration::ZERO, 0);
+        claim(&nicks, &guest("ann", "s_1"), 1).await.unwrap();
+        // The host application vouches for this one: admitted even with a held name.
+        claim(&nicks, &member("u-7", "ann"), 2).await.unwrap();
+        claim(&nicks, &member("u-8", "carl"), 3).await.unwrap();
+        assert!(matches!(
+            claim(&nicks, &guest("Carl", "s_3"), 4).await,
+            Err(ClaimError::Taken)
+        ));
+        assert!(nicks.holds_key("carl"));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_released_nick_waits_for_its_session_through_the_grace() {
-        let nicks = MemoryNicks::new(Duration::from_secs(5));
-        let alice = claim(&nicks, "alice", None, 1).await.unwrap();
+    async fn a_departed_users_nick_waits_for_them_through_the_grace() {
+        let nicks = MemoryNicks::new(Duration::from_secs(5), 0);
+        let alice = guest("alice", "s_1");
+        claim(&nicks, &alice, 1).await.unwrap();
         nicks.release(&alice, 1).await;
-        // Someone else, even a lookalike, cannot take it between a reload and the
-        // reconnect.
         assert!(matches!(
-            claim(&nicks, "Alice", None, 2).await,
+            claim(&nicks, &guest("Alice", "s_2"), 2).await,
             Err(ClaimError::Reserved)
         ));
-        assert!(matches!(
-            claim(&nicks, "alice", Some(&new_session_token()), 2).await,
-            Err(ClaimError::Reserved)
-        ));
-        // Its session can.
-        let back = claim(&nicks, "alice", Some(&alice.session), 3)
-            .await
-            .unwrap();
-        assert_eq!(back.session, alice.session);
-        nicks.release(&back, 3).await;
+        claim(&nicks, &alice, 3).await.unwrap();
+        nicks.release(&alice, 3).await;
         tokio::time::advance(Duration::from_secs(5)).await;
         assert!(
-            claim(&nicks, "alice", None, 4).await.is_ok(),
+            claim(&nicks, &guest("alice", "s_2"), 4).await.is_ok(),
             "free after the grace"
         );
     }
 
     #[tokio::test]
-    async fn evict_closes_only_the_named_holder() {
-        let nicks = MemoryNicks::new(Duration::ZERO);
+    async fn close_reaches_only_the_named_connection() {
+        let nicks = MemoryNicks::new(Duration::ZERO, 0);
+        let bob = guest("bob", "s_1");
         let c1 = Arc::new(Control::default());
-        let bob = nicks.claim("bob", None, 1, Arc::clone(&c1)).await.unwrap();
-        assert!(
-            !nicks.evict("bob", 2),
-            "another connection id is not the holder"
-        );
-        assert!(nicks.holds("bob", 1));
-        assert_eq!(nicks.holders(), vec![("bob".to_owned(), 1, bob.session)]);
-        assert!(nicks.evict("bob", 1));
-        assert_eq!(c1.closed().await, Disconnect::SessionTaken);
-    }
-
-    #[tokio::test]
-    async fn a_fresh_well_formed_session_is_kept() {
-        let nicks = MemoryNicks::new(Duration::ZERO);
-        let token = new_session_token();
-        let who = claim(&nicks, "carol", Some(&token), 1).await.unwrap();
-        assert_eq!(&*who.session, token);
-        let other = claim(&nicks, "dave", Some("not-a-token"), 2).await.unwrap();
-        assert!(is_session_token(&other.session));
+        nicks.claim(&bob, 1, Arc::clone(&c1)).await.unwrap();
+        assert!(!nicks.close(&bob.user, 2, Disconnect::SignedOut));
+        assert!(nicks.close(&bob.user, 1, Disconnect::SignedOut));
+        assert_eq!(c1.closed().await, Disconnect::SignedOut);
+        assert_eq!(nicks.holders().len(), 1);
     }
 }

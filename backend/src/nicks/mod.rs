@@ -1,8 +1,15 @@
-//! Who holds which nick: the [`NickRegistry`] seam. A nick is unique among connected
-//! sessions (case-insensitively); `welcome` hands out a session token, and a later
-//! `hello` with it takes the nick over from an older connection that still holds it,
-//! closing that one with 4001. [`MemoryNicks`] decides for one node, [`RedisNicks`]
-//! across a cluster.
+//! Who is connected as whom: the [`NickRegistry`] seam. It tracks each user's open
+//! connections and the nick they show, so that
+//! - a guest cannot take a nick another user is connected with (case- and
+//!   lookalike-insensitively), nor one whose user disconnected moments ago
+//!   (`--presence-grace`, so nobody can post under it between a reload and the
+//!   reconnect);
+//! - one user may hold several connections (tabs, devices), and beyond
+//!   `--max-connections-per-user` the oldest is closed with 4001.
+//!
+//! Signed-in users are who their token says: their nick is never refused here, but is
+//! held against guests while they are connected. [`MemoryNicks`] decides for one node,
+//! [`RedisNicks`] across a cluster.
 
 mod memory;
 mod redis;
@@ -17,36 +24,35 @@ use async_trait::async_trait;
 use crate::identity::Identity;
 use crate::session::outbox::{ConnId, Control};
 
-/// Why a nick cannot be claimed.
+/// Why a connection cannot be admitted under its nick.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ClaimError {
-    #[error("nick is held by another connected session")]
+    #[error("nick is held by another user")]
     Taken,
-    /// Its holder disconnected moments ago: only that session may take it until the
-    /// grace period (`--presence-grace`) ends, so nobody can post under it between a
-    /// reload and the reconnect.
+    /// Its user disconnected moments ago: only that user may take it until the grace
+    /// period (`--presence-grace`) ends.
     #[error("nick is kept for its owner's reconnect")]
     Reserved,
+    /// The guest is connected elsewhere under another nick; one user shows one nick.
+    #[error("user is connected as {0:?}")]
+    OtherNick(String),
     #[error("nick registry unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Nick ownership.
+/// Users' connections and nicks; see the module docs.
 #[async_trait]
 pub(crate) trait NickRegistry: Send + Sync + 'static {
-    /// Claims `nick` for connection `conn`, whose `control` closes it if its session is
-    /// reclaimed later. A `session` matching the holder's takes the nick over (the
-    /// holder is closed with 4001); a well-formed `session` for a free nick is kept, so
-    /// a client keeps one token across server restarts.
+    /// Admits connection `conn` of `who`, whose `control` closes it when it is
+    /// displaced by the user's newer connections later.
     async fn claim(
         &self,
-        nick: &str,
-        session: Option<&str>,
+        who: &Identity,
         conn: ConnId,
         control: Arc<Control>,
-    ) -> Result<Identity, ClaimError>;
+    ) -> Result<(), ClaimError>;
 
-    /// Frees `who`'s nick if connection `conn` still holds it (a takeover may have
-    /// moved it on); for the grace period only `who`'s session may claim it.
+    /// Forgets connection `conn` of `who`; with the user's last connection their nick
+    /// is kept for them for the grace period.
     async fn release(&self, who: &Identity, conn: ConnId);
 }

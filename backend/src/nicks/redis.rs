@@ -1,24 +1,29 @@
-//! Nick ownership across instances through Redis: one holder per nick in the cluster,
-//! session reclaim from any instance, and the control channel that closes a replaced
-//! connection on the instance that holds it.
+//! Nicks across instances through Redis: one user per nick in the cluster, and the
+//! control channel that closes a connection on the instance that holds it.
 //!
-//! A claim goes to the local registry first (it still decides between connections of
-//! this instance), then to Redis: `nick(key)` holds `"{instance} {conn} {session}"`
-//! (instance ids are hex, connection ids decimal, tokens alphanumeric, so the space
-//! split is unambiguous) and `instance_nicks(id)` lists the keys an instance took, for
-//! the sweep of a dead instance. A holder whose instance has no heartbeat is dead, so its
-//! nick is free: the claim script checks that in the same atomic step as the write, so
-//! two instances can never both win. Release is compare-and-set, so a replaced
-//! connection's clean-up cannot free its successor's nick: it leaves `"released
-//! {session}"` with an expiry of the grace period, which only that session may claim
-//! until it expires.
+//! A claim goes to the local registry first (it decides between connections of this
+//! instance and counts the user's connections here), then to Redis: `nick(key)` holds
+//! `"{instance} {conn} {user}"` (instance ids are hex, connection ids decimal, so the
+//! split after the second space is unambiguous) and `instance_nicks(id)` lists the keys
+//! an instance took, for the sweep of a dead instance. A holder whose instance has no
+//! heartbeat is dead, so its nick is free: the claim script checks that in the same
+//! atomic step as the write, so two instances can never both win. Another connection of
+//! the same user simply becomes the holder; a signed-in user takes the nick whoever
+//! holds it (their token vouches for their name; only guests are refused). Release is
+//! compare-and-set, so a connection's clean-up cannot free a newer holder's nick: it
+//! leaves `"released {user}"` with an expiry of the grace period, which only that user
+//! may claim until it expires.
+//!
+//! Known gap: the per-user connection cap and the nick's hold count this instance's
+//! connections; a user's nick may be released in Redis while their connection on
+//! another instance is still open.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Client, RedisResult, Script};
+use redis::{Client, RedisResult, Script};
 use tokio_util::sync::CancellationToken;
 
 use super::{ClaimError, MemoryNicks, NickRegistry};
@@ -26,42 +31,40 @@ use crate::cluster::instance::{Instance, Recorded};
 use crate::cluster::keys::LUA_KEYS;
 use crate::cluster::{pause, Retry, CONNECT_TIMEOUT};
 use crate::codec::{self, Evict};
+use crate::disconnect::Disconnect;
 use crate::identity::Identity;
 use crate::logsafe::Escaped;
 use crate::session::outbox::{ConnId, Control};
 
-/// Claims `KEYS[1]` for `ARGV[1] ARGV[2] ARGV[3]` (instance, conn, session; prefix
-/// `ARGV[5]`). A live holder with another session keeps it (`{'taken', instance, conn}`)
-/// unless `ARGV[4]` is `force`; otherwise the claim wins and returns the holder it
-/// replaced, if any, so that instance can be told to close it.
+/// Claims `KEYS[1]` for `ARGV[1] ARGV[2] ARGV[3]` (instance, conn, user; prefix
+/// `ARGV[5]`). A live holder that is another user keeps it (`{'taken', instance, conn}`)
+/// and a nick kept for another user stays kept (`{'reserved'}`), unless `ARGV[4]` is
+/// `force`; otherwise the claim wins.
 const CLAIM_LUA: &str = r"
 local cur = redis.call('GET', KEYS[1])
-local inst, conn, sess
+local force = ARGV[4] == 'force'
+local inst, conn, user
 if cur then
-  local kept = string.match(cur, '^released (%S+)$')
+  local kept = string.match(cur, '^released (.+)$')
   if kept then
-    if kept ~= ARGV[3] then
+    if kept ~= ARGV[3] and not force then
       return {'reserved'}
     end
-    cur = nil
   else
-    inst, conn, sess = string.match(cur, '^(%S+) (%S+) (%S+)$')
+    inst, conn, user = string.match(cur, '^(%S+) (%S+) (.+)$')
   end
 end
-if inst and sess ~= ARGV[3] and ARGV[4] ~= 'force'
+if inst and user ~= ARGV[3] and not force
    and redis.call('EXISTS', heartbeat_key(ARGV[5], inst)) == 1 then
   return {'taken', inst, conn}
 end
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3])
 redis.call('SADD', KEYS[2], KEYS[1])
-if inst and sess == ARGV[3] and not (inst == ARGV[1] and conn == ARGV[2]) then
-  return {'replaced', inst, conn}
-end
 return {'ok'}
 ";
 
 /// Frees `KEYS[1]` if `ARGV[1]` (`"{instance} {conn} "`) still holds it, keeping it for
-/// session `ARGV[2]` for `ARGV[3]` ms (none when 0).
+/// user `ARGV[2]` for `ARGV[3]` ms (none when 0).
 const RELEASE_LUA: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if cur and string.sub(cur, 1, #ARGV[1]) == ARGV[1] then
@@ -78,13 +81,11 @@ return 0
 /// What a claim in Redis found.
 #[derive(Debug, PartialEq, Eq)]
 enum Claimed {
-    /// The nick is this connection's; nobody else held it.
+    /// The nick is this connection's now.
     Free,
-    /// The same session held it on `instance` as `conn`; that connection must be closed.
-    Replaced { instance: String, conn: ConnId },
-    /// A live connection of another session holds it.
+    /// A live connection of another user holds it.
     Taken { instance: String, conn: ConnId },
-    /// Another session's connection ended moments ago; it keeps the nick for the grace.
+    /// Another user's connection ended moments ago; they keep the nick for the grace.
     Reserved,
 }
 
@@ -103,9 +104,10 @@ impl RedisNicks {
         instance: Arc<Instance>,
         conn: ConnectionManager,
         grace: std::time::Duration,
+        max_per_user: usize,
     ) -> Self {
         RedisNicks {
-            local: MemoryNicks::new(grace),
+            local: MemoryNicks::new(grace, max_per_user),
             grace,
             instance,
             conn,
@@ -114,13 +116,13 @@ impl RedisNicks {
         }
     }
 
-    /// Claims `key` in Redis for local connection `conn`; `force` overrides a live
-    /// holder (only for a holder this instance knows is gone).
+    /// Claims `key` in Redis for local connection `conn` of `user`; `force` overrides a
+    /// live holder (a signed-in user, or a holder this instance knows is gone).
     async fn claim_in_redis(
         &self,
         redis: &mut ConnectionManager,
         key: &str,
-        session: &str,
+        user: &str,
         conn: ConnId,
         force: bool,
     ) -> RedisResult<Claimed> {
@@ -131,7 +133,7 @@ impl RedisNicks {
             .key(keys.instance_nicks(id))
             .arg(id)
             .arg(conn)
-            .arg(session)
+            .arg(user)
             .arg(if force { "force" } else { "" })
             .arg(keys.prefix());
         // The first command after Redis came back meets the dead connection and only
@@ -153,10 +155,6 @@ impl RedisNicks {
                 let (instance, conn) = holder();
                 Claimed::Taken { instance, conn }
             }
-            Some("replaced") => {
-                let (instance, conn) = holder();
-                Claimed::Replaced { instance, conn }
-            }
             Some("reserved") => Claimed::Reserved,
             _ => Claimed::Free,
         })
@@ -166,20 +164,17 @@ impl RedisNicks {
     async fn claim_cluster(&self, who: &Identity, conn: ConnId) -> Result<(), ClaimError> {
         let mut redis = self.conn.clone();
         let unavailable = |e: redis::RedisError| ClaimError::Unavailable(Box::new(e));
+        let force = !who.is_guest();
         let mut claimed = self
-            .claim_in_redis(&mut redis, &who.key, &who.session, conn, false)
+            .claim_in_redis(&mut redis, &who.key, &who.user, conn, force)
             .await
             .map_err(unavailable)?;
-        if let Claimed::Taken {
-            instance,
-            conn: holder,
-        } = &claimed
-        {
-            // Held by a connection of this instance that is gone: its release never
-            // reached Redis (an outage), so the entry is stale.
-            if instance == self.instance.id() && !self.local.holds(&who.key, *holder) {
+        if let Claimed::Taken { instance, .. } = &claimed {
+            // Held by a user of this instance who is gone: their release never reached
+            // Redis (an outage), so the entry is stale.
+            if instance == self.instance.id() && !self.local.holds_key(&who.key) {
                 claimed = self
-                    .claim_in_redis(&mut redis, &who.key, &who.session, conn, true)
+                    .claim_in_redis(&mut redis, &who.key, &who.user, conn, true)
                     .await
                     .map_err(unavailable)?;
             }
@@ -188,29 +183,6 @@ impl RedisNicks {
             Claimed::Free => Ok(()),
             Claimed::Taken { .. } => Err(ClaimError::Taken),
             Claimed::Reserved => Err(ClaimError::Reserved),
-            Claimed::Replaced {
-                instance,
-                conn: old,
-            } => {
-                if instance == self.instance.id() {
-                    // The local claim closed it already, unless it was gone.
-                    self.local.evict(&who.key, old);
-                } else {
-                    let evict = codec::encode_evict(&Evict {
-                        evict: old,
-                        nick: who.key.to_string(),
-                    });
-                    let sent: RedisResult<()> = redis
-                        .publish(self.instance.keys().control(&instance), evict)
-                        .await;
-                    if let Err(e) = sent {
-                        // The old connection stays open until it drops by itself; it has
-                        // the same session, so it is the same person.
-                        tracing::warn!(nick = %Escaped(&who.key), error = %e, "reclaimed session's old connection not told to close");
-                    }
-                }
-                Ok(())
-            }
         }
     }
 
@@ -254,9 +226,9 @@ impl RedisNicks {
 
     fn evict(&self, payload: &[u8]) {
         match codec::decode_evict(payload) {
-            Ok(Evict { evict, nick }) => {
-                if self.local.evict(&nick, evict) {
-                    tracing::info!(nick = %Escaped(&nick), conn = evict, "session reclaimed on another instance; closing with 4001");
+            Ok(Evict { evict, user }) => {
+                if self.local.close(&user, evict, Disconnect::Displaced) {
+                    tracing::info!(conn = evict, "displaced by the user's newer connections on another instance; closing with 4001");
                 }
             }
             Err(_) => tracing::warn!("unreadable control message skipped"),
@@ -268,17 +240,16 @@ impl RedisNicks {
 impl NickRegistry for RedisNicks {
     async fn claim(
         &self,
-        nick: &str,
-        session: Option<&str>,
+        who: &Identity,
         conn: ConnId,
         control: Arc<Control>,
-    ) -> Result<Identity, ClaimError> {
-        let who = self.local.claim(nick, session, conn, control).await?;
-        if let Err(e) = self.claim_cluster(&who, conn).await {
-            self.local.release(&who, conn).await;
+    ) -> Result<(), ClaimError> {
+        self.local.claim(who, conn, control).await?;
+        if let Err(e) = self.claim_cluster(who, conn).await {
+            self.local.release(who, conn).await;
             return Err(e);
         }
-        Ok(who)
+        Ok(())
     }
 
     async fn release(&self, who: &Identity, conn: ConnId) {
@@ -289,7 +260,7 @@ impl NickRegistry for RedisNicks {
             .key(keys.nick(&who.key))
             .key(keys.instance_nicks(id))
             .arg(format!("{id} {conn} "))
-            .arg(&*who.session)
+            .arg(&*who.user)
             .arg(self.grace.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await;
@@ -303,16 +274,22 @@ impl NickRegistry for RedisNicks {
 
 #[async_trait]
 impl Recorded for RedisNicks {
-    /// Claims every local nick again; one that someone else took meanwhile closes its
-    /// local holder, since one of the two must go and the other got it first.
+    /// Claims every local nick again; a user whose nick someone else took meanwhile
+    /// has their connections here closed, since one of the two must go and the other
+    /// got it first.
     async fn record_again(&self, redis: &mut ConnectionManager) -> RedisResult<()> {
-        for (key, member, session) in self.local.holders() {
+        for (key, user, conns) in self.local.holders() {
+            let Some(&newest) = conns.last() else {
+                continue;
+            };
             let claimed = self
-                .claim_in_redis(redis, &key, &session, member, false)
+                .claim_in_redis(redis, &key, &user, newest, false)
                 .await?;
             if let Claimed::Taken { .. } | Claimed::Reserved = claimed {
                 tracing::warn!(nick = %Escaped(&key), "nick taken elsewhere while redis was lost; closing the local holder");
-                self.local.evict(&key, member);
+                for conn in conns {
+                    self.local.close(&user, conn, Disconnect::Displaced);
+                }
             }
         }
         Ok(())

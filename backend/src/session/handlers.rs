@@ -13,9 +13,11 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use super::{End, PendingSend, RoomSub, Session};
+use crate::broker::Directive;
 use crate::codec;
+use crate::directory::UserRecord;
 use crate::disconnect::Disconnect;
-use crate::identity::Identity;
+use crate::identity::{guest_user, is_session_token, new_session_token, Identity, UserKind};
 use crate::logsafe::{Chain, Escaped};
 use crate::membership::{Farewell, Passage};
 use crate::nicks::ClaimError;
@@ -101,10 +103,15 @@ impl Session {
         };
         let who = self.identity.clone();
         match (msg, who, room) {
-            (ClientMsg::Hello { nick, session, .. }, _, _) => {
-                self.hello(nick.as_deref().unwrap_or(""), session.as_deref())
-                    .await
-            }
+            (
+                ClientMsg::Hello {
+                    nick,
+                    session,
+                    token,
+                },
+                _,
+                _,
+            ) => self.hello(nick, session, token).await,
             (ClientMsg::ListRooms { cursor, limit }, _, _) => self.list_rooms(cursor, limit).await,
             (ClientMsg::Join { since, epoch, .. }, Some(who), Some(room)) => {
                 self.join(&who, room, since, epoch).await
@@ -114,9 +121,22 @@ impl Session {
                 self.send(&who, room, &text, id).await
             }
             (ClientMsg::Typing { .. }, Some(who), Some(room)) => self.typing(&who, room).await,
-            (ClientMsg::History { before, limit, .. }, _, Some(room)) => {
-                self.history(room, before, limit).await
+            (ClientMsg::History { before, limit, .. }, Some(who), Some(room)) => {
+                self.history(&who, room, before, limit).await
             }
+            (ClientMsg::Read { offset, .. }, Some(who), Some(room)) => {
+                self.read(&who, room, offset).await
+            }
+            (ClientMsg::CreateRoom { private, .. }, Some(who), Some(room)) => {
+                self.create_room(&who, room, private).await
+            }
+            (ClientMsg::Invite { user, .. }, Some(who), Some(room)) => {
+                self.invite(&who, room, &user).await
+            }
+            (ClientMsg::Remove { user, .. }, Some(who), Some(room)) => {
+                self.remove(&who, room, &user).await
+            }
+            (ClientMsg::OpenDm { user }, Some(who), _) => self.open_dm(&who, &user).await,
             // Checked above: only `hello` comes without an identity, and every other
             // frame that names a room has a valid one.
             (msg, _, _) => self.hello_required(Some(msg.kind().to_owned())).await,
@@ -128,7 +148,15 @@ impl Session {
             .await
     }
 
-    async fn hello(&mut self, raw_nick: &str, session: Option<&str>) -> Result<(), End> {
+    async fn hello(
+        &mut self,
+        nick: Option<String>,
+        session: Option<String>,
+        token: Option<String>,
+    ) -> Result<(), End> {
+        if let Some(token) = token {
+            return self.hello_token(&token).await;
+        }
         let reference = Some("hello".to_owned());
         if let Some(current) = &self.identity {
             let message = format!(
@@ -139,30 +167,91 @@ impl Session {
                 .reply_error(ErrorCode::InvalidNick, message, reference)
                 .await;
         }
-        let nick = match validate::nick(raw_nick, &self.state.limits) {
+        if !self.state.config.guests {
+            let message = "this server admits only signed-in people: log in, or open it from the application that embeds it";
+            return self
+                .reply_error(ErrorCode::GuestsDisabled, message, reference)
+                .await;
+        }
+        let Some(raw_nick) = nick else {
+            let message = "\"hello\" needs a string field \"nick\" (or \"token\" to sign in)";
+            return self
+                .reply_error(ErrorCode::InvalidNick, message, reference)
+                .await;
+        };
+        let nick = match validate::nick(&raw_nick, &self.state.limits) {
             Ok(n) => n.to_owned(),
             Err(e) => return self.reply_error(e.code(), e.to_string(), reference).await,
         };
+        let key = validate::nick_key(&nick);
+        // No guest may pose as a registered person, even while they are away.
+        match self.state.directory.account_with_key(&key).await {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                let message =
+                    format!("{nick:?} is a registered name; log in as it, or pick another nick");
+                return self
+                    .reply_error(ErrorCode::NickTaken, message, reference)
+                    .await;
+            }
+            Err(e) => {
+                tracing::error!(error = %Chain(&e), "account lookup failed");
+                return self.internal_error("hello").await;
+            }
+        }
+        // The session names the guest: the same token is the same user, in any tab.
+        let token = session
+            .filter(|s| is_session_token(s))
+            .unwrap_or_else(new_session_token);
+        let who = Identity {
+            user: Arc::from(guest_user(&token)),
+            nick: Arc::from(nick.as_str()),
+            key: Arc::from(key.as_str()),
+            session: Arc::from(token.as_str()),
+            kind: UserKind::Guest,
+        };
+        self.sign_in(who, None, None).await
+    }
+
+    /// Admits this connection as `who` (signed in with the account token whose hash is
+    /// `token_hash`, or a host token that expires at `expires`): claims the nick, joins
+    /// the user's channel, and answers `welcome` with the user's rooms.
+    pub(super) async fn sign_in(
+        &mut self,
+        who: Identity,
+        token_hash: Option<String>,
+        expires: Option<u64>,
+    ) -> Result<(), End> {
+        let reference = Some("hello".to_owned());
         let claimed = self
             .state
             .nicks
-            .claim(&nick, session, self.conn, Arc::clone(&self.control))
+            .claim(&who, self.conn, Arc::clone(&self.control))
             .await;
-        let who = match claimed {
-            Ok(who) => who,
+        match claimed {
+            Ok(()) => {}
             Err(ClaimError::Taken) => {
-                let message = format!("the nick {nick:?} is in use; pick another");
+                let message = format!("the nick {:?} is in use; pick another", &*who.nick);
                 return self
                     .reply_error(ErrorCode::NickTaken, message, reference)
                     .await;
             }
             Err(ClaimError::Reserved) => {
                 let message = format!(
-                    "the nick {nick:?} is kept for its owner, who just disconnected, for {} s; pick another or try again later",
+                    "the nick {:?} is kept for its owner, who just disconnected, for {} s; pick another or try again later",
+                    &*who.nick,
                     self.state.config.presence_grace.as_secs_f64().ceil()
                 );
                 return self
                     .reply_error(ErrorCode::NickTaken, message, reference)
+                    .await;
+            }
+            Err(ClaimError::OtherNick(current)) => {
+                let message = format!(
+                    "this session is connected as {current:?} elsewhere; use that nick, or start a new session for another"
+                );
+                return self
+                    .reply_error(ErrorCode::InvalidNick, message, reference)
                     .await;
             }
             Err(e) => {
@@ -172,17 +261,41 @@ impl Session {
                     .reply_error(ErrorCode::Internal, message, reference)
                     .await;
             }
+        }
+        let membership = Arc::clone(&self.state.membership);
+        if let Err(e) = membership.join_user(self.conn, &who, &self.outbox).await {
+            tracing::error!(error = %Chain(&e), "subscribing to the user's channel failed");
+            self.state.nicks.release(&who, self.conn).await;
+            return self.internal_error("hello").await;
+        }
+        let record = UserRecord {
+            user: who.user.to_string(),
+            nick: who.nick.to_string(),
+            kind: who.kind,
         };
-        tracing::debug!(nick = %Escaped(&nick), "hello");
+        if let Err(e) = self
+            .state
+            .directory
+            .seen(&record, &who.key, crate::clock::now_ms())
+            .await
+        {
+            // Only invitations and DMs to a brand-new user depend on it; the sign-in
+            // itself need not fail.
+            tracing::warn!(error = %Chain(&e), "user not recorded");
+        }
+        let rooms = super::people::member_rooms(self.state.clone(), who.clone()).await;
+        tracing::debug!(nick = %Escaped(&who.nick), "hello");
         let welcome = ServerMsg::Welcome {
-            nick,
+            nick: who.nick.to_string(),
             session: who.session.to_string(),
             server: SERVER.to_owned(),
             limits: self.state.limits.clone(),
             user: who.user.to_string(),
-            rooms: Vec::new(),
+            rooms,
         };
         self.identity = Some(who);
+        self.token_hash = token_hash;
+        self.expires = expires;
         self.reply(&welcome).await
     }
 
@@ -203,6 +316,16 @@ impl Session {
                 .reply_error(ErrorCode::InvalidRoom, message, Some("join".to_owned()))
                 .await;
         }
+        // The stored membership: a private room admits its members only, any other
+        // room makes the joiner one.
+        let member = if rejoin {
+            true
+        } else {
+            match self.visible(who, &room, "join").await? {
+                Some(member) => member,
+                None => return Ok(()),
+            }
+        };
         let membership = Arc::clone(&self.state.membership);
         // Joined before the head is read: every message after `head` is then certain to
         // reach the outbox, and anything at or below it that also lands there is dropped
@@ -227,6 +350,23 @@ impl Session {
                 return self.internal_error("join").await;
             }
         };
+        if !member {
+            // Joining from now on: what came before is not unread for them.
+            if let Err(e) = self
+                .state
+                .directory
+                .add_member(&room, &who.user, head.head)
+                .await
+            {
+                tracing::error!(room = %Escaped(&room), error = %Chain(&e), "membership not stored");
+                if change.is_some() {
+                    membership
+                        .depart(&room, self.conn, who, Farewell::Quiet)
+                        .await;
+                }
+                return self.internal_error("join").await;
+            }
+        }
         let recovered = match since {
             None => None,
             // A gap larger than this connection may read now is not replayed: the
@@ -262,7 +402,7 @@ impl Session {
         }
         if let Some(change) = change {
             membership
-                .announce(&room, self.conn, who, Passage::Joined, change)
+                .announce(&room, who, Passage::Joined, change)
                 .await;
         }
         Ok(())
@@ -334,18 +474,39 @@ impl Session {
         Ok(())
     }
 
+    /// Ends the user's membership: this connection departs at once, the user's others
+    /// when they take the `left` this sends them.
     async fn leave(&mut self, who: &Identity, room: Arc<str>) -> Result<(), End> {
-        if self.rooms.remove(&room).is_none() {
+        let here = self.rooms.remove(&room).is_some();
+        let stored = match self.state.directory.remove_member(&room, &who.user).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!(room = %Escaped(&room), error = %Chain(&e), "membership not ended");
+                if !here {
+                    return self.internal_error("leave").await;
+                }
+                false
+            }
+        };
+        if !here && !stored {
             return self.not_joined(&room, Some("leave".to_owned())).await;
         }
         let membership = Arc::clone(&self.state.membership);
-        membership
-            .depart(&room, self.conn, who, Farewell::Announce)
-            .await;
-        self.reply(&ServerMsg::Left {
+        if here {
+            membership
+                .depart(&room, self.conn, who, Farewell::Announce)
+                .await;
+        }
+        let left = ServerMsg::Left {
             room: room.to_string(),
-        })
-        .await
+        };
+        let drop = Directive::Drop {
+            room: room.to_string(),
+        };
+        membership
+            .tell_user(&who.user, Some(self.conn), Some(&left), Some(drop))
+            .await;
+        self.reply(&left).await
     }
 
     async fn send(
@@ -409,17 +570,21 @@ impl Session {
         };
         self.state
             .membership
-            .publish_quietly(&room, Some(self.conn), &msg)
+            .publish_quietly(&room, Some(&who.user), &msg)
             .await;
         Ok(())
     }
 
     async fn history(
         &mut self,
+        who: &Identity,
         room: Arc<str>,
         before: Option<u64>,
         limit: Option<u64>,
     ) -> Result<(), End> {
+        if !self.rooms.contains_key(&room) && self.visible(who, &room, "history").await?.is_none() {
+            return Ok(());
+        }
         if !self.reads.may_read() {
             let config = &self.state.config;
             let message = format!(
@@ -503,13 +668,17 @@ impl Session {
         self.reply(&msg).await
     }
 
-    async fn not_joined(&mut self, room: &str, reference: Option<String>) -> Result<(), End> {
+    pub(super) async fn not_joined(
+        &mut self,
+        room: &str,
+        reference: Option<String>,
+    ) -> Result<(), End> {
         let message = format!("not a member of room {room:?}; join it first");
         self.reply_error(ErrorCode::NotJoined, message, reference)
             .await
     }
 
-    async fn internal_error(&mut self, reference: &str) -> Result<(), End> {
+    pub(super) async fn internal_error(&mut self, reference: &str) -> Result<(), End> {
         self.reply_error(
             ErrorCode::Internal,
             "the server failed to handle this request; try again",

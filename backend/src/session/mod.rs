@@ -7,6 +7,7 @@
 
 mod handlers;
 pub(crate) mod outbox;
+mod people;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use futures_util::SinkExt;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::Instrument as _;
 
+use crate::broker::{is_user_channel, Directive};
 use crate::codec;
 use crate::disconnect::Disconnect;
 use crate::identity::Identity;
@@ -76,6 +78,17 @@ struct Session {
     control: Arc<Control>,
     /// Set by a successful `hello`.
     identity: Option<Identity>,
+    /// The hash of the account token this connection signed in with (a sign-out of
+    /// that token closes it).
+    token_hash: Option<String>,
+    /// When the host token this connection signed in with expires (seconds since the
+    /// epoch), unless a fresh one comes first.
+    expires: Option<u64>,
+    /// Rooms this connection was told to stop receiving (the user left them elsewhere,
+    /// or was removed), to depart once the frames before are written.
+    dropped: Vec<Arc<str>>,
+    /// Set when a sign-out of this connection's token arrived.
+    signed_out: bool,
     rooms: HashMap<Arc<str>, RoomSub>,
     rate: TokenBucket,
     /// Every frame, of any type (`--frame-rate`).
@@ -115,6 +128,10 @@ async fn connection(socket: WebSocket, state: AppState, peer: SocketAddr, conn: 
         outbox,
         control,
         identity: None,
+        token_hash: None,
+        expires: None,
+        dropped: Vec::new(),
+        signed_out: false,
         rooms: HashMap::new(),
         rate,
         frames,
@@ -191,6 +208,9 @@ impl Session {
                     () = &mut hello_deadline, if self.identity.is_none() => {
                         return Err(End::Close(Disconnect::HelloTimeout));
                     }
+                    () = expiry(self.expires), if self.expires.is_some() => {
+                        return Err(End::Close(Disconnect::TokenExpired));
+                    }
                     Some((ctx, result)) = self.pending.next(), if !self.pending.is_empty() => {
                         Box::pin(self.on_appended(ctx, result)).await?;
                     }
@@ -233,22 +253,40 @@ impl Session {
     }
 
     /// Writes a batch taken from the outbox with one flush, skipping stale or already
-    /// sent frames.
+    /// sent frames, then does what the batch's directives asked.
     async fn forward(&mut self, batch: Vec<Outgoing>) -> Result<(), End> {
         let frames: Vec<Message> = batch
             .into_iter()
             .filter_map(|item| self.admit(item))
             .map(Message::Text)
             .collect();
-        if frames.is_empty() {
-            return Ok(());
+        if !frames.is_empty() {
+            self.write_all(frames).await?;
         }
-        self.write_all(frames).await
+        if self.signed_out {
+            return Err(End::Close(Disconnect::SignedOut));
+        }
+        for room in std::mem::take(&mut self.dropped) {
+            if let Some(who) = self.identity.clone() {
+                let membership = Arc::clone(&self.state.membership);
+                membership
+                    .depart(&room, self.conn, &who, Farewell::Announce)
+                    .await;
+            }
+        }
+        Ok(())
     }
 
-    /// The frame of a room item to send, or `None` when it is stale or already sent.
+    /// The frame of a queued item to send, or `None` when it is stale, already sent, or
+    /// only a directive.
     fn admit(&mut self, item: Outgoing) -> Option<codec::Frame> {
-        if let Some(room) = &item.room {
+        if let Some(directive) = &item.directive {
+            self.obey(directive);
+        }
+        if item.frame.is_empty() {
+            return None;
+        }
+        if let Some(room) = item.room.as_ref().filter(|r| !is_user_channel(r)) {
             // None: queued before this connection left the room.
             let sub = self.rooms.get_mut(room)?;
             if item.offset > 0 {
@@ -259,6 +297,23 @@ impl Session {
             }
         }
         Some(item.frame)
+    }
+
+    /// Acts on a directive from the user's channel, in queue order: a room dropped here
+    /// receives nothing queued after it.
+    fn obey(&mut self, directive: &Directive) {
+        match directive {
+            Directive::Drop { room } => {
+                if let Some((room, _)) = self.rooms.remove_entry(room.as_str()) {
+                    self.dropped.push(room);
+                }
+            }
+            Directive::SignOut { token } => {
+                if self.token_hash.as_deref().is_some_and(|mine| mine == token) {
+                    self.signed_out = true;
+                }
+            }
+        }
     }
 
     async fn on_appended(&mut self, ctx: PendingSend, result: AppendResult) -> Result<(), End> {
@@ -367,15 +422,23 @@ impl Session {
         let Some(who) = self.identity.clone() else {
             return;
         };
+        // A connection that ends may be a reload: the others hear that its user left
+        // only if they are not back within the grace period.
         let farewell = if self.state.shutdown.is_cancelled() {
             Farewell::Quiet
         } else {
-            Farewell::Announce
+            Farewell::Later
         };
         let membership = Arc::clone(&self.state.membership);
         for (room, _) in std::mem::take(&mut self.rooms) {
             membership.depart(&room, self.conn, &who, farewell).await;
         }
+        for room in std::mem::take(&mut self.dropped) {
+            membership
+                .depart(&room, self.conn, &who, Farewell::Announce)
+                .await;
+        }
+        membership.leave_user(self.conn, &who).await;
         self.state.nicks.release(&who, self.conn).await;
     }
 
@@ -411,6 +474,16 @@ impl Session {
             End::PeerGone => {}
         }
     }
+}
+
+/// Resolves when a host token that expires at `at` (seconds since the epoch) has
+/// expired; never without one.
+async fn expiry(at: Option<u64>) {
+    let Some(at) = at else {
+        return std::future::pending().await;
+    };
+    let now = crate::clock::now_ms() / 1000;
+    tokio::time::sleep(Duration::from_secs(at.saturating_sub(now))).await;
 }
 
 /// A read error is either an oversized frame (1009) or a dead transport.

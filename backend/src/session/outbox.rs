@@ -24,7 +24,10 @@ pub(crate) struct Outgoing {
     /// The offset of a chat message, so the session can drop what it already sent
     /// during a replay (0 for other frames).
     pub(crate) offset: u64,
+    /// Sent unless empty.
     pub(crate) frame: Frame,
+    /// What the connection must do when it takes this item, in queue order.
+    pub(crate) directive: Option<crate::broker::Directive>,
 }
 
 /// Asks a connection to close. Whoever calls [`Control::close`] first names the reason.

@@ -296,7 +296,10 @@ fn append_in_tx(
         room_count,
     } = w;
     let mut new_rooms = 0;
-    let tx = conn.transaction()?;
+    // Immediate: the directory writes to the same file from its own connection, and a
+    // deferred transaction that read before another connection's commit could not
+    // upgrade to a write (SQLITE_BUSY at once, no waiting).
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     // New heads are applied to the cache only after the commit succeeds, so a failed
     // batch leaves no phantom offsets behind.
     let mut new_heads: HashMap<String, u64> = HashMap::new();
@@ -388,7 +391,9 @@ fn prune_room(w: &mut WriterConn, room: &str, up_to: u64) -> rusqlite::Result<u6
 /// check runs in the same transaction as the move, under the writer's lock, so a
 /// message appended meanwhile keeps its room.
 fn forget_empty(w: &mut WriterConn) -> rusqlite::Result<u64> {
-    let tx = w.conn.transaction()?;
+    let tx = w
+        .conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let rooms: Vec<(String, u64)> = {
         let mut stmt = tx.prepare_cached(
             "SELECT room, head FROM rooms r

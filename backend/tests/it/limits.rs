@@ -176,27 +176,6 @@ async fn pings_keep_a_reading_peer_alive_and_an_idle_peer_is_closed() {
 }
 
 #[tokio::test]
-async fn a_session_token_reclaims_the_nick_and_closes_the_old_connection_with_4001() {
-    let server = TestServer::start().await;
-    let mut old = server.client().await;
-    let token = old.hello("alice").await["session"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    old.join("lobby").await;
-    let mut new = server.client().await;
-    new.send(json!({"type": "hello", "nick": "Alice", "session": token}))
-        .await;
-    let w = new.expect("welcome").await;
-    assert_eq!(
-        (w["nick"].as_str(), w["session"].as_str()),
-        (Some("Alice"), Some(token.as_str()))
-    );
-    assert_eq!(old.expect_close().await, Some(4001));
-    assert_eq!(new.join("lobby").await["nicks"], json!(["Alice"]));
-}
-
-#[tokio::test]
 async fn connections_beyond_the_limit_are_closed_with_1008() {
     let server = TestServer::with(|c| c.max_connections = 2).await;
     let mut a = server.login("a").await;

@@ -19,6 +19,7 @@ mod http_limits;
 mod lifecycle;
 mod limits;
 mod ops;
+mod people;
 mod protocol;
 mod readme;
 mod redis_cluster;

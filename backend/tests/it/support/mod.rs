@@ -54,6 +54,9 @@ impl TestServer {
         // treat as one client; they are off unless a test sets them.
         config.max_connections_per_ip = 0;
         config.ip_join_rate = 0;
+        // Departures are announced at once (tests of the grace period set one), so a
+        // test that waits for a `left` notice does not wait five seconds for it.
+        config.presence_grace = std::time::Duration::ZERO;
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind(config.addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -368,6 +371,7 @@ impl Huddle {
                 // As in `TestServer`: all clients share 127.0.0.1 (flags in `extra` win).
                 .env("HUDDLE_MAX_CONNECTIONS_PER_IP", "0")
                 .env("HUDDLE_IP_JOIN_RATE", "0")
+                .env("HUDDLE_PRESENCE_GRACE", "0s")
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::inherit())
                 .kill_on_drop(true)

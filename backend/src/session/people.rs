@@ -1,0 +1,420 @@
+//! The handlers about people rather than messages: who may see a room, the rooms a user
+//! is a member of (`welcome.rooms`), read offsets, private rooms, invitations, removal
+//! and direct messages. The rules themselves live in [`crate::rooms`].
+
+use std::sync::Arc;
+
+use common::{text, ErrorCode, MemberRoom, ServerMsg};
+
+use super::{End, Session};
+use crate::broker::Directive;
+use crate::directory::RoomSettings;
+use crate::identity::Identity;
+use crate::logsafe::{Chain, Escaped};
+use crate::rooms;
+use crate::state::AppState;
+
+/// Unread messages looked through for mentions per room at sign-in: a bound on the
+/// work one `hello` costs; beyond it a room's mention count is a lower bound.
+const MENTION_SCAN: u32 = 200;
+
+impl Session {
+    /// Whether `who` may see `room`, and whether they are a member (`Some(member)`);
+    /// `None` after answering `forbidden` (or `internal`): for a non-member a private
+    /// room does not exist.
+    pub(super) async fn visible(
+        &mut self,
+        who: &Identity,
+        room: &str,
+        reference: &str,
+    ) -> Result<Option<bool>, End> {
+        let directory = Arc::clone(&self.state.directory);
+        let looked_up = async {
+            let settings = directory.settings(room).await?;
+            let member = directory.is_member(room, &who.user).await?;
+            Ok::<_, crate::store::StoreError>((settings, member))
+        }
+        .await;
+        let (settings, member) = match looked_up {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(room = %Escaped(room), error = %Chain(&e), "membership lookup failed");
+                self.internal_error(reference).await?;
+                return Ok(None);
+            }
+        };
+        // An owner who left may come back to their room.
+        let owner = rooms::may_manage(settings.as_ref(), &who.user);
+        if rooms::may_see(room, settings.as_ref(), member || owner) {
+            return Ok(Some(member));
+        }
+        self.forbidden(room, reference).await?;
+        Ok(None)
+    }
+
+    async fn forbidden(&mut self, room: &str, reference: &str) -> Result<(), End> {
+        // The same words whether the room is private or does not exist: nothing here
+        // may tell an outsider that a private room is there.
+        let message = format!("no room {room:?} that you may enter");
+        self.reply_error(ErrorCode::Forbidden, message, Some(reference.to_owned()))
+            .await
+    }
+
+    /// `read {room, offset}`: stores the user's read offset (only forward, at most the
+    /// room's head) and tells their other connections.
+    pub(super) async fn read(
+        &mut self,
+        who: &Identity,
+        room: Arc<str>,
+        offset: u64,
+    ) -> Result<(), End> {
+        let head = match self.rooms.get(&room) {
+            Some(sub) => sub.last_offset,
+            None => {
+                match self.visible(who, &room, "read").await? {
+                    None => return Ok(()),
+                    Some(false) => return self.not_joined(&room, Some("read".to_owned())).await,
+                    Some(true) => {}
+                }
+                match self.state.store.head(&room).await {
+                    Ok(h) => h.head,
+                    Err(e) => {
+                        tracing::error!(room = %Escaped(&room), error = %Chain(&e), "reading the room head failed");
+                        return self.internal_error("read").await;
+                    }
+                }
+            }
+        };
+        let offset = offset.min(head);
+        match self
+            .state
+            .directory
+            .set_read(&who.user, &room, offset)
+            .await
+        {
+            Ok(Some(offset)) => {
+                let msg = ServerMsg::Read {
+                    room: room.to_string(),
+                    offset,
+                };
+                self.state
+                    .membership
+                    .tell_user(&who.user, Some(self.conn), Some(&msg), None)
+                    .await;
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                tracing::error!(room = %Escaped(&room), error = %Chain(&e), "read offset not stored");
+                self.internal_error("read").await
+            }
+        }
+    }
+
+    /// `create_room {room, private}`: the creator owns it and is its first member.
+    pub(super) async fn create_room(
+        &mut self,
+        who: &Identity,
+        room: Arc<str>,
+        private: bool,
+    ) -> Result<(), End> {
+        let reference = Some("create_room".to_owned());
+        if rooms::is_dm_name(&room) {
+            let message =
+                "room names starting with \"dm--\" are kept for direct messages; pick another name";
+            return self
+                .reply_error(ErrorCode::InvalidRoom, message, reference)
+                .await;
+        }
+        let settings = RoomSettings {
+            private,
+            owner: Some(who.user.to_string()),
+            dm: None,
+        };
+        let (directory, store) = (&self.state.directory, &self.state.store);
+        let created = async {
+            // A room with history exists even without settings (every v1 room).
+            if store.head(&room).await?.head > 0 {
+                return Ok(false);
+            }
+            if !directory.create_room(&room, &settings).await? {
+                return Ok(false);
+            }
+            directory.add_member(&room, &who.user, 0).await?;
+            Ok::<_, crate::store::StoreError>(true)
+        }
+        .await;
+        match created {
+            Ok(true) => {
+                self.reply(&ServerMsg::RoomCreated {
+                    room: room.to_string(),
+                    private,
+                })
+                .await
+            }
+            Ok(false) => {
+                let message = format!("a room {room:?} exists already; pick another name");
+                self.reply_error(ErrorCode::RoomExists, message, reference)
+                    .await
+            }
+            Err(e) => {
+                tracing::error!(room = %Escaped(&room), error = %Chain(&e), "room not created");
+                self.internal_error("create_room").await
+            }
+        }
+    }
+
+    /// The settings of a room `who` manages; `None` after answering `forbidden`.
+    async fn managed(
+        &mut self,
+        who: &Identity,
+        room: &str,
+        reference: &str,
+    ) -> Result<Option<RoomSettings>, End> {
+        let settings = match self.state.directory.settings(room).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(room = %Escaped(room), error = %Chain(&e), "room settings not read");
+                self.internal_error(reference).await?;
+                return Ok(None);
+            }
+        };
+        if rooms::may_manage(settings.as_ref(), &who.user) {
+            return Ok(settings);
+        }
+        if self.visible(who, room, reference).await?.is_some() {
+            let message = format!("only the owner of {room:?} may do that");
+            self.reply_error(ErrorCode::Forbidden, message, Some(reference.to_owned()))
+                .await?;
+        }
+        Ok(None)
+    }
+
+    /// `invite {room, user}` (owner only): `user` becomes a member and hears of it.
+    pub(super) async fn invite(
+        &mut self,
+        who: &Identity,
+        room: Arc<str>,
+        user: &str,
+    ) -> Result<(), End> {
+        if self.managed(who, &room, "invite").await?.is_none() {
+            return Ok(());
+        }
+        let directory = Arc::clone(&self.state.directory);
+        let added = async {
+            if directory.user(user).await?.is_none() {
+                return Ok(None);
+            }
+            directory.add_member(&room, user, 0).await.map(Some)
+        }
+        .await;
+        match added {
+            Ok(Some(_)) => {
+                let note = ServerMsg::Invited {
+                    room: room.to_string(),
+                    user: user.to_owned(),
+                    by: Some(who.user.to_string()),
+                };
+                self.state
+                    .membership
+                    .tell_user(user, None, Some(&note), None)
+                    .await;
+                self.reply(&ServerMsg::Invited {
+                    room: room.to_string(),
+                    user: user.to_owned(),
+                    by: None,
+                })
+                .await
+            }
+            Ok(None) => self.unknown_user(user, "invite").await,
+            Err(e) => {
+                tracing::error!(room = %Escaped(&room), error = %Chain(&e), "invitation not stored");
+                self.internal_error("invite").await
+            }
+        }
+    }
+
+    /// `remove {room, user}` (owner only): `user` stops being a member, and their open
+    /// connections stop receiving the room at once.
+    pub(super) async fn remove(
+        &mut self,
+        who: &Identity,
+        room: Arc<str>,
+        user: &str,
+    ) -> Result<(), End> {
+        if self.managed(who, &room, "remove").await?.is_none() {
+            return Ok(());
+        }
+        if user == &*who.user {
+            let message = "an owner leaves their room with \"leave\"";
+            return self
+                .reply_error(ErrorCode::Forbidden, message, Some("remove".to_owned()))
+                .await;
+        }
+        match self.state.directory.remove_member(&room, user).await {
+            Ok(true) => {
+                let left = ServerMsg::Left {
+                    room: room.to_string(),
+                };
+                let drop = Directive::Drop {
+                    room: room.to_string(),
+                };
+                let membership = Arc::clone(&self.state.membership);
+                membership
+                    .tell_user(user, None, Some(&left), Some(drop))
+                    .await;
+                let note = ServerMsg::Notification {
+                    room: room.to_string(),
+                    kind: common::NotificationKind::Info,
+                    text: format!("{} removed {user}", who.nick),
+                    nick: None,
+                    ts: crate::clock::now_ms(),
+                };
+                membership.publish_quietly(&room, None, &note).await;
+                Ok(())
+            }
+            Ok(false) => self.unknown_user(user, "remove").await,
+            Err(e) => {
+                tracing::error!(room = %Escaped(&room), error = %Chain(&e), "membership not ended");
+                self.internal_error("remove").await
+            }
+        }
+    }
+
+    /// `open_dm {user}`: the private room of exactly these two users, made on first use;
+    /// both hear of it.
+    pub(super) async fn open_dm(&mut self, who: &Identity, user: &str) -> Result<(), End> {
+        if user == &*who.user {
+            return self.unknown_user(user, "open_dm").await;
+        }
+        let directory = Arc::clone(&self.state.directory);
+        let room = rooms::dm_room(&who.user, user);
+        let opened = async {
+            let Some(peer) = directory.user(user).await? else {
+                return Ok(None);
+            };
+            let settings = RoomSettings {
+                private: true,
+                owner: None,
+                dm: Some(rooms::dm_pair(&who.user, user)),
+            };
+            directory.create_room(&room, &settings).await?;
+            directory.add_member(&room, &who.user, 0).await?;
+            directory.add_member(&room, user, 0).await?;
+            Ok::<_, crate::store::StoreError>(Some(peer))
+        }
+        .await;
+        match opened {
+            Ok(Some(peer)) => {
+                let to_peer = ServerMsg::Dm {
+                    room: room.clone(),
+                    user: who.user.to_string(),
+                    nick: Some(who.nick.to_string()),
+                };
+                self.state
+                    .membership
+                    .tell_user(user, None, Some(&to_peer), None)
+                    .await;
+                self.reply(&ServerMsg::Dm {
+                    room,
+                    user: peer.user,
+                    nick: Some(peer.nick),
+                })
+                .await
+            }
+            Ok(None) => self.unknown_user(user, "open_dm").await,
+            Err(e) => {
+                tracing::error!(error = %Chain(&e), "direct-message room not opened");
+                self.internal_error("open_dm").await
+            }
+        }
+    }
+
+    async fn unknown_user(&mut self, user: &str, reference: &str) -> Result<(), End> {
+        let message = format!("no user {:?} here", Escaped(user).to_string());
+        self.reply_error(ErrorCode::UnknownUser, message, Some(reference.to_owned()))
+            .await
+    }
+}
+
+impl Session {
+    /// `hello {token}`.
+    pub(super) async fn hello_token(&mut self, _token: &str) -> Result<(), End> {
+        let message = "this server does not accept sign-in tokens";
+        self.reply_error(ErrorCode::InvalidToken, message, Some("hello".to_owned()))
+            .await
+    }
+}
+
+/// The rooms `who` is a member of, with their read state, for `welcome`. Failures leave
+/// a room out (logged) rather than failing the sign-in. Owned arguments: the session
+/// itself cannot be held across these awaits (its socket is not `Sync`).
+pub(super) async fn member_rooms(state: AppState, who: Identity) -> Vec<MemberRoom> {
+    let (directory, store) = (&state.directory, &state.store);
+    let limit = state.config.max_rooms_per_conn;
+    let memberships = match directory.memberships(&who.user, limit).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %Chain(&e), "memberships not read");
+            return Vec::new();
+        }
+    };
+    let mut rooms = Vec::with_capacity(memberships.len());
+    for (room, read) in memberships {
+        let found = async {
+            let head = store.head(&room).await?;
+            let settings = directory.settings(&room).await?;
+            let mentions = mentions(&state, &who, &room, read, head.head).await?;
+            let peer = match settings.as_ref().and_then(|s| s.dm_peer(&who.user)) {
+                Some(peer) => {
+                    let nick = directory.user(peer).await?.map(|u| u.nick);
+                    Some((peer.to_owned(), nick))
+                }
+                None => None,
+            };
+            Ok::<_, crate::store::StoreError>((head, settings, mentions, peer))
+        }
+        .await;
+        match found {
+            Ok((head, settings, mentions, peer)) => {
+                let (dm, dm_nick) = peer.map_or((None, None), |(p, n)| (Some(p), n));
+                rooms.push(MemberRoom {
+                    unread: head.head.saturating_sub(read),
+                    read: read.min(head.head),
+                    head: head.head,
+                    epoch: head.epoch,
+                    mentions,
+                    private: settings.is_some_and(|s| s.private),
+                    dm,
+                    dm_nick,
+                    room,
+                });
+            }
+            Err(e) => {
+                tracing::error!(room = %Escaped(&room), error = %Chain(&e), "room left out of welcome");
+            }
+        }
+    }
+    rooms
+}
+
+/// How many of `room`'s messages after `read` (up to `head`) mention `who`, among
+/// the newest [`MENTION_SCAN`]; their own messages do not count.
+async fn mentions(
+    state: &AppState,
+    who: &Identity,
+    room: &str,
+    read: u64,
+    head: u64,
+) -> Result<u64, crate::store::StoreError> {
+    if head <= read {
+        return Ok(0);
+    }
+    let from = read.max(head.saturating_sub(u64::from(MENTION_SCAN)));
+    let unread = state.store.after(room, from, MENTION_SCAN).await?;
+    Ok(unread
+        .iter()
+        .filter(|m| m.offset <= head && m.user.as_deref() != Some(&*who.user))
+        .filter(|m| text::mentions(&m.text, &who.nick))
+        .count() as u64)
+}
