@@ -18,6 +18,10 @@ const MAX_TIMER: Duration = Duration::from_secs(24 * 60 * 60);
 #[derive(Debug, Clone, Parser)]
 #[command(name = "huddle", version, about, long_about = None)]
 pub struct Config {
+    /// What to do instead of serving (none: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on (HTTP, the web app, and the WebSocket at /ws).
     #[arg(long, env = "HUDDLE_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
@@ -317,6 +321,27 @@ impl Config {
             ..Limits::default()
         }
     }
+}
+
+/// The commands besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Manage built-in accounts (in the store the flags name: --db or --redis).
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+}
+
+/// `huddle user ...`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum UserCommand {
+    /// Create an account NAME; its password is read from the first line of standard
+    /// input (`printf '%s\n' "$PASSWORD" | huddle user add alice`).
+    Add {
+        /// 1 to 32 of a-z, 0-9, '-', '_' and '.'.
+        name: String,
+    },
 }
 
 /// Who may create accounts (`--registration`).

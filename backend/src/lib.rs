@@ -13,7 +13,10 @@
 //! - `hub`: local rooms → member outboxes; the one place a stored message fans out.
 //! - Three seams, each with a memory and a Redis implementation: `broker` (fan-out),
 //!   `presence` (member lists across nodes), `nicks` (nick ownership).
-//! - `store`: the history seam ([`HistoryStore`]) with SQLite and Redis Streams.
+//! - `store`: the history seam ([`HistoryStore`]) with SQLite and Redis Streams;
+//!   `directory`: the people seam (accounts, memberships, read offsets, room settings).
+//! - `accounts`: signing in (accounts, account tokens, host JWTs) on top of `auth`'s
+//!   proofs; `rooms`: who may see and manage a room, and what a DM is called.
 //! - `cluster`: what the Redis implementations share: the key schema (`--redis-prefix`),
 //!   this instance's heartbeat and the sweep of dead instances, reconnecting.
 //! - `writer`: the single history writer (group commit, then hand over in order);
@@ -25,6 +28,8 @@
 //! hub → each member's outbox → each session's socket; the sender's `ack` comes back
 //! from the writer once the transaction committed. ARCHITECTURE.md has the whole map.
 
+mod accounts;
+mod auth;
 mod broker;
 mod clock;
 mod cluster;
@@ -61,7 +66,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-pub use config::{Config, LogFormat};
+pub use config::{Command, Config, LogFormat, Registration, UserCommand};
 // The types of `Config`'s fields.
 pub use cluster::keys::Keys as RedisKeys;
 pub use http::api::{ApiToken, ApiTokenError, ApiTokenParser};
@@ -76,6 +81,8 @@ pub use store::{
 };
 pub use tls::TlsError;
 
+use accounts::Accounts;
+use auth::jwt::JwtVerifier;
 use broker::{Broker, MemoryBroker, RedisBroker};
 use cluster::instance::{Instance, Recorded};
 use directory::Directory;
@@ -98,6 +105,9 @@ pub enum RunError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// `--jwt-secret` or `--jwt-public-key` cannot verify anything.
+    #[error("cannot use the host-app sign-in key: {0}")]
+    Jwt(String),
     /// `--redis` is set but Redis cannot be used now (credentials removed from `url`).
     #[error("cannot use Redis at {url}; check --redis (HUDDLE_REDIS_URL) and that redis-server is running")]
     Redis {
@@ -121,6 +131,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let tls = tls::from_config(&config)?;
+    let jwt = jwt_verifier(&config)?;
     let metrics = Metrics::new();
     let hub = Hub::default();
     let mut backends = open_backends(&config, &hub).await?;
@@ -159,6 +170,21 @@ pub async fn run(
         config.max_batch,
         metrics.clone(),
     );
+    if let Some(jwt) = &jwt {
+        tracing::info!(
+            algorithm = jwt.algorithm(),
+            "host-app sign-in tokens accepted"
+        );
+    }
+    backends.tasks.spawn(forget_idle_guests(
+        Arc::clone(&backends.directory),
+        backends.tasks.token(),
+    ));
+    let accounts = Arc::new(Accounts::new(
+        Arc::clone(&backends.directory),
+        jwt,
+        config.registration == config::Registration::Open,
+    ));
     let history = match &config.redis {
         Some(url) => format!("redis {}", redact_url(url)),
         None => format!("sqlite {}", config.db.display()),
@@ -174,6 +200,7 @@ pub async fn run(
             membership,
             nicks: backends.nicks,
             directory: backends.directory,
+            accounts,
             store: backends.store,
             writer,
             metrics,
@@ -224,6 +251,82 @@ pub async fn run(
     }
     tracing::info!("huddle stopped");
     Ok(())
+}
+
+/// How long a guest's memberships outlive their last sign-in.
+const GUEST_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// Forgets guests not seen for [`GUEST_LIFETIME`], hourly, until cancelled.
+async fn forget_idle_guests(
+    directory: Arc<dyn Directory>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = hourly.tick() => {}
+        }
+        let cutoff = clock::now_ms().saturating_sub(GUEST_LIFETIME.as_millis() as u64);
+        match directory.forget_guests(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(guests = n, "idle guests forgotten"),
+            Err(e) => tracing::warn!(error = %logsafe::Chain(&e), "idle guests not forgotten"),
+        }
+    }
+}
+
+/// The host application's key (`--jwt-secret` / `--jwt-public-key`), if it signs
+/// people in.
+fn jwt_verifier(config: &Config) -> Result<Option<JwtVerifier>, RunError> {
+    if let Some(secret) = &config.jwt_secret {
+        return JwtVerifier::hs256(secret.as_bytes())
+            .map(Some)
+            .map_err(|e| RunError::Jwt(format!("--jwt-secret: {e}")));
+    }
+    let Some(path) = &config.jwt_public_key else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(path).map_err(|e| {
+        RunError::Jwt(format!(
+            "--jwt-public-key: cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    JwtVerifier::from_public_pem(&pem)
+        .map(Some)
+        .map_err(|e| RunError::Jwt(format!("--jwt-public-key {}: {e}", path.display())))
+}
+
+/// Checks that `--jwt-secret` / `--jwt-public-key` can verify tokens, so a binary can
+/// refuse a bad configuration before it starts anything.
+pub fn check_jwt(config: &Config) -> Result<(), RunError> {
+    jwt_verifier(config).map(drop)
+}
+
+/// `huddle user add NAME`: creates an account with `password` in the configured store
+/// (whatever `--registration` says).
+pub async fn add_user(config: &Config, name: &str, password: &str) -> Result<(), AddUserError> {
+    let hub = Hub::default();
+    let backends = open_backends(config, &hub).await?;
+    let accounts = Accounts::new(Arc::clone(&backends.directory), None, true);
+    let created = accounts.create(name, password).await;
+    backends.tasks.shutdown().await;
+    created.map_err(|e| match e {
+        accounts::AccountError::Store(e) => AddUserError::Store(e),
+        other => AddUserError::Refused(other.to_string()),
+    })
+}
+
+/// Why `huddle user add` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AddUserError {
+    #[error(transparent)]
+    Open(#[from] RunError),
+    #[error("the account could not be stored")]
+    Store(#[source] StoreError),
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The implementations behind the seams, and what must be stopped at the end.

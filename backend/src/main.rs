@@ -8,7 +8,7 @@ use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 
 use backend::LogFormat;
-use backend::{shutdown_signal, Config, RunError};
+use backend::{shutdown_signal, Command, Config, RunError, UserCommand};
 
 fn main() -> ExitCode {
     let config = match Config::try_parse() {
@@ -26,9 +26,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // A TLS setting that cannot work is a configuration error like a bad flag: say so
-    // before anything starts. `run` loads the files again when it starts serving.
+    if let Some(Command::User {
+        action: UserCommand::Add { name },
+    }) = &config.command
+    {
+        return add_user(&config, name);
+    }
+    // A TLS or sign-in key setting that cannot work is a configuration error like a bad
+    // flag: say so before anything starts. `run` loads the files again when it starts.
     if let Err(e) = backend::check_tls(&config) {
+        eprintln!("huddle: error: {e}");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = backend::check_jwt(&config) {
         eprintln!("huddle: error: {e}");
         return ExitCode::from(2);
     }
@@ -41,6 +51,36 @@ fn main() -> ExitCode {
             if matches!(e.downcast_ref::<RunError>(), Some(RunError::Redis { .. })) {
                 return ExitCode::from(2);
             }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `huddle user add NAME`, the password from the first line of standard input.
+fn add_user(config: &Config, name: &str) -> ExitCode {
+    let mut password = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut password) {
+        eprintln!("huddle: error: cannot read the password from standard input: {e}");
+        return ExitCode::from(2);
+    }
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("huddle: error: no password on standard input; run `printf '%s\\n' \"$PASSWORD\" | huddle user add {name}`");
+        return ExitCode::from(2);
+    }
+    let result = tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")
+        .and_then(|rt| {
+            rt.block_on(backend::add_user(config, name, password))
+                .map_err(anyhow::Error::new)
+        });
+    match result {
+        Ok(()) => {
+            println!("huddle: account {name:?} created");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("huddle: error: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -8,6 +8,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::http::ops::Readiness;
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) nicks: Arc<dyn NickRegistry>,
     /// Accounts, memberships, read offsets, room settings.
     pub(crate) directory: Arc<dyn Directory>,
+    /// Signing in: accounts and tokens.
+    pub(crate) accounts: Arc<Accounts>,
     pub(crate) store: Arc<dyn HistoryStore>,
     pub(crate) writer: Writer,
     /// Cancelled when the server starts shutting down; sessions then close with 1001.
@@ -63,6 +66,7 @@ pub(crate) struct Parts {
     pub(crate) membership: Arc<Membership>,
     pub(crate) nicks: Arc<dyn NickRegistry>,
     pub(crate) directory: Arc<dyn Directory>,
+    pub(crate) accounts: Arc<Accounts>,
     pub(crate) store: Arc<dyn HistoryStore>,
     pub(crate) writer: Writer,
     pub(crate) metrics: Metrics,
@@ -87,6 +91,7 @@ impl AppState {
             membership: parts.membership,
             nicks: parts.nicks,
             directory: parts.directory,
+            accounts: parts.accounts,
             store: parts.store,
             writer: parts.writer,
             shutdown: CancellationToken::new(),

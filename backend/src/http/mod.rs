@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, and the WebSocket upgrade that hands a socket to a session.
 
 pub(crate) mod api;
+mod auth;
 pub(crate) mod ops;
 pub(crate) mod origin;
 pub(crate) mod serve;
@@ -28,6 +29,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(common::WS_PATH, get(ws::upgrade))
         .route("/metrics", get(ops::metrics))
         .route(api::PATH, api::route())
+        .merge(auth::routes())
         .route("/api", any(api::no_such_endpoint))
         .route("/api/{*rest}", any(api::no_such_endpoint))
         .route_layer(middleware::from_fn_with_state(state.clone(), public_host));

@@ -309,7 +309,8 @@ impl Session {
                 }
             }
             Directive::SignOut { token } => {
-                if self.token_hash.as_deref().is_some_and(|mine| mine == token) {
+                let mine = self.token_hash.as_deref();
+                if mine.is_some_and(|mine| crate::auth::tokens::same(mine, token)) {
                     self.signed_out = true;
                 }
             }

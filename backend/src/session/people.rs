@@ -7,6 +7,7 @@ use std::sync::Arc;
 use common::{text, ErrorCode, MemberRoom, ServerMsg};
 
 use super::{End, Session};
+use crate::accounts::TokenError;
 use crate::broker::Directive;
 use crate::directory::RoomSettings;
 use crate::identity::Identity;
@@ -338,9 +339,47 @@ impl Session {
 }
 
 impl Session {
-    /// `hello {token}`.
-    pub(super) async fn hello_token(&mut self, _token: &str) -> Result<(), End> {
-        let message = "this server does not accept sign-in tokens";
+    /// `hello {token}`: signs in with an account token or a host JWT; on a connection
+    /// already signed in as the same user, refreshes its token (no answer).
+    pub(super) async fn hello_token(&mut self, token: &str) -> Result<(), End> {
+        let signin = match self.state.accounts.verify(token).await {
+            Ok(s) => s,
+            Err(TokenError::Store(e)) => {
+                tracing::error!(error = %Chain(&e), "token lookup failed");
+                return self.internal_error("hello").await;
+            }
+            Err(e) => {
+                // The reason is for the operator; the client learns only that it failed.
+                tracing::info!(reason = %Chain(&e), "sign-in token refused");
+                return self.invalid_token("the token is not valid (expired, signed out, or not for this server); sign in again").await;
+            }
+        };
+        // A host token keeps working for the clock skew the verifier allows.
+        let expires = signin
+            .expires
+            .map(|exp| exp + crate::auth::jwt::LEEWAY_SECS);
+        if let Some(current) = &self.identity {
+            if *current.user == signin.user && !current.is_guest() {
+                self.token_hash = signin.token_hash;
+                self.expires = expires;
+                return Ok(());
+            }
+            return self
+                .invalid_token("this connection is signed in as someone else; open a new connection to sign in")
+                .await;
+        }
+        let key = common::validate::nick_key(&signin.nick);
+        let who = Identity {
+            user: Arc::from(signin.user.as_str()),
+            nick: Arc::from(signin.nick.as_str()),
+            key: Arc::from(key.as_str()),
+            session: Arc::from(""),
+            kind: signin.kind,
+        };
+        self.sign_in(who, signin.token_hash, expires).await
+    }
+
+    async fn invalid_token(&mut self, message: &str) -> Result<(), End> {
         self.reply_error(ErrorCode::InvalidToken, message, Some("hello".to_owned()))
             .await
     }

@@ -9,6 +9,7 @@
 
 mod support;
 
+mod accounts;
 mod admission;
 mod amplification;
 mod api;
