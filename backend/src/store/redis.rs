@@ -21,8 +21,8 @@
 //! - `private_rooms`: the same for rooms whose settings (`room_settings(room)`, the
 //!   directory's) say private. They are never listed, so `rooms` pages and counts only
 //!   what `list_rooms` may show; the room limit and retention cover both sets. The
-//!   append script files a room under one or the other; whoever makes an existing room
-//!   private moves it.
+//!   append script files a room under one or the other, and the directory's
+//!   `create_room` moves a room that becomes private.
 
 use std::time::Duration;
 
@@ -166,8 +166,10 @@ pub(crate) fn fresh_epoch() -> String {
 /// was lost: the first call after Redis comes back meets the dead connection and only
 /// starts the reconnect, so without the retry it would fail although Redis is up. Every
 /// call may safely run twice: reads change nothing, an append retried after an unseen
-/// EXEC finds its messages by their dedupe keys.
-async fn bounded<T, F, Fut>(call: F) -> Result<T, StoreError>
+/// EXEC finds its messages by their dedupe keys. (The directory's writes, which use it
+/// too, leave the same data when run twice, but a retry after a lost reply answers as
+/// if another had done it first: `create_account` false, `set_read` `None`, …)
+pub(crate) async fn bounded<T, F, Fut>(call: F) -> Result<T, StoreError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
@@ -189,7 +191,7 @@ where
 
 /// A Redis error, told apart: out of memory (`maxmemory` with `noeviction`) or a
 /// read-only replica refuses writes until an operator acts, which senders are told.
-fn refused(e: redis::RedisError) -> StoreError {
+pub(crate) fn refused(e: redis::RedisError) -> StoreError {
     let text = e.to_string();
     // In a transaction or pipeline the refusal comes wrapped (EXECABORT, or a pipeline
     // failure naming each command's error, `"OOM": command not allowed …`), so the
@@ -279,6 +281,12 @@ impl RedisStore {
         // Fails now, at start-up, if the server is not usable (wrong db, no scripting).
         store.head("").await?;
         Ok(store)
+    }
+
+    /// The directory kept in the same Redis, through this store's connection and keys.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn directory(&self) -> crate::directory::RedisDirectory {
+        crate::directory::RedisDirectory::new(self.conn.clone(), self.keys.clone())
     }
 
     /// Applies `--max-rooms` (0: none) and `--retention`: its count caps each stream
