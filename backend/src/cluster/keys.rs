@@ -4,9 +4,12 @@
 //! Room names are `[a-z0-9_-]` (`common::validate::room`) and instance ids hex, so
 //! neither can reach into another key. Nick keys and message ids can contain `:`, so the
 //! dedupe key carries the nick key's length to keep (`a:b`, `c`) and (`a`, `b:c`) apart.
+//! User ids and token hashes can contain anything, so each ends its key, after a part
+//! (`user:`, `memberships:`, `token:`) that no other key starts with.
 //!
-//! Two Lua scripts name keys of instances they only learn about while running (which
-//! instances exist); [`LUA_KEYS`] defines those names for them, beside the Rust ones.
+//! A few Lua scripts name keys they only learn about while running (which instances
+//! exist, which rooms a user is in); [`LUA_KEYS`] defines those names for them, beside
+//! the Rust ones.
 
 use std::sync::Arc;
 
@@ -38,6 +41,9 @@ pub(crate) const DEFAULT_PREFIX: &str = "huddle";
 pub(crate) const LUA_KEYS: &str = r"
 local function heartbeat_key(P, id) return P .. ':instance:' .. id end
 local function members_key(P, room, id) return P .. ':room:' .. room .. ':members:' .. id end
+local function user_key(P, user) return P .. ':user:' .. user end
+local function memberships_key(P, user) return P .. ':memberships:' .. user end
+local function room_members_key(P, room) return P .. ':room:' .. room .. ':roster' end
 ";
 
 impl Keys {
@@ -67,9 +73,16 @@ impl Keys {
         format!("{}:epoch", self.prefix)
     }
 
-    /// Sorted set of rooms with messages, score = last offset.
+    /// Sorted set of the public rooms with messages, score = last offset: what
+    /// `list_rooms` pages through.
     pub fn rooms(&self) -> String {
         format!("{}:rooms", self.prefix)
+    }
+
+    /// Sorted set of the private rooms with messages, score = last offset: never listed,
+    /// but counted against `--max-rooms` and pruned like [`Keys::rooms`].
+    pub fn private_rooms(&self) -> String {
+        format!("{}:private_rooms", self.prefix)
     }
 
     /// Written by the readiness probe.
@@ -101,6 +114,46 @@ impl Keys {
             self.prefix,
             nick_key.len()
         )
+    }
+
+    // People (the directory).
+
+    /// Hash of a user seen: `nick`, `key` (nick key), `kind` (guest, account, host),
+    /// `password` (accounts only), `seen` (ms).
+    pub fn user(&self, user: &str) -> String {
+        format!("{}:user:{user}", self.prefix)
+    }
+
+    /// Hash, nick key → account: whose name a key is (accounts only).
+    pub fn account_keys(&self) -> String {
+        format!("{}:account_keys", self.prefix)
+    }
+
+    /// Sorted set of guests, score = when last seen (ms), for forgetting idle ones.
+    pub fn guests_seen(&self) -> String {
+        format!("{}:guests_seen", self.prefix)
+    }
+
+    /// Hash of an account token, by the token's hash: `user`, `created` (ms).
+    pub fn token(&self, hash: &str) -> String {
+        format!("{}:token:{hash}", self.prefix)
+    }
+
+    /// Hash of a room's settings: `private` (0 or 1), `owner`, `dm` (`a\nb`); a room
+    /// without one is public and ownerless.
+    pub fn room_settings(&self, room: &str) -> String {
+        format!("{}:room:{room}:settings", self.prefix)
+    }
+
+    /// Hash, room → read offset, of a user's memberships.
+    pub fn memberships(&self, user: &str) -> String {
+        format!("{}:memberships:{user}", self.prefix)
+    }
+
+    /// Set of the users who are members of a room (the directory's memberships, not
+    /// who is connected: that is [`Keys::members`]).
+    pub fn room_members(&self, room: &str) -> String {
+        format!("{}:room:{room}:roster", self.prefix)
     }
 
     // Fan-out (the broker).
@@ -181,9 +234,31 @@ mod tests {
         assert_eq!(k.nick("alice"), "huddle:nick:alice");
         assert_eq!(k.instance_nicks("ab"), "huddle:instance:ab:nicks");
         assert_eq!(k.control("ab"), "huddle:instance:ab:control");
+        assert_eq!(k.rooms(), "huddle:rooms");
+        assert_eq!(k.private_rooms(), "huddle:private_rooms");
+        assert_eq!(k.user("guest:ab"), "huddle:user:guest:ab");
+        assert_eq!(k.memberships("guest:ab"), "huddle:memberships:guest:ab");
+        assert_eq!(k.room_members("r"), "huddle:room:r:roster");
+        assert_eq!(k.room_settings("r"), "huddle:room:r:settings");
+        assert_eq!(k.token("th"), "huddle:token:th");
         // The Lua names follow the same layout.
         assert!(LUA_KEYS.contains("P .. ':instance:' .. id"));
         assert!(LUA_KEYS.contains("P .. ':room:' .. room .. ':members:' .. id"));
+        assert!(LUA_KEYS.contains("P .. ':user:' .. user"));
+        assert!(LUA_KEYS.contains("P .. ':memberships:' .. user"));
+        assert!(LUA_KEYS.contains("P .. ':room:' .. room .. ':roster'"));
+    }
+
+    #[test]
+    fn user_ids_cannot_reach_into_other_keys() {
+        // Whatever a user id holds, its keys keep their own part before it.
+        let k = Keys::default();
+        for user in ["x", "x:y", "a:memberships:b", ""] {
+            assert!(k.user(user).starts_with("huddle:user:"));
+            assert!(k.memberships(user).starts_with("huddle:memberships:"));
+            assert_ne!(k.user(user), k.memberships(user));
+        }
+        assert_ne!(k.user("memberships:x"), k.memberships("x"));
     }
 
     #[test]

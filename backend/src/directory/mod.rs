@@ -3,11 +3,16 @@
 //! every user seen (so others can invite them or open a DM), room settings (private,
 //! owner, the two users of a DM), each user's memberships, and their read offsets.
 //!
-//! [`SqliteDirectory`] keeps them in the history's SQLite file (one instance); a cluster
-//! keeps them in Redis.
+//! [`SqliteDirectory`] keeps them in the history's SQLite file (one instance);
+//! [`RedisDirectory`] in the cluster's Redis. Both pass the same behaviour tests
+//! (`conformance`).
 
+#[cfg(test)]
+pub(crate) mod conformance;
+mod redis;
 mod sqlite;
 
+pub(crate) use self::redis::RedisDirectory;
 pub(crate) use sqlite::SqliteDirectory;
 
 use async_trait::async_trait;

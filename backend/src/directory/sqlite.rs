@@ -306,6 +306,7 @@ impl Directory for SqliteDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::directory::conformance;
     use crate::store::SqliteStore;
 
     fn open() -> (tempfile::TempDir, SqliteDirectory) {
@@ -315,87 +316,33 @@ mod tests {
         (dir, directory)
     }
 
-    fn guest(user: &str, nick: &str) -> UserRecord {
-        UserRecord {
-            user: user.into(),
-            nick: nick.into(),
-            kind: UserKind::Guest,
-        }
-    }
-
     #[tokio::test]
     async fn accounts_and_tokens() {
         let (_tmp, d) = open();
-        assert!(d.create_account("ann", "ann", "$h1", 1).await.unwrap());
-        assert!(!d.create_account("ann", "ann", "$h2", 2).await.unwrap());
-        // A name whose key another account has (a lookalike) is taken too.
-        assert!(!d.create_account("ann2", "ann", "$h2", 2).await.unwrap());
-        assert_eq!(
-            d.password_hash("ann").await.unwrap().as_deref(),
-            Some("$h1")
-        );
-        assert_eq!(d.password_hash("bob").await.unwrap(), None);
-        assert_eq!(
-            d.account_with_key("ann").await.unwrap().as_deref(),
-            Some("ann")
-        );
-        d.add_token("th", "ann", 3).await.unwrap();
-        assert_eq!(d.token_user("th").await.unwrap().as_deref(), Some("ann"));
-        assert_eq!(d.revoke_token("th").await.unwrap().as_deref(), Some("ann"));
-        assert_eq!(d.token_user("th").await.unwrap(), None);
-        assert_eq!(d.revoke_token("th").await.unwrap(), None);
-        // Signing in again keeps an account's name.
-        let record = UserRecord {
-            user: "ann".into(),
-            nick: "other".into(),
-            kind: UserKind::Account,
-        };
-        d.seen(&record, "other", 9).await.unwrap();
-        assert_eq!(d.user("ann").await.unwrap().unwrap().nick, "ann");
+        conformance::accounts_and_tokens(&d).await;
     }
 
     #[tokio::test]
     async fn memberships_and_read_offsets_only_move_forward() {
         let (_tmp, d) = open();
-        assert!(d.add_member("r", "u", 4).await.unwrap());
-        assert!(!d.add_member("r", "u", 0).await.unwrap(), "kept");
-        assert_eq!(d.memberships("u", 10).await.unwrap(), vec![("r".into(), 4)]);
-        assert_eq!(d.set_read("u", "r", 3).await.unwrap(), None);
-        assert_eq!(d.set_read("u", "r", 9).await.unwrap(), Some(9));
-        assert_eq!(
-            d.set_read("x", "r", 99).await.unwrap(),
-            None,
-            "not a member"
-        );
-        assert!(d.is_member("r", "u").await.unwrap());
-        assert!(d.remove_member("r", "u").await.unwrap());
-        assert!(!d.remove_member("r", "u").await.unwrap());
-        assert!(d.memberships("u", 10).await.unwrap().is_empty());
+        conformance::memberships_and_read_offsets(&d).await;
     }
 
     #[tokio::test]
-    async fn rooms_get_settings_once_and_idle_guests_are_forgotten() {
+    async fn rooms_get_settings_once() {
         let (_tmp, d) = open();
-        let dm = RoomSettings {
-            private: true,
-            owner: None,
-            dm: Some(("a".into(), "b".into())),
-        };
-        assert!(d.create_room("dm--x", &dm).await.unwrap());
-        assert!(!d.create_room("dm--x", &dm).await.unwrap());
-        let got = d.settings("dm--x").await.unwrap().unwrap();
-        assert_eq!(got, dm);
-        assert_eq!(got.dm_peer("a"), Some("b"));
-        assert_eq!(d.settings("lobby").await.unwrap(), None);
+        conformance::room_settings(&d).await;
+    }
 
-        d.seen(&guest("guest:old", "old"), "old", 10).await.unwrap();
-        d.seen(&guest("guest:new", "new"), "new", 1000)
-            .await
-            .unwrap();
-        d.add_member("r", "guest:old", 0).await.unwrap();
-        assert_eq!(d.forget_guests(500).await.unwrap(), 1);
-        assert_eq!(d.user("guest:old").await.unwrap(), None);
-        assert!(!d.is_member("r", "guest:old").await.unwrap());
-        assert_eq!(d.user("guest:new").await.unwrap().unwrap().nick, "new");
+    #[tokio::test]
+    async fn idle_guests_are_forgotten() {
+        let (_tmp, d) = open();
+        conformance::idle_guests_are_forgotten(&d).await;
+    }
+
+    #[tokio::test]
+    async fn races_leave_one_winner() {
+        let (_tmp, d) = open();
+        conformance::races_leave_one_winner(&d).await;
     }
 }

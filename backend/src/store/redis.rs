@@ -16,8 +16,13 @@
 //!   after the room's last message, so a silent room costs Redis nothing but its `seq`.
 //! - `dedupe(room, user, id)`: the offset a message id was stored at, for retries;
 //!   expires after a day so it stays bounded.
-//! - `rooms`: sorted set of room names, score = last offset; `prune` drops the rooms
-//!   whose log expired. `seq` stays, so a room used again continues its offsets.
+//! - `rooms`: sorted set of public room names, score = last offset; `prune` drops the
+//!   rooms whose log expired. `seq` stays, so a room used again continues its offsets.
+//! - `private_rooms`: the same for rooms whose settings (`room_settings(room)`, the
+//!   directory's) say private. They are never listed, so `rooms` pages and counts only
+//!   what `list_rooms` may show; the room limit and retention cover both sets. The
+//!   append script files a room under one or the other, and the directory's
+//!   `create_room` moves a room that becomes private.
 
 use std::time::Duration;
 
@@ -45,10 +50,15 @@ const DEDUPE_TTL_SECS: u64 = 86_400;
 /// `error internal` in bounded time, never hang its whole queue on a dead Redis.
 const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// Appends one message atomically. KEYS: epoch, seq, log, dedupe, rooms. ARGV: room, id,
-/// nick, text, history_max, a fresh epoch, dedupe ttl, max rooms (0: none), the log's
-/// expiry in ms (0: none), the sender's user id. Returns {offset, outcome, ts}: outcome 0 stored, 1 duplicate
-/// (of the message at `offset`), 2 refused by the room limit.
+/// Appends one message atomically. KEYS: epoch, seq, log, dedupe, rooms, room settings,
+/// private rooms. ARGV: room, id, nick, text, history_max, a fresh epoch, dedupe ttl, max
+/// rooms (0: none), the log's expiry in ms (0: none), the sender's user id. Returns
+/// {offset, outcome, ts}: outcome 0 stored, 1 duplicate (of the message at `offset`), 2
+/// refused by the room limit.
+///
+/// The room is filed under `private_rooms` when its settings say private, else under
+/// `rooms`, and taken out of the other set (where it can only be if its settings
+/// changed behind the directory's back), so each room is in exactly one of them.
 ///
 /// The next offset is one past both `seq` and the stream's last id, so a lost `seq` key
 /// (eviction) can never make XADD fail or reuse an offset. XADD runs first: if it fails,
@@ -59,9 +69,14 @@ local dup = redis.call('GET', KEYS[4])
 if dup then
   return {tonumber(dup), 1, 0}
 end
+local listed, unlisted = KEYS[5], KEYS[7]
+if redis.call('HGET', KEYS[6], 'private') == '1' then
+  listed, unlisted = KEYS[7], KEYS[5]
+end
 local max_rooms = tonumber(ARGV[8])
 if max_rooms > 0 and not redis.call('ZSCORE', KEYS[5], ARGV[1])
-   and redis.call('ZCARD', KEYS[5]) >= max_rooms then
+   and not redis.call('ZSCORE', KEYS[7], ARGV[1])
+   and redis.call('ZCARD', KEYS[5]) + redis.call('ZCARD', KEYS[7]) >= max_rooms then
   return {0, 2, 0}
 end
 local offset = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -78,7 +93,8 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], string.format('%d-1', offset
   'user', ARGV[10])
 redis.call('SET', KEYS[2], string.format('%d', offset))
 redis.call('SET', KEYS[4], string.format('%d', offset), 'EX', ARGV[7])
-redis.call('ZADD', KEYS[5], offset, ARGV[1])
+redis.call('ZADD', listed, offset, ARGV[1])
+redis.call('ZREM', unlisted, ARGV[1])
 if tonumber(ARGV[9]) > 0 then
   redis.call('PEXPIRE', KEYS[3], ARGV[9])
 end
@@ -86,12 +102,13 @@ return {offset, 0, ts}
 ";
 
 /// Forgets a room whose log is empty or gone, atomically so an append cannot slip in
-/// between the check and the removal. KEYS: log, rooms. ARGV: room. Returns 1 if it
-/// forgot the room. Its `seq` stays, so offsets continue if the room is used again.
+/// between the check and the removal. KEYS: log, rooms, private rooms. ARGV: room.
+/// Returns 1 if it forgot the room. Its `seq` stays, so offsets continue if the room is
+/// used again.
 const FORGET_LUA: &str = r"
 if redis.call('XLEN', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[1])
-  return redis.call('ZREM', KEYS[2], ARGV[1])
+  return redis.call('ZREM', KEYS[2], ARGV[1]) + redis.call('ZREM', KEYS[3], ARGV[1])
 end
 return 0
 ";
@@ -118,9 +135,10 @@ pub struct RedisStore {
     keys: Keys,
     history_max: u64,
     /// `--max-rooms` (0: none) and the log expiry in ms (0: none), set by `limit`. The
-    /// room count is `ZCARD rooms`, checked inside the append script, so it never
-    /// overshoots; a room whose log expired counts until the next `prune` drops it, so
-    /// the limit may refuse a new room up to one prune interval too early.
+    /// room count is `ZCARD rooms` + `ZCARD private_rooms`, checked inside the append
+    /// script, so it never overshoots; a room whose log expired counts until the next
+    /// `prune` drops it, so the limit may refuse a new room up to one prune interval too
+    /// early.
     max_rooms: u64,
     expire_ms: u64,
     /// How long a message id is remembered: [`DEDUPE_TTL_SECS`], or the retention age
@@ -148,8 +166,10 @@ pub(crate) fn fresh_epoch() -> String {
 /// was lost: the first call after Redis comes back meets the dead connection and only
 /// starts the reconnect, so without the retry it would fail although Redis is up. Every
 /// call may safely run twice: reads change nothing, an append retried after an unseen
-/// EXEC finds its messages by their dedupe keys.
-async fn bounded<T, F, Fut>(call: F) -> Result<T, StoreError>
+/// EXEC finds its messages by their dedupe keys. (The directory's writes, which use it
+/// too, leave the same data when run twice, but a retry after a lost reply answers as
+/// if another had done it first: `create_account` false, `set_read` `None`, …)
+pub(crate) async fn bounded<T, F, Fut>(call: F) -> Result<T, StoreError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
@@ -171,7 +191,7 @@ where
 
 /// A Redis error, told apart: out of memory (`maxmemory` with `noeviction`) or a
 /// read-only replica refuses writes until an operator acts, which senders are told.
-fn refused(e: redis::RedisError) -> StoreError {
+pub(crate) fn refused(e: redis::RedisError) -> StoreError {
     let text = e.to_string();
     // In a transaction or pipeline the refusal comes wrapped (EXECABORT, or a pipeline
     // failure naming each command's error, `"OOM": command not allowed …`), so the
@@ -263,6 +283,12 @@ impl RedisStore {
         Ok(store)
     }
 
+    /// The directory kept in the same Redis, through this store's connection and keys.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn directory(&self) -> crate::directory::RedisDirectory {
+        crate::directory::RedisDirectory::new(self.conn.clone(), self.keys.clone())
+    }
+
     /// Applies `--max-rooms` (0: none) and `--retention`: its count caps each stream
     /// together with `history_max`, its age expires a silent room's log.
     #[must_use]
@@ -321,6 +347,48 @@ impl RedisStore {
         Ok(deleted)
     }
 
+    /// One room's share of [`HistoryStore::prune`]: trims it to `policy`'s count, deletes
+    /// what is older than `cutoff`, and forgets it if its log is left empty (or expired).
+    /// Returns (messages deleted, rooms forgotten).
+    async fn prune_room(
+        &self,
+        room: &str,
+        policy: &Retention,
+        cutoff: Option<u64>,
+    ) -> Result<(u64, u64), StoreError> {
+        let mut messages = 0;
+        if let Some(keep) = policy.max_messages {
+            // Appends trim approximately (`MAXLEN ~`); this makes it exact.
+            let n: u64 = bounded(|| {
+                let mut conn = self.conn.clone();
+                async move {
+                    Ok(redis::cmd("XTRIM")
+                        .arg(self.keys.log(room))
+                        .arg("MAXLEN")
+                        .arg(keep)
+                        .query_async(&mut conn)
+                        .await?)
+                }
+            })
+            .await?;
+            messages += n;
+        }
+        if let Some(cutoff) = cutoff {
+            messages += self.prune_old(room, cutoff).await?;
+        }
+        // A log that expired or was pruned empty: forget the room.
+        let forgot: u64 = bounded(|| {
+            let mut conn = self.conn.clone();
+            let mut inv = self.forget.key(self.keys.log(room));
+            inv.key(self.keys.rooms())
+                .key(self.keys.private_rooms())
+                .arg(room);
+            async move { Ok(inv.invoke_async(&mut conn).await?) }
+        })
+        .await?;
+        Ok((messages, forgot))
+    }
+
     async fn first_and_last(&self, room: &str) -> Result<Option<(u64, u64)>, StoreError> {
         let mut conn = self.conn.clone();
         let key = self.keys.log(room);
@@ -358,6 +426,8 @@ impl HistoryStore for RedisStore {
                 .key(self.keys.log(&m.room))
                 .key(self.keys.dedupe(&m.room, &m.user, &m.id))
                 .key(self.keys.rooms())
+                .key(self.keys.room_settings(&m.room))
+                .key(self.keys.private_rooms())
                 .arg(&m.room)
                 .arg(&m.id)
                 .arg(&m.nick)
@@ -472,22 +542,26 @@ impl HistoryStore for RedisStore {
         Ok(if hi >= lo { hi - lo + 1 } else { 0 })
     }
 
+    /// Pages through `rooms`, which holds the public rooms only (private ones are in
+    /// `private_rooms`), so pages are full up to the last and `total` counts what may
+    /// be listed. The page and the count are read in one transaction.
     async fn rooms(&self, offset: u64, limit: u32) -> Result<RoomList, StoreError> {
         let (raw, total): (Vec<(String, f64)>, u64) = bounded(|| {
             let mut conn = self.conn.clone();
             async move {
+                if limit == 0 {
+                    return Ok((vec![], conn.zcard(self.keys.rooms()).await?));
+                }
                 // By rank, highest score (head) first; equal scores in reverse name
                 // order, which is how SQLite orders them too.
                 let start = isize::try_from(offset).unwrap_or(isize::MAX);
                 let stop = start.saturating_add(limit as isize).saturating_sub(1);
-                let page = if limit == 0 {
-                    vec![]
-                } else {
-                    conn.zrevrange_withscores(self.keys.rooms(), start, stop)
-                        .await?
-                };
-                let total = conn.zcard(self.keys.rooms()).await?;
-                Ok((page, total))
+                Ok(redis::pipe()
+                    .atomic()
+                    .zrevrange_withscores(self.keys.rooms(), start, stop)
+                    .zcard(self.keys.rooms())
+                    .query_async(&mut conn)
+                    .await?)
             }
         })
         .await?;
@@ -503,56 +577,35 @@ impl HistoryStore for RedisStore {
         let cutoff = policy
             .max_age
             .map(|age| now_ms.saturating_sub(age.as_millis() as u64));
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, page): (u64, Vec<String>) = bounded(|| {
-                let mut conn = self.conn.clone();
-                async move {
-                    Ok(redis::cmd("ZSCAN")
-                        .arg(self.keys.rooms())
-                        .arg(cursor)
-                        .arg("COUNT")
-                        .arg(500)
-                        .query_async(&mut conn)
-                        .await?)
-                }
-            })
-            .await?;
-            // ZSCAN answers member, score, member, score, …
-            let rooms: Vec<String> = page.into_iter().step_by(2).collect();
-            for room in &rooms {
-                if let Some(keep) = policy.max_messages {
-                    // Appends trim approximately (`MAXLEN ~`); this makes it exact.
-                    let n: u64 = bounded(|| {
-                        let mut conn = self.conn.clone();
-                        async move {
-                            Ok(redis::cmd("XTRIM")
-                                .arg(self.keys.log(room))
-                                .arg("MAXLEN")
-                                .arg(keep)
-                                .query_async(&mut conn)
-                                .await?)
-                        }
-                    })
-                    .await?;
-                    pruned.messages += n;
-                }
-                if let Some(cutoff) = cutoff {
-                    pruned.messages += self.prune_old(room, cutoff).await?;
-                }
-                // A log that expired or was pruned empty: forget the room.
-                let forgot: u64 = bounded(|| {
+        // Public and private rooms alike; a room moved from one set to the other
+        // during the pass (it became private) is pruned on the next pass.
+        for set in [self.keys.rooms(), self.keys.private_rooms()] {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, page): (u64, Vec<String>) = bounded(|| {
                     let mut conn = self.conn.clone();
-                    let mut inv = self.forget.key(self.keys.log(room));
-                    inv.key(self.keys.rooms()).arg(room);
-                    async move { Ok(inv.invoke_async(&mut conn).await?) }
+                    let set = &set;
+                    async move {
+                        Ok(redis::cmd("ZSCAN")
+                            .arg(set)
+                            .arg(cursor)
+                            .arg("COUNT")
+                            .arg(500)
+                            .query_async(&mut conn)
+                            .await?)
+                    }
                 })
                 .await?;
-                pruned.rooms += forgot;
-            }
-            cursor = next;
-            if cursor == 0 {
-                break;
+                // ZSCAN answers member, score, member, score, …
+                for room in page.iter().step_by(2) {
+                    let (messages, rooms) = self.prune_room(room, policy, cutoff).await?;
+                    pruned.messages += messages;
+                    pruned.rooms += rooms;
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
             }
         }
         Ok(pruned)

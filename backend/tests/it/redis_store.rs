@@ -541,3 +541,80 @@ async fn connect_fails_fast_without_redis() {
     assert!(result.is_err());
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// A room whose settings say private (written by the directory, here by hand) is stored
+/// like any other but never listed: pages stay full and `total` counts public rooms
+/// only, while the room limit and retention count both.
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
+#[tokio::test]
+async fn private_rooms_are_not_listed() {
+    require();
+    let server = RedisServer::start().await;
+    let keys = RedisKeys::default();
+    for room in ["p1", "p2"] {
+        let _: u64 = server
+            .cmd(&["HSET", &keys.room_settings(room), "private", "1"])
+            .await;
+    }
+    let _: u64 = server
+        .cmd(&["HSET", &keys.room_settings("open"), "private", "0"])
+        .await;
+    let store = RedisStore::connect(&server.url(), keys, 10_000)
+        .await
+        .unwrap()
+        .limit(5, &Retention::default());
+    let out = store
+        .append_batch(vec![
+            msg("p1", "x", "1"),
+            msg("p1", "x", "2"),
+            msg("a", "x", "1"),
+            msg("p2", "x", "1"),
+            msg("open", "x", "1"),
+            msg("b", "x", "1"),
+        ])
+        .await
+        .unwrap();
+    assert!(out.iter().all(|o| matches!(o, AppendOutcome::Stored(_))));
+    assert_eq!(store.head("p1").await.unwrap().head, 2, "stored as ever");
+
+    fn names(list: &RoomList) -> Vec<&str> {
+        list.rooms.iter().map(|(r, _)| r.as_str()).collect()
+    }
+    let all = store.rooms(0, 10).await.unwrap();
+    assert_eq!((names(&all), all.total), (vec!["open", "b", "a"], 3));
+    // Pages are full up to the last; nothing lies beyond it.
+    let first = store.rooms(0, 2).await.unwrap();
+    assert_eq!((names(&first), first.total), (vec!["open", "b"], 3));
+    let second = store.rooms(2, 2).await.unwrap();
+    assert_eq!((names(&second), second.total), (vec!["a"], 3));
+    assert!(store.rooms(3, 2).await.unwrap().rooms.is_empty());
+    assert_eq!(store.rooms(0, 0).await.unwrap().total, 3);
+
+    // The limit (5) counts the private rooms: a sixth room is refused.
+    let out = store.append_batch(vec![msg("c", "x", "1")]).await.unwrap();
+    assert_eq!(out, vec![AppendOutcome::RoomLimit]);
+
+    // Retention forgets private rooms too; used again, they continue their offsets and
+    // stay unlisted.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let a_minute = Retention {
+        max_age: Some(Duration::from_secs(60)),
+        max_messages: None,
+    };
+    let pruned = store.prune(&a_minute, now + 3_600_000).await.unwrap();
+    assert_eq!((pruned.messages, pruned.rooms), (6, 5));
+    let out = store
+        .append_batch(vec![msg("p1", "x", "3"), msg("c", "x", "1")])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out[..], [AppendOutcome::Stored(p), AppendOutcome::Stored(c)]
+            if p.offset == 3 && c.offset == 1),
+        "{out:?}"
+    );
+    let all = store.rooms(0, 10).await.unwrap();
+    assert_eq!((names(&all), all.total), (vec!["c"], 1));
+}
