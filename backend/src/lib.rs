@@ -35,8 +35,6 @@ mod clock;
 mod cluster;
 mod codec;
 mod config;
-// Not wired into `run` yet: built and tested, used once sign-in lands.
-#[cfg_attr(not(test), allow(dead_code))]
 mod directory;
 mod disconnect;
 #[doc(hidden)]
@@ -411,10 +409,7 @@ async fn open_backends(config: &Config, hub: &Hub) -> Result<Backends, RunError>
         departures,
         tasks.token(),
     ));
-    // TODO(redis-directory): replaced by the Redis directory before this lands.
-    let directory = SqliteStore::open(&config.db)
-        .and_then(|s| s.directory())
-        .map_err(|e| failed(Box::new(e)))?;
+    let directory = store.directory();
     Ok(Backends {
         store: Arc::new(store),
         broker: Arc::new(broker),

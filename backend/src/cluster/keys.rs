@@ -198,6 +198,11 @@ impl Keys {
         format!("{}:nick:{nick_key}", self.prefix)
     }
 
+    /// Set of the connections (`"{instance} {conn}"`) of the user who holds a nick.
+    pub fn nick_conns(&self, nick_key: &str) -> String {
+        format!("{}:nickconns:{nick_key}", self.prefix)
+    }
+
     /// Set of the nick keys an instance holds, deleted by whoever sweeps it.
     pub fn instance_nicks(&self, id: &str) -> String {
         format!("{}:instance:{id}:nicks", self.prefix)

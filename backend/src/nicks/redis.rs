@@ -14,9 +14,10 @@
 //! leaves `"released {user}"` with an expiry of the grace period, which only that user
 //! may claim until it expires.
 //!
-//! Known gap: the per-user connection cap and the nick's hold count this instance's
-//! connections; a user's nick may be released in Redis while their connection on
-//! another instance is still open.
+//! `nick_conns(key)` lists every connection of the holder (`"{instance} {conn}"`), so
+//! the nick stays held while any of them is on a live instance, whichever goes first.
+//!
+//! Known gap: the per-user connection cap counts this instance's connections only.
 
 use std::sync::Arc;
 
@@ -37,9 +38,10 @@ use crate::logsafe::Escaped;
 use crate::session::outbox::{ConnId, Control};
 
 /// Claims `KEYS[1]` for `ARGV[1] ARGV[2] ARGV[3]` (instance, conn, user; prefix
-/// `ARGV[5]`). A live holder that is another user keeps it (`{'taken', instance, conn}`)
-/// and a nick kept for another user stays kept (`{'reserved'}`), unless `ARGV[4]` is
-/// `force`; otherwise the claim wins.
+/// `ARGV[5]`). Another user who still has a connection on a live instance (in
+/// `KEYS[3]`, the holder's connections) keeps it (`{'taken', instance, conn}`), and a
+/// nick kept for another user stays kept (`{'reserved'}`), unless `ARGV[4]` is `force`;
+/// otherwise the claim wins and this connection joins the holder's connections.
 const CLAIM_LUA: &str = r"
 local cur = redis.call('GET', KEYS[1])
 local force = ARGV[4] == 'force'
@@ -54,27 +56,51 @@ if cur then
     inst, conn, user = string.match(cur, '^(%S+) (%S+) (.+)$')
   end
 end
-if inst and user ~= ARGV[3] and not force
-   and redis.call('EXISTS', heartbeat_key(ARGV[5], inst)) == 1 then
-  return {'taken', inst, conn}
+if inst and user ~= ARGV[3] then
+  if not force then
+    for _, m in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+      local i = string.match(m, '^(%S+) ')
+      if i and redis.call('EXISTS', heartbeat_key(ARGV[5], i)) == 1 then
+        return {'taken', inst, conn}
+      end
+    end
+  end
+  redis.call('DEL', KEYS[3])
 end
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[1] .. ' ' .. ARGV[2])
 redis.call('SADD', KEYS[2], KEYS[1])
 return {'ok'}
 ";
 
-/// Frees `KEYS[1]` if `ARGV[1]` (`"{instance} {conn} "`) still holds it, keeping it for
-/// user `ARGV[2]` for `ARGV[3]` ms (none when 0).
+/// Takes connection `ARGV[1]` (`"{instance} {conn}"`) out of the holder's connections
+/// (`KEYS[3]`). While user `ARGV[2]` has another on a live instance (prefix `ARGV[4]`),
+/// that one holds the nick; otherwise the nick is freed, kept for the user for `ARGV[3]`
+/// ms (none when 0).
 const RELEASE_LUA: &str = r"
 local cur = redis.call('GET', KEYS[1])
-if cur and string.sub(cur, 1, #ARGV[1]) == ARGV[1] then
-  if tonumber(ARGV[3]) > 0 then
-    redis.call('SET', KEYS[1], 'released ' .. ARGV[2], 'PX', ARGV[3])
-  else
-    redis.call('DEL', KEYS[1])
-  end
-  redis.call('SREM', KEYS[2], KEYS[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+if not cur then
+  return 0
 end
+local user = string.match(cur, '^%S+ %S+ (.+)$')
+if user ~= ARGV[2] then
+  return 0
+end
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  local i = string.match(m, '^(%S+) ')
+  if i and redis.call('EXISTS', heartbeat_key(ARGV[4], i)) == 1 then
+    redis.call('SET', KEYS[1], m .. ' ' .. ARGV[2])
+    return 0
+  end
+  redis.call('SREM', KEYS[3], m)
+end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], 'released ' .. ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('DEL', KEYS[1])
+end
+redis.call('SREM', KEYS[2], KEYS[1])
 return 0
 ";
 
@@ -112,7 +138,7 @@ impl RedisNicks {
             instance,
             conn,
             claim: Script::new(&format!("{LUA_KEYS}{CLAIM_LUA}")),
-            release: Script::new(RELEASE_LUA),
+            release: Script::new(&format!("{LUA_KEYS}{RELEASE_LUA}")),
         }
     }
 
@@ -131,6 +157,7 @@ impl RedisNicks {
         invocation
             .key(keys.nick(key))
             .key(keys.instance_nicks(id))
+            .key(keys.nick_conns(key))
             .arg(id)
             .arg(conn)
             .arg(user)
@@ -259,9 +286,11 @@ impl NickRegistry for RedisNicks {
             .release
             .key(keys.nick(&who.key))
             .key(keys.instance_nicks(id))
-            .arg(format!("{id} {conn} "))
+            .key(keys.nick_conns(&who.key))
+            .arg(format!("{id} {conn}"))
             .arg(&*who.user)
             .arg(self.grace.as_millis() as u64)
+            .arg(keys.prefix())
             .invoke_async(&mut self.conn.clone())
             .await;
         if let Err(e) = released {

@@ -352,19 +352,27 @@ impl Session {
         };
         if !member {
             // Joining from now on: what came before is not unread for them.
-            if let Err(e) = self
+            let stored = self
                 .state
                 .directory
                 .add_member(&room, &who.user, head.head)
-                .await
-            {
-                tracing::error!(room = %Escaped(&room), error = %Chain(&e), "membership not stored");
-                if change.is_some() {
-                    membership
-                        .depart(&room, self.conn, who, Farewell::Quiet)
-                        .await;
+                .await;
+            match stored {
+                Ok(_) => {}
+                // Storage refuses writes for now: the room can still be read and
+                // followed, only not remembered among the user's rooms.
+                Err(e @ crate::store::StoreError::Full(_)) => {
+                    tracing::warn!(room = %Escaped(&room), error = %Chain(&e), "membership not stored: storage refuses writes");
                 }
-                return self.internal_error("join").await;
+                Err(e) => {
+                    tracing::error!(room = %Escaped(&room), error = %Chain(&e), "membership not stored");
+                    if change.is_some() {
+                        membership
+                            .depart(&room, self.conn, who, Farewell::Quiet)
+                            .await;
+                    }
+                    return self.internal_error("join").await;
+                }
             }
         }
         let recovered = match since {

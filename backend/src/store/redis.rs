@@ -197,9 +197,15 @@ pub(crate) fn refused(e: redis::RedisError) -> StoreError {
     // failure naming each command's error, `"OOM": command not allowed …`), so the
     // codes are looked for in the text as well.
     let full = matches!(e.code(), Some("OOM" | "READONLY"))
-        || ["\"OOM\"", "OOM command", "\"READONLY\"", "READONLY You"]
-            .iter()
-            .any(|code| text.contains(code));
+        || [
+            "\"OOM\"",
+            "OOM command",
+            "\"READONLY\"",
+            "READONLY You",
+            "ReadOnly: You",
+        ]
+        .iter()
+        .any(|code| text.contains(code));
     if full {
         StoreError::Full(Box::new(e))
     } else {
@@ -284,7 +290,6 @@ impl RedisStore {
     }
 
     /// The directory kept in the same Redis, through this store's connection and keys.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn directory(&self) -> crate::directory::RedisDirectory {
         crate::directory::RedisDirectory::new(self.conn.clone(), self.keys.clone())
     }

@@ -195,7 +195,6 @@ impl SqliteStore {
     }
 
     /// The directory kept in the same file (its tables come with this store's schema).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn directory(&self) -> Result<crate::directory::SqliteDirectory, StoreError> {
         let conn = open_conn(&self.inner.path).map_err(|source| StoreError::Open {
             path: self.inner.path.display().to_string(),
