@@ -6,7 +6,8 @@ use web_sys::SubmitEvent;
 use crate::auth::{self, Mode, SignIn, TokenKind, USER_MAX_CHARS};
 use crate::connection::Connection;
 
-/// User name and password; the name is checked here first (1–32 of `a-z 0-9 - _ .`),
+/// User name and password (checked here, not by the browser's `required`, so every
+/// problem is one of our sentences); the name is checked here first (1–32 of `a-z 0-9 - _ .`),
 /// then the server answers with a token, or a reason shown as a sentence. Element ids
 /// are prefixed by the mode (`login-…`, `register-…`), as both exist on the screen's
 /// tabs.
@@ -66,7 +67,6 @@ pub(crate) fn AccountForm(mode: Mode) -> impl IntoView {
                 autocapitalize="none"
                 spellcheck="false"
                 maxlength=USER_MAX_CHARS
-                required
                 bind:value=user
                 aria-invalid=move || error.with(Option::is_some).to_string()
                 aria-describedby=id("error")
@@ -77,7 +77,6 @@ pub(crate) fn AccountForm(mode: Mode) -> impl IntoView {
                 name="password"
                 type="password"
                 autocomplete=password_autocomplete
-                required
                 bind:value=password
             />
             <button id=id("submit") type="submit" disabled=move || busy.get()>

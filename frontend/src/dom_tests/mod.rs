@@ -20,6 +20,7 @@
 
 mod composer;
 mod message_list;
+mod people;
 mod rich_text;
 mod room_view;
 mod sidebar;
