@@ -5,18 +5,28 @@
 // component itself, so the allowance has to sit here.
 #![allow(unreachable_pub)]
 
+mod account_form;
+mod avatar;
 mod composer;
 mod header;
+mod invite_form;
 mod message_list;
+mod new_room_dialog;
 mod nick_form;
 mod presence;
 mod rich_text;
 mod sidebar;
+mod sign_in;
 
+pub(crate) use account_form::AccountForm;
+pub(crate) use avatar::Avatar;
 pub(crate) use composer::Composer;
 pub(crate) use header::Header;
+pub(crate) use invite_form::InviteForm;
 pub(crate) use message_list::MessageList;
+pub(crate) use new_room_dialog::NewRoomDialog;
 pub(crate) use nick_form::NickForm;
 pub(crate) use presence::Presence;
 pub(crate) use rich_text::RichText;
 pub(crate) use sidebar::Sidebar;
+pub(crate) use sign_in::SignIn;

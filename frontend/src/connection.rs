@@ -13,6 +13,7 @@ use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 use web_sys::{CloseEvent, Event, EventTarget, MessageEvent, WebSocket};
 
+use crate::auth::{self, SignIn, TokenKind};
 use crate::link::{ws_url, AfterClose, Reconnect, Status};
 use crate::state::{ChatState, Parts};
 use crate::store::Store;
@@ -73,7 +74,8 @@ fn now() -> u64 {
     js_sys::Date::now() as u64
 }
 
-/// Creates the connection context for `chat`. Nothing connects until a nick is chosen.
+/// Creates the connection context for `chat`. Nothing connects until a nick or a
+/// token is chosen.
 pub(crate) fn provide_connection_context(chat: Store) -> Connection {
     let (status, set_status) = signal(Status::Offline);
     let conn = Connection {
@@ -86,9 +88,13 @@ pub(crate) fn provide_connection_context(chat: Store) -> Connection {
     };
     let clock = conn.clock;
     if let Ok(ticker) =
-        // Never backwards: a page (or a test) that moved it on keeps it there.
+        // Never backwards: a page (or a test) that moved it on keeps it there. Read
+        // offsets held back by the throttle go out on the next tick.
         set_interval_with_handle(
-            move || clock.update(|c| *c = (*c).max(now())),
+            move || {
+                clock.update(|c| *c = (*c).max(now()));
+                conn.flush_reads();
+            },
             std::time::Duration::from_secs(1),
         )
     {
@@ -106,6 +112,21 @@ impl Connection {
         let limits = self.chat.with_untracked(|s| s.limits.clone());
         let nick = common::validate::nick(nick, &limits).map_err(|e| e.to_string())?;
         self.chat.update(Parts::SESSION, |s| s.choose_nick(nick));
+        self.say_hello();
+        Ok(())
+    }
+
+    /// Signs in with a token (an account's, or the host application's): remembered for
+    /// the next visit, then `hello {token}`.
+    pub(crate) fn sign_in(self, sign_in: &SignIn) {
+        auth::save_token(sign_in);
+        self.chat
+            .update(Parts::SESSION, |s| s.use_token(&sign_in.token));
+        self.say_hello();
+    }
+
+    /// Says `hello` on the open socket, or opens one (whose `open` says it).
+    fn say_hello(self) {
         let ready = self
             .link
             .with_value(|l| l.socket.as_ref().map(WebSocket::ready_state));
@@ -120,7 +141,51 @@ impl Connection {
             Some(WebSocket::CONNECTING) => {}
             _ => self.reconnect_now(),
         }
-        Ok(())
+    }
+
+    /// Signs out: an account's token is revoked on the server (which closes the
+    /// person's other connections with 4003), a host's token is only forgotten; the
+    /// socket closes and the sign-in screen comes back, with nothing of theirs on it.
+    pub(crate) fn sign_out(self) {
+        if let Some(SignIn {
+            token,
+            kind: TokenKind::Account,
+        }) = auth::saved_token()
+        {
+            wasm_bindgen_futures::spawn_local(async move { auth::logout(&token).await });
+        }
+        auth::forget_token();
+        prefs::forget_session();
+        self.stop();
+        self.chat.update(Parts::ALL, ChatState::sign_out);
+        self.set_status.set(Status::Offline);
+    }
+
+    /// Closes the socket and cancels any reconnect, keeping the clock.
+    fn stop(self) {
+        let link = self.link.try_update_value(|l| {
+            l.policy.reset();
+            (l.socket.take(), l.retry.take())
+        });
+        if let Some((socket, retry)) = link {
+            if let Some(retry) = retry {
+                retry.clear();
+            }
+            if let Some(socket) = socket {
+                detach(&socket);
+            }
+        }
+    }
+
+    /// Sends the `read` frames the store holds back (throttled per room).
+    fn flush_reads(self) {
+        let frames = self
+            .chat
+            .update(Parts::NONE, |s| s.flush_reads(now()))
+            .unwrap_or_default();
+        for frame in frames {
+            self.send(&frame);
+        }
     }
 
     /// Runs `f` on the store, wakes `parts`, and sends the frames it returns.
@@ -128,6 +193,8 @@ impl Connection {
         for frame in self.chat.update(parts, f).unwrap_or_default() {
             self.send(&frame);
         }
+        // Whatever the person did may have shown them newer messages.
+        self.flush_reads();
     }
 
     /// Posts a message to the room on screen. It shows as pending until acknowledged;
@@ -152,7 +219,48 @@ impl Connection {
         for frame in frames {
             self.send(&frame);
         }
+        self.flush_reads();
         Ok(())
+    }
+
+    /// Opens or closes the "New room" dialog.
+    pub(crate) fn new_room_dialog(self, open: bool) {
+        self.chat.update(Parts::ROOMS, |s| {
+            if open {
+                s.open_new_room();
+            } else {
+                s.close_new_room();
+            }
+        });
+    }
+
+    /// Creates a room (the answer joins it and puts it on screen). Returns why the name
+    /// is not acceptable.
+    pub(crate) fn create_room(self, name: &str, private: bool) -> Result<(), String> {
+        let limits = self.chat.with_untracked(|s| s.limits.clone());
+        let name = common::validate::room(name, &limits).map_err(|e| e.to_string())?;
+        self.act(Parts::ROOMS, |s| s.create_room(name, private));
+        Ok(())
+    }
+
+    /// Invites a user (by id) to a private room we own.
+    pub(crate) fn invite(self, room: &str, user: &str) -> Result<(), String> {
+        let user = user.trim();
+        if user.is_empty() {
+            return Err("Enter the user id of the person to invite.".to_owned());
+        }
+        self.act(Parts::ROOMS, |s| s.invite(room, user));
+        Ok(())
+    }
+
+    /// Opens the direct-message room with a user (the answer puts it on screen).
+    pub(crate) fn open_dm(self, user: &str) {
+        self.act(Parts::ROOMS, |s| s.open_dm(user));
+    }
+
+    /// Hides the line about the person's rooms.
+    pub(crate) fn dismiss_notice(self) {
+        self.chat.update(Parts::ROOMS, |s| s.people_notice = None);
     }
 
     pub(crate) fn leave_room(self, name: &str) {
@@ -191,6 +299,7 @@ impl Connection {
             .update(Parts::MESSAGES | Parts::ROOMS | Parts::PAGE, |s| {
                 s.set_at_bottom(at_bottom)
             });
+        self.flush_reads();
     }
 
     pub(crate) fn jump_to_latest(self) {
@@ -198,6 +307,7 @@ impl Connection {
             Parts::MESSAGES | Parts::ROOMS | Parts::PAGE,
             ChatState::jump_to_latest,
         );
+        self.flush_reads();
     }
 
     /// Connects now, forgetting the backoff (also after the session moved elsewhere).
@@ -306,7 +416,11 @@ impl Connection {
             ServerMsg::Error { code: ErrorCode::RateLimited, reference: Some(r), .. } if r == "history"
         );
         if let ServerMsg::Welcome { nick, session, .. } = &msg {
-            prefs::save(nick, session);
+            // A guest's session reclaims the nick next time; a signed-in person's
+            // token does that.
+            if !self.chat.with_untracked(ChatState::has_token) {
+                prefs::save(nick, session);
+            }
             self.link.update_value(|l| l.policy.welcomed());
             self.set_status.set(Status::Connected);
             self.welcomes.update(|n| *n += 1);
@@ -322,12 +436,16 @@ impl Connection {
                 leptos::logging::warn!("cannot schedule a history retry: {err:?}");
             }
         }
+        if applied.forget_token {
+            auth::forget_token();
+        }
         for reply in &applied.replies {
             self.send(reply);
         }
         for alert in &applied.alerts {
             notify::mention(alert);
         }
+        self.flush_reads();
     }
 
     fn on_close(self, ev: &CloseEvent) {
@@ -338,9 +456,7 @@ impl Connection {
         self.chat.update(Parts::ALL, ChatState::disconnected);
         // 1005/1006: no close frame (the network dropped, or the server died).
         let code = Some(ev.code()).filter(|c| !matches!(c, 1005 | 1006));
-        let refused = self
-            .chat
-            .with_untracked(|s| s.me.is_none() && s.nick_error.is_some());
+        let refused = self.chat.with_untracked(ChatState::refused);
         let next = self
             .link
             .try_update_value(|l| l.policy.closed(code, refused, js_sys::Math::random()));
@@ -348,6 +464,12 @@ impl Connection {
             Some(AfterClose::Retry(delay)) => self.schedule_reconnect(Some(delay)),
             Some(AfterClose::SessionTaken) => {
                 self.chat.update(Parts::ALL, ChatState::taken_over);
+                self.set_status.set(Status::Offline);
+            }
+            Some(AfterClose::SignedOut) => {
+                // The token is dead: forget it, and do not come back with it.
+                auth::forget_token();
+                self.chat.update(Parts::ALL, ChatState::signed_out);
                 self.set_status.set(Status::Offline);
             }
             Some(AfterClose::NickRefused) | None => self.set_status.set(Status::Offline),

@@ -14,11 +14,16 @@
 //! - `route`: the room on screen in the URL (`#/r/<room>`).
 //! - `notify`: tab visibility, the title's unread count, mention notifications.
 //! - `prefs`: the nick, session and rooms remembered in `localStorage`.
+//! - `auth`: signing in with an account (HTTP), the token kept between visits, and a
+//!   host application's token taken from the URL fragment.
+//! - `avatar`: the letter and colour shown for a person.
 //! - `text`: links and mentions found in message text.
 //! - `components`: one component per file; they read the store and call the connection.
 //!
 //! Text from the network is always rendered as text nodes, never as HTML.
 
+mod auth;
+mod avatar;
 mod components;
 mod connection;
 #[cfg(all(test, target_arch = "wasm32"))]
@@ -33,7 +38,9 @@ mod text;
 
 use leptos::prelude::*;
 
-use crate::components::{Composer, Header, MessageList, NickForm, Presence, Sidebar};
+use crate::components::{
+    Composer, Header, InviteForm, MessageList, NewRoomDialog, Presence, Sidebar, SignIn,
+};
 use crate::connection::{page_id_prefix, provide_connection_context, Connection};
 use crate::state::{ChatState, Parts};
 use crate::store::Store;
@@ -45,9 +52,12 @@ pub(crate) struct Ui {
     pub(crate) sidebar_open: RwSignal<bool>,
 }
 
-/// The whole app: the nick form until the server welcomes us, then the rooms.
+/// The whole app: the sign-in screen until the server welcomes us, then the rooms.
 #[component]
 pub fn App() -> impl IntoView {
+    // A host application's token in the fragment is taken out of the address first, so
+    // that what is left is the room route (if any).
+    let token = auth::take_fragment_token().or_else(auth::saved_token);
     // The room in the URL comes first (it is shown), then the rooms of the last visit.
     let mut rooms: Vec<String> = route::current().into_iter().collect();
     for saved in prefs::saved_rooms() {
@@ -70,28 +80,47 @@ pub fn App() -> impl IntoView {
     notify::watch_page(chat);
     watch_route(conn, chat);
     remember_rooms(chat);
-    // Someone who was here before comes straight back, as the same nick: the saved
-    // session reclaims it even if this tab's previous connection is still open.
-    if let Some((nick, _)) = prefs::saved_session() {
+    // Someone who was here before comes straight back: signed in with their token, or
+    // as the same guest nick, which the saved session reclaims.
+    if let Some(token) = token {
+        conn.sign_in(&token);
+    } else if let Some((nick, _)) = prefs::saved_session() {
         let _ = conn.join(&nick);
     }
 
     let welcomed = move || chat.with(Parts::SESSION, ChatState::in_chat);
     let current = Memo::new(move |_| chat.with(Parts::ROOMS, |s| s.current.clone()));
-    let room_title = move || current.get().map(|r| format!("#{r}"));
+    // A direct message is titled by the other person, a private room has a lock.
+    let room_title = move || {
+        chat.with(Parts::ROOMS, |s| {
+            s.room().map(|r| {
+                format!(
+                    "{}{}",
+                    if r.private && r.dm.is_none() {
+                        "🔒 "
+                    } else {
+                        ""
+                    },
+                    r.label()
+                )
+            })
+        })
+    };
     view! {
         <div class="app" class:sidebar-open=move || ui.sidebar_open.get()>
             <Header />
-            <Show when=welcomed fallback=|| view! { <NickForm /> }>
+            <Show when=welcomed fallback=|| view! { <SignIn /> }>
                 <div class="layout">
                     <Sidebar />
                     <main class="room" data-room=move || current.get()>
                         <h2 class="room-title">{room_title}</h2>
+                        <InviteForm />
                         <MessageList />
                         <Composer />
                     </main>
                     <Presence />
                 </div>
+                <NewRoomDialog />
             </Show>
             <div id="announcer" class="visually-hidden" aria-live="polite">
                 {move || chat.with(Parts::PAGE, |s| s.announcement.clone())}

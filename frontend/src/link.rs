@@ -23,8 +23,8 @@ pub(crate) enum Status {
     /// The connection dropped; the next attempt is at `retry_at` (ms since the
     /// epoch), or under way when `None`.
     Reconnecting { retry_at: Option<u64> },
-    /// Not connected and not trying: no nick chosen yet, a refused nick, or the
-    /// session moved to another tab.
+    /// Not connected and not trying: nobody signed in yet, a refused nick or token,
+    /// signed out, or closed for the user's newer connections.
     Offline,
 }
 
@@ -58,9 +58,12 @@ impl Status {
 pub(crate) enum AfterClose {
     /// Try again after this long.
     Retry(Duration),
-    /// A newer connection took our session (4001): reconnecting would take it back,
-    /// and the two tabs would fight forever. Wait for the person.
+    /// The user has too many connections open and this, the oldest, was closed (4001):
+    /// reconnecting would close the next oldest, and the tabs would fight forever.
+    /// Wait for the person.
     SessionTaken,
+    /// Signed out (4003): the token no longer works. Back to the sign-in screen.
+    SignedOut,
     /// The server refused our nick and we were never welcomed: retrying would only
     /// repeat it. The nick form is shown.
     NickRefused,
@@ -93,6 +96,9 @@ impl Reconnect {
         random: f64,
     ) -> AfterClose {
         let code = code.and_then(CloseCode::from_code);
+        if code == Some(CloseCode::SignedOut) {
+            return AfterClose::SignedOut;
+        }
         if code.is_some_and(|c| !c.should_reconnect()) {
             return AfterClose::SessionTaken;
         }
@@ -167,9 +173,10 @@ mod tests {
     }
 
     #[test]
-    fn a_taken_session_or_refused_nick_stops() {
+    fn too_many_connections_sign_out_or_a_refused_nick_stops() {
         let mut r = Reconnect::default();
         assert_eq!(r.closed(Some(4001), false, 0.5), AfterClose::SessionTaken);
+        assert_eq!(r.closed(Some(4003), false, 0.5), AfterClose::SignedOut);
         assert_eq!(r.closed(Some(1000), true, 0.5), AfterClose::NickRefused);
     }
 

@@ -1,5 +1,5 @@
 //! What the browser remembers between visits: the last nick, its session token, and
-//! the rooms the person was in.
+//! the rooms the person was in. (A sign-in token is `auth`'s.)
 //!
 //! Storage can be missing or refuse writes (private windows, disabled cookies); the app
 //! then simply forgets between visits, so every failure here is ignored on purpose.
@@ -10,7 +10,8 @@ const NICK_KEY: &str = "huddle.nick";
 const SESSION_KEY: &str = "huddle.session";
 const ROOMS_KEY: &str = "huddle.rooms";
 
-fn storage() -> Option<Storage> {
+/// `localStorage`, when the browser lets us use it.
+pub(crate) fn storage() -> Option<Storage> {
     web_sys::window()?.local_storage().ok().flatten()
 }
 
@@ -32,6 +33,15 @@ pub(crate) fn save(nick: &str, session: &str) {
     if let Some(storage) = storage() {
         let _ = storage.set_item(NICK_KEY, nick);
         let _ = storage.set_item(SESSION_KEY, session);
+    }
+}
+
+/// Forgets the guest session and the rooms (signing out): the next person on this
+/// browser starts afresh. The nick stays as a suggestion for the nick field.
+pub(crate) fn forget_session() {
+    if let Some(storage) = storage() {
+        let _ = storage.remove_item(SESSION_KEY);
+        let _ = storage.remove_item(ROOMS_KEY);
     }
 }
 

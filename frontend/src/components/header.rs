@@ -1,8 +1,10 @@
-//! The bar at the top: app name, room, connection status, and the buttons that only
-//! matter now and then (enable notifications, reconnect after 4001).
+//! The bar at the top: app name, room, connection status, who is signed in (with the
+//! sign-out button), and the buttons that only matter now and then (enable
+//! notifications, reconnect after 4001).
 
 use leptos::prelude::*;
 
+use crate::components::Avatar;
 use crate::connection::Connection;
 use crate::link::Status;
 use crate::notify;
@@ -21,7 +23,7 @@ pub(crate) fn Header() -> impl IntoView {
     let status = conn.status;
     let show_status = move || {
         let (welcomed, refused) = chat.with(Parts::SESSION, |s| {
-            (s.me.is_some() || s.session_taken, s.nick_error.is_some())
+            (s.me.is_some() || s.session_taken, s.refused())
         });
         welcomed || (status.get() != Status::Offline && !refused)
     };
@@ -85,11 +87,27 @@ pub(crate) fn Header() -> impl IntoView {
                     "Reconnect here"
                 </button>
             </Show>
+            {move || {
+                chat.with(Parts::SESSION, |s| s.me.clone().map(|nick| (nick, s.user.clone())))
+                    .map(|(nick, user)| {
+                        let (data_user, title) = (user.clone(), user.clone());
+                        view! {
+                            <span class="me" data-user=data_user title=title>
+                                <Avatar nick=nick.clone() user=user />
+                                <bdi class="me-nick">{nick}</bdi>
+                            </span>
+                            <button id="sign-out" class="sign-out" on:click=move |_| conn.sign_out()>
+                                "Sign out"
+                            </button>
+                        }
+                    })
+            }}
         </header>
         <Show when=move || chat.with(Parts::SESSION, |s| s.session_taken)>
             <p class="session-taken" role="alert">
-                "This session was opened elsewhere (another tab or window), so this one \
-                 stopped. Use \u{201c}Reconnect here\u{201d} to continue in this tab."
+                "You have too many Huddle tabs or devices open, so the server closed this \
+                 one. Close some, then use \u{201c}Reconnect here\u{201d} to continue in \
+                 this tab."
             </p>
         </Show>
     }

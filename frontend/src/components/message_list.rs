@@ -11,7 +11,7 @@ use leptos::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::HtmlElement;
 
-use crate::components::RichText;
+use crate::components::{Avatar, RichText};
 use crate::connection::Connection;
 use crate::state::{typing_line, NoticeKind, Parts, Row};
 use crate::store::Store;
@@ -193,18 +193,27 @@ fn row_view(chat: Store, row: Row, continued: Memo<std::collections::BTreeSet<u6
         Row::Message { offset, .. } => {
             let continued = move || continued.with(|c| c.contains(&offset));
             let found = chat.with_untracked(|s| {
-                s.room()?
-                    .messages
-                    .get(&offset)
-                    .map(|m| (m.clone(), s.me.as_deref() == Some(m.nick.as_str())))
+                s.room()?.messages.get(&offset).map(|m| {
+                    let mine = match (s.user.as_deref(), m.user.as_deref()) {
+                        (Some(me), Some(sender)) => me == sender,
+                        _ => s.me.as_deref() == Some(m.nick.as_str()),
+                    };
+                    (m.clone(), mine)
+                })
             });
             let Some((m, mine)) = found else {
                 return ().into_any();
             };
+            // Someone else with a known user id can be messaged directly.
+            let sender = match m.user.clone().filter(|_| !mine) {
+                Some(user) => sender_menu(m.nick.clone(), user).into_any(),
+                None => view! { <bdi class="nick">{m.nick.clone()}</bdi> }.into_any(),
+            };
             view! {
                 <li class="msg" class:mine=mine class:continued=continued data-offset=offset data-key=format!("m{offset}")>
                     <div class="meta">
-                        <bdi class="nick">{m.nick}</bdi>
+                        <Avatar nick=m.nick.clone() user=m.user.clone() />
+                        {sender}
                         <time>{hhmm(m.ts)}</time>
                         {mine.then(|| view! { <span class="sent-state">"✓ sent"</span> })}
                     </div>
@@ -241,7 +250,7 @@ fn row_view(chat: Store, row: Row, continued: Memo<std::collections::BTreeSet<u6
 /// by its offset) when the ack or its echo arrives.
 fn pending_view(conn: Connection, chat: Store, id: &str) -> impl IntoView {
     let id = id.to_owned();
-    let (room, text, nick) = chat.with_untracked(|s| {
+    let (room, text, nick, user) = chat.with_untracked(|s| {
         (
             s.current.clone().unwrap_or_default(),
             s.room()
@@ -249,6 +258,7 @@ fn pending_view(conn: Connection, chat: Store, id: &str) -> impl IntoView {
                 .map(|p| p.text.clone())
                 .unwrap_or_default(),
             s.me.clone().unwrap_or_default(),
+            s.user.clone(),
         )
     });
     // A memo: the row subscribes to its own error, not to every change of the store.
@@ -265,6 +275,7 @@ fn pending_view(conn: Connection, chat: Store, id: &str) -> impl IntoView {
     view! {
         <li class="msg mine pending" class:failed=failed data-id=id.clone() data-key=format!("p{id}")>
             <div class="meta">
+                <Avatar nick=nick.clone() user=user />
                 <bdi class="nick">{nick}</bdi>
                 <span class="send-state">{state}</span>
             </div>
@@ -279,6 +290,48 @@ fn pending_view(conn: Connection, chat: Store, id: &str) -> impl IntoView {
                 </p>
             </Show>
         </li>
+    }
+}
+
+/// The sender's name as a button that offers "Message <nick>" (`open_dm`). The menu
+/// is the row's own: rows are few (the rendered window), and a row's menu closes
+/// when the row goes.
+fn sender_menu(nick: String, user: String) -> impl IntoView {
+    let conn = expect_context::<Connection>();
+    let open = RwSignal::new(false);
+    let label = format!("Message {nick}");
+    view! {
+        <span class="sender-wrap">
+            <button
+                class="sender"
+                type="button"
+                data-user=user.clone()
+                aria-haspopup="menu"
+                aria-expanded=move || open.get().to_string()
+                on:click=move |_| open.update(|o| *o = !*o)
+            >
+                <bdi class="nick">{nick}</bdi>
+            </button>
+            <Show when=move || open.get()>
+                <span class="sender-menu" role="menu">
+                    <button
+                        class="message-user"
+                        type="button"
+                        role="menuitem"
+                        data-user=user.clone()
+                        on:click={
+                            let user = user.clone();
+                            move |_| {
+                                open.set(false);
+                                conn.open_dm(&user);
+                            }
+                        }
+                    >
+                        {label.clone()}
+                    </button>
+                </span>
+            </Show>
+        </span>
     }
 }
 

@@ -2,10 +2,13 @@
 
 use leptos::prelude::*;
 
+use crate::components::Avatar;
 use crate::state::Parts;
 use crate::store::Store;
 
-/// The member list, from `joined.nicks` and later `presence` frames.
+/// The member list, from `joined.nicks` and later `presence` frames. Those name nicks
+/// only; the avatar's colour needs the user id, known once the person has a message in
+/// the room (the row is keyed by nick, so it keeps the colour it was drawn with).
 #[component]
 pub(crate) fn Presence() -> impl IntoView {
     let chat = expect_context::<Store>();
@@ -24,9 +27,17 @@ pub(crate) fn Presence() -> impl IntoView {
             <h2>"Here " <span class="count">{move || members.with(Vec::len)}</span></h2>
             <ul>
                 <For each=move || members.get() key=|nick| nick.clone() let(nick)>
-                    <li><bdi>{nick}</bdi></li>
+                    <li>
+                        <Avatar nick=nick.clone() user=user_of(chat, &nick) />
+                        <bdi>{nick}</bdi>
+                    </li>
                 </For>
             </ul>
         </aside>
     }
+}
+
+/// The user id behind a nick in the room on screen, if a message told it.
+fn user_of(chat: Store, nick: &str) -> Option<String> {
+    chat.with_untracked(|s| s.room()?.users.get(nick).cloned())
 }

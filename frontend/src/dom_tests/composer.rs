@@ -116,6 +116,7 @@ async fn enter_sends_and_the_ack_turns_the_pending_row_into_a_sent_one() {
         nick: ME.to_owned(),
         text: "hello there".to_owned(),
         ts: super::T0,
+        user: Some(format!("u:{ME}")),
     })]);
     flush().await;
     assert_eq!(page.all("ol.messages > li").len(), 1);

@@ -20,6 +20,7 @@
 
 mod composer;
 mod message_list;
+mod people;
 mod rich_text;
 mod room_view;
 mod sidebar;
@@ -212,6 +213,8 @@ fn welcome(nick: &str) -> ServerMsg {
         session: "session-token".to_owned(),
         server: "test".to_owned(),
         limits: Limits::default(),
+        user: format!("u:{nick}"),
+        rooms: Vec::new(),
     }
 }
 
@@ -235,6 +238,7 @@ fn chat_message(room: &str, offset: u64, nick: &str, text: &str, ts: u64) -> Cha
         nick: nick.to_owned(),
         text: text.to_owned(),
         ts,
+        user: Some(format!("u:{nick}")),
     }
 }
 

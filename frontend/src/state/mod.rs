@@ -7,13 +7,17 @@
 //! mention alerts to raise, and which [`Parts`] of the page changed (so the reactive
 //! [`crate::store::Store`] wakes only those). The time comes in as an argument.
 
+mod people;
 pub(crate) mod room;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use common::{ChatMessage, ClientMsg, ErrorCode, Limits, NotificationKind, RoomInfo, ServerMsg};
+use common::{
+    ChatMessage, ClientMsg, ErrorCode, Limits, MemberRoom, NotificationKind, RoomInfo, ServerMsg,
+};
 
-pub(crate) use room::{typing_line, NoticeKind, Outgoing, Room, Row, TYPING_SHOWN_MS};
+pub(crate) use people::{InviteOutcome, NewRoom};
+pub(crate) use room::{typing_line, NoticeKind, Outgoing, Peer, Room, Row, TYPING_SHOWN_MS};
 
 use crate::text::mentions;
 
@@ -33,11 +37,21 @@ pub(crate) struct ChatState {
     /// The session token from the last `welcome`, and the nick it belongs to. Offered
     /// only for exactly that nick, so picking another nick does not reclaim the old one.
     session: Option<(String, String)>,
-    /// The nick the server accepted; `None` until the first `welcome` (the nick form is
-    /// shown while it is `None`).
+    /// The sign-in token (an account's, or the host application's), sent in `hello`
+    /// instead of a nick. Dropped when the server says it is invalid or signed out.
+    token: Option<String>,
+    /// The nick the server accepted; `None` until the first `welcome` (the sign-in
+    /// screen is shown while it is `None`).
     pub(crate) me: Option<String>,
+    /// Our user id from `welcome` (v2): how messages are told to be ours across nicks,
+    /// and what a direct message names.
+    pub(crate) user: Option<String>,
     /// Why the server refused the last `hello`, shown next to the nick field.
     pub(crate) nick_error: Option<String>,
+    /// Why the sign-in screen is back (an expired token, signed out), shown on it.
+    pub(crate) sign_in_error: Option<String>,
+    /// The server admits no guests (`guests_disabled`): the guest tab is disabled.
+    pub(crate) guests_disabled: bool,
     /// The server's limits; the defaults until `welcome` advertises the real ones.
     pub(crate) limits: Limits,
     /// Whether the current connection has been welcomed (frames other than `hello`
@@ -61,9 +75,19 @@ pub(crate) struct ChatState {
     pub(crate) directory_next: Option<String>,
     /// Whether the page asked for last continues `directory` (rather than replacing it).
     directory_appending: bool,
-    /// Set when a newer connection took the session over (close code 4001); the app
-    /// then stays offline until the person asks to reconnect.
+    /// Set when the server closed this connection because the user has too many open
+    /// (close code 4001); the app then stays offline until the person asks to
+    /// reconnect, or the oldest and newest tabs would close each other forever.
     pub(crate) session_taken: bool,
+    /// A line about the person's rooms that is not about the room on screen ("bob
+    /// invited you to #plans", "You are no longer in #x"), shown in the sidebar.
+    pub(crate) people_notice: Option<String>,
+    /// The "New room" dialog, while open.
+    pub(crate) new_room: Option<NewRoom>,
+    /// The answer to the last `invite`.
+    pub(crate) invite_outcome: Option<InviteOutcome>,
+    /// The user of the `open_dm` on its way: its answer puts the room on screen.
+    opening_dm: Option<String>,
     /// Whether the tab is hidden (then messages count towards the title).
     pub(crate) hidden: bool,
     /// Messages that arrived while the tab was hidden, for the title.
@@ -146,6 +170,9 @@ impl std::ops::BitOr for Parts {
 pub(crate) struct Applied {
     /// Frames to send in reply (joins, history, resends).
     pub(crate) replies: Vec<ClientMsg>,
+    /// The stored sign-in token no longer works (`invalid_token`): forget it, so the
+    /// next visit does not try it again.
+    pub(crate) forget_token: bool,
     /// Mentions of our nick to raise as browser notifications.
     pub(crate) alerts: Vec<Alert>,
     /// The parts of the page that may have changed.
@@ -171,8 +198,12 @@ impl ChatState {
         let mut state = ChatState {
             wanted_nick: None,
             session: saved,
+            token: None,
             me: None,
+            user: None,
             nick_error: None,
+            sign_in_error: None,
+            guests_disabled: false,
             limits: Limits::default(),
             welcomed: false,
             rooms: BTreeMap::new(),
@@ -184,6 +215,10 @@ impl ChatState {
             directory_next: None,
             directory_appending: false,
             session_taken: false,
+            people_notice: None,
+            new_room: None,
+            invite_outcome: None,
+            opening_dm: None,
             hidden: false,
             hidden_unread: 0,
             announcement: String::new(),
@@ -210,14 +245,38 @@ impl ChatState {
         state
     }
 
-    /// Records the nick the person picked (already validated and trimmed).
+    /// Records the nick the person picked (already validated and trimmed): they are a
+    /// guest now.
     pub(crate) fn choose_nick(&mut self, nick: &str) {
         self.wanted_nick = Some(nick.to_owned());
+        self.token = None;
         self.nick_error = None;
+        self.sign_in_error = None;
     }
 
-    /// The `hello` to send on a fresh connection, if a nick was chosen.
+    /// Records a sign-in token (from logging in, registering, the URL or an earlier
+    /// visit): `hello` sends it instead of a nick.
+    pub(crate) fn use_token(&mut self, token: &str) {
+        self.token = Some(token.to_owned());
+        self.wanted_nick = None;
+        self.nick_error = None;
+        self.sign_in_error = None;
+    }
+
+    /// Whether this person signs in with a token rather than as a guest.
+    pub(crate) fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// The `hello` to send on a fresh connection, if a token or a nick was chosen.
     pub(crate) fn hello(&self) -> Option<ClientMsg> {
+        if let Some(token) = &self.token {
+            return Some(ClientMsg::Hello {
+                nick: None,
+                session: None,
+                token: Some(token.clone()),
+            });
+        }
         let nick = self.wanted_nick.clone()?;
         let session = self
             .session
@@ -231,14 +290,25 @@ impl ChatState {
         })
     }
 
-    /// Whether the rooms (rather than the nick form) are on screen: once welcomed, and
-    /// also while the saved session of the nick being asked for is reclaimed, so a
-    /// returning visitor is never asked again for the nick they have.
+    /// Whether the rooms (rather than the sign-in screen) are on screen: once
+    /// welcomed, and also while a token or the saved session of the nick being asked
+    /// for is on its way, so a returning visitor is never asked again who they are.
     pub(crate) fn in_chat(&self) -> bool {
+        let reclaiming = self.wanted_nick.is_some()
+            && self.session.as_ref().map(|(owner, _)| owner) == self.wanted_nick.as_ref();
         self.me.is_some()
             || (self.nick_error.is_none()
-                && self.wanted_nick.is_some()
-                && self.session.as_ref().map(|(owner, _)| owner) == self.wanted_nick.as_ref())
+                && self.sign_in_error.is_none()
+                && (self.token.is_some() || reclaiming))
+    }
+
+    /// Whether the server refused who we said we are and never welcomed us: retrying
+    /// would only repeat it.
+    pub(crate) fn refused(&self) -> bool {
+        self.me.is_none()
+            && (self.nick_error.is_some()
+                || self.sign_in_error.is_some()
+                || (self.guests_disabled && self.token.is_none()))
     }
 
     pub(crate) fn room(&self) -> Option<&Room> {
@@ -253,9 +323,11 @@ impl ChatState {
     pub(crate) fn apply(&mut self, msg: ServerMsg, now: u64) -> Applied {
         let changed = Parts::of(&msg);
         let mut alerts = Vec::new();
+        let had_token = self.token.is_some();
         let replies = self.reduce(msg, now, &mut alerts);
         Applied {
             replies,
+            forget_token: had_token && self.token.is_none(),
             alerts,
             changed,
         }
@@ -267,8 +339,10 @@ impl ChatState {
                 nick,
                 session,
                 limits,
+                user,
+                rooms,
                 ..
-            } => return self.on_welcome(nick, session, limits),
+            } => return self.on_welcome(nick, session, limits, user, rooms),
             // `members` (a room too large to list whole) is not shown: the list holds
             // the first few thousand, which is all a sidebar can show anyway.
             ServerMsg::Joined {
@@ -279,11 +353,7 @@ impl ChatState {
                 recovered,
                 ..
             } => return self.on_joined(&room, head, epoch, nicks, recovered),
-            ServerMsg::Left { room } => {
-                if let Some(r) = self.room_mut(&room) {
-                    r.joined = false;
-                }
-            }
+            ServerMsg::Left { room } => self.on_left(&room),
             ServerMsg::Message(m) => {
                 if let Some(alert) = self.on_message(m) {
                     alerts.push(alert);
@@ -296,6 +366,10 @@ impl ChatState {
             } => {
                 if let Some(r) = self.room_mut(&room) {
                     r.insert_history(messages, has_more);
+                }
+                if self.current.as_deref() == Some(room.as_str()) {
+                    // The first page of the room on screen is what the person sees.
+                    self.mark_read();
                 }
             }
             ServerMsg::Ack { id, room, offset } => self.on_ack(id, room, offset),
@@ -340,20 +414,36 @@ impl ChatState {
                 message,
                 reference,
             } => self.on_error(code, message, reference.as_deref(), now),
-            // People (v2): not shown by this version of the app yet.
-            ServerMsg::Read { .. }
-            | ServerMsg::RoomCreated { .. }
-            | ServerMsg::Invited { .. }
-            | ServerMsg::Dm { .. } => {}
+            ServerMsg::Read { room, offset } => self.on_read(&room, offset),
+            ServerMsg::RoomCreated { room, private } => {
+                return self.on_room_created(&room, private)
+            }
+            ServerMsg::Invited { room, user, by } => return self.on_invited(&room, &user, by),
+            ServerMsg::Dm { room, user, nick } => return self.on_dm(&room, user, nick),
         }
         Vec::new()
     }
 
-    fn on_welcome(&mut self, nick: String, session: String, limits: Limits) -> Vec<ClientMsg> {
-        self.session = Some((nick.clone(), session));
+    fn on_welcome(
+        &mut self,
+        nick: String,
+        session: String,
+        limits: Limits,
+        user: String,
+        rooms: Vec<MemberRoom>,
+    ) -> Vec<ClientMsg> {
+        if self.token.is_none() {
+            // A guest: the session reclaims this nick next time. (A signed-in person
+            // is who their token says.)
+            self.session = Some((nick.clone(), session));
+        }
         self.me = Some(nick);
+        // A v1 server names no user.
+        self.user = Some(user).filter(|u| !u.is_empty());
         self.nick_error = None;
+        self.sign_in_error = None;
         self.session_taken = false;
+        self.merge_member_rooms(rooms);
         self.limits = limits;
         self.welcomed = true;
         self.joining.clear();
@@ -439,7 +529,11 @@ impl ChatState {
     /// Stores a live message; returns the alert to raise when it mentions us where we
     /// are not looking.
     fn on_message(&mut self, m: ChatMessage) -> Option<Alert> {
-        let mine = self.me.as_deref() == Some(m.nick.as_str());
+        // By user id when both are known (v2): one person, many tabs and devices.
+        let mine = match (self.user.as_deref(), m.user.as_deref()) {
+            (Some(me), Some(sender)) => me == sender,
+            _ => self.me.as_deref() == Some(m.nick.as_str()),
+        };
         let current = self.current.as_deref() == Some(m.room.as_str());
         let hidden = self.hidden;
         let mentioned = !mine && self.me.as_deref().is_some_and(|me| mentions(&m.text, me));
@@ -449,20 +543,31 @@ impl ChatState {
             // longer pending even if the ack has not arrived yet.
             room.pending.remove(&m.id);
         }
-        let (name, nick, text) = (m.room.clone(), m.nick.clone(), m.text.clone());
-        if !room.insert_live(m) || mine {
+        let (name, nick, text, offset) = (m.room.clone(), m.nick.clone(), m.text.clone(), m.offset);
+        if !room.insert_live(m) {
             return None;
         }
-        if !current || hidden {
+        if mine {
+            room.counted = room.counted.max(offset);
+            return None;
+        }
+        // Counted once: the server's count in `welcome` already covers the replay.
+        let fresh = offset > room.counted && offset > room.read;
+        room.counted = room.counted.max(offset);
+        if fresh && (!current || hidden) {
             room.unread += 1;
+            if mentioned {
+                room.mentions += 1;
+            }
         }
         if hidden {
             self.hidden_unread += 1;
         }
         if current {
             self.announcement = format!("{nick}: {text}");
+            self.mark_read();
         }
-        (mentioned && (hidden || !current)).then_some(Alert {
+        (mentioned && fresh && (hidden || !current)).then_some(Alert {
             room: name,
             nick,
             text,
@@ -517,7 +622,25 @@ impl ChatState {
     }
 
     fn on_error(&mut self, code: ErrorCode, message: String, reference: Option<&str>, now: u64) {
+        if self.on_people_error(code, &message, reference) {
+            return;
+        }
         match (code, reference) {
+            (ErrorCode::InvalidToken, _) => {
+                // Back to the sign-in screen; the socket stays open for another `hello`.
+                self.token = None;
+                self.me = None;
+                self.user = None;
+                self.welcomed = false;
+                self.sign_in_error = Some("Your sign-in expired, sign in again.".to_owned());
+            }
+            (ErrorCode::GuestsDisabled, _) => {
+                self.me = None;
+                self.welcomed = false;
+                // The sign-in screen says so on its guest tab.
+                self.guests_disabled = true;
+                self.wanted_nick = None;
+            }
             (ErrorCode::NickTaken | ErrorCode::InvalidNick, _) => {
                 // Back to the nick form; the socket stays open and `hello` may be retried.
                 self.me = None;
@@ -591,12 +714,12 @@ impl ChatState {
     fn show(&mut self, name: &str) {
         self.current = Some(name.to_owned());
         if let Some(r) = self.rooms.get_mut(name) {
-            if !self.hidden {
-                r.unread = 0;
-            }
             r.at_bottom = true;
             r.follow();
         }
+        // An invite's answer was about the room left behind.
+        self.invite_outcome = None;
+        self.mark_read();
     }
 
     /// Leaves a room. Its unacked messages are dropped with it.
@@ -624,9 +747,7 @@ impl ChatState {
         self.hidden = hidden;
         if !hidden {
             self.hidden_unread = 0;
-            if let Some(r) = self.current.clone().and_then(|c| self.rooms.get_mut(&c)) {
-                r.unread = 0;
-            }
+            self.mark_read();
         }
     }
 
@@ -723,6 +844,7 @@ impl ChatState {
                 }
             }
         }
+        self.mark_read();
     }
 
     /// Shows the newest rows of the room on screen.
@@ -731,6 +853,7 @@ impl ChatState {
             r.at_bottom = true;
             r.follow();
         }
+        self.mark_read();
     }
 
     /// The connection closed; membership belonged to it.
@@ -745,10 +868,40 @@ impl ChatState {
         }
     }
 
-    /// A newer connection took the session over (close code 4001).
+    /// The server closed this connection for the user's newer ones (close code 4001:
+    /// too many connections for this user).
     pub(crate) fn taken_over(&mut self) {
         self.disconnected();
         self.session_taken = true;
+    }
+
+    /// The server signed this person out (close code 4003: the token was revoked):
+    /// back to the sign-in screen, saying why.
+    pub(crate) fn signed_out(&mut self) {
+        self.forget_person();
+        self.sign_in_error = Some("You were signed out. Sign in again to continue.".to_owned());
+    }
+
+    /// The person signed out here: back to an empty sign-in screen.
+    pub(crate) fn sign_out(&mut self) {
+        self.forget_person();
+    }
+
+    /// Forgets who we are and everything that was theirs (rooms, messages, drafts of
+    /// sends), so the next person signing in on this page sees none of it. Message ids
+    /// keep counting: they must never repeat within a page load.
+    fn forget_person(&mut self) {
+        let fresh = ChatState::new(None, &[], String::new());
+        let kept = ChatState {
+            id_prefix: std::mem::take(&mut self.id_prefix),
+            next_id: self.next_id,
+            next_notice: self.next_notice,
+            hidden: self.hidden,
+            limits: self.limits.clone(),
+            guests_disabled: self.guests_disabled,
+            ..fresh
+        };
+        *self = kept;
     }
 
     fn notice(&mut self, room: &str, kind: NoticeKind, text: String, ts: u64) {
@@ -773,3 +926,5 @@ fn unsent_frames(room: &Room) -> impl Iterator<Item = ClientMsg> + '_ {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_people;

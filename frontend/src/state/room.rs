@@ -64,6 +64,34 @@ pub(crate) struct Room {
     pub(crate) hi: Option<u64>,
     /// Whether the list is scrolled to the bottom (reported by the view).
     pub(crate) at_bottom: bool,
+    /// Invitation-only (v2): shown with a lock, and offers the invite field.
+    pub(crate) private: bool,
+    /// For a direct-message room, the other person (listed under "Direct messages").
+    pub(crate) dm: Option<Peer>,
+    /// Unread messages that mention us (the `@` badge).
+    pub(crate) mentions: u32,
+    /// The user's read offset as last known, from any of their tabs or devices; it only
+    /// moves forward.
+    pub(crate) read: u64,
+    /// The newest offset already counted into `unread`: the server's count in `welcome`
+    /// covers everything up to the room's head, so a replay after the join must not
+    /// count those messages again.
+    pub(crate) counted: u64,
+    /// The read offset last told to the server, and when (ms since the epoch): `read`
+    /// frames are throttled per room, and one received from another tab is not echoed.
+    pub(crate) read_sent: u64,
+    pub(crate) read_sent_at: u64,
+    /// Nick → user id, learnt from the messages seen: the member list only has nicks,
+    /// and avatars are coloured by user id.
+    pub(crate) users: BTreeMap<String, String>,
+}
+
+/// The other person of a direct-message room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Peer {
+    pub(crate) user: String,
+    /// Their display name when the server told it, else their user id.
+    pub(crate) nick: String,
 }
 
 /// A message the person sent that the server has not acknowledged yet.
@@ -146,6 +174,14 @@ impl Room {
             lo: None,
             hi: None,
             at_bottom: true,
+            private: false,
+            dm: None,
+            mentions: 0,
+            read: 0,
+            counted: 0,
+            read_sent: 0,
+            read_sent_at: 0,
+            users: BTreeMap::new(),
         }
     }
 
@@ -178,6 +214,11 @@ impl Room {
 
     /// Adds a message; returns whether the offset was new.
     pub(crate) fn insert(&mut self, m: ChatMessage) -> bool {
+        if let Some(user) = &m.user {
+            if self.users.get(&m.nick) != Some(user) {
+                self.users.insert(m.nick.clone(), user.clone());
+            }
+        }
         let new = self.messages.insert(m.offset, m).is_none();
         while self.messages.len() > MAX_KEPT {
             let dropped = self.messages.pop_first().map(|(k, _)| k);
@@ -291,6 +332,20 @@ impl Room {
             || self
                 .lo
                 .is_some_and(|lo| self.messages.range(..lo).next().is_some())
+    }
+
+    /// The newest message offset rendered: what the person has in front of them when
+    /// the room is on screen (0 when there is none).
+    pub(crate) fn newest_shown(&self) -> u64 {
+        self.rendered_offsets().next_back().unwrap_or(0)
+    }
+
+    /// The label in the sidebar: the other person for a direct message, else the name.
+    pub(crate) fn label(&self) -> String {
+        match &self.dm {
+            Some(peer) => peer.nick.clone(),
+            None => format!("#{}", self.name),
+        }
     }
 
     /// Whether the window stops before the newest rows.
