@@ -170,6 +170,11 @@ pub async fn run(
         config.max_batch,
         metrics.clone(),
     );
+    // The stand-in hash an unknown user's login is checked against is made on first
+    // use; made now, the first such login takes as long as any other.
+    if let Err(e) = tokio::task::spawn_blocking(|| auth::password::verify_dummy("")).await {
+        tracing::warn!(error = %e, "dummy password hash not prepared");
+    }
     if let Some(jwt) = &jwt {
         tracing::info!(
             algorithm = jwt.algorithm(),

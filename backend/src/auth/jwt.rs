@@ -32,16 +32,26 @@ const MAX_TOKEN_BYTES: usize = 8 * 1024;
 const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=4096;
 
 /// What a verified token says.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Claims {
     /// The host's id for the user: who signs in.
     pub(crate) sub: String,
     /// A display name the host suggests, if any.
-    #[serde(default)]
     pub(crate) name: Option<String>,
     /// When the token stops being accepted, in seconds since the Unix epoch (a session
     /// it opened may be held to it).
     pub(crate) exp: u64,
+}
+
+/// The claims as decoded, before the rules. `exp` is optional here only so that its
+/// absence reaches the validation and is logged as such, not as a type error.
+#[derive(Deserialize)]
+struct RawClaims {
+    sub: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    exp: Option<u64>,
 }
 
 /// Why a configured JWT key is refused; the message is for the operator.
@@ -178,9 +188,15 @@ impl JwtVerifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(JwtError::Invalid("longer than 8 KiB"));
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| refusal(e.kind()))?;
-        let claims = data.claims;
+        let raw = jsonwebtoken::decode::<RawClaims>(token, &self.key, &self.validation)
+            .map_err(|e| refusal(e.kind()))?
+            .claims;
+        let claims = Claims {
+            sub: raw.sub,
+            name: raw.name,
+            // Validation already refused a token without one; this is for the types.
+            exp: raw.exp.ok_or(JwtError::Invalid("missing exp"))?,
+        };
         if claims.sub.is_empty() {
             return Err(JwtError::Invalid("empty sub"));
         }
@@ -461,7 +477,12 @@ mod tests {
             "missing exp"
         );
         let text = json!({ "sub": "a", "exp": (now() + 300).to_string() });
-        assert_eq!(invalid(v.verify(&hs(&text))), "exp or nbf not a number");
+        assert_eq!(
+            invalid(v.verify(&hs(&text))),
+            "claims missing or of the wrong type"
+        );
+        let null = json!({ "sub": "a", "exp": null });
+        invalid(v.verify(&hs(&null)));
     }
 
     #[test]
@@ -474,6 +495,8 @@ mod tests {
         );
         assert!(v.verify(&hs(&nbf(now() + 30))).is_ok(), "within the leeway");
         assert!(v.verify(&hs(&nbf(now() - 30))).is_ok());
+        let text = json!({ "sub": "a", "exp": now() + 600, "nbf": "soon" });
+        assert_eq!(invalid(v.verify(&hs(&text))), "exp or nbf not a number");
     }
 
     #[test]

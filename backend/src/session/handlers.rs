@@ -526,7 +526,9 @@ impl Session {
     ) -> Result<(), End> {
         let reference = Some(id.clone());
         if !self.rooms.contains_key(&room) {
-            return self.not_joined(&room, reference).await;
+            return self
+                .not_joined_or_forbidden(who, &room, "send", reference)
+                .await;
         }
         let limits = &self.state.limits;
         let checked =
@@ -562,7 +564,10 @@ impl Session {
         let interval =
             std::time::Duration::from_millis(u64::from(self.state.limits.typing_interval_ms));
         let Some(sub) = self.rooms.get_mut(&room) else {
-            return self.not_joined(&room, Some("typing".to_owned())).await;
+            let reference = Some("typing".to_owned());
+            return self
+                .not_joined_or_forbidden(who, &room, "typing", reference)
+                .await;
         };
         let now = Instant::now();
         if sub

@@ -53,6 +53,23 @@ impl Session {
         Ok(None)
     }
 
+    /// The answer to a frame that needs a join the connection has not made:
+    /// `forbidden` for a room the user may not see (so a private room answers an
+    /// outsider the same way whatever they try), otherwise `not_joined`.
+    pub(super) async fn not_joined_or_forbidden(
+        &mut self,
+        who: &Identity,
+        room: &str,
+        kind: &str,
+        reference: Option<String>,
+    ) -> Result<(), End> {
+        let answer_ref = reference.clone().unwrap_or_else(|| kind.to_owned());
+        match self.visible(who, room, &answer_ref).await? {
+            Some(_) => self.not_joined(room, reference).await,
+            None => Ok(()),
+        }
+    }
+
     async fn forbidden(&mut self, room: &str, reference: &str) -> Result<(), End> {
         // The same words whether the room is private or does not exist: nothing here
         // may tell an outsider that a private room is there.

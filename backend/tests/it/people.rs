@@ -213,6 +213,8 @@ async fn a_private_room_exists_only_for_its_members() {
         json!({"type": "join", "room": "ops"}),
         json!({"type": "history", "room": "ops"}),
         json!({"type": "read", "room": "ops", "offset": 1}),
+        json!({"type": "send", "room": "ops", "text": "hi", "id": "x1"}),
+        json!({"type": "typing", "room": "ops"}),
         json!({"type": "invite", "room": "ops", "user": bob_id}),
     ] {
         out.send(frame.clone()).await;
