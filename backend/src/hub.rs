@@ -162,13 +162,6 @@ impl Hub {
         self.lock().len()
     }
 
-    /// How many members `room` has here.
-    pub(crate) fn room_size(&self, room: &str) -> u64 {
-        self.lock()
-            .get(room)
-            .map_or(0, |room| room.members.len() as u64)
-    }
-
     /// Every (room, connection, nick) here: what a cluster broker re-registers after
     /// Redis forgot this node (see `broker::RedisBroker`).
     pub(crate) fn memberships(&self) -> Vec<(Arc<str>, ConnId, Arc<str>)> {

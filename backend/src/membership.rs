@@ -272,9 +272,10 @@ impl Membership {
         self.hub.member_count(room)
     }
 
-    /// How many members `room` has on this instance.
-    pub(crate) fn local_members(&self, room: &str) -> u64 {
-        self.hub.room_size(room)
+    /// How many users are in `room` on this instance (each however many connections
+    /// they have there).
+    pub(crate) fn local_users(&self, room: &str) -> u64 {
+        self.hub.user_count(room)
     }
 
     /// Tells a room's other members that `who` joined or left, and who is there now:

@@ -668,7 +668,7 @@ impl Session {
             .rooms
             .into_iter()
             .map(|(room, head)| RoomInfo {
-                members: self.state.membership.local_members(&room),
+                members: self.state.membership.local_users(&room),
                 room,
                 head,
             })

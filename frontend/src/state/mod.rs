@@ -590,7 +590,7 @@ impl ChatState {
                     nick,
                     text: sent.text,
                     ts: sent.ts,
-                    user: None,
+                    user: self.user.clone(),
                 });
             }
         }

@@ -14,6 +14,7 @@
 mod bundle;
 mod chat;
 mod failover;
+mod people;
 mod recovery;
 mod rooms;
 mod screenshots;
