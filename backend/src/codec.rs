@@ -108,9 +108,6 @@ pub(crate) struct Evict {
     pub(crate) user: String,
 }
 
-/// Only tests send these yet: the cluster-wide per-user connection cap will (each
-/// instance enforces the cap on its own connections for now).
-#[cfg(test)]
 pub(crate) fn encode_evict(evict: &Evict) -> String {
     serde_json::to_string(evict).unwrap_or_default()
 }

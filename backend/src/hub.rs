@@ -60,6 +60,15 @@ struct Member {
     outbox: Outbox,
 }
 
+/// One connection in one room (not the users' own channels).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Membership {
+    pub(crate) room: Arc<str>,
+    pub(crate) conn: ConnId,
+    pub(crate) user: Arc<str>,
+    pub(crate) nick: Arc<str>,
+}
+
 /// What a membership change did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Change {
@@ -162,15 +171,19 @@ impl Hub {
         self.lock().len()
     }
 
-    /// Every (room, connection, nick) here: what a cluster broker re-registers after
-    /// Redis forgot this node (see `broker::RedisBroker`).
-    pub(crate) fn memberships(&self) -> Vec<(Arc<str>, ConnId, Arc<str>)> {
+    /// Every connection in every room here: what the cluster's member lists record
+    /// again after Redis forgot this node (see `presence::RedisPresence`).
+    pub(crate) fn memberships(&self) -> Vec<Membership> {
         self.lock()
             .iter()
+            .filter(|(room, _)| !crate::broker::is_user_channel(room))
             .flat_map(|(room, r)| {
-                r.members
-                    .iter()
-                    .map(|(conn, m)| (Arc::clone(room), *conn, Arc::clone(&m.nick)))
+                r.members.iter().map(|(conn, m)| Membership {
+                    room: Arc::clone(room),
+                    conn: *conn,
+                    user: Arc::clone(&m.user),
+                    nick: Arc::clone(&m.nick),
+                })
             })
             .collect()
     }

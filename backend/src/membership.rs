@@ -177,10 +177,13 @@ impl Membership {
             self.depart(room, conn, who, Farewell::Quiet).await;
             return Err(e);
         }
-        self.presence.joined(room, conn, &who.nick).await;
-        if change.user_edge && self.back_in_time(room, &who.user) {
-            // Back within the grace: the others never heard they left, so they need not
-            // hear they came.
+        self.presence.joined(room, conn, &who.user, &who.nick).await;
+        // Back within the grace, the others never heard they left, so they need not
+        // hear they came; nor when they are in the room on another instance already.
+        if change.user_edge
+            && (self.back_in_time(room, &who.user)
+                || self.presence.elsewhere(room, &who.user).await)
+        {
             change.user_edge = false;
         }
         Ok(Some(change))
@@ -206,9 +209,9 @@ impl Membership {
         let Some(change) = self.hub.leave(room, conn) else {
             return false;
         };
-        self.presence.left(room, conn).await;
+        self.presence.left(room, conn, &who.user).await;
         let edge = change.edge;
-        if change.user_edge {
+        if change.user_edge && !self.presence.elsewhere(room, &who.user).await {
             match farewell {
                 Farewell::Later if !self.grace.is_zero() => self.later(room, who),
                 Farewell::Announce | Farewell::Later => {
@@ -254,7 +257,7 @@ impl Membership {
         let Some(nick) = nick else {
             return;
         };
-        if self.hub.has_user(&room, &user) {
+        if self.hub.has_user(&room, &user) || self.presence.elsewhere(&room, &user).await {
             return;
         }
         self.announce_gone(&room, &user, &nick).await;

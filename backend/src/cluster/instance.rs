@@ -48,6 +48,7 @@ for _, room in ipairs(redis.call('SMEMBERS', KEYS[3])) do
     out[#out + 1] = nick
   end
   redis.call('DEL', key)
+  redis.call('DEL', room_users_key(ARGV[2], room, ARGV[1]))
 end
 redis.call('DEL', KEYS[3])
 for _, key in ipairs(redis.call('SMEMBERS', KEYS[4])) do

@@ -44,6 +44,7 @@ local function members_key(P, room, id) return P .. ':room:' .. room .. ':member
 local function user_key(P, user) return P .. ':user:' .. user end
 local function memberships_key(P, user) return P .. ':memberships:' .. user end
 local function room_members_key(P, room) return P .. ':room:' .. room .. ':roster' end
+local function room_users_key(P, room, id) return P .. ':room:' .. room .. ':users:' .. id end
 ";
 
 impl Keys {
@@ -188,6 +189,11 @@ impl Keys {
         format!("{}:instance:{id}:rooms", self.prefix)
     }
 
+    /// Hash, user → how many of their connections are in a room, on one instance.
+    pub fn room_users(&self, room: &str, id: &str) -> String {
+        format!("{}:room:{room}:users:{id}", self.prefix)
+    }
+
     /// Hash, connection id → nick, of an instance's members of a room.
     pub fn members(&self, room: &str, id: &str) -> String {
         format!("{}:room:{room}:members:{id}", self.prefix)
@@ -196,6 +202,11 @@ impl Keys {
     /// Who holds a nick: `"{instance} {conn} {session}"`.
     pub fn nick(&self, nick_key: &str) -> String {
         format!("{}:nick:{nick_key}", self.prefix)
+    }
+
+    /// Sorted set of a user's connections (`"{instance} {conn}"`) by when they opened.
+    pub fn user_conns(&self, user: &str) -> String {
+        format!("{}:userconns:{user}", self.prefix)
     }
 
     /// Set of the connections (`"{instance} {conn}"`) of the user who holds a nick.

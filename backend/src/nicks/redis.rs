@@ -17,14 +17,16 @@
 //! `nick_conns(key)` lists every connection of the holder (`"{instance} {conn}"`), so
 //! the nick stays held while any of them is on a live instance, whichever goes first.
 //!
-//! Known gap: the per-user connection cap counts this instance's connections only.
+//! `user_conns(user)` counts a user's connections across the cluster (oldest first), so
+//! `--max-connections-per-user` closes their oldest wherever it is: here directly,
+//! elsewhere through that instance's control channel.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
-use redis::{Client, RedisResult, Script};
+use redis::{AsyncCommands, Client, RedisResult, Script};
 use tokio_util::sync::CancellationToken;
 
 use super::{ClaimError, MemoryNicks, NickRegistry};
@@ -104,6 +106,28 @@ redis.call('SREM', KEYS[2], KEYS[1])
 return 0
 ";
 
+/// Adds connection `ARGV[1]` (`"{instance} {conn}"`, opened at `ARGV[2]` ms) to user's
+/// connections `KEYS[1]`, forgets those on dead instances (prefix `ARGV[4]`), and
+/// returns the oldest beyond `ARGV[3]` (0: no limit), which are taken out: their
+/// instances close them.
+const CAP_LUA: &str = r"
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local i = string.match(m, '^(%S+) ')
+  if not i or redis.call('EXISTS', heartbeat_key(ARGV[4], i)) == 0 then
+    redis.call('ZREM', KEYS[1], m)
+  end
+end
+local max = tonumber(ARGV[3])
+local n = redis.call('ZCARD', KEYS[1])
+if max == 0 or n <= max then
+  return {}
+end
+local out = redis.call('ZRANGE', KEYS[1], 0, n - max - 1)
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - max - 1)
+return out
+";
+
 /// What a claim in Redis found.
 #[derive(Debug, PartialEq, Eq)]
 enum Claimed {
@@ -123,6 +147,8 @@ pub(crate) struct RedisNicks {
     conn: ConnectionManager,
     claim: Script,
     release: Script,
+    cap: Script,
+    max_per_user: usize,
 }
 
 impl RedisNicks {
@@ -139,6 +165,8 @@ impl RedisNicks {
             conn,
             claim: Script::new(&format!("{LUA_KEYS}{CLAIM_LUA}")),
             release: Script::new(&format!("{LUA_KEYS}{RELEASE_LUA}")),
+            cap: Script::new(&format!("{LUA_KEYS}{CAP_LUA}")),
+            max_per_user,
         }
     }
 
@@ -207,9 +235,59 @@ impl RedisNicks {
             }
         }
         match claimed {
-            Claimed::Free => Ok(()),
-            Claimed::Taken { .. } => Err(ClaimError::Taken),
-            Claimed::Reserved => Err(ClaimError::Reserved),
+            Claimed::Free => {}
+            Claimed::Taken { .. } => return Err(ClaimError::Taken),
+            Claimed::Reserved => return Err(ClaimError::Reserved),
+        }
+        self.displace_beyond_cap(&mut redis, who, conn).await;
+        Ok(())
+    }
+
+    /// Counts connection `conn` among `who`'s across the cluster and closes their
+    /// oldest beyond `--max-connections-per-user`, wherever they are.
+    async fn displace_beyond_cap(
+        &self,
+        redis: &mut ConnectionManager,
+        who: &Identity,
+        conn: ConnId,
+    ) {
+        let (keys, id) = (self.instance.keys(), self.instance.id());
+        let oldest: RedisResult<Vec<String>> = self
+            .cap
+            .key(keys.user_conns(&who.user))
+            .arg(format!("{id} {conn}"))
+            .arg(crate::clock::now_ms())
+            .arg(self.max_per_user)
+            .arg(keys.prefix())
+            .invoke_async(redis)
+            .await;
+        let oldest = match oldest {
+            Ok(oldest) => oldest,
+            Err(e) => {
+                // Each instance still holds the user to the cap on its own.
+                tracing::warn!(error = %e, "connections per user not counted across the cluster");
+                return;
+            }
+        };
+        for member in oldest {
+            let Some((instance, old)) = member
+                .split_once(' ')
+                .and_then(|(i, c)| Some((i, c.parse::<ConnId>().ok()?)))
+            else {
+                continue;
+            };
+            if instance == id {
+                self.local.close(&who.user, old, Disconnect::Displaced);
+                continue;
+            }
+            let evict = codec::encode_evict(&Evict {
+                evict: old,
+                user: who.user.to_string(),
+            });
+            let sent: RedisResult<()> = redis.publish(keys.control(instance), evict).await;
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, "a displaced connection on another instance not told to close");
+            }
         }
     }
 
@@ -297,6 +375,16 @@ impl NickRegistry for RedisNicks {
             // The next claim of this nick sees the entry names a connection this
             // instance no longer has, and overrides it.
             tracing::warn!(nick = %Escaped(&who.key), error = %e, "nick not released in redis");
+        }
+        let forgotten: RedisResult<()> = self
+            .conn
+            .clone()
+            .zrem(keys.user_conns(&who.user), format!("{id} {conn}"))
+            .await;
+        if let Err(e) = forgotten {
+            // Counted until this instance's heartbeat stops or the next claim prunes
+            // it; meanwhile the user may be one connection short of the cap.
+            tracing::warn!(error = %e, "connection not uncounted in redis");
         }
     }
 }

@@ -11,9 +11,14 @@ pub(crate) struct MemoryPresence;
 
 #[async_trait]
 impl Presence for MemoryPresence {
-    async fn joined(&self, _room: &str, _conn: ConnId, _nick: &str) {}
+    async fn joined(&self, _room: &str, _conn: ConnId, _user: &str, _nick: &str) {}
 
-    async fn left(&self, _room: &str, _conn: ConnId) {}
+    async fn left(&self, _room: &str, _conn: ConnId, _user: &str) {}
+
+    /// There is no other node.
+    async fn elsewhere(&self, _room: &str, _user: &str) -> bool {
+        false
+    }
 
     /// The hub's list as it is: in connection order, which the protocol documents for
     /// one instance.
@@ -29,7 +34,8 @@ mod tests {
     #[tokio::test]
     async fn the_list_is_the_hubs_in_connection_order() {
         let presence = MemoryPresence;
-        presence.joined("r", 1, "bob").await;
+        presence.joined("r", 1, "u-bob", "bob").await;
+        assert!(!presence.elsewhere("r", "u-bob").await);
         let local = vec!["bob".to_owned(), "alice".to_owned()];
         assert_eq!(presence.members("r", local).await, ["bob", "alice"]);
     }

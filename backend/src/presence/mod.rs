@@ -26,10 +26,13 @@ pub(crate) struct Departed {
 /// answers with this node's members; lists are corrected by the next change.
 #[async_trait]
 pub(crate) trait Presence: Send + Sync + 'static {
-    /// Records that local connection `conn` (as `nick`) is in `room`.
-    async fn joined(&self, room: &str, conn: ConnId, nick: &str);
+    /// Records that local connection `conn` of `user` (as `nick`) is in `room`.
+    async fn joined(&self, room: &str, conn: ConnId, user: &str, nick: &str);
     /// Undoes [`Presence::joined`].
-    async fn left(&self, room: &str, conn: ConnId);
+    async fn left(&self, room: &str, conn: ConnId, user: &str);
+    /// Whether `user` has a connection in `room` on another live node: then their
+    /// first connection here is no arrival, and their last one here no departure.
+    async fn elsewhere(&self, room: &str, user: &str) -> bool;
     /// The room's nicks on every live node, given this node's (`local`, current even
     /// when the others lag): across nodes sorted and deduplicated, on one node in
     /// connection order.

@@ -915,3 +915,63 @@ async fn two_prefixes_on_one_redis_are_two_separate_chats() {
         "{keys:?}"
     );
 }
+
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_is_one_member_and_one_count_across_instances() {
+    require();
+    let redis = RedisServer::start().await;
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        let url = redis.url();
+        servers.push(
+            TestServer::with(move |c| {
+                c.redis = Some(url);
+                c.max_connections_per_user = 2;
+            })
+            .await,
+        );
+    }
+    let mut watcher = servers[2].client().await;
+    watcher.hello("watcher").await;
+    watcher.join("hall").await;
+
+    // Alice in the hall on two instances: one arrival, one name in the list.
+    let mut a0 = servers[0].client().await;
+    let session = a0.hello("alice").await["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    a0.join("hall").await;
+    let note = watcher.next_of("notification").await;
+    assert_eq!(note["text"], "alice joined");
+    presence_until(&mut watcher, "hall", &["alice", "watcher"]).await;
+    let mut a1 = servers[1].client().await;
+    a1.send(json!({"type": "hello", "nick": "alice", "session": session}))
+        .await;
+    a1.expect("welcome").await;
+    a1.join("hall").await;
+    watcher.expect_nothing_queued().await;
+
+    // Her connection on one instance going is no departure while the other is there.
+    a0.ws.close(None).await.unwrap();
+    settle(&servers[0], metric_names::SESSIONS_LIVE, 0.0).await;
+    watcher.expect_nothing_queued().await;
+
+    // The cap counts her connections on every instance: a third closes her oldest.
+    let mut a2 = servers[2].client().await;
+    a2.send(json!({"type": "hello", "nick": "alice", "session": session}))
+        .await;
+    a2.expect("welcome").await;
+    let mut a0b = servers[0].client().await;
+    a0b.send(json!({"type": "hello", "nick": "alice", "session": session}))
+        .await;
+    a0b.expect("welcome").await;
+    assert_eq!(
+        a1.expect_close().await,
+        Some(4001),
+        "the oldest, on another instance"
+    );
+    a2.expect_nothing_queued().await;
+    a0b.expect_nothing_queued().await;
+}
