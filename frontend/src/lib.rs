@@ -39,7 +39,7 @@ mod text;
 use leptos::prelude::*;
 
 use crate::components::{
-    Composer, Header, InviteForm, MessageList, NewRoomDialog, Presence, Sidebar, SignIn,
+    Composer, Header, InviteForm, Lock, MessageList, NewRoomDialog, Presence, Sidebar, SignIn,
 };
 use crate::connection::{page_id_prefix, provide_connection_context, Connection};
 use crate::state::{ChatState, Parts};
@@ -91,19 +91,10 @@ pub fn App() -> impl IntoView {
     let welcomed = move || chat.with(Parts::SESSION, ChatState::in_chat);
     let current = Memo::new(move |_| chat.with(Parts::ROOMS, |s| s.current.clone()));
     // A direct message is titled by the other person, a private room has a lock.
-    let room_title = move || {
+    let room_title = move || chat.with(Parts::ROOMS, |s| s.room().map(|r| r.label()));
+    let room_locked = move || {
         chat.with(Parts::ROOMS, |s| {
-            s.room().map(|r| {
-                format!(
-                    "{}{}",
-                    if r.private && r.dm.is_none() {
-                        "🔒 "
-                    } else {
-                        ""
-                    },
-                    r.label()
-                )
-            })
+            s.room().is_some_and(|r| r.private && r.dm.is_none())
         })
     };
     view! {
@@ -113,7 +104,13 @@ pub fn App() -> impl IntoView {
                 <div class="layout">
                     <Sidebar />
                     <main class="room" data-room=move || current.get()>
-                        <h2 class="room-title">{room_title}</h2>
+                        <h2 class="room-title">
+                            <Show when=room_locked>
+                                <Lock/>
+                                " "
+                            </Show>
+                            {room_title}
+                        </h2>
                         <InviteForm />
                         <MessageList />
                         <Composer />

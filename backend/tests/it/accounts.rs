@@ -241,3 +241,80 @@ fn base64_url(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
 }
+
+#[tokio::test]
+async fn an_es256_host_token_verified_by_a_public_key_file() {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("host.pem");
+    std::fs::write(&key, pair.public_key_pem()).unwrap();
+    let server = TestServer::with(|c| c.jwt_public_key = Some(key)).await;
+    let private = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+    let claims = json!({"sub": "emp-7", "name": "Ada", "exp": now() + 600});
+    let token = encode(
+        &Header::new(jsonwebtoken::Algorithm::ES256),
+        &claims,
+        &private,
+    )
+    .unwrap();
+    let (_c, w) = hello_token(&server, &token).await;
+    assert_eq!(
+        (w["user"].clone(), w["nick"].clone()),
+        (json!("emp-7"), json!("Ada"))
+    );
+    // The same claims signed with the public key as an HS256 secret (key confusion).
+    let forged = jwt(&claims, &pair.public_key_pem());
+    let (_d, answer) = hello_token(&server, &forged).await;
+    assert_eq!(answer["code"], "invalid_token");
+}
+
+#[tokio::test]
+async fn metrics_carry_no_user_names() {
+    let server = TestServer::start().await;
+    register(&server, "secretname", "secretname's password").await;
+    let (_, body) = login(&server, "secretname", "secretname's password").await;
+    let (mut c, _) = hello_token(&server, body["token"].as_str().unwrap()).await;
+    c.join("lobby").await;
+    c.say_acked("lobby", "hello").await;
+    let (_, metrics) = crate::support::get(server.addr, "/metrics").await;
+    assert!(metrics.contains("huddle_"), "{metrics}");
+    assert!(!metrics.contains("secretname"), "{metrics}");
+}
+
+#[tokio::test]
+async fn huddle_user_add_makes_an_account_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("huddle.db");
+    let add = |name: &str, password: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_huddle"))
+            .args(["--db", db.to_str().unwrap(), "user", "add", name])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let made = add("frank", "frank's password");
+    assert!(made.status.success(), "{made:?}");
+    let again = add("frank", "another password");
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("taken"),
+        "{again:?}"
+    );
+    let weak = add("gina", "short");
+    assert!(
+        String::from_utf8_lossy(&weak.stderr).contains("8"),
+        "{weak:?}"
+    );
+    // The account signs in on a server using that database, with registration closed.
+    let server = TestServer::on_db(db.clone(), |c| {
+        c.registration = backend::Registration::Closed;
+    })
+    .await;
+    let (status, body) = login(&server, "frank", "frank's password").await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use web_sys::SubmitEvent;
 
-use crate::components::Avatar;
+use crate::components::{Avatar, Lock};
 use crate::connection::Connection;
 use crate::route;
 use crate::state::Parts;
@@ -201,17 +201,7 @@ fn room_row(conn: Connection, chat: Store, ui: Ui, name: &str) -> impl IntoView 
         Some(peer) => {
             view! { <Avatar nick=peer.nick.clone() user=Some(peer.user.clone()) /> }.into_any()
         }
-        None if private => {
-            // Drawn, not an emoji: a font without the glyph would show an empty box.
-            view! {
-                <svg class="lock" viewBox="0 0 16 16" width="12" height="12" role="img" aria-label="private">
-                    <title>"Private room"</title>
-                    <path d="M5 7V5a3 3 0 0 1 6 0v2" fill="none" stroke="currentColor" stroke-width="1.6"/>
-                    <rect x="3" y="7" width="10" height="8" rx="1.5" fill="currentColor"/>
-                </svg>
-            }
-                .into_any()
-        }
+        None if private => view! { <Lock/> }.into_any(),
         None => ().into_any(),
     };
     // Only the room name after "#", as before direct messages existed.

@@ -500,6 +500,12 @@ impl ChatState {
         };
         room.joined = true;
         room.members = nicks;
+        if std::mem::take(&mut room.unread_from_start) {
+            // Invited or sent a DM: its messages so far wait unread, as the server
+            // counts them (read offset 0), and the replay must not count them again.
+            room.unread = u32::try_from(head.saturating_sub(room.read)).unwrap_or(u32::MAX);
+            room.counted = room.counted.max(head);
+        }
         let reset = room.epoch.as_ref().is_some_and(|e| *e != epoch) || recovered == Some(false);
         if reset {
             // What we hold may have gaps or belong to a lost history: start over.

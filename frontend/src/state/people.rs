@@ -137,7 +137,9 @@ impl ChatState {
         if self.rooms.contains_key(name) {
             return None;
         }
-        self.rooms.insert(name.to_owned(), Room::new(name));
+        let mut room = Room::new(name);
+        room.unread_from_start = true;
+        self.rooms.insert(name.to_owned(), room);
         if !self.welcomed {
             // The next `welcome` lists it, and the join goes out then.
             return None;

@@ -84,6 +84,9 @@ pub(crate) struct Room {
     /// Nick → user id, learnt from the messages seen: the member list only has nicks,
     /// and avatars are coloured by user id.
     pub(crate) users: BTreeMap<String, String>,
+    /// The server made us a member (an invitation, a DM) with nothing read: what its
+    /// first `joined` says is there is unread.
+    pub(crate) unread_from_start: bool,
 }
 
 /// The other person of a direct-message room.
@@ -182,6 +185,7 @@ impl Room {
             read_sent: 0,
             read_sent_at: 0,
             users: BTreeMap::new(),
+            unread_from_start: false,
         }
     }
 

@@ -527,3 +527,23 @@ fn my_messages_from_another_tab_are_mine_by_user_id() {
         Some("u:alice2")
     );
 }
+
+#[test]
+fn a_dm_opened_by_someone_else_counts_what_they_wrote_before_it_was_joined() {
+    let mut s = signed_in(Vec::new());
+    let out = step(
+        &mut s,
+        ServerMsg::Dm {
+            room: "dm--ab".to_owned(),
+            user: "u:bob".to_owned(),
+            nick: Some("bob".to_owned()),
+        },
+    );
+    assert_eq!(joins(&out), ["dm--ab"]);
+    // Bob wrote twice before the join reached the server.
+    step(&mut s, joined_frame("dm--ab", 2));
+    assert_eq!(s.rooms["dm--ab"].unread, 2);
+    // The history page of those two does not count them again; a third live one does.
+    step(&mut s, message("dm--ab", 3, "bob", "and now"));
+    assert_eq!(s.rooms["dm--ab"].unread, 3);
+}

@@ -124,3 +124,87 @@ async fn screenshots_of_the_app_light_and_dark_desktop_and_phone() {
     Box::pin(screenshot_scene(&driver, false)).await;
     Box::pin(screenshot_scene(&driver, true)).await;
 }
+
+/// The sign-in screen, and a person's sidebar with a private room, direct messages and
+/// server-side unread counts (`docs/screenshot-signin.png`, `docs/screenshot-people.png`).
+#[ignore = "needs Chromium, chromedriver and the web bundle; `cargo xtask test` runs it"]
+#[tokio::test]
+async fn screenshots_of_signing_in_and_of_people() {
+    require();
+    let server = TestServer::start().await;
+    let base = format!("http://{}/", server.addr);
+    let driver = Driver::start().await;
+    let dir = screenshot_dir(true);
+    let (alice, _p) = driver.browser(1280, 800).await;
+    alice.goto(&base).await.unwrap();
+    alice
+        .find(Locator::Css("#tab-login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_css(&alice, "#login-user").await;
+    let (path, ..) = screenshot_to(&alice, &dir, "screenshot-signin.png").await;
+    eprintln!("wrote {}", path.display());
+
+    // Alice signs in as a guest; bob and carol open DMs with her, she has a private
+    // room, and the lobby has news she has not read.
+    alice
+        .find(Locator::Css("#tab-guest"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    sign_in(&alice, &base, "alice").await;
+    let alice_id: String = js(
+        &alice,
+        "return document.querySelector('.me').dataset.user",
+        vec![],
+    )
+    .await;
+    let mut bob = server.login("bob").await;
+    let mut carol = server.login("carol").await;
+    for (c, text) in [
+        (&mut bob, "Lunch at 1?"),
+        (&mut carol, "Can you review my PR?"),
+    ] {
+        c.send(json!({"type": "open_dm", "user": alice_id})).await;
+        let room = c.expect("dm").await["room"].as_str().unwrap().to_owned();
+        c.join(&room).await;
+        c.say_acked(&room, text).await;
+    }
+    alice
+        .find(Locator::Css("#new-room"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_css(&alice, "#new-room-name")
+        .await
+        .send_keys("launch-plans")
+        .await
+        .unwrap();
+    alice
+        .find(Locator::Css("#new-room-create"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_room_on_screen(&alice, "launch-plans").await;
+    say(
+        &alice,
+        "Draft timeline is in the doc; invite whoever needs it.",
+    )
+    .await;
+    wait_all_acked(&alice).await;
+    bob.join("lobby").await;
+    bob.say_acked("lobby", "Staging is green again.").await;
+    wait_css(&alice, "#dm-section .room-item.dm").await;
+    wait_css(&alice, ".joined-rooms .room-item[data-room=lobby] .unread").await;
+    let (path, ..) = screenshot_to(&alice, &dir, "screenshot-people.png").await;
+    eprintln!("wrote {}", path.display());
+}
