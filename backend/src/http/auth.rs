@@ -94,12 +94,20 @@ fn account_error(e: &AccountError) -> Response {
 
 async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Response {
     let Json(c) = match body {
         Ok(body) => body,
         Err(e) => return bad_body(&e),
     };
+    // Each account costs a password hash and a row: one address makes them at the
+    // rate it may say `hello`, not as fast as it can send requests.
+    let client = peers::client_ip(peer, &headers, &state.config.trusted_proxies);
+    if !state.peers.try_join(client) {
+        return account_error(&AccountError::Throttled { retry_after: 2 });
+    }
     match state.accounts.register(&c.user, &c.password).await {
         Ok(token) => {
             tracing::info!(user = %Escaped(&c.user), "account registered");

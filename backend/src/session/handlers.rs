@@ -65,14 +65,21 @@ impl Session {
         if self.identity.is_none() && !matches!(msg, ClientMsg::Hello { .. }) {
             return self.hello_required(Some(msg.kind().to_owned())).await;
         }
-        // `hello` and `join` also draw on the address's shared bucket, so opening new
-        // connections does not buy one address more nicks or joins.
-        if matches!(msg, ClientMsg::Hello { .. } | ClientMsg::Join { .. })
-            && !self.state.peers.try_join(self.peer.ip())
-        {
+        // `hello`, `join` and what makes stored rooms and memberships also draw on the
+        // address's shared bucket, so opening new connections does not buy one address
+        // more nicks, joins or rooms.
+        let stores_something = matches!(
+            msg,
+            ClientMsg::Hello { .. }
+                | ClientMsg::Join { .. }
+                | ClientMsg::CreateRoom { .. }
+                | ClientMsg::Invite { .. }
+                | ClientMsg::OpenDm { .. }
+        );
+        if stores_something && !self.state.peers.try_join(self.peer.ip()) {
             let config = &self.state.config;
             let message = format!(
-                "too many hello and join requests from your address: at most {} per minute (bursts of {}); this one was not executed",
+                "too many hello, join and room requests from your address: at most {} per minute (bursts of {}); this one was not executed",
                 config.ip_join_rate, config.ip_join_burst
             );
             let reference = Some(msg.kind().to_owned());

@@ -15,9 +15,11 @@ use crate::logsafe::{Chain, Escaped};
 use crate::rooms;
 use crate::state::AppState;
 
-/// Unread messages looked through for mentions per room at sign-in: a bound on the
-/// work one `hello` costs; beyond it a room's mention count is a lower bound.
+/// Unread messages looked through for mentions per room at sign-in; beyond it a
+/// room's mention count is a lower bound.
 const MENTION_SCAN: u32 = 200;
+/// The same over all of a user's rooms: what one `hello` may read at most.
+const MENTION_SCAN_TOTAL: u32 = 2000;
 
 impl Session {
     /// Whether `who` may see `room`, and whether they are a member (`Some(member)`);
@@ -416,11 +418,15 @@ pub(super) async fn member_rooms(state: AppState, who: Identity) -> Vec<MemberRo
         }
     };
     let mut rooms = Vec::with_capacity(memberships.len());
+    let mut budget = MENTION_SCAN_TOTAL;
     for (room, read) in memberships {
         let found = async {
             let head = store.head(&room).await?;
             let settings = directory.settings(&room).await?;
-            let mentions = mentions(&state, &who, &room, read, head.head).await?;
+            let scan = budget.min(MENTION_SCAN);
+            let mentions = mentions(&state, &who, &room, read, head.head, scan).await?;
+            let unread = head.head.saturating_sub(read);
+            budget -= scan.min(u32::try_from(unread).unwrap_or(u32::MAX));
             let peer = match settings.as_ref().and_then(|s| s.dm_peer(&who.user)) {
                 Some(peer) => {
                     let nick = directory.user(peer).await?.map(|u| u.nick);
@@ -455,19 +461,20 @@ pub(super) async fn member_rooms(state: AppState, who: Identity) -> Vec<MemberRo
 }
 
 /// How many of `room`'s messages after `read` (up to `head`) mention `who`, among
-/// the newest [`MENTION_SCAN`]; their own messages do not count.
+/// the newest `scan`; their own messages do not count.
 async fn mentions(
     state: &AppState,
     who: &Identity,
     room: &str,
     read: u64,
     head: u64,
+    scan: u32,
 ) -> Result<u64, crate::store::StoreError> {
-    if head <= read {
+    if head <= read || scan == 0 {
         return Ok(0);
     }
-    let from = read.max(head.saturating_sub(u64::from(MENTION_SCAN)));
-    let unread = state.store.after(room, from, MENTION_SCAN).await?;
+    let from = read.max(head.saturating_sub(u64::from(scan)));
+    let unread = state.store.after(room, from, scan).await?;
     Ok(unread
         .iter()
         .filter(|m| m.offset <= head && m.user.as_deref() != Some(&*who.user))

@@ -318,3 +318,19 @@ async fn huddle_user_add_makes_an_account_from_the_command_line() {
     let (status, body) = login(&server, "frank", "frank's password").await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn one_address_cannot_register_accounts_without_end() {
+    let server = TestServer::with(|c| {
+        c.ip_join_rate = 1;
+        c.ip_join_burst = 2;
+    })
+    .await;
+    assert_eq!(register(&server, "reg1", "password one").await.0, 201);
+    assert_eq!(register(&server, "reg2", "password two").await.0, 201);
+    let (status, body) = register(&server, "reg3", "password three").await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (429, json!("rate_limited"))
+    );
+}
