@@ -341,3 +341,45 @@ async fn a_reload_within_the_grace_period_shows_the_others_nothing() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_v1_database_opens_with_its_history_and_gains_people() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    // As a v1 server left its file: no user column, no people tables, user_version 0.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE rooms (room TEXT PRIMARY KEY, head INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE messages (
+                 room TEXT NOT NULL, offset INTEGER NOT NULL, id TEXT NOT NULL,
+                 nick TEXT NOT NULL, nick_key TEXT NOT NULL, text TEXT NOT NULL,
+                 ts INTEGER NOT NULL, PRIMARY KEY (room, offset)) WITHOUT ROWID;
+             CREATE UNIQUE INDEX messages_dedupe ON messages (room, nick_key, id);
+             INSERT INTO meta VALUES ('epoch', 'v1epoch000');
+             INSERT INTO rooms VALUES ('lobby', 2);
+             INSERT INTO messages VALUES
+                 ('lobby', 1, 'a', 'ann', 'ann', 'one', 1000),
+                 ('lobby', 2, 'b', 'bob', 'bob', 'two', 2000);",
+        )
+        .unwrap();
+    let server = TestServer::on_db(path.clone(), |_| {}).await;
+    let (mut c, _) = guest(&server, "cy", None).await;
+    let joined = c.join("lobby").await;
+    assert_eq!(
+        (joined["head"].clone(), joined["epoch"].clone()),
+        (json!(2), json!("v1epoch000"))
+    );
+    c.send(json!({"type": "history", "room": "lobby"})).await;
+    let page = c.expect("history").await;
+    let items = page["messages"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|m| m.get("user").is_none()), "{page}");
+    assert_eq!(c.say_acked("lobby", "three").await, 3);
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+}

@@ -208,3 +208,33 @@ async fn an_account_on_a_second_device_finds_its_rooms_and_unread_counts() {
     assert_eq!(mentions.as_deref(), Some("1"), "\"two, zoe\" mentions her");
     screenshot(&phone, "people-second-device").await;
 }
+
+#[ignore = "needs Chromium, chromedriver and the web bundle; `cargo xtask test` runs it"]
+#[tokio::test]
+async fn a_host_app_embeds_huddle_with_a_token_in_the_fragment() {
+    require();
+    const SECRET: &str = "the host application's secret, 32+ bytes";
+    let server = TestServer::with(|c| c.jwt_secret = Some(SECRET.to_owned())).await;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "emp-42", "name": "Grace", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let driver = Driver::start().await;
+    let (b, _p) = driver.browser(1000, 700).await;
+    b.goto(&format!("http://{}/#token={token}", server.addr))
+        .await
+        .unwrap();
+    wait_css(&b, ".status-connected").await;
+    wait_css(&b, ".me[data-user='emp-42']").await;
+    assert!(page_text(&b).await.contains("Grace"));
+    // The token leaves the address bar, so it is not bookmarked or shared.
+    let url = b.current_url().await.unwrap();
+    assert!(!url.as_str().contains(&token), "{url}");
+}
