@@ -155,7 +155,7 @@ pub(crate) fn split_fragment_token(hash: &str) -> Option<(String, String)> {
     let mut rest = Vec::new();
     for part in body.split('&') {
         match part.strip_prefix("token=") {
-            Some(raw) if token.is_none() => token = Some(percent_decode(raw)?),
+            Some(raw) if token.is_none() => token = Some(crate::route::percent_decode(raw)?),
             _ if part.is_empty() => {}
             _ => rest.push(part),
         }
@@ -167,24 +167,6 @@ pub(crate) fn split_fragment_token(hash: &str) -> Option<(String, String)> {
         format!("#{}", rest.join("&"))
     };
     Some((token, rest))
-}
-
-/// Percent-decoding; `None` for malformed escapes or bytes that are not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// A host application's token in the address bar: taken, remembered, and removed

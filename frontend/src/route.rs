@@ -8,7 +8,7 @@ pub(crate) fn room_from(hash: &str, path: &str) -> Option<String> {
     let raw = hash
         .strip_prefix("#/r/")
         .or_else(|| path.strip_prefix("/r/"))?;
-    let room = decode(raw.trim_end_matches('/'))?;
+    let room = percent_decode(raw.trim_end_matches('/'))?;
     (!room.trim().is_empty()).then_some(room)
 }
 
@@ -25,8 +25,9 @@ pub(crate) fn hash_for(room: &str) -> String {
     out
 }
 
-/// Percent-decoding; `None` for malformed escapes or bytes that are not UTF-8.
-fn decode(s: &str) -> Option<String> {
+/// Percent-decoding; `None` for malformed escapes or bytes that are not UTF-8. Also
+/// what reads a host token from the fragment (`auth`).
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
