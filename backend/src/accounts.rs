@@ -71,6 +71,10 @@ pub(crate) enum TokenError {
     Jwt(#[from] JwtError),
     #[error("the host token's name is not a valid nick")]
     BadName,
+    /// The host token names a user who signs in another way (an account, a guest):
+    /// the host application cannot speak for them.
+    #[error("the host token's subject is another kind of user here")]
+    NotHostUser,
     #[error("storage failed")]
     Store(#[from] StoreError),
 }
@@ -235,6 +239,13 @@ impl Accounts {
         let nick = common::validate::nick(&name, &limits)
             .map_err(|_| TokenError::BadName)?
             .to_owned();
+        // One id, one person: with accounts and host tokens both enabled, an account
+        // named like a host user (or the other way round) must not become them.
+        if let Some(known) = self.directory.user(&claims.sub).await? {
+            if known.kind != UserKind::Host {
+                return Err(TokenError::NotHostUser);
+            }
+        }
         Ok(SignIn {
             user: claims.sub,
             nick,

@@ -334,3 +334,24 @@ async fn one_address_cannot_register_accounts_without_end() {
         (429, json!("rate_limited"))
     );
 }
+
+#[tokio::test]
+async fn a_host_token_cannot_speak_for_an_account_of_the_same_name() {
+    let server = TestServer::with(|c| c.jwt_secret = Some(SECRET.to_owned())).await;
+    // Someone registers the name the host application uses for one of its people...
+    register(&server, "emp-9", "a long enough password").await;
+    // ... and the host's emp-9 is refused rather than made the same user.
+    let token = jwt(&json!({"sub": "emp-9", "exp": now() + 600}), SECRET);
+    let (_c, answer) = hello_token(&server, &token).await;
+    assert_eq!(answer["code"], "invalid_token");
+    // The other way round: a host user seen first keeps the name from registration.
+    let token = jwt(&json!({"sub": "emp-10", "exp": now() + 600}), SECRET);
+    let (_d, w) = hello_token(&server, &token).await;
+    assert_eq!(w["user"], "emp-10");
+    assert_eq!(
+        register(&server, "emp-10", "a long enough password")
+            .await
+            .0,
+        409
+    );
+}
