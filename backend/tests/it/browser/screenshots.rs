@@ -137,26 +137,14 @@ async fn screenshots_of_signing_in_and_of_people() {
     let dir = screenshot_dir(true);
     let (alice, _p) = driver.browser(1280, 800).await;
     alice.goto(&base).await.unwrap();
-    alice
-        .find(Locator::Css("#tab-login"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    wait_css(&alice, "#tab-login").await.click().await.unwrap();
     wait_css(&alice, "#login-user").await;
     let (path, ..) = screenshot_to(&alice, &dir, "screenshot-signin.png").await;
     eprintln!("wrote {}", path.display());
 
     // Alice signs in as a guest; bob and carol open DMs with her, she has a private
     // room, and the lobby has news she has not read.
-    alice
-        .find(Locator::Css("#tab-guest"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    wait_css(&alice, "#tab-guest").await.click().await.unwrap();
     sign_in(&alice, &base, "alice").await;
     let alice_id: String = js(
         &alice,
@@ -175,22 +163,14 @@ async fn screenshots_of_signing_in_and_of_people() {
         c.join(&room).await;
         c.say_acked(&room, text).await;
     }
-    alice
-        .find(Locator::Css("#new-room"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    wait_css(&alice, "#new-room").await.click().await.unwrap();
     wait_css(&alice, "#new-room-name")
         .await
         .send_keys("launch-plans")
         .await
         .unwrap();
-    alice
-        .find(Locator::Css("#new-room-create"))
+    wait_css(&alice, "#new-room-create")
         .await
-        .unwrap()
         .click()
         .await
         .unwrap();
