@@ -293,7 +293,14 @@ impl Session {
                 membership.publish_quietly(&room, None, &note).await;
                 Ok(())
             }
-            Ok(false) => self.unknown_user(user, "remove").await,
+            Ok(false) => {
+                let message = format!(
+                    "{:?} is not a member of {room:?}",
+                    Escaped(user).to_string()
+                );
+                self.reply_error(ErrorCode::UnknownUser, message, Some("remove".to_owned()))
+                    .await
+            }
             Err(e) => {
                 tracing::error!(room = %Escaped(&room), error = %Chain(&e), "membership not ended");
                 self.internal_error("remove").await
