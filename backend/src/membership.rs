@@ -297,9 +297,12 @@ impl Membership {
         if !change.user_edge {
             return;
         }
-        // A crowd: see `Config::announce_limit`. This node's count is free; across a
-        // cluster the room may be a crowd only with the other nodes' members.
-        if self.hub.user_count(room) > self.announce_limit {
+        // A crowd: see `Config::announce_limit`. This node's count is cheap (its
+        // connections bound its users, so the users are counted only past the limit);
+        // across a cluster the room may be a crowd only with the other nodes' members.
+        if self.hub.member_count(room) > self.announce_limit
+            && self.hub.user_count(room) > self.announce_limit
+        {
             return;
         }
         let mut all = self.members(room, Some(change.nicks)).await;
