@@ -18,6 +18,7 @@
 //! - [`report`]: the JSON line and the human summary.
 //! - [`verify`]: reading history back after a crash to check every ack.
 //! - [`plot`]: the `fanout` SVG chart and the layout of `results.jsonl`.
+//! - [`signins`]: sign-ins per second (login over HTTP, `hello {token}`, guest `hello`).
 
 mod conn;
 pub mod measure;
@@ -26,6 +27,7 @@ pub mod procstat;
 pub mod report;
 mod runner;
 pub mod scenario;
+pub mod signins;
 pub mod verify;
 
 pub use conn::AckRecord;

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use common::parse_duration;
 use loadgen::scenario::{Load, Scenario, MAX_SOURCE_IPS};
-use loadgen::{plot, verify, Options};
+use loadgen::{plot, signins, verify, Options};
 
 /// Exit status of a run that finished but found problems.
 const NOT_OK: u8 = 3;
@@ -54,6 +54,36 @@ enum Command {
         #[arg(long, default_value = "Huddle fanout: one room, 10 senders")]
         title: String,
     },
+    /// Sign-ins per second: registers one account per client, then measures
+    /// `POST /api/auth/login`, `hello {token}` and guest `hello {nick}` in turn (protocol
+    /// v2 servers only). Start the server with `--ip-join-rate 0`.
+    Signins(SigninArgs),
+}
+
+#[derive(Args)]
+struct SigninArgs {
+    /// Server WebSocket URL (ws://127.0.0.1:PORT/ws); the accounts API is on the same
+    /// address.
+    #[arg(long)]
+    url: String,
+    /// Clients at once in each part (each on its own source address and account).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// How long each of the three parts lasts (e.g. 5s; at most 2m).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Account names are <prefix><i> (default: unique to this process).
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Server process to measure (CPU per part).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Names the run in the report.
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Runtime worker threads (default: the CPUs this process may use).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Args)]
@@ -158,6 +188,22 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 eprintln!("  {e}");
             }
             Ok(exit(verdict.ok()))
+        }
+        Command::Signins(a) => {
+            let opts = signins::SigninOptions {
+                url: a.url,
+                concurrency: a.concurrency,
+                duration: a.duration,
+                prefix: a
+                    .prefix
+                    .unwrap_or_else(|| format!("sb{}-", std::process::id())),
+                server_pid: a.server_pid,
+                label: a.label,
+            };
+            let report = runtime(a.threads)?.block_on(signins::signins(opts))?;
+            println!("{}", report.json_line());
+            eprint!("{}", report.human());
+            Ok(exit(report.ok))
         }
         Command::Plot {
             results,

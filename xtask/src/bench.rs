@@ -66,6 +66,9 @@ pub(crate) enum Scenario {
     Durable,
     /// `fanout` against three instances sharing one Redis.
     Cluster,
+    /// Sign-ins per second: `POST /api/auth/login` (argon2id), `hello {token}` and guest
+    /// `hello {nick}`, N clients at once (default 16), each part for --duration (default 5).
+    Signins,
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,12 +76,13 @@ pub(crate) struct BenchArgs {
     #[arg(value_enum)]
     scenario: Scenario,
     /// fanout/cluster: this room size only; idle: connections to reach; rooms: rooms of 5;
-    /// durable: senders.
+    /// durable: senders; signins: clients at once.
     #[arg(long)]
     n: Option<usize>,
-    /// Seconds each measurement window lasts.
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
+    /// Seconds each measurement window lasts (default 10; signins: each of its three
+    /// parts, default 5).
+    #[arg(long)]
+    duration: Option<u64>,
     /// Scaled-down parameters: a quick check that everything works (about a minute).
     #[arg(long)]
     quick: bool,
@@ -99,8 +103,19 @@ pub(crate) struct BenchArgs {
     server_args: Vec<String>,
 }
 
+impl BenchArgs {
+    /// Seconds of each measurement window: `--duration`, 10 by default, 3 with `--quick`.
+    fn window(&self) -> u64 {
+        match (self.duration, self.quick) {
+            (Some(d), _) => d,
+            (None, true) => 3,
+            (None, false) => 10,
+        }
+    }
+}
+
 pub(crate) fn bench(ctx: &Ctx, args: &BenchArgs) -> Result<()> {
-    if args.duration == 0 || args.duration > 600 {
+    if args.duration.is_some_and(|d| d == 0 || d > 600) {
         bail!("--duration must be 1..=600 seconds");
     }
     let b = Bench::prepare(ctx, args)?;
@@ -110,6 +125,7 @@ pub(crate) fn bench(ctx: &Ctx, args: &BenchArgs) -> Result<()> {
         Scenario::Idle => idle(&b, args),
         Scenario::Rooms => rooms(&b, args),
         Scenario::Durable => durable(&b, args),
+        Scenario::Signins => signins(&b, args),
     };
     let _ = fs::remove_dir_all(&b.scratch);
     result?;
@@ -355,7 +371,7 @@ fn fanout(b: &Bench<'_>, args: &BenchArgs, topology: Topology) -> Result<()> {
         (true, true) => vec![10e3, 50e3],
         (true, false) => FANOUT_STEPS.to_vec(),
     };
-    let duration = if args.quick { 3 } else { args.duration };
+    let duration = args.window();
     let mut summary = Vec::new();
     for &n in &sizes {
         if n > b.max_connections() {
@@ -491,7 +507,7 @@ fn idle(b: &Bench<'_>, args: &BenchArgs) -> Result<()> {
         format!("--clients={n}"),
         format!("--rooms={}", (n / 10).max(1)),
         "--idle".to_owned(),
-        format!("--duration={}s", if args.quick { 3 } else { args.duration }),
+        format!("--duration={}s", args.window()),
         "--ramp-steps=5".to_owned(),
         "--connect-concurrency=512".to_owned(),
         "--setup-timeout=600s".to_owned(),
@@ -529,7 +545,7 @@ fn rooms(b: &Bench<'_>, args: &BenchArgs) -> Result<()> {
         format!("--rooms={rooms}"),
         format!("--senders={clients}"),
         format!("--rate={clients}"),
-        format!("--duration={}s", if args.quick { 3 } else { args.duration }),
+        format!("--duration={}s", args.window()),
         "--drain=10s".to_owned(),
         "--connect-concurrency=512".to_owned(),
         "--setup-timeout=300s".to_owned(),
@@ -576,7 +592,7 @@ fn durable(b: &Bench<'_>, args: &BenchArgs) -> Result<()> {
         format!("--rooms={senders}"),
         format!("--senders={senders}"),
         format!("--in-flight={in_flight}"),
-        format!("--duration={}s", if args.quick { 3 } else { args.duration }),
+        format!("--duration={}s", args.window()),
         format!("--acks-out={}", acks.display()),
         "--kill-server-at-end".to_owned(),
     ];
@@ -633,6 +649,92 @@ fn durable(b: &Bench<'_>, args: &BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `signins`: one fresh server; `loadgen signins` registers one account per client, then
+/// measures logins, `hello {token}` and guest `hello`s per second, one part after the
+/// other, N clients at once for the window each.
+fn signins(b: &Bench<'_>, args: &BenchArgs) -> Result<()> {
+    let concurrency = args.n.unwrap_or(if args.quick { 4 } else { 16 });
+    let secs = args.duration.unwrap_or(if args.quick { 2 } else { 5 });
+    let dir = b.step_dir()?;
+    let db = dir.join("bench.db");
+    let server = b.start_huddle(&dir, &db, &[])?;
+    let mut flags: Vec<String> = b.server_flags().iter().map(|f| (*f).to_owned()).collect();
+    flags.extend(b.server_args.iter().cloned());
+    let la = vec![
+        format!("--url={}", server.url()),
+        format!("--concurrency={concurrency}"),
+        format!("--duration={secs}s"),
+        format!("--label=signins c={concurrency}"),
+        format!("--server-pid={}", server.pid()),
+        "--threads=1".to_owned(),
+    ];
+    println!();
+    println!("server flags: {}", flags.join(" "));
+    println!("$ loadgen signins {}", la.join(" "));
+    let mut cmd = b.pinned(1, &b.loadgen);
+    cmd.arg("signins")
+        .args(&la)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let out = cmd.output().context("could not start loadgen")?;
+    if !matches!(out.status.code(), Some(0 | 3)) {
+        bail!(
+            "loadgen signins failed ({}): see its message above",
+            out.status
+        );
+    }
+    let report: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())
+        .context("loadgen signins printed no JSON report")?;
+    // What the server really stored, beside what the load generator assumes.
+    let stored = stored_argon2(&db);
+    drop(server);
+    b.record(
+        "signins",
+        &json!({"concurrency": concurrency, "part_s": secs, "server_flags": flags,
+                "argon2_stored": stored}),
+        &report,
+    )?;
+    println!();
+    println!(
+        "signins summary: {} CPUs online, server on CPU {}, load generator on CPU {}; \
+         password hashes stored as {}; {} clients at once, {secs} s per part",
+        report["cpus"],
+        report["server_cpus"].as_str().unwrap_or("?"),
+        report["loadgen_cpus"].as_str().unwrap_or("?"),
+        stored.as_deref().unwrap_or("(not found in the database)"),
+        concurrency
+    );
+    for p in report["parts"].as_array().into_iter().flatten() {
+        let ms = |v: &Value| v.as_f64().unwrap_or(0.0) / 1000.0;
+        println!(
+            "  {:<6} {:>8.1}/s  p50 {:.2} ms  p99 {:.2} ms  failed {}  server CPU {:.0} %",
+            p["name"].as_str().unwrap_or("?"),
+            p["per_s"].as_f64().unwrap_or(0.0),
+            ms(&p["p50_us"]),
+            ms(&p["p99_us"]),
+            p["failed"],
+            p["server_cpu_pct"].as_f64().unwrap_or(0.0),
+        );
+    }
+    Ok(())
+}
+
+/// The argon2 version and parameters of the first password hash in the SQLite
+/// database (or its write-ahead log), e.g. `argon2id v=19 m=19456,t=2,p=1`.
+fn stored_argon2(db: &Path) -> Option<String> {
+    let needle = b"$argon2id$";
+    [db.to_path_buf(), db.with_extension("db-wal")]
+        .iter()
+        .filter_map(|path| fs::read(path).ok())
+        .find_map(|bytes| {
+            let at = bytes.windows(needle.len()).position(|w| w == needle)?;
+            // "", "argon2id", "v=19", "m=…,t=…,p=…", salt and hash.
+            let fields: Vec<&[u8]> = bytes[at..].splitn(5, |&c| c == b'$').collect();
+            let text = |f: &[u8]| String::from_utf8_lossy(f).into_owned();
+            (fields.len() == 5).then(|| format!("argon2id {} {}", text(fields[2]), text(fields[3])))
+        })
 }
 
 /// The figures the summaries need, read from a loadgen report.
