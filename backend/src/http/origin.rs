@@ -275,10 +275,22 @@ impl Origin {
             Some(i) if !rest[i..].contains(']') => (&rest[..i], Some(&rest[i + 1..])),
             _ => (rest, None),
         };
-        let valid_host = !host.is_empty()
-            && host.chars().all(|c| {
-                c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '[' | ']' | ':')
-            });
+        // A name or IPv4 address, or an IPv6 address in one pair of brackets: a stray
+        // bracket or colon would make hosts match that no browser sends alike.
+        let valid_host = match host.strip_prefix('[') {
+            Some(inner) => inner.strip_suffix(']').is_some_and(|v6| {
+                !v6.is_empty()
+                    && v6
+                        .chars()
+                        .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.'))
+            }),
+            None => {
+                !host.is_empty()
+                    && host
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+            }
+        };
         if !valid_host {
             return None;
         }
@@ -444,6 +456,13 @@ mod tests {
             "a.b:x",
             "user@a.b",
             "*",
+            // Found by the fuzzer: a stray bracket made "[" a host that "[:443" matched.
+            "[",
+            "[:443",
+            "[]",
+            "a[b]",
+            "[2001:db8::1",
+            "a:b:80",
         ] {
             assert!(bad.parse::<PublicHost>().is_err(), "{bad:?} parsed");
         }
