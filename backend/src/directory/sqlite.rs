@@ -13,6 +13,9 @@ use super::{Directory, RoomSettings, UserKind, UserRecord};
 use crate::locks;
 use crate::store::StoreError;
 
+/// How stale `users.seen` may be before a sign-in updates it.
+const SEEN_RESOLUTION_MS: u64 = 3_600_000;
+
 /// SQLite-backed [`Directory`]. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct SqliteDirectory {
@@ -106,14 +109,19 @@ impl Directory for SqliteDirectory {
         let (user, nick, key) = (record.user.clone(), record.nick.clone(), key.to_owned());
         let kind = record.kind.as_str();
         self.run(move |c| {
-            // An account's name and kind never change here; its nick is its name.
+            // An account's name and kind never change here; its nick is its name. A
+            // user seen within the hour with the same nick is left as it is: then
+            // nothing is written, so a sign-in costs no commit (and no fsync), and
+            // `seen` is only needed to the day (guests are forgotten after 30).
             c.execute(
                 "INSERT INTO users (user, nick, key, kind, seen) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (user) DO UPDATE SET
                    seen = excluded.seen,
                    nick = CASE WHEN users.kind = 'account' THEN users.nick ELSE excluded.nick END,
-                   key = CASE WHEN users.kind = 'account' THEN users.key ELSE excluded.key END",
-                params![user, nick, key, kind, now_ms],
+                   key = CASE WHEN users.kind = 'account' THEN users.key ELSE excluded.key END
+                 WHERE users.seen < excluded.seen - ?6
+                    OR (users.kind != 'account' AND users.nick != excluded.nick)",
+                params![user, nick, key, kind, now_ms, SEEN_RESOLUTION_MS],
             )?;
             Ok(())
         })
