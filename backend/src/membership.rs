@@ -402,6 +402,7 @@ fn notice(room: &str, passage: Passage, nick: &str) -> ServerMsg {
         text,
         nick: Some(nick.to_owned()),
         ts: now_ms(),
+        offset: None,
     }
 }
 

@@ -44,7 +44,7 @@ fn string_fields(kind: &str) -> Option<&'static [(&'static str, ErrorCode, Need)
             ("nick", ErrorCode::InvalidNick, IfPresent),
             ("token", ErrorCode::InvalidToken, IfPresent),
         ],
-        "join" | "leave" | "typing" | "history" | "read" | "create_room" => ROOM,
+        "join" | "leave" | "typing" | "history" | "read" | "create_room" | "room_notify" => ROOM,
         "send" => &[
             ("room", ErrorCode::InvalidRoom, Required),
             ("text", ErrorCode::InvalidText, Required),
@@ -52,7 +52,10 @@ fn string_fields(kind: &str) -> Option<&'static [(&'static str, ErrorCode, Need)
         ],
         "invite" | "remove" => ROOM_USER,
         "open_dm" => &[("user", ErrorCode::UnknownUser, Required)],
-        "list_rooms" => &[],
+        "push_subscribe" | "push_unsubscribe" => {
+            &[("endpoint", ErrorCode::InvalidSubscription, Required)]
+        }
+        "list_rooms" | "inbox" | "alert_read" | "quiet_hours" => &[],
         _ => return None,
     })
 }

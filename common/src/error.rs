@@ -47,11 +47,18 @@ pub enum ErrorCode {
     RoomExists,
     /// `invite`, `remove` or `open_dm` naming a user the server does not know (v2).
     UnknownUser,
+    /// A `push_subscribe` whose endpoint is not an https URL (http only on loopback) or
+    /// whose keys are not a P-256 point and a 16-byte secret. An addition to the
+    /// contract.
+    InvalidSubscription,
+    /// A setting out of range, such as quiet hours past midnight. An addition to the
+    /// contract.
+    InvalidSetting,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::HelloRequired,
@@ -70,6 +77,8 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::RoomExists,
         ErrorCode::UnknownUser,
+        ErrorCode::InvalidSubscription,
+        ErrorCode::InvalidSetting,
     ];
 
     /// The code as it appears on the wire.
@@ -93,6 +102,8 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::RoomExists => "room_exists",
             ErrorCode::UnknownUser => "unknown_user",
+            ErrorCode::InvalidSubscription => "invalid_subscription",
+            ErrorCode::InvalidSetting => "invalid_setting",
         }
     }
 }

@@ -28,7 +28,8 @@ pub use decode::{decode_client, DecodeError};
 pub use duration::parse_duration;
 pub use error::ErrorCode;
 pub use protocol::{
-    ChatMessage, ClientMsg, Limits, MemberRoom, NotificationKind, RoomInfo, ServerMsg,
+    Alert, AlertKind, ChatMessage, ClientMsg, InboxState, Limits, MemberRoom, NotificationKind,
+    NotifyLevel, PushKeys, Quiet, RoomInfo, ServerMsg,
 };
 
 /// The WebSocket subprotocol the web app asks for.

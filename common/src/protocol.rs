@@ -72,6 +72,25 @@ pub enum ClientMsg {
     Remove { room: String, user: String },
     /// Opens (or finds) the direct-message room with `user` (v2).
     OpenDm { user: String },
+    /// Asks for the user's alerts after `since` (the newest 50 when absent) (v2).
+    Inbox {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+    },
+    /// Marks the user's alerts up to `seq` read (v2).
+    AlertRead { seq: u64 },
+    /// Registers this browser for Web Push: the browser's `PushSubscription` JSON (v2).
+    PushSubscribe { endpoint: String, keys: PushKeys },
+    /// Forgets a Web Push subscription of the user (an addition to the contract).
+    PushUnsubscribe { endpoint: String },
+    /// Chooses which messages of a room alert the user (an addition to the contract).
+    RoomNotify { room: String, level: NotifyLevel },
+    /// Sets (or, with both absent, clears) the user's quiet hours, when nothing is
+    /// pushed (an addition to the contract).
+    QuietHours {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quiet: Option<Quiet>,
+    },
 }
 
 impl ClientMsg {
@@ -90,6 +109,12 @@ impl ClientMsg {
             ClientMsg::Invite { .. } => "invite",
             ClientMsg::Remove { .. } => "remove",
             ClientMsg::OpenDm { .. } => "open_dm",
+            ClientMsg::Inbox { .. } => "inbox",
+            ClientMsg::AlertRead { .. } => "alert_read",
+            ClientMsg::PushSubscribe { .. } => "push_subscribe",
+            ClientMsg::PushUnsubscribe { .. } => "push_unsubscribe",
+            ClientMsg::RoomNotify { .. } => "room_notify",
+            ClientMsg::QuietHours { .. } => "quiet_hours",
         }
     }
 
@@ -104,10 +129,16 @@ impl ClientMsg {
             | ClientMsg::Read { room, .. }
             | ClientMsg::CreateRoom { room, .. }
             | ClientMsg::Invite { room, .. }
-            | ClientMsg::Remove { room, .. } => Some(room),
-            ClientMsg::Hello { .. } | ClientMsg::ListRooms { .. } | ClientMsg::OpenDm { .. } => {
-                None
-            }
+            | ClientMsg::Remove { room, .. }
+            | ClientMsg::RoomNotify { room, .. } => Some(room),
+            ClientMsg::Hello { .. }
+            | ClientMsg::ListRooms { .. }
+            | ClientMsg::OpenDm { .. }
+            | ClientMsg::Inbox { .. }
+            | ClientMsg::AlertRead { .. }
+            | ClientMsg::PushSubscribe { .. }
+            | ClientMsg::PushUnsubscribe { .. }
+            | ClientMsg::QuietHours { .. } => None,
         }
     }
 
@@ -137,6 +168,12 @@ pub enum ServerMsg {
         /// The rooms the user is a member of (v2): what the client should join.
         #[serde(default)]
         rooms: Vec<MemberRoom>,
+        /// Where the user's inbox stands (v2).
+        #[serde(default)]
+        inbox: InboxState,
+        /// The user's quiet hours, if set (an addition to the contract).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quiet: Option<Quiet>,
     },
     /// The answer to `join`; always sent before any replayed message.
     Joined {
@@ -173,6 +210,10 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nick: Option<String>,
         ts: u64,
+        /// A stored notice's place in the room's log (v2: the notifications API with
+        /// `persist`); absent on notices that are not stored.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
     },
     /// A room's member list after it changed.
     Presence { room: String, nicks: Vec<String> },
@@ -214,6 +255,29 @@ pub enum ServerMsg {
         /// `user`'s display name (an addition to the contract).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nick: Option<String>,
+    },
+    /// A new alert in the user's inbox, to every connection of the user (v2).
+    Alert(Alert),
+    /// The answer to `inbox`: alerts ascending by `seq` (v2).
+    Inbox {
+        alerts: Vec<Alert>,
+        head: u64,
+        unread: u64,
+    },
+    /// The user's alerts up to `seq` were read (to the user's other connections) (v2).
+    AlertRead { seq: u64 },
+    /// The answer to `push_subscribe` (v2).
+    PushSubscribed { endpoint: String },
+    /// The answer to `push_unsubscribe` (an addition to the contract).
+    PushUnsubscribed { endpoint: String },
+    /// A room's alert level changed: the answer to `room_notify`, and to the user's
+    /// other connections (an addition to the contract).
+    RoomNotify { room: String, level: NotifyLevel },
+    /// The user's quiet hours changed: the answer to `quiet_hours`, and to the user's
+    /// other connections (an addition to the contract).
+    QuietHours {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quiet: Option<Quiet>,
     },
     /// A refused request; the connection stays open.
     Error {
@@ -272,6 +336,152 @@ pub struct MemberRoom {
     /// For a direct-message room, the other user's display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dm_nick: Option<String>,
+    /// Which of the room's messages alert the user (an addition to the contract).
+    #[serde(default)]
+    pub notify: NotifyLevel,
+}
+
+/// One alert of a user's inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// The alert's place in the user's inbox: 1, 2, 3, … with no gaps.
+    pub seq: u64,
+    pub kind: AlertKind,
+    pub title: String,
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// The message the alert is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Milliseconds since the Unix epoch, when the alert was made.
+    pub ts: u64,
+    pub read: bool,
+}
+
+/// What made an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A message in one of the user's rooms names `@nick`.
+    Mention,
+    /// A message in a DM room while none of the user's connections is in it.
+    Dm,
+    /// The user was made a member of a private room.
+    Invite,
+    /// From the notifications API.
+    App,
+    /// Any message in a room whose level the user set to `all` (an addition to the
+    /// contract).
+    Message,
+}
+
+impl AlertKind {
+    /// The kind as it appears on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Mention => "mention",
+            AlertKind::Dm => "dm",
+            AlertKind::Invite => "invite",
+            AlertKind::App => "app",
+            AlertKind::Message => "message",
+        }
+    }
+
+    /// The kind named `s` on the wire.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            AlertKind::Mention,
+            AlertKind::Dm,
+            AlertKind::Invite,
+            AlertKind::App,
+            AlertKind::Message,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// Where a user's inbox stands, in `welcome`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxState {
+    /// The newest alert's `seq` (0 for an empty inbox).
+    pub head: u64,
+    /// Alerts not read yet.
+    pub unread: u64,
+}
+
+/// Which messages of a room alert its member.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyLevel {
+    /// Every message (in a DM room, every message alerts unless muted).
+    All,
+    /// Messages naming `@nick` (the default).
+    #[default]
+    Mentions,
+    /// None: the room is muted.
+    Nothing,
+}
+
+impl NotifyLevel {
+    /// The level as it appears on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            NotifyLevel::All => "all",
+            NotifyLevel::Mentions => "mentions",
+            NotifyLevel::Nothing => "nothing",
+        }
+    }
+
+    /// The level named `s` on the wire.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            NotifyLevel::All,
+            NotifyLevel::Mentions,
+            NotifyLevel::Nothing,
+        ]
+        .into_iter()
+        .find(|l| l.as_str() == s)
+    }
+}
+
+/// Quiet hours: from `from` to `to`, minutes after midnight in the user's time zone,
+/// which is `tz` minutes east of UTC (the span may wrap past midnight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quiet {
+    pub from: u16,
+    pub to: u16,
+    #[serde(default)]
+    pub tz: i16,
+}
+
+impl Quiet {
+    /// Whether these are sensible hours: both ends within a day, and an offset within
+    /// ±14 h (the widest offset in use).
+    pub fn is_valid(&self) -> bool {
+        self.from < 1440 && self.to < 1440 && self.tz.unsigned_abs() <= 14 * 60
+    }
+
+    /// Whether the instant `now_ms` (Unix milliseconds) falls in the quiet hours.
+    pub fn covers(&self, now_ms: u64) -> bool {
+        let minute_utc = (now_ms / 60_000 % 1440) as i64;
+        let local = (minute_utc + i64::from(self.tz)).rem_euclid(1440) as u16;
+        if self.from <= self.to {
+            self.from <= local && local < self.to
+        } else {
+            local >= self.from || local < self.to
+        }
+    }
+}
+
+/// A browser's Web Push keys, as `PushSubscription.toJSON()` gives them (base64url).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushKeys {
+    pub p256dh: String,
+    pub auth: String,
 }
 
 /// What a `notification` is about.

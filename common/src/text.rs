@@ -20,6 +20,22 @@ pub fn mentions(text: &str, nick: &str) -> bool {
     })
 }
 
+/// Whether `text` names `@nick`: what raises a `mention` alert. Stricter than
+/// [`mentions`] (which also counts the bare word, for highlighting and counts) because an
+/// alert interrupts someone: a message about "alice's bike" should not.
+pub fn names(text: &str, nick: &str) -> bool {
+    text.match_indices('@')
+        .any(|(at, _)| mentions_at(text, at + 1, nick))
+}
+
+/// Whether `nick` starts at byte `start` of `text` and ends at a word boundary.
+fn mentions_at(text: &str, start: usize, nick: &str) -> bool {
+    let end = start + nick.len();
+    text.get(start..end)
+        .is_some_and(|word| word.eq_ignore_ascii_case(nick))
+        && !text[end..].chars().next().is_some_and(is_word_char)
+}
+
 /// Characters that continue a nick-like word; anything else (spaces, punctuation, `@`)
 /// separates words.
 fn is_word_char(c: char) -> bool {
@@ -36,5 +52,19 @@ mod tests {
         assert!(!mentions("malice", "alice"));
         assert!(!mentions("alice_b", "alice"));
         assert!(!mentions("", "alice"));
+    }
+
+    #[test]
+    fn an_alert_needs_the_at_sign() {
+        use super::names;
+        assert!(names("hi @Alice: x", "alice"));
+        assert!(names("@alice", "alice"));
+        assert!(names("@bob @alice", "alice"));
+        assert!(!names("hi alice", "alice"));
+        assert!(!names("@alice_b", "alice"));
+        assert!(!names("mail@alice", "bob"));
+        assert!(names("@Zoë Smith, hi", "zoë smith"));
+        assert!(!names("@", "alice"));
+        assert!(!names("é@alic", "alice"));
     }
 }

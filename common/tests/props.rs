@@ -166,7 +166,7 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
 prop_compose! {
     fn server_welcome()(nick in s(), session in s(), server in s(), limits in limits())
         -> ServerMsg {
-        ServerMsg::Welcome { nick, session, server, limits, user: String::new(), rooms: Vec::new() }
+        ServerMsg::Welcome { nick, session, server, limits, user: String::new(), rooms: Vec::new(), inbox: Default::default(), quiet: None }
     }
 }
 
@@ -196,7 +196,7 @@ prop_compose! {
         nick in option::of(s()),
         ts in any::<u64>(),
     ) -> ServerMsg {
-        ServerMsg::Notification { room, kind, text, nick, ts }
+        ServerMsg::Notification { room, kind, text, nick, ts, offset: None }
     }
 }
 

@@ -5,8 +5,9 @@
 //! changed, which the contract (`docs/protocol.md`) forbids for anything it names.
 
 use common::{
-    decode_client, ChatMessage, ClientMsg, CloseCode, ErrorCode, Limits, MemberRoom,
-    NotificationKind, RoomInfo, ServerMsg, SUBPROTOCOL, WS_PATH,
+    decode_client, Alert, AlertKind, ChatMessage, ClientMsg, CloseCode, ErrorCode, InboxState,
+    Limits, MemberRoom, NotificationKind, NotifyLevel, PushKeys, Quiet, RoomInfo, ServerMsg,
+    SUBPROTOCOL, WS_PATH,
 };
 
 /// `Limits::default()` as it appears inside `welcome`.
@@ -265,7 +266,7 @@ fn client_frames_in_any_field_order_with_unknown_fields() {
 #[test]
 fn server_welcome() {
     let json = format!(
-        r#"{{"type":"welcome","nick":"alice","session":"s_7Gq","server":"huddle/0.1.0","limits":{DEFAULT_LIMITS_JSON},"user":"guest:1f2e","rooms":[]}}"#
+        r#"{{"type":"welcome","nick":"alice","session":"s_7Gq","server":"huddle/0.1.0","limits":{DEFAULT_LIMITS_JSON},"user":"guest:1f2e","rooms":[],"inbox":{{"head":0,"unread":0}}}}"#
     );
     golden_server(
         &ServerMsg::Welcome {
@@ -275,12 +276,14 @@ fn server_welcome() {
             limits: Limits::default(),
             user: "guest:1f2e".into(),
             rooms: Vec::new(),
+            inbox: InboxState::default(),
+            quiet: None,
         },
         &json,
     );
     // v2: the rooms the user is a member of.
     let json = format!(
-        r#"{{"type":"welcome","nick":"bob","session":"","server":"huddle/0.1.0","limits":{DEFAULT_LIMITS_JSON},"user":"bob","rooms":[{{"room":"dm--3f","head":7,"epoch":"e1","read":5,"unread":2,"mentions":1,"private":true,"dm":"alice","dm_nick":"alice"}},{{"room":"lobby","head":0,"epoch":"e1","read":0,"unread":0,"mentions":0,"private":false}}]}}"#
+        r#"{{"type":"welcome","nick":"bob","session":"","server":"huddle/0.1.0","limits":{DEFAULT_LIMITS_JSON},"user":"bob","rooms":[{{"room":"dm--3f","head":7,"epoch":"e1","read":5,"unread":2,"mentions":1,"private":true,"dm":"alice","dm_nick":"alice","notify":"all"}},{{"room":"lobby","head":0,"epoch":"e1","read":0,"unread":0,"mentions":0,"private":false,"notify":"mentions"}}],"inbox":{{"head":9,"unread":2}},"quiet":{{"from":1320,"to":420,"tz":60}}}}"#
     );
     golden_server(
         &ServerMsg::Welcome {
@@ -300,6 +303,7 @@ fn server_welcome() {
                     private: true,
                     dm: Some("alice".into()),
                     dm_nick: Some("alice".into()),
+                    notify: NotifyLevel::All,
                 },
                 MemberRoom {
                     room: "lobby".into(),
@@ -311,8 +315,15 @@ fn server_welcome() {
                     private: false,
                     dm: None,
                     dm_nick: None,
+                    notify: NotifyLevel::Mentions,
                 },
             ],
+            inbox: InboxState { head: 9, unread: 2 },
+            quiet: Some(Quiet {
+                from: 1320,
+                to: 420,
+                tz: 60,
+            }),
         },
         &json,
     );
@@ -429,6 +440,142 @@ fn v2_server_frames() {
 }
 
 #[test]
+fn v2_notification_frames() {
+    golden_client(&ClientMsg::Inbox { since: None }, r#"{"type":"inbox"}"#);
+    golden_client(
+        &ClientMsg::Inbox { since: Some(4) },
+        r#"{"type":"inbox","since":4}"#,
+    );
+    golden_client(
+        &ClientMsg::AlertRead { seq: 7 },
+        r#"{"type":"alert_read","seq":7}"#,
+    );
+    // The browser's PushSubscription JSON, with its `expirationTime`, decodes as is.
+    assert_eq!(
+        client(
+            r#"{"type":"push_subscribe","endpoint":"https://push.example/x","expirationTime":null,"keys":{"p256dh":"BP","auth":"au"}}"#
+        ),
+        ClientMsg::PushSubscribe {
+            endpoint: "https://push.example/x".into(),
+            keys: PushKeys {
+                p256dh: "BP".into(),
+                auth: "au".into()
+            }
+        }
+    );
+    golden_client(
+        &ClientMsg::RoomNotify {
+            room: "lobby".into(),
+            level: NotifyLevel::Nothing,
+        },
+        r#"{"type":"room_notify","room":"lobby","level":"nothing"}"#,
+    );
+    golden_client(
+        &ClientMsg::QuietHours {
+            quiet: Some(Quiet {
+                from: 1320,
+                to: 420,
+                tz: -300,
+            }),
+        },
+        r#"{"type":"quiet_hours","quiet":{"from":1320,"to":420,"tz":-300}}"#,
+    );
+    let alert = Alert {
+        seq: 3,
+        kind: AlertKind::Mention,
+        title: "bob in #lobby".into(),
+        body: "@alice look".into(),
+        room: Some("lobby".into()),
+        offset: Some(12),
+        url: None,
+        ts: 5,
+        read: false,
+    };
+    golden_server(
+        &ServerMsg::Alert(alert.clone()),
+        r#"{"type":"alert","seq":3,"kind":"mention","title":"bob in #lobby","body":"@alice look","room":"lobby","offset":12,"ts":5,"read":false}"#,
+    );
+    golden_server(
+        &ServerMsg::Inbox {
+            alerts: vec![alert],
+            head: 3,
+            unread: 1,
+        },
+        r#"{"type":"inbox","alerts":[{"seq":3,"kind":"mention","title":"bob in #lobby","body":"@alice look","room":"lobby","offset":12,"ts":5,"read":false}],"head":3,"unread":1}"#,
+    );
+    golden_server(
+        &ServerMsg::AlertRead { seq: 3 },
+        r#"{"type":"alert_read","seq":3}"#,
+    );
+    golden_server(
+        &ServerMsg::PushSubscribed {
+            endpoint: "https://push.example/x".into(),
+        },
+        r#"{"type":"push_subscribed","endpoint":"https://push.example/x"}"#,
+    );
+    golden_server(
+        &ServerMsg::Notification {
+            room: "lobby".into(),
+            kind: NotificationKind::Info,
+            text: "deploy at 5".into(),
+            nick: None,
+            ts: 3,
+            offset: Some(8),
+        },
+        r#"{"type":"notification","room":"lobby","kind":"info","text":"deploy at 5","ts":3,"offset":8}"#,
+    );
+    for kind in [
+        AlertKind::Mention,
+        AlertKind::Dm,
+        AlertKind::Invite,
+        AlertKind::App,
+        AlertKind::Message,
+    ] {
+        assert_eq!(enc(&kind), format!("\"{}\"", kind.as_str()));
+        assert_eq!(AlertKind::parse(kind.as_str()), Some(kind));
+    }
+    assert_eq!(
+        refused(r#"{"type":"push_subscribe","keys":{"p256dh":"a","auth":"b"}}"#).code,
+        ErrorCode::InvalidSubscription
+    );
+}
+
+#[test]
+fn quiet_hours_wrap_past_midnight() {
+    // 22:00 to 07:00 at UTC+1.
+    let q = Quiet {
+        from: 22 * 60,
+        to: 7 * 60,
+        tz: 60,
+    };
+    let at = |h: u64, m: u64| (h * 60 + m) * 60_000;
+    assert!(q.covers(at(21, 30))); // 22:30 local
+    assert!(q.covers(at(5, 59))); // 06:59 local
+    assert!(!q.covers(at(6, 0))); // 07:00 local
+    assert!(!q.covers(at(12, 0)));
+    assert!(q.is_valid());
+    assert!(!Quiet {
+        from: 1440,
+        to: 0,
+        tz: 0
+    }
+    .is_valid());
+    assert!(!Quiet {
+        from: 0,
+        to: 1,
+        tz: 15 * 60
+    }
+    .is_valid());
+    // From 09:00 to 17:00, no wrap.
+    let day = Quiet {
+        from: 9 * 60,
+        to: 17 * 60,
+        tz: 0,
+    };
+    assert!(day.covers(at(9, 0)) && !day.covers(at(17, 0)) && !day.covers(at(8, 59)));
+}
+
+#[test]
 fn server_joined_recovered_only_when_set() {
     golden_server(
         &ServerMsg::Joined {
@@ -496,6 +643,7 @@ fn server_notification_kinds_and_optional_nick() {
             text: "bob joined".into(),
             nick: Some("bob".into()),
             ts: 1,
+            offset: None,
         },
         r#"{"type":"notification","room":"lobby","kind":"joined","text":"bob joined","nick":"bob","ts":1}"#,
     );
@@ -506,6 +654,7 @@ fn server_notification_kinds_and_optional_nick() {
             text: "bob left".into(),
             nick: Some("bob".into()),
             ts: 2,
+            offset: None,
         },
         r#"{"type":"notification","room":"lobby","kind":"left","text":"bob left","nick":"bob","ts":2}"#,
     );
@@ -517,6 +666,7 @@ fn server_notification_kinds_and_optional_nick() {
             text: "server restarting".into(),
             nick: None,
             ts: 3,
+            offset: None,
         },
         r#"{"type":"notification","room":"lobby","kind":"info","text":"server restarting","ts":3}"#,
     );
@@ -631,6 +781,8 @@ fn server_error_with_every_code() {
         (ErrorCode::Forbidden, "forbidden"),
         (ErrorCode::RoomExists, "room_exists"),
         (ErrorCode::UnknownUser, "unknown_user"),
+        (ErrorCode::InvalidSubscription, "invalid_subscription"),
+        (ErrorCode::InvalidSetting, "invalid_setting"),
     ];
     assert_eq!(wire.len(), ErrorCode::ALL.len());
     for ((code, name), listed) in wire.into_iter().zip(ErrorCode::ALL) {
@@ -692,6 +844,8 @@ fn contract_example_frames_decode() {
             limits: Limits::default(),
             user: String::new(),
             rooms: Vec::new(),
+            inbox: InboxState::default(),
+            quiet: None,
         }
     );
     // C: join

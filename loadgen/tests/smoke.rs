@@ -309,7 +309,7 @@ async fn fake_session(stream: TcpStream, room: Arc<Mutex<Room>>, members: Arc<At
                     ClientMsg::Hello { nick: n, .. } => {
                         let n = n.unwrap_or_default();
                         nick = n.clone();
-                        ServerMsg::Welcome { nick: n, session: "s".into(), server: "faulty".into(), limits: Limits::default(), user: "u".into(), rooms: vec![] }
+                        ServerMsg::Welcome { nick: n, session: "s".into(), server: "faulty".into(), limits: Limits::default(), user: "u".into(), rooms: vec![], inbox: Default::default(), quiet: None }
                     }
                     ClientMsg::Join { room: name, .. } => {
                         let r = room.lock().unwrap();

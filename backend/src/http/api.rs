@@ -317,6 +317,7 @@ async fn notify(
         text: text.to_owned(),
         nick: None,
         ts: now_ms(),
+        offset: None,
     };
     // Counted just before publishing: a member joining or leaving in between changes who
     // actually receives it by one, which is fine for a figure meant as feedback.

@@ -299,6 +299,8 @@ impl Session {
             limits: self.state.limits.clone(),
             user: who.user.to_string(),
             rooms,
+            inbox: common::InboxState::default(),
+            quiet: None,
         };
         self.identity = Some(who);
         self.token_hash = token_hash;

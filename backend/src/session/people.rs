@@ -289,6 +289,7 @@ impl Session {
                     text: format!("{} removed {user}", who.nick),
                     nick: None,
                     ts: crate::clock::now_ms(),
+                    offset: None,
                 };
                 membership.publish_quietly(&room, None, &note).await;
                 Ok(())
@@ -457,6 +458,7 @@ pub(super) async fn member_rooms(state: AppState, who: Identity) -> Vec<MemberRo
                     dm,
                     dm_nick,
                     room,
+                    notify: common::NotifyLevel::default(),
                 });
             }
             Err(e) => {

@@ -22,6 +22,7 @@ fn notification(kind: NotificationKind, nick: Option<&str>, text: &str, ts: u64)
         text: text.to_owned(),
         nick: nick.map(str::to_owned),
         ts,
+        offset: None,
     }
 }
 

@@ -215,6 +215,8 @@ fn welcome(nick: &str) -> ServerMsg {
         limits: Limits::default(),
         user: format!("u:{nick}"),
         rooms: Vec::new(),
+        inbox: Default::default(),
+        quiet: None,
     }
 }
 

@@ -95,6 +95,7 @@ async fn private_rooms_and_direct_messages_are_listed_with_their_badges() {
         private: false,
         dm: None,
         dm_nick: None,
+        notify: Default::default(),
     };
     let mut secret = room("secret", 3, 1);
     secret.private = true;
@@ -109,6 +110,8 @@ async fn private_rooms_and_direct_messages_are_listed_with_their_badges() {
         limits: Limits::default(),
         user: format!("u:{ME}"),
         rooms: vec![secret, dm],
+        inbox: Default::default(),
+        quiet: None,
     }]);
     flush().await;
     let row = page.one(".joined-rooms .room-item[data-room=secret]");

@@ -153,6 +153,14 @@ impl Parts {
             | ServerMsg::RoomCreated { .. }
             | ServerMsg::Invited { .. }
             | ServerMsg::Dm { .. } => Parts::ALL,
+            // The inbox and its settings are the web app's next step (issue 13).
+            ServerMsg::Alert(_)
+            | ServerMsg::Inbox { .. }
+            | ServerMsg::AlertRead { .. }
+            | ServerMsg::PushSubscribed { .. }
+            | ServerMsg::PushUnsubscribed { .. }
+            | ServerMsg::RoomNotify { .. }
+            | ServerMsg::QuietHours { .. } => Parts::ALL,
         }
     }
 }
@@ -379,6 +387,7 @@ impl ChatState {
                 text,
                 nick,
                 ts,
+                ..
             } => self.on_notification(&room, kind, text, nick, ts),
             ServerMsg::Presence { room, nicks } => {
                 // The directory's count for this room is known exactly now.
@@ -420,6 +429,13 @@ impl ChatState {
             }
             ServerMsg::Invited { room, user, by } => return self.on_invited(&room, &user, by),
             ServerMsg::Dm { room, user, nick } => return self.on_dm(&room, user, nick),
+            ServerMsg::Alert(_)
+            | ServerMsg::Inbox { .. }
+            | ServerMsg::AlertRead { .. }
+            | ServerMsg::PushSubscribed { .. }
+            | ServerMsg::PushUnsubscribed { .. }
+            | ServerMsg::RoomNotify { .. }
+            | ServerMsg::QuietHours { .. } => {}
         }
         Vec::new()
     }

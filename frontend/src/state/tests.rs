@@ -36,6 +36,8 @@ fn welcome(session: &str) -> ServerMsg {
         limits: Limits::default(),
         user: "guest:1".to_owned(),
         rooms: Vec::new(),
+        inbox: Default::default(),
+        quiet: None,
     }
 }
 
@@ -439,6 +441,7 @@ fn notices_sit_where_they_happened() {
             text: String::new(),
             nick: Some("bob".to_owned()),
             ts: 5,
+            offset: None,
         },
     );
     live(&mut s, "lobby", 2, "carol");

@@ -21,6 +21,7 @@ fn member(room: &str, head: u64, read: u64, unread: u64, mentions: u64) -> Membe
         private: false,
         dm: None,
         dm_nick: None,
+        notify: Default::default(),
     }
 }
 
@@ -32,6 +33,8 @@ fn welcome(rooms: Vec<MemberRoom>) -> ServerMsg {
         limits: Limits::default(),
         user: "alice".to_owned(),
         rooms,
+        inbox: Default::default(),
+        quiet: None,
     }
 }
 
@@ -484,6 +487,8 @@ fn signed_out_by_the_server_forgets_the_person_and_goes_back_to_sign_in() {
             limits: Limits::default(),
             user: "guest:2".to_owned(),
             rooms: Vec::new(),
+            inbox: Default::default(),
+            quiet: None,
         },
     );
     step(&mut s, joined_frame("lobby", 0));
