@@ -42,6 +42,7 @@ pub mod fuzzing;
 mod http;
 mod hub;
 mod identity;
+mod inbox;
 mod locks;
 mod logsafe;
 mod membership;

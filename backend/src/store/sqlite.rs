@@ -102,6 +102,53 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX members_by_room ON members (room, user);
     ",
+    // v3, notifications: which messages of a room alert each member, quiet hours, each
+    // user's inbox (alerts, with their receipts and push schedule; the head so that a
+    // seq is never reused after old alerts are dropped), the notifications API's
+    // idempotency keys, and push subscriptions.
+    "
+    ALTER TABLE members ADD COLUMN notify TEXT NOT NULL DEFAULT 'mentions';
+    ALTER TABLE users ADD COLUMN quiet TEXT;
+    CREATE TABLE alerts (
+        user       TEXT    NOT NULL,
+        seq        INTEGER NOT NULL,
+        id         TEXT    NOT NULL,
+        kind       TEXT    NOT NULL,
+        title      TEXT    NOT NULL,
+        body       TEXT    NOT NULL,
+        room       TEXT,
+        msg_offset INTEGER,
+        url        TEXT,
+        ts         INTEGER NOT NULL,
+        read       INTEGER,
+        delivered  INTEGER,
+        pushed     INTEGER,
+        push_due   INTEGER,
+        PRIMARY KEY (user, seq)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX alerts_by_id ON alerts (id);
+    CREATE INDEX alerts_due ON alerts (push_due) WHERE push_due IS NOT NULL;
+    CREATE INDEX alerts_unread ON alerts (user, room) WHERE read IS NULL;
+    CREATE TABLE inbox_heads (
+        user TEXT    PRIMARY KEY,
+        head INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE alert_keys (
+        user    TEXT    NOT NULL,
+        key     TEXT    NOT NULL,
+        id      TEXT    NOT NULL,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (user, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE push_subs (
+        user     TEXT    NOT NULL,
+        endpoint TEXT    NOT NULL,
+        p256dh   TEXT    NOT NULL,
+        auth     TEXT    NOT NULL,
+        created  INTEGER NOT NULL,
+        PRIMARY KEY (user, endpoint)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Brings the schema up to date: [`SCHEMA`] (idempotent), then every migration the
@@ -201,6 +248,15 @@ impl SqliteStore {
             source,
         })?;
         Ok(crate::directory::SqliteDirectory::new(conn))
+    }
+
+    /// The inbox kept in the same file, on a connection of its own.
+    pub(crate) fn inbox(&self) -> Result<crate::inbox::SqliteInbox, StoreError> {
+        let conn = open_conn(&self.inner.path).map_err(|source| StoreError::Open {
+            path: self.inner.path.display().to_string(),
+            source,
+        })?;
+        Ok(crate::inbox::SqliteInbox::new(conn))
     }
 
     /// Refuses messages that would create a room beyond `max` rooms (0: no limit).
