@@ -43,6 +43,7 @@ local function heartbeat_key(P, id) return P .. ':instance:' .. id end
 local function members_key(P, room, id) return P .. ':room:' .. room .. ':members:' .. id end
 local function user_key(P, user) return P .. ':user:' .. user end
 local function memberships_key(P, user) return P .. ':memberships:' .. user end
+local function notify_key(P, user) return P .. ':notify:' .. user end
 local function room_members_key(P, room) return P .. ':room:' .. room .. ':roster' end
 local function room_users_key(P, room, id) return P .. ':room:' .. room .. ':users:' .. id end
 ";
@@ -149,6 +150,12 @@ impl Keys {
     /// Hash, room → read offset, of a user's memberships.
     pub fn memberships(&self, user: &str) -> String {
         format!("{}:memberships:{user}", self.prefix)
+    }
+
+    /// Hash, room → alert level (`all` or `nothing`), of a user's memberships whose
+    /// level is not the default.
+    pub fn notify(&self, user: &str) -> String {
+        format!("{}:notify:{user}", self.prefix)
     }
 
     /// Set of the users who are members of a room (the directory's memberships, not
@@ -262,6 +269,7 @@ mod tests {
         assert!(LUA_KEYS.contains("P .. ':room:' .. room .. ':members:' .. id"));
         assert!(LUA_KEYS.contains("P .. ':user:' .. user"));
         assert!(LUA_KEYS.contains("P .. ':memberships:' .. user"));
+        assert!(LUA_KEYS.contains("P .. ':notify:' .. user"));
         assert!(LUA_KEYS.contains("P .. ':room:' .. room .. ':roster'"));
     }
 

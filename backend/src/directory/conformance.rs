@@ -243,3 +243,61 @@ pub(crate) async fn races_leave_one_winner(d: &dyn Directory) {
     let won = join_all((0..8).map(|_| d.create_room("x", &settings))).await;
     assert_eq!(won.into_iter().filter(|r| *r.as_ref().unwrap()).count(), 1);
 }
+
+/// Alert levels belong to a membership (a non-member has none, leaving forgets it);
+/// targets list members with nicks and levels; quiet hours are set and cleared.
+pub(crate) async fn alert_levels_and_quiet_hours(d: &dyn Directory) {
+    use common::{NotifyLevel, Quiet};
+    d.seen(&guest("ann", "Ann"), "ann", 1).await.unwrap();
+    d.seen(&guest("bob", "Bob"), "bob", 1).await.unwrap();
+    assert!(!d.set_notify("ann", "r", NotifyLevel::All).await.unwrap());
+    d.add_member("r", "ann", 0).await.unwrap();
+    d.add_member("r", "bob", 0).await.unwrap();
+    assert!(d
+        .set_notify("ann", "r", NotifyLevel::Nothing)
+        .await
+        .unwrap());
+    assert_eq!(
+        d.notify_levels("ann").await.unwrap(),
+        [("r".to_owned(), NotifyLevel::Nothing)]
+    );
+    assert!(d.notify_levels("bob").await.unwrap().is_empty());
+    let mut targets = d.alert_targets("r", 100).await.unwrap();
+    targets.sort_by(|a, b| a.user.cmp(&b.user));
+    let seen: Vec<_> = targets
+        .iter()
+        .map(|t| (t.user.as_str(), t.nick.as_str(), t.level))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("ann", "Ann", NotifyLevel::Nothing),
+            ("bob", "Bob", NotifyLevel::Mentions)
+        ]
+    );
+    assert!(d
+        .set_notify("ann", "r", NotifyLevel::Mentions)
+        .await
+        .unwrap());
+    assert!(d.notify_levels("ann").await.unwrap().is_empty());
+    d.set_notify("ann", "r", NotifyLevel::All).await.unwrap();
+    d.remove_member("r", "ann").await.unwrap();
+    d.add_member("r", "ann", 0).await.unwrap();
+    assert!(
+        d.notify_levels("ann").await.unwrap().is_empty(),
+        "a new membership starts at the default"
+    );
+    assert_eq!(d.alert_targets("r", 1).await.unwrap().len(), 1);
+    assert!(d.alert_targets("empty", 10).await.unwrap().is_empty());
+
+    assert_eq!(d.quiet("ann").await.unwrap(), None);
+    let q = Quiet {
+        from: 1320,
+        to: 420,
+        tz: -300,
+    };
+    d.set_quiet("ann", Some(q)).await.unwrap();
+    assert_eq!(d.quiet("ann").await.unwrap(), Some(q));
+    d.set_quiet("ann", None).await.unwrap();
+    assert_eq!(d.quiet("ann").await.unwrap(), None);
+}

@@ -16,6 +16,7 @@ pub(crate) use self::redis::RedisDirectory;
 pub(crate) use sqlite::SqliteDirectory;
 
 use async_trait::async_trait;
+use common::{NotifyLevel, Quiet};
 
 use crate::store::StoreError;
 
@@ -128,4 +129,46 @@ pub(crate) trait Directory: Send + Sync + 'static {
     ) -> Result<Option<u64>, StoreError>;
     /// Forgets guests not seen since `before_ms`, with their memberships; how many.
     async fn forget_guests(&self, before_ms: u64) -> Result<u64, StoreError>;
+
+    /// Sets which messages of `room` alert `user`; false when they are not a member.
+    async fn set_notify(
+        &self,
+        user: &str,
+        room: &str,
+        level: NotifyLevel,
+    ) -> Result<bool, StoreError>;
+    /// The rooms where `user` chose a level other than the default.
+    async fn notify_levels(&self, user: &str) -> Result<Vec<(String, NotifyLevel)>, StoreError>;
+    /// `room`'s members with their nicks and alert levels, at most `limit`: whom a
+    /// message there may alert.
+    async fn alert_targets(&self, room: &str, limit: usize)
+        -> Result<Vec<AlertTarget>, StoreError>;
+    /// Sets (or with `None` clears) `user`'s quiet hours.
+    async fn set_quiet(&self, user: &str, quiet: Option<Quiet>) -> Result<(), StoreError>;
+    async fn quiet(&self, user: &str) -> Result<Option<Quiet>, StoreError>;
+}
+
+/// A room member as alerts see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AlertTarget {
+    pub(crate) user: String,
+    /// The nick they last used (what `@nick` names).
+    pub(crate) nick: String,
+    pub(crate) level: NotifyLevel,
+}
+
+/// Quiet hours as stored: `from,to,tz`.
+pub(crate) fn quiet_to_string(q: &Quiet) -> String {
+    format!("{},{},{}", q.from, q.to, q.tz)
+}
+
+/// The inverse of [`quiet_to_string`]; `None` for anything else.
+pub(crate) fn quiet_from_str(s: &str) -> Option<Quiet> {
+    let mut parts = s.split(',');
+    let q = Quiet {
+        from: parts.next()?.parse().ok()?,
+        to: parts.next()?.parse().ok()?,
+        tz: parts.next()?.parse().ok()?,
+    };
+    (parts.next().is_none() && q.is_valid()).then_some(q)
 }

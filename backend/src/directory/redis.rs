@@ -9,8 +9,9 @@
 //! - `room_settings(room)`: hash `private` (0/1), `owner`, `dm` (`a\nb`); read by the
 //!   history's append script too, which files private rooms under `private_rooms`.
 //! - `memberships(user)`: hash, room → read offset; `room_members(room)`: set of users,
-//!   the same facts by room (kept in step with them; for who is in a room, which the
-//!   trait does not ask yet).
+//!   the same facts by room (kept in step with them: whom a message may alert).
+//! - `notify(user)`: hash, room → alert level, for levels other than the default.
+//! - quiet hours: the `quiet` field (`from,to,tz`) of `user(id)`.
 //!
 //! Every method is one atomic step, as the [`Directory`] contract asks: one command, a
 //! MULTI/EXEC of commands whose results do not decide what else to write, or a Lua
@@ -29,7 +30,11 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, Script, ScriptInvocation};
 
-use super::{Directory, RoomSettings, UserKind, UserRecord};
+use common::{NotifyLevel, Quiet};
+
+use super::{
+    quiet_from_str, quiet_to_string, AlertTarget, Directory, RoomSettings, UserKind, UserRecord,
+};
 use crate::cluster::keys::{Keys, LUA_KEYS};
 use crate::store::redis::{bounded, refused};
 use crate::store::StoreError;
@@ -112,6 +117,20 @@ end
 return 0
 ";
 
+/// Sets a member's alert level, keeping only levels other than the default. KEYS:
+/// memberships, notify. ARGV: room, level. Returns 1 if set (0: not a member).
+const SET_NOTIFY_LUA: &str = r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+if ARGV[2] == 'mentions' then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+else
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+end
+return 1
+";
+
 /// Forgets up to ARGV[3] guests not seen since ARGV[2] (ms), with their memberships.
 /// KEYS: guests seen. ARGV: prefix, cutoff, batch. Returns {forgotten, taken}: fewer
 /// taken than the batch means none are left. Every user taken leaves `guests_seen`; one
@@ -129,7 +148,7 @@ for _, user in ipairs(idle) do
     for _, room in ipairs(redis.call('HKEYS', rooms)) do
       redis.call('SREM', room_members_key(P, room), user)
     end
-    redis.call('DEL', rooms, key)
+    redis.call('DEL', rooms, key, notify_key(P, user))
     forgotten = forgotten + 1
   end
 end
@@ -147,6 +166,7 @@ pub(crate) struct RedisDirectory {
     add_token: Script,
     create_room: Script,
     set_read: Script,
+    set_notify: Script,
     forget_guests: Script,
 }
 
@@ -161,6 +181,7 @@ impl RedisDirectory {
             add_token: Script::new(ADD_TOKEN_LUA),
             create_room: Script::new(CREATE_ROOM_LUA),
             set_read: Script::new(SET_READ_LUA),
+            set_notify: Script::new(SET_NOTIFY_LUA),
             forget_guests: Script::new(&format!("{LUA_KEYS}{FORGET_GUESTS_LUA}")),
         }
     }
@@ -354,7 +375,9 @@ impl Directory for RedisDirectory {
                 redis::pipe()
                     .atomic()
                     .hdel(self.keys.memberships(user), room)
-                    .srem(self.keys.room_members(room), user),
+                    .srem(self.keys.room_members(room), user)
+                    .hdel(self.keys.notify(user), room)
+                    .ignore(),
             )
             .await?;
         Ok(removed == 1)
@@ -398,6 +421,90 @@ impl Directory for RedisDirectory {
                 return Ok(forgotten);
             }
         }
+    }
+
+    async fn set_notify(
+        &self,
+        user: &str,
+        room: &str,
+        level: NotifyLevel,
+    ) -> Result<bool, StoreError> {
+        let mut inv = self.set_notify.key(self.keys.memberships(user));
+        inv.key(self.keys.notify(user))
+            .arg(room)
+            .arg(level.as_str());
+        Ok(self.invoke::<u8>(&inv).await? == 1)
+    }
+
+    async fn notify_levels(&self, user: &str) -> Result<Vec<(String, NotifyLevel)>, StoreError> {
+        let all: Vec<(String, String)> = self
+            .query(redis::cmd("HGETALL").arg(self.keys.notify(user)))
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(room, level)| Some((room, NotifyLevel::parse(&level)?)))
+            .collect())
+    }
+
+    /// The roster, then each member's nick and level in one pipeline.
+    async fn alert_targets(
+        &self,
+        room: &str,
+        limit: usize,
+    ) -> Result<Vec<AlertTarget>, StoreError> {
+        let mut users: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(self.keys.room_members(room)))
+            .await?;
+        users.truncate(limit);
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for user in &users {
+            pipe.hget(self.keys.user(user), "nick")
+                .hget(self.keys.notify(user), room);
+        }
+        let found: Vec<(Option<String>, Option<String>)> = self.transaction(&pipe).await?;
+        Ok(users
+            .into_iter()
+            .zip(found)
+            .filter_map(|(user, (nick, level))| {
+                Some(AlertTarget {
+                    user,
+                    nick: nick?,
+                    level: level
+                        .as_deref()
+                        .and_then(NotifyLevel::parse)
+                        .unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    async fn set_quiet(&self, user: &str, quiet: Option<Quiet>) -> Result<(), StoreError> {
+        let key = self.keys.user(user);
+        match quiet {
+            Some(q) => {
+                self.query::<()>(
+                    redis::cmd("HSET")
+                        .arg(key)
+                        .arg("quiet")
+                        .arg(quiet_to_string(&q)),
+                )
+                .await
+            }
+            None => {
+                self.query::<()>(redis::cmd("HDEL").arg(key).arg("quiet"))
+                    .await
+            }
+        }
+    }
+
+    async fn quiet(&self, user: &str) -> Result<Option<Quiet>, StoreError> {
+        let q: Option<String> = self
+            .query(redis::cmd("HGET").arg(self.keys.user(user)).arg("quiet"))
+            .await?;
+        Ok(q.as_deref().and_then(quiet_from_str))
     }
 }
 
@@ -506,6 +613,7 @@ mod tests {
         conformance::room_settings(&server.store("c").await.directory()).await;
         conformance::idle_guests_are_forgotten(&server.store("d").await.directory()).await;
         conformance::races_leave_one_winner(&server.store("e").await.directory()).await;
+        conformance::alert_levels_and_quiet_hours(&server.store("f").await.directory()).await;
     }
 
     #[ignore = "needs redis-server on PATH"]

@@ -9,7 +9,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{Directory, RoomSettings, UserKind, UserRecord};
+use common::{NotifyLevel, Quiet};
+
+use super::{
+    quiet_from_str, quiet_to_string, AlertTarget, Directory, RoomSettings, UserKind, UserRecord,
+};
 use crate::locks;
 use crate::store::StoreError;
 
@@ -309,6 +313,91 @@ impl Directory for SqliteDirectory {
         })
         .await
     }
+
+    async fn set_notify(
+        &self,
+        user: &str,
+        room: &str,
+        level: NotifyLevel,
+    ) -> Result<bool, StoreError> {
+        let (user, room) = (user.to_owned(), room.to_owned());
+        self.run(move |c| {
+            let n = c.execute(
+                "UPDATE members SET notify = ?3 WHERE user = ?1 AND room = ?2",
+                params![user, room, level.as_str()],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn notify_levels(&self, user: &str) -> Result<Vec<(String, NotifyLevel)>, StoreError> {
+        let user = user.to_owned();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT room, notify FROM members WHERE user = ?1 AND notify != 'mentions'",
+            )?;
+            let rows = stmt
+                .query_map([user], |r| {
+                    let level: String = r.get(1)?;
+                    Ok((r.get(0)?, NotifyLevel::parse(&level).unwrap_or_default()))
+                })?
+                .collect();
+            rows
+        })
+        .await
+    }
+
+    async fn alert_targets(
+        &self,
+        room: &str,
+        limit: usize,
+    ) -> Result<Vec<AlertTarget>, StoreError> {
+        let room = room.to_owned();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT m.user, u.nick, m.notify FROM members m JOIN users u ON u.user = m.user
+                 WHERE m.room = ?1 LIMIT ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![room, limit as i64], |r| {
+                    let level: String = r.get(2)?;
+                    Ok(AlertTarget {
+                        user: r.get(0)?,
+                        nick: r.get(1)?,
+                        level: NotifyLevel::parse(&level).unwrap_or_default(),
+                    })
+                })?
+                .collect();
+            rows
+        })
+        .await
+    }
+
+    async fn set_quiet(&self, user: &str, quiet: Option<Quiet>) -> Result<(), StoreError> {
+        let (user, quiet) = (user.to_owned(), quiet.as_ref().map(quiet_to_string));
+        self.run(move |c| {
+            c.execute(
+                "UPDATE users SET quiet = ?2 WHERE user = ?1",
+                params![user, quiet],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn quiet(&self, user: &str) -> Result<Option<Quiet>, StoreError> {
+        let user = user.to_owned();
+        self.run(move |c| {
+            let q: Option<Option<String>> = c
+                .query_row("SELECT quiet FROM users WHERE user = ?1", [user], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            Ok(q.flatten().as_deref().and_then(quiet_from_str))
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -346,6 +435,12 @@ mod tests {
     async fn idle_guests_are_forgotten() {
         let (_tmp, d) = open();
         conformance::idle_guests_are_forgotten(&d).await;
+    }
+
+    #[tokio::test]
+    async fn alert_levels_and_quiet_hours() {
+        let (_tmp, d) = open();
+        conformance::alert_levels_and_quiet_hours(&d).await;
     }
 
     #[tokio::test]
