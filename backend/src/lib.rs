@@ -50,6 +50,7 @@ mod metrics;
 mod nicks;
 mod peers;
 mod presence;
+pub(crate) mod push;
 mod rate;
 mod retention;
 mod rooms;
