@@ -5,7 +5,11 @@
 //! neither can reach into another key. Nick keys and message ids can contain `:`, so the
 //! dedupe key carries the nick key's length to keep (`a:b`, `c`) and (`a`, `b:c`) apart.
 //! User ids and token hashes can contain anything, so each ends its key, after a part
-//! (`user:`, `memberships:`, `token:`) that no other key starts with.
+//! (`user:`, `memberships:`, `token:`, `inbox:`, `push_subs:`, …) that no other key
+//! starts with. Alert ids come from the notifications API (anything, when a caller asks
+//! for an unknown one), so they end theirs after `alert:`; an idempotency key holds a
+//! user and a caller's key, both anything, so it carries the user's length, as the
+//! dedupe key does the nick key's.
 //!
 //! A few Lua scripts name keys they only learn about while running (which instances
 //! exist, which rooms a user is in); [`LUA_KEYS`] defines those names for them, beside
@@ -46,6 +50,8 @@ local function memberships_key(P, user) return P .. ':memberships:' .. user end
 local function notify_key(P, user) return P .. ':notify:' .. user end
 local function room_members_key(P, room) return P .. ':room:' .. room .. ':roster' end
 local function room_users_key(P, room, id) return P .. ':room:' .. room .. ':users:' .. id end
+local function alert_key(P, id) return P .. ':alert:' .. id end
+local function push_subs_key(P, user) return P .. ':push_subs:' .. user end
 ";
 
 impl Keys {
@@ -164,6 +170,62 @@ impl Keys {
         format!("{}:room:{room}:roster", self.prefix)
     }
 
+    // Alerts (the inbox).
+
+    /// Hash of one alert, by its id (so a receipt is one read): `user`, `seq`, `kind`,
+    /// `title`, `body`, `ts`, and when they apply `room`, `offset`, `url`, `delivered`,
+    /// `read`, `pushed` (ms).
+    pub fn alert(&self, id: &str) -> String {
+        format!("{}:alert:{id}", self.prefix)
+    }
+
+    /// Sorted set of a user's stored alerts: alert id, score = seq (at most
+    /// `inbox::KEEP_PER_USER`).
+    pub fn inbox(&self, user: &str) -> String {
+        format!("{}:inbox:{user}", self.prefix)
+    }
+
+    /// Sorted set of a user's unread alerts, the subset of [`Keys::inbox`] whose
+    /// alerts have no `read`: its size is the unread count.
+    pub fn inbox_unread(&self, user: &str) -> String {
+        format!("{}:inbox_unread:{user}", self.prefix)
+    }
+
+    /// Hash of a user's counters: `head`, the last seq handed out (never reused, so it
+    /// outlives the alerts), and `delivered`, up to which seq the alerts are marked
+    /// delivered.
+    pub fn inbox_head(&self, user: &str) -> String {
+        format!("{}:inbox_head:{user}", self.prefix)
+    }
+
+    /// `"{alert id} {created ms}"` of the first alert a user stored with an
+    /// `Idempotency-Key`; expires after `inbox::IDEMPOTENCY_MS`.
+    pub fn idempotency(&self, user: &str, key: &str) -> String {
+        format!("{}:idempotency:{}:{user}:{key}", self.prefix, user.len())
+    }
+
+    /// Sorted set of the alerts with a push scheduled, alert id → when it is due (ms),
+    /// or when the lease of the instance that claimed it ends.
+    pub fn push_due(&self) -> String {
+        format!("{}:push_due", self.prefix)
+    }
+
+    /// Hash, endpoint → `"{created ms} {p256dh length} {p256dh}{auth}"`, of a user's
+    /// push subscriptions (at most `inbox::MAX_SUBSCRIPTIONS`).
+    pub fn push_subs(&self, user: &str) -> String {
+        format!("{}:push_subs:{user}", self.prefix)
+    }
+
+    /// Hash, endpoint → user: whose a browser's subscription is (one user's only).
+    pub fn push_endpoints(&self) -> String {
+        format!("{}:push_endpoints", self.prefix)
+    }
+
+    /// The VAPID private key every instance signs pushes with; `SET NX` by the first.
+    pub fn vapid(&self) -> String {
+        format!("{}:vapid", self.prefix)
+    }
+
     // Fan-out (the broker).
 
     /// Pub/sub channel for a room's events (notifications, presence, typing).
@@ -264,6 +326,15 @@ mod tests {
         assert_eq!(k.room_members("r"), "huddle:room:r:roster");
         assert_eq!(k.room_settings("r"), "huddle:room:r:settings");
         assert_eq!(k.token("th"), "huddle:token:th");
+        assert_eq!(k.alert("al_x"), "huddle:alert:al_x");
+        assert_eq!(k.inbox("guest:ab"), "huddle:inbox:guest:ab");
+        assert_eq!(k.inbox_unread("ann"), "huddle:inbox_unread:ann");
+        assert_eq!(k.inbox_head("ann"), "huddle:inbox_head:ann");
+        assert_eq!(k.idempotency("ann", "k1"), "huddle:idempotency:3:ann:k1");
+        assert_eq!(k.push_due(), "huddle:push_due");
+        assert_eq!(k.push_subs("ann"), "huddle:push_subs:ann");
+        assert_eq!(k.push_endpoints(), "huddle:push_endpoints");
+        assert_eq!(k.vapid(), "huddle:vapid");
         // The Lua names follow the same layout.
         assert!(LUA_KEYS.contains("P .. ':instance:' .. id"));
         assert!(LUA_KEYS.contains("P .. ':room:' .. room .. ':members:' .. id"));
@@ -271,6 +342,8 @@ mod tests {
         assert!(LUA_KEYS.contains("P .. ':memberships:' .. user"));
         assert!(LUA_KEYS.contains("P .. ':notify:' .. user"));
         assert!(LUA_KEYS.contains("P .. ':room:' .. room .. ':roster'"));
+        assert!(LUA_KEYS.contains("P .. ':alert:' .. id"));
+        assert!(LUA_KEYS.contains("P .. ':push_subs:' .. user"));
     }
 
     #[test]
@@ -281,8 +354,31 @@ mod tests {
             assert!(k.user(user).starts_with("huddle:user:"));
             assert!(k.memberships(user).starts_with("huddle:memberships:"));
             assert_ne!(k.user(user), k.memberships(user));
+            let per_user = [
+                k.user(user),
+                k.memberships(user),
+                k.inbox(user),
+                k.inbox_unread(user),
+                k.inbox_head(user),
+                k.push_subs(user),
+            ];
+            for (i, a) in per_user.iter().enumerate() {
+                for b in &per_user[i + 1..] {
+                    assert!(!a.starts_with(&**b) && !b.starts_with(&**a), "{a} {b}");
+                }
+            }
         }
         assert_ne!(k.user("memberships:x"), k.memberships("x"));
+        assert_ne!(k.inbox("unread:x"), k.inbox_unread("x"));
+        // Whatever an alert id holds, its key is an alert's.
+        assert!(k.alert("x:inbox:ann").starts_with("huddle:alert:"));
+        assert!(!k.inbox("x").starts_with("huddle:alert:"));
+    }
+
+    #[test]
+    fn idempotency_keys_keep_users_apart() {
+        let k = Keys::default();
+        assert_ne!(k.idempotency("a:b", "c"), k.idempotency("a", "b:c"));
     }
 
     #[test]

@@ -10,8 +10,10 @@
 
 #[cfg(test)]
 pub(crate) mod conformance;
+mod redis;
 mod sqlite;
 
+pub(crate) use self::redis::RedisInbox;
 pub(crate) use sqlite::SqliteInbox;
 
 use async_trait::async_trait;

@@ -294,6 +294,11 @@ impl RedisStore {
         crate::directory::RedisDirectory::new(self.conn.clone(), self.keys.clone())
     }
 
+    /// The inbox kept in the same Redis, through this store's connection and keys.
+    pub(crate) fn inbox(&self) -> crate::inbox::RedisInbox {
+        crate::inbox::RedisInbox::new(self.conn.clone(), self.keys.clone())
+    }
+
     /// Applies `--max-rooms` (0: none) and `--retention`: its count caps each stream
     /// together with `history_max`, its age expires a silent room's log.
     #[must_use]
