@@ -240,6 +240,39 @@ pub struct Config {
     #[arg(long, env = "HUDDLE_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<crate::http::api::ApiToken>,
 
+    /// A file of API keys for deployments with several callers: one key per line, then
+    /// its scopes separated by spaces or commas (`rooms:notify`, `users:notify`,
+    /// `read`); `#` starts a comment. Keys are compared in constant time and never
+    /// logged. Works beside --api-token (which has every scope).
+    #[arg(long, env = "HUDDLE_API_KEYS", value_name = "FILE")]
+    pub api_keys: Option<PathBuf>,
+
+    /// How long an alert waits for one of its user's open connections to read it
+    /// before it is sent as a Web Push (an alert for a user with no connection is
+    /// pushed at once).
+    #[arg(long, env = "HUDDLE_PUSH_DELAY", default_value = "60s", value_parser = grace)]
+    pub push_delay: Duration,
+
+    /// The VAPID private key (base64url, 32 bytes) that signs Web Pushes. Unset: one is
+    /// generated on first start and stored with the data, so browsers' subscriptions
+    /// keep working across restarts and every instance of a cluster signs alike.
+    #[arg(long, env = "HUDDLE_VAPID_PRIVATE_KEY", hide_env_values = true)]
+    pub vapid_private_key: Option<String>,
+
+    /// Who push services may contact about this server's pushes (RFC 8292 `sub`): a
+    /// `mailto:` or `https:` URL.
+    #[arg(
+        long,
+        env = "HUDDLE_VAPID_SUBJECT",
+        default_value = "mailto:admin@localhost"
+    )]
+    pub vapid_subject: String,
+
+    /// Most Web Pushes one user gets per minute; alerts beyond it stay in the inbox
+    /// without a push.
+    #[arg(long, env = "HUDDLE_PUSH_RATE", default_value_t = 10)]
+    pub push_rate: u32,
+
     /// Redis for several instances sharing one chat (`redis://host:port/db`): history in
     /// Redis Streams, fan-out, member lists and nick ownership across every instance
     /// pointing at it, instead of SQLite and one process. Unset (the default): one

@@ -220,7 +220,7 @@ impl BrokerEvents for Hub {
             offset: msg.offset,
             except: None,
             except_user: None,
-            frame: codec::encode(&ServerMsg::Message(msg)),
+            frame: codec::encode(&ServerMsg::stored(msg)),
             directive: None,
         };
         self.deliver(&env);

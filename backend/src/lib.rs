@@ -29,6 +29,7 @@
 //! from the writer once the transaction committed. ARCHITECTURE.md has the whole map.
 
 mod accounts;
+mod alerts;
 mod auth;
 mod broker;
 mod clock;
@@ -84,11 +85,13 @@ pub use store::{
 pub use tls::TlsError;
 
 use accounts::Accounts;
+use alerts::Alerts;
 use auth::jwt::JwtVerifier;
 use broker::{Broker, MemoryBroker, RedisBroker};
 use cluster::instance::{Instance, Recorded};
 use directory::Directory;
 use hub::Hub;
+use inbox::Inbox;
 use membership::Membership;
 use metrics::Metrics;
 use nicks::{MemoryNicks, NickRegistry, RedisNicks};
@@ -111,6 +114,10 @@ pub enum RunError {
     #[error("cannot use the host-app sign-in key: {0}")]
     Jwt(String),
     /// `--redis` is set but Redis cannot be used now (credentials removed from `url`).
+    #[error("--api-keys: {0}")]
+    ApiKeys(String),
+    #[error("cannot use the Web Push key: {0}")]
+    Vapid(String),
     #[error("cannot use Redis at {url}; check --redis (HUDDLE_REDIS_URL) and that redis-server is running")]
     Redis {
         url: String,
@@ -133,6 +140,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let tls = tls::from_config(&config)?;
+    let api_keys = http::api::ApiKeys::load(config.api_token.as_ref(), config.api_keys.as_deref())
+        .map_err(|e| RunError::ApiKeys(e.to_string()))?;
     let jwt = jwt_verifier(&config)?;
     let metrics = Metrics::new();
     let hub = Hub::default();
@@ -165,11 +174,41 @@ pub async fn run(
             departed,
         ))
     });
+    let vapid = Arc::new(vapid_key(&config, backends.inbox.as_ref()).await?);
+    let (push_handle, push_wakers) = alerts::pusher::channel();
+    let pusher = alerts::pusher::Pusher::new(
+        Arc::clone(&backends.inbox),
+        Arc::clone(&backends.directory),
+        push::PushSender::new(
+            Arc::clone(&vapid),
+            config.vapid_subject.clone(),
+            push::SenderLimits::default(),
+        ),
+        config.push_rate,
+    );
+    backends.tasks.spawn(alerts::pusher::run(
+        Arc::new(pusher),
+        push_wakers,
+        backends.tasks.token(),
+    ));
+    let alerts = Arc::new(Alerts::new(
+        Arc::clone(&backends.inbox),
+        Arc::clone(&backends.directory),
+        Arc::clone(&membership),
+        Arc::clone(&backends.nicks),
+        config.push_delay,
+        &push_handle,
+    ));
+    let (committed, to_alert) = mpsc::channel(alerts::QUEUE);
+    let alerts_task = tokio::spawn(alerts::run(Arc::clone(&alerts), to_alert));
     let (writer, writer_task) = Writer::start(
         Arc::clone(&backends.store),
         backends.broker,
-        config.write_queue,
-        config.max_batch,
+        committed,
+        writer::WriterConfig {
+            queue: config.write_queue,
+            max_batch: config.max_batch,
+        },
         metrics.clone(),
     );
     // The stand-in hash an unknown user's login is checked against is made on first
@@ -207,6 +246,9 @@ pub async fn run(
             membership,
             nicks: backends.nicks,
             directory: backends.directory,
+            alerts,
+            vapid_public: Arc::from(vapid.public_b64()),
+            api_keys: Arc::new(api_keys),
             accounts,
             store: backends.store,
             writer,
@@ -243,12 +285,17 @@ pub async fn run(
     state.sessions.close();
     state.sessions.wait().await;
     drop(state);
-    // The membership is gone with the state, so the farewell task ends; its queued
-    // departures need no announcing when everyone is leaving.
+    // The writer first: the alerts of what it stores last hold the membership until
+    // the writer's end closes their queue.
+    writer_task.shutdown().await;
+    if let Err(e) = alerts_task.await {
+        tracing::error!(error = %e, "alerts task failed");
+    }
+    // The membership is gone with the state and the alerts, so the farewell task
+    // ends; its queued departures need no announcing when everyone is leaving.
     if let Err(e) = farewells.await {
         tracing::error!(error = %e, "farewell task failed");
     }
-    writer_task.shutdown().await;
     backends.tasks.shutdown().await;
     if let Some(departures) = departures {
         // Ends once the keeper, stopped above, dropped its sender.
@@ -285,6 +332,23 @@ async fn forget_idle_guests(
 
 /// The host application's key (`--jwt-secret` / `--jwt-public-key`), if it signs
 /// people in.
+/// The key that signs Web Pushes: `--vapid-private-key`, or the one stored with the
+/// data (generated and stored on the first start, so subscriptions outlive restarts and
+/// every instance of a cluster signs with the same key).
+async fn vapid_key(config: &Config, inbox: &dyn Inbox) -> Result<push::Vapid, RunError> {
+    if let Some(key) = &config.vapid_private_key {
+        return push::Vapid::from_private_b64(key)
+            .map_err(|e| RunError::Vapid(format!("--vapid-private-key: {e}")));
+    }
+    let candidate = push::Vapid::generate().private_b64();
+    let stored = inbox
+        .vapid_key(&candidate)
+        .await
+        .map_err(|e| RunError::Vapid(format!("not stored: {}", logsafe::Chain(&e))))?;
+    push::Vapid::from_private_b64(&stored)
+        .map_err(|e| RunError::Vapid(format!("the stored key is unusable: {e}")))
+}
+
 fn jwt_verifier(config: &Config) -> Result<Option<JwtVerifier>, RunError> {
     if let Some(secret) = &config.jwt_secret {
         return JwtVerifier::hs256(secret.as_bytes())
@@ -339,6 +403,7 @@ pub enum AddUserError {
 /// The implementations behind the seams, and what must be stopped at the end.
 struct Backends {
     store: Arc<dyn HistoryStore>,
+    inbox: Arc<dyn Inbox>,
     broker: Arc<dyn Broker>,
     presence: Arc<dyn Presence>,
     nicks: Arc<dyn NickRegistry>,
@@ -355,8 +420,10 @@ async fn open_backends(config: &Config, hub: &Hub) -> Result<Backends, RunError>
         let store = SqliteStore::open(&config.db)?;
         store.set_max_rooms(config.max_rooms);
         let directory = store.directory()?;
+        let inbox = store.inbox()?;
         return Ok(Backends {
             store: Arc::new(store),
+            inbox: Arc::new(inbox),
             broker: Arc::new(MemoryBroker::new(Arc::new(hub.clone()))),
             presence: Arc::new(MemoryPresence),
             nicks: Arc::new(MemoryNicks::new(
@@ -417,8 +484,10 @@ async fn open_backends(config: &Config, hub: &Hub) -> Result<Backends, RunError>
         tasks.token(),
     ));
     let directory = store.directory();
+    let inbox = store.inbox();
     Ok(Backends {
         store: Arc::new(store),
+        inbox: Arc::new(inbox),
         broker: Arc::new(broker),
         presence,
         nicks,

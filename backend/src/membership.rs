@@ -270,6 +270,11 @@ impl Membership {
         self.presence.members(room, local).await
     }
 
+    /// Whether a connection of `user`, on any node, is subscribed to `room`.
+    pub(crate) async fn user_in(&self, room: &str, user: &str) -> bool {
+        self.hub.has_user(room, user) || self.presence.elsewhere(room, user).await
+    }
+
     /// Members here now (what an API caller is told its notification reached).
     pub(crate) fn local_count(&self, room: &str) -> u64 {
         self.hub.member_count(room)

@@ -9,8 +9,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::accounts::Accounts;
+use crate::alerts::Alerts;
 use crate::config::Config;
 use crate::directory::Directory;
+use crate::http::api::ApiKeys;
 use crate::http::ops::Readiness;
 use crate::http::origin::{AllowedOrigins, PublicHosts};
 use crate::membership::Membership;
@@ -35,6 +37,12 @@ pub(crate) struct Shared {
     pub(crate) nicks: Arc<dyn NickRegistry>,
     /// Accounts, memberships, read offsets, room settings.
     pub(crate) directory: Arc<dyn Directory>,
+    /// Making and delivering alerts; holds the inbox.
+    pub(crate) alerts: Arc<Alerts>,
+    /// The VAPID public key browsers subscribe with (`GET /api/push/key`).
+    pub(crate) vapid_public: Arc<str>,
+    /// Who may call the notifications API (`--api-token`, `--api-keys`).
+    pub(crate) api_keys: Arc<ApiKeys>,
     /// Signing in: accounts and tokens.
     pub(crate) accounts: Arc<Accounts>,
     pub(crate) store: Arc<dyn HistoryStore>,
@@ -66,6 +74,9 @@ pub(crate) struct Parts {
     pub(crate) membership: Arc<Membership>,
     pub(crate) nicks: Arc<dyn NickRegistry>,
     pub(crate) directory: Arc<dyn Directory>,
+    pub(crate) alerts: Arc<Alerts>,
+    pub(crate) vapid_public: Arc<str>,
+    pub(crate) api_keys: Arc<ApiKeys>,
     pub(crate) accounts: Arc<Accounts>,
     pub(crate) store: Arc<dyn HistoryStore>,
     pub(crate) writer: Writer,
@@ -91,6 +102,9 @@ impl AppState {
             membership: parts.membership,
             nicks: parts.nicks,
             directory: parts.directory,
+            alerts: parts.alerts,
+            vapid_public: parts.vapid_public,
+            api_keys: parts.api_keys,
             accounts: parts.accounts,
             store: parts.store,
             writer: parts.writer,

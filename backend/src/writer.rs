@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use common::ChatMessage;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -33,6 +34,15 @@ struct Request {
     reply: oneshot::Sender<AppendResult>,
 }
 
+/// The writer's bounds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterConfig {
+    /// Appends waiting (`--write-queue`).
+    pub(crate) queue: usize,
+    /// Appends per transaction (`--max-batch`).
+    pub(crate) max_batch: usize,
+}
+
 /// A handle to queue appends. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Writer {
@@ -52,16 +62,24 @@ impl WriteError {
 }
 
 impl Writer {
-    /// Starts the writer task.
+    /// Starts the writer task; each stored message then also goes to `committed`
+    /// (the alerts), in commit order.
     pub(crate) fn start(
         store: Arc<dyn HistoryStore>,
         broker: Arc<dyn Broker>,
-        queue: usize,
-        max_batch: usize,
+        committed: mpsc::Sender<ChatMessage>,
+        config: WriterConfig,
         metrics: Metrics,
     ) -> (Writer, WriterTask) {
-        let (tx, rx) = mpsc::channel(queue.max(1));
-        let handle = tokio::spawn(run(rx, store, broker, max_batch.max(1), metrics));
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let handle = tokio::spawn(run(
+            rx,
+            store,
+            broker,
+            committed,
+            config.max_batch.max(1),
+            metrics,
+        ));
         (Writer { tx }, WriterTask { handle })
     }
 
@@ -90,6 +108,7 @@ async fn run(
     mut rx: mpsc::Receiver<Request>,
     store: Arc<dyn HistoryStore>,
     broker: Arc<dyn Broker>,
+    committed: mpsc::Sender<ChatMessage>,
     max_batch: usize,
     metrics: Metrics,
 ) {
@@ -118,6 +137,14 @@ async fn run(
                             Err(e) => {
                                 tracing::warn!(error = %Chain(&e), room = %Escaped(&m.room), offset = m.offset, "broadcast failed");
                             }
+                        }
+                    }
+                    if let AppendOutcome::Stored(m) = &outcome {
+                        // Waits when the alerts are a full queue behind: they then
+                        // slow the writer rather than grow without bound. After the
+                        // broadcast, so an alert never arrives before its message.
+                        if committed.send(m.clone()).await.is_err() {
+                            tracing::debug!("alerts have stopped; message not looked at");
                         }
                     }
                     let _ = reply.send(Ok(outcome));

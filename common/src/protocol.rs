@@ -316,6 +316,35 @@ pub struct ChatMessage {
     pub user: Option<String>,
 }
 
+impl ChatMessage {
+    /// Whether this is a notice the notifications API stored in the room's log rather
+    /// than a person's message: it has no sender, so an empty nick (which no person can
+    /// have). Live and on resume it travels as a `notification` with its offset; in
+    /// `history` it is an item with an empty nick.
+    pub fn is_notice(&self) -> bool {
+        self.nick.is_empty()
+    }
+}
+
+impl ServerMsg {
+    /// The frame a stored item of a room's log travels as: a `message`, or for a
+    /// stored notice an `info` `notification` with its offset.
+    pub fn stored(msg: ChatMessage) -> Self {
+        if msg.is_notice() {
+            ServerMsg::Notification {
+                room: msg.room,
+                kind: NotificationKind::Info,
+                text: msg.text,
+                nick: None,
+                ts: msg.ts,
+                offset: Some(msg.offset),
+            }
+        } else {
+            ServerMsg::Message(msg)
+        }
+    }
+}
+
 /// One of the rooms a user is a member of, as `welcome.rooms` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRoom {

@@ -67,6 +67,8 @@ pub(crate) enum Directive {
     Drop { room: String },
     /// Close with 4003 if signed in with the token whose hash this is.
     SignOut { token: String },
+    /// The frame is the user's alert `seq`: once written, it was delivered.
+    Alerted { seq: u64 },
 }
 
 /// The hub room and broker channel that reach every connection of `user`. Not a valid

@@ -28,7 +28,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let guarded = Router::new()
         .route(common::WS_PATH, get(ws::upgrade))
         .route("/metrics", get(ops::metrics))
-        .route(api::PATH, api::route())
+        .merge(api::routes())
         .merge(auth::routes())
         .route("/api", any(api::no_such_endpoint))
         .route("/api/{*rest}", any(api::no_such_endpoint))

@@ -205,6 +205,10 @@ impl NickRegistry for MemoryNicks {
             },
         );
     }
+
+    async fn online(&self, user: &str) -> bool {
+        locks::lock(&self.inner).users.contains_key(user)
+    }
 }
 
 #[cfg(test)]

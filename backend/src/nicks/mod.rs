@@ -55,4 +55,9 @@ pub(crate) trait NickRegistry: Send + Sync + 'static {
     /// Forgets connection `conn` of `who`; with the user's last connection their nick
     /// is kept for them for the grace period.
     async fn release(&self, who: &Identity, conn: ConnId);
+
+    /// Whether `user` has an open connection anywhere (an alert for them can wait for
+    /// it to be read before it is pushed). A registry that cannot tell says no: a
+    /// push too many is better than an alert that reaches nobody.
+    async fn online(&self, user: &str) -> bool;
 }

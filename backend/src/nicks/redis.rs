@@ -387,6 +387,20 @@ impl NickRegistry for RedisNicks {
             tracing::warn!(error = %e, "connection not uncounted in redis");
         }
     }
+
+    /// Here first; then the cluster's count of the user's connections, which a dead
+    /// instance's entries inflate only until its sweep.
+    async fn online(&self, user: &str) -> bool {
+        if self.local.online(user).await {
+            return true;
+        }
+        let counted: RedisResult<u64> = self
+            .conn
+            .clone()
+            .zcard(self.instance.keys().user_conns(user))
+            .await;
+        counted.is_ok_and(|n| n > 0)
+    }
 }
 
 #[async_trait]

@@ -144,6 +144,18 @@ impl Session {
                 self.remove(&who, room, &user).await
             }
             (ClientMsg::OpenDm { user }, Some(who), _) => self.open_dm(&who, &user).await,
+            (ClientMsg::Inbox { since }, Some(who), _) => self.inbox(&who, since).await,
+            (ClientMsg::AlertRead { seq }, Some(who), _) => self.alert_read(&who, seq).await,
+            (ClientMsg::PushSubscribe { endpoint, keys }, Some(who), _) => {
+                self.push_subscribe(&who, endpoint, keys).await
+            }
+            (ClientMsg::PushUnsubscribe { endpoint }, Some(who), _) => {
+                self.push_unsubscribe(&who, endpoint).await
+            }
+            (ClientMsg::RoomNotify { level, .. }, Some(who), Some(room)) => {
+                self.room_notify(&who, room, level).await
+            }
+            (ClientMsg::QuietHours { quiet }, Some(who), _) => self.quiet_hours(&who, quiet).await,
             // Checked above: only `hello` comes without an identity, and every other
             // frame that names a room has a valid one.
             (msg, _, _) => self.hello_required(Some(msg.kind().to_owned())).await,
@@ -291,6 +303,7 @@ impl Session {
             tracing::warn!(error = %Chain(&e), "user not recorded");
         }
         let rooms = super::people::member_rooms(self.state.clone(), who.clone()).await;
+        let (inbox, quiet) = self.inbox_welcome(&who).await;
         tracing::debug!(nick = %Escaped(&who.nick), "hello");
         let welcome = ServerMsg::Welcome {
             nick: who.nick.to_string(),
@@ -299,8 +312,8 @@ impl Session {
             limits: self.state.limits.clone(),
             user: who.user.to_string(),
             rooms,
-            inbox: common::InboxState::default(),
-            quiet: None,
+            inbox,
+            quiet,
         };
         self.identity = Some(who);
         self.token_hash = token_hash;
@@ -367,7 +380,11 @@ impl Session {
                 .add_member(&room, &who.user, head.head)
                 .await;
             match stored {
-                Ok(_) => {}
+                Ok(added) => {
+                    if added {
+                        self.state.alerts.settings_changed(&room);
+                    }
+                }
                 // Storage refuses writes for now: the room can still be read and
                 // followed, only not remembered among the user's rooms.
                 Err(e @ crate::store::StoreError::Full(_)) => {
@@ -482,7 +499,7 @@ impl Session {
                         }
                     }
                 }
-                let frame = codec::encode(&ServerMsg::Message(m));
+                let frame = codec::encode(&ServerMsg::stored(m));
                 self.reads.charge(1, frame.len());
                 self.write(Message::Text(frame)).await?;
             }
@@ -496,7 +513,10 @@ impl Session {
     async fn leave(&mut self, who: &Identity, room: Arc<str>) -> Result<(), End> {
         let here = self.rooms.remove(&room).is_some();
         let stored = match self.state.directory.remove_member(&room, &who.user).await {
-            Ok(stored) => stored,
+            Ok(stored) => {
+                self.state.alerts.settings_changed(&room);
+                stored
+            }
             Err(e) => {
                 tracing::error!(room = %Escaped(&room), error = %Chain(&e), "membership not ended");
                 if !here {

@@ -6,6 +6,7 @@
 //! raced against close requests, so a peer that stops reading cannot wedge its session.
 
 mod handlers;
+mod inbox;
 pub(crate) mod outbox;
 mod people;
 
@@ -89,6 +90,9 @@ struct Session {
     dropped: Vec<Arc<str>>,
     /// Set when a sign-out of this connection's token arrived.
     signed_out: bool,
+    /// The newest alert written in the batch being sent (0: none), to record as
+    /// delivered once it is on the wire.
+    alerted: u64,
     rooms: HashMap<Arc<str>, RoomSub>,
     rate: TokenBucket,
     /// Every frame, of any type (`--frame-rate`).
@@ -132,6 +136,7 @@ async fn connection(socket: WebSocket, state: AppState, peer: SocketAddr, conn: 
         expires: None,
         dropped: Vec::new(),
         signed_out: false,
+        alerted: 0,
         rooms: HashMap::new(),
         rate,
         frames,
@@ -266,6 +271,12 @@ impl Session {
         if self.signed_out {
             return Err(End::Close(Disconnect::SignedOut));
         }
+        let alerted = std::mem::take(&mut self.alerted);
+        if alerted > 0 {
+            if let Some(who) = self.identity.clone() {
+                Box::pin(self.alerts_delivered(&who, alerted)).await;
+            }
+        }
         for room in std::mem::take(&mut self.dropped) {
             if let Some(who) = self.identity.clone() {
                 let membership = Arc::clone(&self.state.membership);
@@ -314,6 +325,7 @@ impl Session {
                     self.signed_out = true;
                 }
             }
+            Directive::Alerted { seq } => self.alerted = self.alerted.max(*seq),
         }
     }
 

@@ -106,6 +106,9 @@ impl Session {
             }
         };
         let offset = offset.min(head);
+        // Whether or not the offset moved: an alert made just after an earlier read
+        // of the same message is read now.
+        self.room_alerts_read(who, &room, offset).await;
         match self
             .state
             .directory
@@ -229,7 +232,10 @@ impl Session {
         }
         .await;
         match added {
-            Ok(Some(_)) => {
+            Ok(Some(added)) => {
+                if added {
+                    self.state.alerts.settings_changed(&room);
+                }
                 let note = ServerMsg::Invited {
                     room: room.to_string(),
                     user: user.to_owned(),
@@ -239,6 +245,10 @@ impl Session {
                     .membership
                     .tell_user(user, None, Some(&note), None)
                     .await;
+                if added {
+                    // After `invited`, so a client knows the room its alert names.
+                    self.state.alerts.invited(user, &room, &who.nick).await;
+                }
                 self.reply(&ServerMsg::Invited {
                     room: room.to_string(),
                     user: user.to_owned(),
@@ -273,6 +283,7 @@ impl Session {
         }
         match self.state.directory.remove_member(&room, user).await {
             Ok(true) => {
+                self.state.alerts.settings_changed(&room);
                 let left = ServerMsg::Left {
                     room: room.to_string(),
                 };
@@ -425,6 +436,14 @@ pub(super) async fn member_rooms(state: AppState, who: Identity) -> Vec<MemberRo
             return Vec::new();
         }
     };
+    let levels: std::collections::HashMap<String, common::NotifyLevel> =
+        match directory.notify_levels(&who.user).await {
+            Ok(levels) => levels.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %Chain(&e), "alert levels not read");
+                Default::default()
+            }
+        };
     let mut rooms = Vec::with_capacity(memberships.len());
     let mut budget = MENTION_SCAN_TOTAL;
     for (room, read) in memberships {
@@ -457,8 +476,8 @@ pub(super) async fn member_rooms(state: AppState, who: Identity) -> Vec<MemberRo
                     private: settings.is_some_and(|s| s.private),
                     dm,
                     dm_nick,
+                    notify: levels.get(&room).copied().unwrap_or_default(),
                     room,
-                    notify: common::NotifyLevel::default(),
                 });
             }
             Err(e) => {

@@ -26,6 +26,22 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
+    /// A notice stored in a room's log (the notifications API with `persist`): no
+    /// sender, so an empty nick and user, which no person can have; a random id.
+    pub fn notice(room: &str, text: &str) -> Self {
+        use rand::distr::{Alphanumeric, SampleString as _};
+        NewMessage {
+            room: room.to_owned(),
+            nick: String::new(),
+            user: String::new(),
+            id: format!(
+                "notice-{}",
+                Alphanumeric.sample_string(&mut rand::rng(), 16)
+            ),
+            text: text.to_owned(),
+        }
+    }
+
     /// The message as stored at `offset`, at server time `ts`.
     pub fn stored(self, offset: u64, ts: u64) -> ChatMessage {
         ChatMessage {

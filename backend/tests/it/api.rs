@@ -16,15 +16,15 @@ const TOKEN: &str = "deploy-T0ken.with_symbols~+/=-0123456789";
 
 /// A parsed HTTP response.
 #[derive(Debug)]
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     /// The header block, lowercased.
-    head: String,
-    body: Value,
+    pub(crate) head: String,
+    pub(crate) body: Value,
 }
 
 /// Sends one request and reads the whole response.
-async fn request(
+pub(crate) async fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,

@@ -19,6 +19,7 @@ mod faults;
 mod http_limits;
 mod lifecycle;
 mod limits;
+mod notifications;
 mod ops;
 mod people;
 mod protocol;

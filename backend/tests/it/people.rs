@@ -242,6 +242,8 @@ async fn a_private_room_exists_only_for_its_members() {
     );
     let invited = bob.expect("invited").await;
     assert_eq!(invited["by"], ow["user"]);
+    // And an alert in his inbox, after it.
+    assert_eq!(bob.expect("alert").await["kind"], "invite");
     let joined = bob.join("ops").await;
     assert_eq!(joined["head"], json!(1));
     assert_eq!(bob.history_texts("ops").await, vec!["secret plans"]);
@@ -381,5 +383,8 @@ async fn a_v1_database_opens_with_its_history_and_gains_people() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(
+        version, 2,
+        "every migration ran (people, then notifications)"
+    );
 }

@@ -1,43 +1,42 @@
-//! The notifications API: `POST /api/rooms/{room}/notifications`, so a deploy script or
-//! a CI job can tell a room something without speaking WebSocket.
+//! The notifications API, so an application, a deploy script or a CI job can tell a room
+//! or a person something without speaking WebSocket: `rooms` (`POST
+//! /api/rooms/{room}/notifications`, stored in the room's log with `persist`), `users`
+//! (`POST /api/users/{user}/notifications` into the user's inbox, `GET
+//! /api/notifications/{id}` for its receipt, and the public `GET /api/push/key`), and
+//! `keys` (`--api-token` and the scoped keys of `--api-keys`).
 //!
-//! This module owns the route, its bearer-token check, the request and response bodies,
-//! and the mapping of every failure to a status code with a JSON body
-//! `{"error": "<code>", "message": "..."}`. The notification itself travels the same
-//! path as every other event: encoded once, published to the broker, delivered by the hub
-//! to each member's outbox. Nothing is stored: like `joined`/`left` notices, an `info`
-//! notification reaches the members present now and no one else.
+//! This module owns the routes, the bearer-key check, and the mapping of every failure
+//! to a status code with a JSON body `{"error": "<code>", "message": "..."}`.
 //!
 //! Order of checks, each answered before the next is looked at: the API is enabled
 //! (404), the caller's address has not failed too often (429: twenty failures, then one
-//! every 6 s), the `Authorization` header is a bearer token (401) and the right one (403),
-//! then the request itself: body size (413), content type (415), JSON (422), room and
-//! text rules (422). Authentication comes first so that a caller without the token learns
-//! nothing about what a valid request looks like.
+//! every 6 s), the `Authorization` header is a bearer key (401), a known one (403) with
+//! the scope the route needs (403 `insufficient_scope`), then the request itself: body
+//! size (413), content type (415), JSON (422), the rules for its fields (422).
+//! Authentication comes first so that a caller without a key learns nothing about what
+//! a valid request looks like.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::DefaultBodyLimit;
 use axum::http::header::{ALLOW, AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{post, MethodRouter};
-use axum::Json;
-use common::{validate, NotificationKind, ServerMsg};
+use axum::routing::{get, post, MethodRouter};
+use axum::{Json, Router};
 use serde::Serialize;
-use serde_json::{Map, Value};
 use subtle::ConstantTimeEq as _;
 
-use crate::clock::now_ms;
-use crate::logsafe::Chain;
 use crate::peers;
 use crate::state::AppState;
 
-/// The route, in axum's path syntax.
-pub(crate) const PATH: &str = "/api/rooms/{room}/notifications";
+mod keys;
+mod rooms;
+mod users;
+
+pub(crate) use keys::{ApiKeys, Scope};
 
 /// Largest request body accepted, in bytes. The text limit (4000 characters) is what
 /// really bounds a request; this only has to admit every valid one, even a text whose
@@ -134,12 +133,19 @@ impl ApiToken {
     }
 }
 
-/// The route with its body limit; `http::router` mounts it at [`PATH`]. Other methods
-/// get this API's JSON error body rather than an empty 405.
-pub(crate) fn route() -> MethodRouter<AppState> {
-    post(notify)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .fallback(|| async { ApiError::MethodNotAllowed })
+/// The API's routes with their body limit. Other methods get this API's JSON error
+/// body rather than an empty 405.
+pub(crate) fn routes() -> Router<AppState> {
+    let only = |route: MethodRouter<AppState>, allow: &'static str| {
+        route
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .fallback(move || async move { ApiError::MethodNotAllowed(allow) })
+    };
+    Router::new()
+        .route(rooms::PATH, only(post(rooms::notify), "POST"))
+        .route(users::NOTIFY_PATH, only(post(users::notify), "POST"))
+        .route(users::RECEIPT_PATH, only(get(users::receipt), "GET"))
+        .route(users::PUSH_KEY_PATH, only(get(users::push_key), "GET"))
 }
 
 /// Any other path under `/api`: a JSON 404, not the web app's HTML.
@@ -147,18 +153,9 @@ pub(crate) async fn no_such_endpoint() -> Response {
     ApiError::NoSuchEndpoint.into_response()
 }
 
-/// The success body.
-#[derive(Debug, Serialize)]
-struct Delivered {
-    room: String,
-    /// Members of the room on this node when the notification was published. Zero is a
-    /// success: the room may simply be empty right now.
-    delivered_to: u64,
-}
-
 /// Every way a request can fail, each with its status and stable `error` code.
 #[derive(Debug, thiserror::Error)]
-enum ApiError {
+pub(crate) enum ApiError {
     #[error("the notifications API is disabled on this server; start it with --api-token or HUDDLE_API_TOKEN to enable it")]
     Disabled,
     #[error("send the API token as `Authorization: Bearer <token>`")]
@@ -177,12 +174,22 @@ enum ApiError {
     InvalidText(String),
     #[error("{0}")]
     InvalidRoom(String),
+    #[error("this API key does not have the {0} scope")]
+    Scope(Scope),
+    #[error("{0}")]
+    UnknownUser(String),
+    #[error("no notification with that id")]
+    UnknownNotification,
+    #[error("the Idempotency-Key header must be 1-255 visible ASCII characters")]
+    BadIdempotencyKey,
+    #[error("the room holds as many rooms as this server allows; the notice was not stored")]
+    RoomLimit,
     #[error("the notification could not be delivered; try again")]
     Unavailable,
-    #[error("no such API endpoint; the notifications API is POST {PATH}")]
+    #[error("no such API endpoint; see docs/protocol.md for the notifications API")]
     NoSuchEndpoint,
-    #[error("use POST for this endpoint")]
-    MethodNotAllowed,
+    #[error("use {0} for this endpoint")]
+    MethodNotAllowed(&'static str),
 }
 
 impl ApiError {
@@ -190,7 +197,10 @@ impl ApiError {
         match self {
             ApiError::Disabled => StatusCode::NOT_FOUND,
             ApiError::MissingToken => StatusCode::UNAUTHORIZED,
-            ApiError::WrongToken => StatusCode::FORBIDDEN,
+            ApiError::WrongToken | ApiError::Scope(_) => StatusCode::FORBIDDEN,
+            ApiError::UnknownUser(_) | ApiError::UnknownNotification => StatusCode::NOT_FOUND,
+            ApiError::BadIdempotencyKey => StatusCode::BAD_REQUEST,
+            ApiError::RoomLimit => StatusCode::CONFLICT,
             ApiError::LockedOut => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -199,7 +209,7 @@ impl ApiError {
             }
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NoSuchEndpoint => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -208,6 +218,11 @@ impl ApiError {
             ApiError::Disabled => "api_disabled",
             ApiError::MissingToken => "unauthorized",
             ApiError::WrongToken => "forbidden",
+            ApiError::Scope(_) => "insufficient_scope",
+            ApiError::UnknownUser(_) => "unknown_user",
+            ApiError::UnknownNotification => "not_found",
+            ApiError::BadIdempotencyKey => "invalid_idempotency_key",
+            ApiError::RoomLimit => "room_limit",
             ApiError::LockedOut => "too_many_attempts",
             ApiError::TooLarge => "payload_too_large",
             ApiError::ContentType => "unsupported_media_type",
@@ -216,11 +231,11 @@ impl ApiError {
             ApiError::InvalidRoom(_) => "invalid_room",
             ApiError::Unavailable => "unavailable",
             ApiError::NoSuchEndpoint => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
         }
     }
 
-    fn from_json(rejection: &JsonRejection) -> Self {
+    pub(crate) fn from_json(rejection: &JsonRejection) -> Self {
         match rejection {
             JsonRejection::MissingJsonContentType(_) => ApiError::ContentType,
             // The body limit surfaces as a failure to buffer the body, with status 413.
@@ -255,88 +270,45 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"huddle\""),
             );
         }
-        if matches!(self, ApiError::MethodNotAllowed) {
+        if let ApiError::MethodNotAllowed(allow) = self {
             response
                 .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("POST"));
+                .insert(ALLOW, HeaderValue::from_static(allow));
         }
         response
     }
 }
 
-/// `POST /api/rooms/{room}/notifications`.
-///
-/// The path and body arrive as `Result`s so that the checks run in the documented order
-/// (authentication before anything about the request) and every rejection gets this
-/// API's JSON error body instead of axum's plain-text one.
-async fn notify(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    room: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Result<Json<Map<String, Value>>, JsonRejection>,
-) -> Result<(StatusCode, Json<Delivered>), ApiError> {
-    let Some(expected) = state.config.api_token.as_ref() else {
+/// Checks the caller: the API is enabled, the address is not locked out, and the
+/// bearer key is one that has `scope`. Failures count against the address.
+pub(crate) fn authorize(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    scope: Scope,
+) -> Result<(), ApiError> {
+    if state.api_keys.is_empty() {
         return Err(ApiError::Disabled);
-    };
+    }
     // Failures are limited per address, and an address over the limit is not even
     // told whether its next guess was right.
-    let client = peers::client_ip(peer, &headers, &state.config.trusted_proxies);
+    let client = peers::client_ip(peer, headers, &state.config.trusted_proxies);
     if state.peers.api_locked_out(client) {
         return Err(ApiError::LockedOut);
     }
-    let Some(given) = bearer_token(&headers) else {
+    let Some(given) = bearer_token(headers) else {
         state.peers.api_failed(client);
         return Err(ApiError::MissingToken);
     };
-    if !expected.matches(given) {
-        tracing::warn!(%client, "notifications API: wrong token");
-        state.peers.api_failed(client);
-        return Err(ApiError::WrongToken);
-    }
-    let Json(body) = body.map_err(|e| ApiError::from_json(&e))?;
-    let Path(raw_room) =
-        room.map_err(|e| ApiError::InvalidRoom(format!("bad room in the path: {e}")))?;
-    let room = validate::room(&raw_room, &state.limits)
-        .map_err(|e| ApiError::InvalidRoom(e.to_string()))?;
-    let raw_text = match body.get("text") {
-        Some(Value::String(t)) => t,
-        _ => {
-            return Err(ApiError::InvalidText(
-                "the body needs a string field \"text\"".to_owned(),
-            ))
+    match state.api_keys.scopes(given) {
+        None => {
+            tracing::warn!(%client, "notifications API: wrong token");
+            state.peers.api_failed(client);
+            Err(ApiError::WrongToken)
         }
-    };
-    let text = validate::text(raw_text, &state.limits)
-        .map_err(|e| ApiError::InvalidText(e.to_string()))?;
-
-    let room: Arc<str> = Arc::from(room);
-    let note = ServerMsg::Notification {
-        room: room.to_string(),
-        kind: NotificationKind::Info,
-        text: text.to_owned(),
-        nick: None,
-        ts: now_ms(),
-        offset: None,
-    };
-    // Counted just before publishing: a member joining or leaving in between changes who
-    // actually receives it by one, which is fine for a figure meant as feedback.
-    let delivered_to = state.membership.local_count(&room);
-    // Sent by no member, so it goes to every member.
-    if let Err(e) = state.membership.publish(&room, None, &note).await {
-        tracing::error!(room = %room, error = %Chain(&e), "notifications API: publish failed");
-        return Err(ApiError::Unavailable);
+        Some(scopes) if !scopes.has(scope) => Err(ApiError::Scope(scope)),
+        Some(_) => Ok(()),
     }
-    // The text is not logged: it is the caller's data, and the room name is safe to log
-    // because the room rule allows only `a-z0-9-_`.
-    tracing::info!(room = %room, delivered_to, "notifications API: info notification published");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Delivered {
-            room: room.to_string(),
-            delivered_to,
-        }),
-    ))
 }
 
 /// The token of an `Authorization: Bearer <token>` header; `None` when the header is

@@ -1,0 +1,236 @@
+//! Who gets an alert, for what, and how it reaches them: the rules of issue 13 written
+//! once. A stored message alerts the members it names `@nick` (not its sender, not in a
+//! room they muted), every member who chose `all` for its room, and in a DM room the
+//! other user when none of their connections is in the room; an invitation alerts the
+//! invitee; the notifications API alerts whom it names. [`Alerts::deliver`] stores an
+//! alert in the user's inbox, sends it to every connection of theirs, and schedules
+//! its push: at once for a user with no connection, after `--push-delay` otherwise
+//! (a read in between cancels it). Sending the pushes is [`pusher`]'s.
+
+pub(crate) mod pusher;
+mod targets;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{AlertKind, ChatMessage, NotifyLevel, ServerMsg};
+use tokio::sync::{mpsc, Notify};
+
+use crate::broker::Directive;
+use crate::clock::now_ms;
+use crate::directory::Directory;
+use crate::inbox::{Appended, Inbox, MarkedRead, NewAlert};
+use crate::logsafe::{Chain, Escaped};
+use crate::membership::Membership;
+use crate::nicks::NickRegistry;
+use crate::store::StoreError;
+
+pub(crate) use targets::Targets;
+
+/// Committed messages waiting for their alerts: a burst larger than this makes the
+/// writer wait, so alerts fall behind by a bounded amount, never without bound.
+pub(crate) const QUEUE: usize = 4096;
+
+/// Longest alert body, in characters: a preview, not the message.
+const BODY_CHARS: usize = 200;
+
+/// Makes and delivers alerts; see the module docs. Shared (`Arc`).
+pub(crate) struct Alerts {
+    inbox: Arc<dyn Inbox>,
+    membership: Arc<Membership>,
+    nicks: Arc<dyn NickRegistry>,
+    targets: Targets,
+    push_delay: Duration,
+    /// Wakes the pusher when an alert is due at once.
+    due_now: Arc<Notify>,
+    /// Tells the pusher to close pushed alerts on the user's devices.
+    reads: mpsc::Sender<(String, u64)>,
+}
+
+impl Alerts {
+    pub(crate) fn new(
+        inbox: Arc<dyn Inbox>,
+        directory: Arc<dyn Directory>,
+        membership: Arc<Membership>,
+        nicks: Arc<dyn NickRegistry>,
+        push_delay: Duration,
+        pusher: &pusher::Handle,
+    ) -> Self {
+        Alerts {
+            targets: Targets::new(directory),
+            inbox,
+            membership,
+            nicks,
+            push_delay,
+            due_now: pusher.due_now(),
+            reads: pusher.reads(),
+        }
+    }
+
+    pub(crate) fn inbox(&self) -> &Arc<dyn Inbox> {
+        &self.inbox
+    }
+
+    /// Stores `alert` in `user`'s inbox, tells every connection of theirs, and
+    /// schedules its push. With `idempotency`, a key used within a day answers the
+    /// first alert and does nothing else.
+    pub(crate) async fn deliver(
+        &self,
+        user: &str,
+        alert: &NewAlert,
+        idempotency: Option<&str>,
+    ) -> Result<Appended, StoreError> {
+        let now = now_ms();
+        let online = self.nicks.online(user).await;
+        let due = if online {
+            now.saturating_add(self.push_delay.as_millis() as u64)
+        } else {
+            now
+        };
+        let appended = self
+            .inbox
+            .append(user, alert, now, Some(due), idempotency)
+            .await?;
+        if let Some(stored) = &appended.alert {
+            let seq = stored.seq;
+            let frame = ServerMsg::Alert(stored.clone());
+            self.membership
+                .tell_user(user, None, Some(&frame), Some(Directive::Alerted { seq }))
+                .await;
+            if !online {
+                self.due_now.notify_one();
+            }
+        }
+        Ok(appended)
+    }
+
+    /// The alerts a stored message makes (see the module docs). Failures are logged:
+    /// the message itself is stored and delivered whatever happens here.
+    pub(crate) async fn message(&self, msg: &ChatMessage) {
+        let Some(sender) = msg.user.as_deref().filter(|_| !msg.is_notice()) else {
+            return;
+        };
+        let made = match self.recipients(msg, sender).await {
+            Ok(made) => made,
+            Err(e) => {
+                tracing::warn!(error = %Chain(&e), room = %Escaped(&msg.room), offset = msg.offset, "alerts for a message not made");
+                return;
+            }
+        };
+        for (user, alert) in made {
+            if let Err(e) = self.deliver(&user, &alert, None).await {
+                tracing::warn!(error = %Chain(&e), "alert not stored");
+            }
+        }
+    }
+
+    /// Who a message alerts, and with what.
+    async fn recipients(
+        &self,
+        msg: &ChatMessage,
+        sender: &str,
+    ) -> Result<Vec<(String, NewAlert)>, StoreError> {
+        let room = &msg.room;
+        let settings = self.targets.settings(room).await?;
+        if let Some(peer) = settings.as_ref().and_then(|s| s.dm_peer(sender)) {
+            let peer = peer.to_owned();
+            let level = self.targets.level(room, &peer).await?;
+            if level == NotifyLevel::Nothing || self.membership.user_in(room, &peer).await {
+                return Ok(Vec::new());
+            }
+            let alert = NewAlert {
+                kind: AlertKind::Dm,
+                title: msg.nick.clone(),
+                body: preview(&msg.text),
+                room: Some(room.clone()),
+                offset: Some(msg.offset),
+                url: None,
+            };
+            return Ok(vec![(peer, alert)]);
+        }
+        let members = self.targets.members(room).await?;
+        let mut made = Vec::new();
+        for target in members.iter().filter(|t| t.user != sender) {
+            let kind = match target.level {
+                NotifyLevel::Nothing => continue,
+                _ if common::text::names(&msg.text, &target.nick) => AlertKind::Mention,
+                NotifyLevel::All => AlertKind::Message,
+                NotifyLevel::Mentions => continue,
+            };
+            made.push((
+                target.user.clone(),
+                NewAlert {
+                    kind,
+                    title: format!("{} in #{room}", msg.nick),
+                    body: preview(&msg.text),
+                    room: Some(room.clone()),
+                    offset: Some(msg.offset),
+                    url: None,
+                },
+            ));
+        }
+        Ok(made)
+    }
+
+    /// The alert an invitation makes.
+    pub(crate) async fn invited(&self, user: &str, room: &str, by_nick: &str) {
+        let alert = NewAlert {
+            kind: AlertKind::Invite,
+            title: format!("{by_nick} invited you to #{room}"),
+            body: String::new(),
+            room: Some(room.to_owned()),
+            offset: None,
+            url: None,
+        };
+        if let Err(e) = self.deliver(user, &alert, None).await {
+            tracing::warn!(error = %Chain(&e), "invitation alert not stored");
+        }
+    }
+
+    /// After alerts became read: their pushes are cancelled by the inbox; pushed ones
+    /// are closed on the user's devices.
+    pub(crate) fn were_read(&self, user: &str, marked: &MarkedRead) {
+        if marked.pushed_upto > 0 {
+            // Best effort: a full queue means the pusher is far behind, and a shown
+            // notification of a read alert is only a nuisance.
+            let _ = self.reads.try_send((user.to_owned(), marked.pushed_upto));
+        }
+    }
+
+    /// A member's level for a room changed here: forget what the targets cache holds.
+    pub(crate) fn settings_changed(&self, room: &str) {
+        self.targets.forget(room);
+    }
+}
+
+/// A message's text as an alert body: the first [`BODY_CHARS`] characters.
+fn preview(text: &str) -> String {
+    match text.char_indices().nth(BODY_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// Makes the alerts of committed messages, in commit order, until the writer stops.
+pub(crate) async fn run(alerts: Arc<Alerts>, mut committed: mpsc::Receiver<ChatMessage>) {
+    let mut batch = Vec::with_capacity(64);
+    while committed.recv_many(&mut batch, 64).await > 0 {
+        for msg in batch.drain(..) {
+            alerts.message(&msg).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::preview;
+
+    #[test]
+    fn a_preview_is_cut_on_a_character() {
+        assert_eq!(preview("hi"), "hi");
+        let long = "é".repeat(300);
+        let p = preview(&long);
+        assert_eq!(p.chars().count(), 201);
+        assert!(p.ends_with('…'));
+    }
+}

@@ -1,0 +1,92 @@
+//! Whom a room's messages may alert, cached for a moment: reading a room's members and
+//! their levels for every message would cost a query per message (thousands of rows in a
+//! big room), while members and levels change rarely. Changes made on this instance
+//! clear the room's entry at once; on other instances of a cluster they show within
+//! [`TTL`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::NotifyLevel;
+
+use crate::directory::{AlertTarget, Directory, RoomSettings};
+use crate::locks;
+use crate::store::StoreError;
+
+/// How long a room's entry is trusted.
+const TTL: Duration = Duration::from_secs(5);
+
+/// Rooms cached at once; beyond it the cache starts over (it refills as messages come).
+const MAX_ROOMS: usize = 10_000;
+
+/// Members read per room: a bigger room alerts only the first this many (in the
+/// directory's order).
+const MAX_MEMBERS: usize = 20_000;
+
+#[derive(Clone)]
+struct Entry {
+    at: Instant,
+    settings: Option<RoomSettings>,
+    members: Arc<Vec<AlertTarget>>,
+}
+
+/// The cache; see the module docs.
+pub(crate) struct Targets {
+    directory: Arc<dyn Directory>,
+    rooms: Mutex<HashMap<String, Entry>>,
+}
+
+impl Targets {
+    pub(crate) fn new(directory: Arc<dyn Directory>) -> Self {
+        Targets {
+            directory,
+            rooms: Mutex::default(),
+        }
+    }
+
+    async fn entry(&self, room: &str) -> Result<Entry, StoreError> {
+        let cached = locks::lock(&self.rooms).get(room).cloned();
+        if let Some(entry) = cached.filter(|e| e.at.elapsed() < TTL) {
+            return Ok(entry);
+        }
+        let settings = self.directory.settings(room).await?;
+        let members = self.directory.alert_targets(room, MAX_MEMBERS).await?;
+        let entry = Entry {
+            at: Instant::now(),
+            settings,
+            members: Arc::new(members),
+        };
+        let mut rooms = locks::lock(&self.rooms);
+        if rooms.len() >= MAX_ROOMS {
+            rooms.clear();
+        }
+        rooms.insert(room.to_owned(), entry.clone());
+        Ok(entry)
+    }
+
+    pub(crate) async fn settings(&self, room: &str) -> Result<Option<RoomSettings>, StoreError> {
+        Ok(self.entry(room).await?.settings)
+    }
+
+    pub(crate) async fn members(&self, room: &str) -> Result<Arc<Vec<AlertTarget>>, StoreError> {
+        Ok(self.entry(room).await?.members)
+    }
+
+    /// `user`'s level in `room` (the default when they are not a member).
+    pub(crate) async fn level(&self, room: &str, user: &str) -> Result<NotifyLevel, StoreError> {
+        Ok(self
+            .entry(room)
+            .await?
+            .members
+            .iter()
+            .find(|t| t.user == user)
+            .map(|t| t.level)
+            .unwrap_or_default())
+    }
+
+    /// Drops `room`'s entry: its members or levels changed here.
+    pub(crate) fn forget(&self, room: &str) {
+        locks::lock(&self.rooms).remove(room);
+    }
+}
