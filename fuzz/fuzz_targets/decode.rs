@@ -22,11 +22,22 @@ use unicode_security::{GeneralSecurityProfile as _, MixedScript as _};
 /// The frame types a client may send, and the codes a missing or mistyped required field
 /// of each earns (mirrors the table in docs/protocol.md).
 const KNOWN: &[(&str, &[ErrorCode])] = &[
-    ("hello", &[ErrorCode::InvalidNick]),
+    ("hello", &[ErrorCode::InvalidNick, ErrorCode::InvalidToken]),
     ("join", &[ErrorCode::InvalidRoom]),
     ("leave", &[ErrorCode::InvalidRoom]),
     ("typing", &[ErrorCode::InvalidRoom]),
     ("history", &[ErrorCode::InvalidRoom]),
+    ("read", &[ErrorCode::InvalidRoom]),
+    ("create_room", &[ErrorCode::InvalidRoom]),
+    ("room_notify", &[ErrorCode::InvalidRoom]),
+    ("invite", &[ErrorCode::InvalidRoom, ErrorCode::UnknownUser]),
+    ("remove", &[ErrorCode::InvalidRoom, ErrorCode::UnknownUser]),
+    ("open_dm", &[ErrorCode::UnknownUser]),
+    ("push_subscribe", &[ErrorCode::InvalidSubscription]),
+    ("push_unsubscribe", &[ErrorCode::InvalidSubscription]),
+    ("inbox", &[]),
+    ("alert_read", &[]),
+    ("quiet_hours", &[]),
     (
         "send",
         &[
@@ -146,6 +157,14 @@ fn fields(msg: &ClientMsg) -> Vec<&str> {
             vec![room.as_str(), user.as_str()]
         }
         ClientMsg::OpenDm { user } => vec![user.as_str()],
+        ClientMsg::RoomNotify { room, .. } => vec![room.as_str()],
+        ClientMsg::PushSubscribe { endpoint, keys } => {
+            vec![endpoint.as_str(), keys.p256dh.as_str(), keys.auth.as_str()]
+        }
+        ClientMsg::PushUnsubscribe { endpoint } => vec![endpoint.as_str()],
+        ClientMsg::Inbox { .. } | ClientMsg::AlertRead { .. } | ClientMsg::QuietHours { .. } => {
+            Vec::new()
+        }
         ClientMsg::Send { room, text, id } => vec![room.as_str(), text.as_str(), id.as_str()],
         ClientMsg::ListRooms { .. } => Vec::new(),
     }

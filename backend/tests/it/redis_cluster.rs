@@ -975,3 +975,92 @@ async fn a_user_is_one_member_and_one_count_across_instances() {
     a2.expect_nothing_queued().await;
     a0b.expect_nothing_queued().await;
 }
+
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alerts_reach_a_user_on_every_instance_and_each_push_is_sent_once() {
+    use crate::support::push_service::PushService;
+    require();
+    let redis = RedisServer::start().await;
+    let service = PushService::start().await;
+    // Three instances with the pusher running on each, and a short push delay.
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        let url = redis.url();
+        servers.push(
+            TestServer::with(move |c| {
+                c.redis = Some(url);
+                c.push_delay = Duration::from_millis(500);
+            })
+            .await,
+        );
+    }
+    let mut ann = servers[0].client().await;
+    let welcome = ann.hello("ann").await;
+    let session = welcome["session"].as_str().unwrap().to_owned();
+    ann.join("hall").await;
+    let mut ann2 = servers[1].client().await;
+    ann2.send(json!({"type": "hello", "nick": "ann", "session": session}))
+        .await;
+    ann2.expect("welcome").await;
+    let mut bob = servers[2].client().await;
+    bob.hello("bob").await;
+    bob.join("hall").await;
+
+    // A mention made on the third instance reaches both of ann's connections.
+    let offset = bob.say_acked("hall", "@ann ship it?").await;
+    for tab in [&mut ann, &mut ann2] {
+        let alert = tab.next_of("alert").await;
+        assert_eq!(
+            (
+                alert["seq"].clone(),
+                alert["kind"].clone(),
+                alert["offset"].clone()
+            ),
+            (json!(1), json!("mention"), json!(offset))
+        );
+    }
+    // Read on one instance, cleared on the other.
+    ann2.send(json!({"type": "alert_read", "seq": 1})).await;
+    assert_eq!(ann.next_of("alert_read").await["seq"], 1);
+
+    // Every instance shares one VAPID key, and a push is sent once however many
+    // pushers look at the schedule.
+    let keys: BTreeSet<String> = {
+        let mut keys = BTreeSet::new();
+        for s in &servers {
+            keys.insert(crate::support::get(s.addr, "/api/push/key").await.1);
+        }
+        keys
+    };
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let sub = service.subscriber();
+    let mut frame = sub.subscription_json();
+    frame["type"] = json!("push_subscribe");
+    ann.send(frame).await;
+    ann.next_of("push_subscribed").await;
+    drop(ann);
+    drop(ann2);
+    // Her connections are gone everywhere: the next alert is due at once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 0..5 {
+        bob.say_acked("hall", &format!("@ann number {n}")).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while service.count() < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut seqs: Vec<u64> = service
+        .received()
+        .iter()
+        .map(|p| {
+            serde_json::from_slice::<serde_json::Value>(&p.payload).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, [2, 3, 4, 5, 6], "each alert pushed once");
+    assert!(service.failures().is_empty(), "{:?}", service.failures());
+}
