@@ -81,27 +81,61 @@ impl Alerts {
         idempotency: Option<&str>,
     ) -> Result<Appended, StoreError> {
         let now = now_ms();
-        let online = self.nicks.online(user).await;
-        let due = if online {
-            now.saturating_add(self.push_delay.as_millis() as u64)
-        } else {
-            now
-        };
+        let due = self.push_due(user, now).await;
         let appended = self
             .inbox
             .append(user, alert, now, Some(due), idempotency)
             .await?;
         if let Some(stored) = &appended.alert {
-            let seq = stored.seq;
-            let frame = ServerMsg::Alert(stored.clone());
-            self.membership
-                .tell_user(user, None, Some(&frame), Some(Directive::Alerted { seq }))
-                .await;
-            if !online {
+            self.tell(user, stored).await;
+            if due <= now {
                 self.due_now.notify_one();
             }
         }
         Ok(appended)
+    }
+
+    /// Delivers several alerts made at once (one message's) with one append.
+    async fn deliver_all(&self, made: Vec<(String, NewAlert)>) -> Result<(), StoreError> {
+        if made.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut batch = Vec::with_capacity(made.len());
+        let mut due_now = false;
+        for (user, alert) in made {
+            let due = self.push_due(&user, now).await;
+            due_now |= due <= now;
+            batch.push((user, alert, Some(due)));
+        }
+        let stored = self.inbox.append_many(&batch, now).await?;
+        for ((user, _, _), alert) in batch.iter().zip(&stored) {
+            self.tell(user, alert).await;
+        }
+        if due_now {
+            self.due_now.notify_one();
+        }
+        Ok(())
+    }
+
+    /// When an alert for `user` made at `now` is due to be pushed: at once with no
+    /// connection open, otherwise after the push delay (a read first cancels it).
+    async fn push_due(&self, user: &str, now: u64) -> u64 {
+        if self.nicks.online(user).await {
+            now.saturating_add(self.push_delay.as_millis() as u64)
+        } else {
+            now
+        }
+    }
+
+    /// Sends a stored alert to every connection of `user`; each records it delivered
+    /// once it is written.
+    async fn tell(&self, user: &str, alert: &common::Alert) {
+        let seq = alert.seq;
+        let frame = ServerMsg::Alert(alert.clone());
+        self.membership
+            .tell_user(user, None, Some(&frame), Some(Directive::Alerted { seq }))
+            .await;
     }
 
     /// The alerts a stored message makes (see the module docs). Failures are logged:
@@ -117,10 +151,8 @@ impl Alerts {
                 return;
             }
         };
-        for (user, alert) in made {
-            if let Err(e) = self.deliver(&user, &alert, None).await {
-                tracing::warn!(error = %Chain(&e), "alert not stored");
-            }
+        if let Err(e) = self.deliver_all(made).await {
+            tracing::warn!(error = %Chain(&e), room = %Escaped(&msg.room), offset = msg.offset, "alerts for a message not stored");
         }
     }
 

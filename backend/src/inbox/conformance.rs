@@ -99,6 +99,20 @@ pub(crate) async fn alerts_numbered_read_and_resumed(i: &dyn Inbox) {
     // Reading cancels the push that was due.
     assert!(i.claim_due(1000, 100, 10).await.unwrap().is_empty());
     assert_eq!(i.state("bob").await.unwrap().unread, 1);
+
+    // Several at once: each user's next seq, in order.
+    let batch = vec![
+        ("ann".to_owned(), mention("r", 9), Some(50)),
+        ("cat".to_owned(), mention("r", 9), None),
+        ("ann".to_owned(), app("again"), None),
+    ];
+    let stored = i.append_many(&batch, 40).await.unwrap();
+    let seqs: Vec<_> = stored.iter().map(|a| (a.seq, a.ts)).collect();
+    assert_eq!(seqs, [(4, 40), (1, 40), (5, 40)]);
+    assert_eq!(i.state("ann").await.unwrap().head, 5);
+    let due = i.claim_due(60, 10, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].user.as_str(), due[0].alert.seq), ("ann", 4));
 }
 
 /// The same key within a day is the same alert; after a day, or for another user, a

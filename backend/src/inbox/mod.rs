@@ -106,6 +106,22 @@ pub(crate) trait Inbox: Send + Sync + 'static {
         push_due: Option<u64>,
         idempotency: Option<&str>,
     ) -> Result<Appended, StoreError>;
+    /// Stores several alerts made at once (one message's), each `(user, alert,
+    /// push_due)`, as [`Inbox::append`] without a key would: the stored alerts, in the
+    /// same order. Where the store can, in one step (one transaction, one fsync).
+    async fn append_many(
+        &self,
+        batch: &[(String, NewAlert, Option<u64>)],
+        now_ms: u64,
+    ) -> Result<Vec<Alert>, StoreError> {
+        let mut stored = Vec::with_capacity(batch.len());
+        for (user, alert, due) in batch {
+            if let Some(alert) = self.append(user, alert, now_ms, *due, None).await?.alert {
+                stored.push(alert);
+            }
+        }
+        Ok(stored)
+    }
     /// The newest `seq` and how many alerts are unread.
     async fn state(&self, user: &str) -> Result<InboxState, StoreError>;
     /// Alerts after `since`, ascending, at most `limit` (the newest `limit` when

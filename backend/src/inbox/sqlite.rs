@@ -75,6 +75,46 @@ fn state(c: &Connection, user: &str) -> rusqlite::Result<InboxState> {
     Ok(InboxState { head, unread })
 }
 
+/// Stores one alert as `user`'s next (and drops their oldest beyond
+/// [`KEEP_PER_USER`]): its id and seq.
+fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    user: &str,
+    new: &NewAlert,
+    now_ms: u64,
+    push_due: Option<u64>,
+) -> rusqlite::Result<(String, u64)> {
+    let seq: u64 = tx
+        .prepare_cached(
+            "INSERT INTO inbox_heads (user, head) VALUES (?1, 1)
+             ON CONFLICT (user) DO UPDATE SET head = head + 1 RETURNING head",
+        )?
+        .query_row([user], |r| r.get(0))?;
+    let id = super::new_id();
+    tx.prepare_cached(
+        "INSERT INTO alerts (user, seq, id, kind, title, body, room, msg_offset, url, ts, push_due)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        user,
+        seq,
+        id,
+        new.kind.as_str(),
+        new.title,
+        new.body,
+        new.room,
+        new.offset,
+        new.url,
+        now_ms,
+        push_due
+    ])?;
+    if seq > KEEP_PER_USER {
+        tx.prepare_cached("DELETE FROM alerts WHERE user = ?1 AND seq <= ?2")?
+            .execute(params![user, seq - KEEP_PER_USER])?;
+    }
+    Ok((id, seq))
+}
+
 /// Marks the alerts `filter` picks (with `?1` the user, `?2` the time) read, clearing
 /// their pushes.
 fn mark_read(
@@ -130,31 +170,7 @@ impl Inbox for SqliteInbox {
                     }
                 }
             }
-            let seq: u64 = tx.query_row(
-                "INSERT INTO inbox_heads (user, head) VALUES (?1, 1)
-                 ON CONFLICT (user) DO UPDATE SET head = head + 1 RETURNING head",
-                [&user],
-                |r| r.get(0),
-            )?;
-            let id = super::new_id();
-            tx.execute(
-                "INSERT INTO alerts (user, seq, id, kind, title, body, room, msg_offset, url,
-                                     ts, push_due)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    user,
-                    seq,
-                    id,
-                    new.kind.as_str(),
-                    new.title,
-                    new.body,
-                    new.room,
-                    new.offset,
-                    new.url,
-                    now_ms,
-                    push_due
-                ],
-            )?;
+            let (id, seq) = insert(&tx, &user, &new, now_ms, push_due)?;
             if let Some(key) = &key {
                 tx.execute(
                     "INSERT INTO alert_keys (user, key, id, created) VALUES (?1, ?2, ?3, ?4)
@@ -169,17 +185,30 @@ impl Inbox for SqliteInbox {
                     params![user, now_ms.saturating_sub(IDEMPOTENCY_MS)],
                 )?;
             }
-            if seq > KEEP_PER_USER {
-                tx.execute(
-                    "DELETE FROM alerts WHERE user = ?1 AND seq <= ?2",
-                    params![user, seq - KEEP_PER_USER],
-                )?;
-            }
             tx.commit()?;
             Ok(Appended {
                 id,
                 alert: Some(super::alert(seq, &new, now_ms)),
             })
+        })
+        .await
+    }
+
+    async fn append_many(
+        &self,
+        batch: &[(String, NewAlert, Option<u64>)],
+        now_ms: u64,
+    ) -> Result<Vec<Alert>, StoreError> {
+        let batch = batch.to_vec();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut stored = Vec::with_capacity(batch.len());
+            for (user, new, due) in &batch {
+                let (_, seq) = insert(&tx, user, new, now_ms, *due)?;
+                stored.push(super::alert(seq, new, now_ms));
+            }
+            tx.commit()?;
+            Ok(stored)
         })
         .await
     }
