@@ -185,6 +185,7 @@ pub async fn run(
             push::SenderLimits::default(),
         ),
         config.push_rate,
+        metrics.clone(),
     );
     backends.tasks.spawn(alerts::pusher::run(
         Arc::new(pusher),
@@ -198,6 +199,7 @@ pub async fn run(
         Arc::clone(&backends.nicks),
         config.push_delay,
         &push_handle,
+        metrics.clone(),
     ));
     let (committed, to_alert) = mpsc::channel(alerts::QUEUE);
     let alerts_task = tokio::spawn(alerts::run(Arc::clone(&alerts), to_alert));

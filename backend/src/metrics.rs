@@ -53,6 +53,13 @@ pub mod names {
     pub const COMMIT_SECONDS: &str = "huddle_history_commit_seconds";
     /// History transactions that failed (their senders got `error internal`).
     pub const WRITE_FAILURES: &str = "huddle_history_write_failures_total";
+    /// Alerts stored in users' inboxes, by `kind` (`mention`, `dm`, `invite`, `app`,
+    /// `message`).
+    pub const ALERTS: &str = "huddle_alerts_total";
+    /// Web Pushes by `outcome`: `sent` (a push service took it), `gone` (its
+    /// subscription was removed), `rejected`, `failed` (after retries), `capped` (over
+    /// `--push-rate`), `quiet` (held until the user's quiet hours end).
+    pub const PUSHES: &str = "huddle_pushes_total";
 }
 
 use names::*;
@@ -86,6 +93,44 @@ struct KindLabel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// What became of one push (one alert to one subscription, or an alert held back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushOutcome {
+    Sent,
+    Gone,
+    Rejected,
+    Failed,
+    Capped,
+    Quiet,
+}
+
+impl PushOutcome {
+    const ALL: [PushOutcome; 6] = [
+        PushOutcome::Sent,
+        PushOutcome::Gone,
+        PushOutcome::Rejected,
+        PushOutcome::Failed,
+        PushOutcome::Capped,
+        PushOutcome::Quiet,
+    ];
+
+    const fn as_str(self) -> &'static str {
+        match self {
+            PushOutcome::Sent => "sent",
+            PushOutcome::Gone => "gone",
+            PushOutcome::Rejected => "rejected",
+            PushOutcome::Failed => "failed",
+            PushOutcome::Capped => "capped",
+            PushOutcome::Quiet => "quiet",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct HowLabel {
     how: &'static str,
 }
@@ -116,6 +161,8 @@ pub(crate) struct Inner {
     pub(crate) batch_size: Histogram,
     pub(crate) commit_seconds: Histogram,
     pub(crate) write_failures: Counter,
+    alerts: Family<KindLabel, Counter>,
+    pushes: Family<OutcomeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -147,6 +194,8 @@ impl Metrics {
             // 0.5 ms … ~4 s: an fsync on a healthy disk is well under 10 ms.
             commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             write_failures: Counter::default(),
+            alerts: Family::default(),
+            pushes: Family::default(),
             registry: Registry::default(),
         };
         let counter = |name: &'static str| {
@@ -224,6 +273,32 @@ impl Metrics {
             "History transactions that failed",
             inner.write_failures.clone(),
         );
+        inner.registry.register(
+            counter(ALERTS),
+            "Alerts stored in users' inboxes, by kind",
+            inner.alerts.clone(),
+        );
+        inner.registry.register(
+            counter(PUSHES),
+            "Web Pushes, by outcome",
+            inner.pushes.clone(),
+        );
+        for kind in [
+            common::AlertKind::Mention,
+            common::AlertKind::Dm,
+            common::AlertKind::Invite,
+            common::AlertKind::App,
+            common::AlertKind::Message,
+        ] {
+            inner.alerts.get_or_create_owned(&KindLabel {
+                kind: kind.as_str(),
+            });
+        }
+        for outcome in PushOutcome::ALL {
+            inner.pushes.get_or_create_owned(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            });
+        }
         inner.broadcast_message = inner
             .broadcasts
             .get_or_create_owned(&kind_label(Broadcast::Message));
@@ -284,6 +359,24 @@ impl Metrics {
         self.closes
             .get_or_create(&CodeLabel {
                 code: close_label(code),
+            })
+            .inc();
+    }
+
+    /// Counts an alert stored in an inbox.
+    pub(crate) fn alert(&self, kind: common::AlertKind) {
+        self.alerts
+            .get_or_create(&KindLabel {
+                kind: kind.as_str(),
+            })
+            .inc();
+    }
+
+    /// Counts what became of a push.
+    pub(crate) fn push(&self, outcome: PushOutcome) {
+        self.pushes
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
             })
             .inc();
     }

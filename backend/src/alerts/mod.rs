@@ -22,6 +22,7 @@ use crate::directory::Directory;
 use crate::inbox::{Appended, Inbox, MarkedRead, NewAlert};
 use crate::logsafe::{Chain, Escaped};
 use crate::membership::Membership;
+use crate::metrics::Metrics;
 use crate::nicks::NickRegistry;
 use crate::store::StoreError;
 
@@ -45,6 +46,7 @@ pub(crate) struct Alerts {
     due_now: Arc<Notify>,
     /// Tells the pusher to close pushed alerts on the user's devices.
     reads: mpsc::Sender<(String, u64)>,
+    metrics: Metrics,
 }
 
 impl Alerts {
@@ -55,6 +57,7 @@ impl Alerts {
         nicks: Arc<dyn NickRegistry>,
         push_delay: Duration,
         pusher: &pusher::Handle,
+        metrics: Metrics,
     ) -> Self {
         Alerts {
             targets: Targets::new(directory),
@@ -64,6 +67,7 @@ impl Alerts {
             push_delay,
             due_now: pusher.due_now(),
             reads: pusher.reads(),
+            metrics,
         }
     }
 
@@ -131,6 +135,7 @@ impl Alerts {
     /// Sends a stored alert to every connection of `user`; each records it delivered
     /// once it is written.
     async fn tell(&self, user: &str, alert: &common::Alert) {
+        self.metrics.alert(alert.kind);
         let seq = alert.seq;
         let frame = ServerMsg::Alert(alert.clone());
         self.membership

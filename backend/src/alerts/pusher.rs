@@ -19,6 +19,7 @@ use crate::directory::Directory;
 use crate::inbox::{DuePush, Inbox};
 use crate::locks;
 use crate::logsafe::Chain;
+use crate::metrics::{Metrics, PushOutcome};
 use crate::push::{Outcome, PushSender, Subscription, Urgency};
 use crate::rate::TokenBucket;
 
@@ -85,6 +86,7 @@ pub(crate) struct Pusher {
     /// `--push-rate` per user per minute.
     per_minute: u32,
     rates: Mutex<HashMap<String, TokenBucket>>,
+    metrics: Metrics,
 }
 
 impl Pusher {
@@ -93,6 +95,7 @@ impl Pusher {
         directory: Arc<dyn Directory>,
         sender: PushSender,
         per_minute: u32,
+        metrics: Metrics,
     ) -> Self {
         Pusher {
             inbox,
@@ -100,6 +103,7 @@ impl Pusher {
             sender,
             per_minute,
             rates: Mutex::default(),
+            metrics,
         }
     }
 
@@ -137,6 +141,7 @@ impl Pusher {
         let now = now_ms();
         match self.directory.quiet(&user).await {
             Ok(Some(quiet)) if quiet.covers(now) => {
+                self.metrics.push(PushOutcome::Quiet);
                 let until = quiet_ends(&quiet, now);
                 if let Err(e) = self.inbox.defer_push(&user, alert.seq, until).await {
                     tracing::warn!(error = %Chain(&e), "push not deferred past quiet hours");
@@ -148,7 +153,10 @@ impl Pusher {
             // an alert that never reaches its user.
             Err(e) => tracing::warn!(error = %Chain(&e), "quiet hours not read"),
         }
-        let pushed = if alert.read || !self.allowed(&user) {
+        let pushed = if alert.read {
+            None
+        } else if !self.allowed(&user) {
+            self.metrics.push(PushOutcome::Capped);
             None
         } else {
             self.send_alert(&user, &alert).await.then(now_ms)
@@ -185,11 +193,17 @@ impl Pusher {
                 p256dh: sub.p256dh,
                 auth: sub.auth,
             };
-            match self
+            let outcome = self
                 .sender
                 .send(&to, payload, TTL_SECS, urgency, None)
-                .await
-            {
+                .await;
+            self.metrics.push(match &outcome {
+                Ok(Outcome::Sent) => PushOutcome::Sent,
+                Ok(Outcome::Gone) => PushOutcome::Gone,
+                Ok(Outcome::Rejected(_)) => PushOutcome::Rejected,
+                Ok(Outcome::Failed(_)) | Err(_) => PushOutcome::Failed,
+            });
+            match outcome {
                 Ok(Outcome::Sent) => any = true,
                 Ok(Outcome::Gone) => {
                     if let Err(e) = self.inbox.unsubscribe(user, &to.endpoint).await {

@@ -299,11 +299,23 @@ impl Directory for SqliteDirectory {
     async fn forget_guests(&self, before_ms: u64) -> Result<u64, StoreError> {
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "DELETE FROM members WHERE user IN
-                   (SELECT user FROM users WHERE kind = 'guest' AND seen < ?1)",
-                [before_ms],
-            )?;
+            // With their memberships go their inboxes and push subscriptions (the
+            // inbox's tables, in the same file): nobody can sign in as them again.
+            for table in [
+                "members",
+                "alerts",
+                "inbox_heads",
+                "alert_keys",
+                "push_subs",
+            ] {
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE user IN
+                           (SELECT user FROM users WHERE kind = 'guest' AND seen < ?1)"
+                    ),
+                    [before_ms],
+                )?;
+            }
             let n = tx.execute(
                 "DELETE FROM users WHERE kind = 'guest' AND seen < ?1",
                 [before_ms],
@@ -435,6 +447,40 @@ mod tests {
     async fn idle_guests_are_forgotten() {
         let (_tmp, d) = open();
         conformance::idle_guests_are_forgotten(&d).await;
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_guest_takes_their_inbox_along() {
+        use crate::inbox::{Inbox as _, NewAlert};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+        let (d, inbox) = (store.directory().unwrap(), store.inbox().unwrap());
+        d.seen(
+            &UserRecord {
+                user: "guest:old".into(),
+                nick: "old".into(),
+                kind: UserKind::Guest,
+            },
+            "old",
+            10,
+        )
+        .await
+        .unwrap();
+        let alert = NewAlert {
+            kind: common::AlertKind::App,
+            title: "t".into(),
+            body: String::new(),
+            room: None,
+            offset: None,
+            url: None,
+        };
+        inbox
+            .append("guest:old", &alert, 10, Some(20), Some("k"))
+            .await
+            .unwrap();
+        assert_eq!(d.forget_guests(500).await.unwrap(), 1);
+        assert_eq!(inbox.state("guest:old").await.unwrap().head, 0);
+        assert!(inbox.claim_due(1000, 10, 10).await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::api::{request, Reply};
 use crate::support::push_service::{PushService, Subscriber};
-use crate::support::{free_port, Client, Huddle, TestServer};
+use crate::support::{free_port, labelled, Client, Huddle, Scrape, TestServer};
 
 const KEY: &str = "app-key-0123456789abcdef0123456789abcdef";
 
@@ -573,6 +573,11 @@ async fn an_alert_for_a_user_with_no_connection_is_pushed_encrypted_and_signed()
         pushes_after(&service, 2, Duration::from_millis(1500)).await,
         1
     );
+    let scrape = Scrape::of(&server).await;
+    let pushes = backend::metric_names::PUSHES;
+    assert_eq!(scrape.value(&labelled(pushes, "outcome", "sent")), 1.0);
+    let alerts = backend::metric_names::ALERTS;
+    assert_eq!(scrape.value(&labelled(alerts, "kind", "app")), 1.0);
 }
 
 #[tokio::test]
