@@ -268,6 +268,18 @@ pub struct Config {
     )]
     pub vapid_subject: String,
 
+    /// The push services browsers' subscriptions may point at (a host, or a domain
+    /// whose subdomains count too), comma-separated: those of Chrome, Firefox, Safari and
+    /// Edge by default. A subscription elsewhere is refused, so nobody can make the
+    /// server send requests to a host of their choosing.
+    #[arg(
+        long,
+        env = "HUDDLE_PUSH_HOSTS",
+        value_delimiter = ',',
+        default_value = "fcm.googleapis.com,push.services.mozilla.com,web.push.apple.com,notify.windows.com"
+    )]
+    pub push_hosts: Vec<String>,
+
     /// Most Web Pushes one user gets per minute; alerts beyond it stay in the inbox
     /// without a push.
     #[arg(long, env = "HUDDLE_PUSH_RATE", default_value_t = 10)]

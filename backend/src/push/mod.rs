@@ -118,6 +118,21 @@ pub(crate) fn endpoint_host(endpoint: &str) -> &str {
     }
 }
 
+/// Whether `endpoint` (already checked) is at one of the push services in `allowed`:
+/// its host is one of them or a subdomain of one. Without this a user could make the
+/// server POST to any host it can reach (an internal one included) by subscribing
+/// with its URL.
+pub(crate) fn allowed_host(endpoint: &str, allowed: &[String]) -> bool {
+    let host = endpoint_host(endpoint).to_ascii_lowercase();
+    allowed.iter().any(|service| {
+        let service = service.to_ascii_lowercase();
+        host == service
+            || host
+                .strip_suffix(service.as_str())
+                .is_some_and(|sub| sub.ends_with('.'))
+    })
+}
+
 fn check_endpoint(endpoint: &str) -> Result<hyper::Uri, PushError> {
     if endpoint.len() > MAX_ENDPOINT_LEN {
         return Err(PushError::Endpoint("longer than 2048 bytes"));
@@ -142,6 +157,35 @@ fn check_endpoint(endpoint: &str) -> Result<hyper::Uri, PushError> {
         )),
         _ => Err(PushError::Endpoint("scheme is not https")),
     }
+}
+
+#[cfg(test)]
+#[test]
+fn only_the_listed_push_services_are_reached() {
+    let allowed = vec![
+        "fcm.googleapis.com".to_owned(),
+        "notify.windows.com".to_owned(),
+    ];
+    assert!(allowed_host(
+        "https://fcm.googleapis.com/fcm/send/x",
+        &allowed
+    ));
+    assert!(allowed_host(
+        "https://wns2-par02p.notify.windows.com/w/?t=1",
+        &allowed
+    ));
+    assert!(allowed_host("https://FCM.googleapis.com/x", &allowed));
+    assert!(!allowed_host(
+        "https://evilfcm.googleapis.com.attacker.example/x",
+        &allowed
+    ));
+    assert!(!allowed_host("https://xnotify.windows.com/x", &allowed));
+    assert!(!allowed_host("https://10.0.0.7/admin", &allowed));
+    assert!(!allowed_host("http://127.0.0.1:9/x", &allowed));
+    assert!(allowed_host(
+        "http://127.0.0.1:9/x",
+        &["127.0.0.1".to_owned()]
+    ));
 }
 
 fn is_loopback(host: &str) -> bool {

@@ -118,6 +118,13 @@ impl Session {
                 .reply_error(ErrorCode::InvalidSubscription, e.to_string(), reference)
                 .await;
         }
+        if !crate::push::allowed_host(&endpoint, &self.state.config.push_hosts) {
+            let message =
+                "this server sends pushes only to the push services it lists (--push-hosts)";
+            return self
+                .reply_error(ErrorCode::InvalidSubscription, message, reference)
+                .await;
+        }
         let sub = Subscription {
             endpoint,
             p256dh: keys.p256dh,

@@ -303,6 +303,19 @@ async fn settings_are_checked_and_quiet_hours_reach_the_other_connections() {
         ann.send(bad).await;
         ann.expect_error("invalid_subscription").await;
     }
+    // A well-formed subscription at a host that is not a listed push service: refused,
+    // or anyone could point the server's requests at an internal host.
+    let service = PushService::start().await;
+    let mut elsewhere = service.subscriber().subscription_json();
+    elsewhere["type"] = json!("push_subscribe");
+    elsewhere["endpoint"] = json!(elsewhere["endpoint"]
+        .as_str()
+        .unwrap()
+        .replace("127.0.0.1", "localhost"));
+    for bad in [elsewhere] {
+        ann.send(bad).await;
+        ann.expect_error("invalid_subscription").await;
+    }
 }
 
 #[tokio::test]

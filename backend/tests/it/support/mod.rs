@@ -58,6 +58,8 @@ impl TestServer {
         // Departures are announced at once (tests of the grace period set one), so a
         // test that waits for a `left` notice does not wait five seconds for it.
         config.presence_grace = std::time::Duration::ZERO;
+        // The tests' push service listens here (`support::push_service`).
+        config.push_hosts = vec!["127.0.0.1".to_owned()];
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind(config.addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -373,6 +375,7 @@ impl Huddle {
                 .env("HUDDLE_MAX_CONNECTIONS_PER_IP", "0")
                 .env("HUDDLE_IP_JOIN_RATE", "0")
                 .env("HUDDLE_PRESENCE_GRACE", "0s")
+                .env("HUDDLE_PUSH_HOSTS", "127.0.0.1")
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::inherit())
                 .kill_on_drop(true)
