@@ -42,6 +42,7 @@ impl ChatState {
                 .entry(m.room.clone())
                 .or_insert_with(|| Room::new(&m.room));
             room.private = m.private;
+            room.notify = m.notify;
             if let Some(user) = m.dm {
                 room.dm = Some(Peer {
                     nick: m.dm_nick.unwrap_or_else(|| user.clone()),
