@@ -289,14 +289,14 @@ impl Connection {
         });
     }
 
-    /// Tells the server again of this browser's push subscription, if it has one
-    /// (on every connect: the server may have dropped it, the browser renewed it).
+    /// On every connect, once the person has allowed notifications: registers the
+    /// worker again and tells the server of this browser's subscription (the one it
+    /// has, or a new one). The server treats a repeat as a no-op, and this covers a
+    /// subscription it dropped or the browser renewed.
     fn resubscribe_push(self) {
-        wasm_bindgen_futures::spawn_local(async move {
-            if let Some(frame) = push::existing().await {
-                self.send(&frame);
-            }
-        });
+        if notify::granted() {
+            self.enable_push();
+        }
     }
 
     /// Opens or closes the "New room" dialog.

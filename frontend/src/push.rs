@@ -10,7 +10,7 @@
 //! and, while a tab is open, desktop notifications (`notify`).
 
 use common::{ClientMsg, PushKeys};
-use serde::Deserialize;
+use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{PushManager, PushSubscriptionOptionsInit, ServiceWorkerRegistration};
@@ -18,17 +18,14 @@ use web_sys::{PushManager, PushSubscriptionOptionsInit, ServiceWorkerRegistratio
 /// Where the service worker is served: the site root, so its scope is the whole app.
 const WORKER: &str = "/sw.js";
 
-/// The subscription as `PushSubscription.toJSON()` gives it (extra fields ignored).
-#[derive(Deserialize)]
-struct SubscriptionJson {
-    endpoint: String,
-    keys: PushKeys,
-}
-
-/// `GET /api/push/key`.
-#[derive(Deserialize)]
-struct KeyJson {
-    key: String,
+/// A string field of a JS object (`""` when missing). The page reads the few JSON
+/// fields here through the objects themselves rather than with serde: every serde
+/// type costs the WebAssembly bundle kilobytes.
+fn field(object: &JsValue, name: &str) -> String {
+    Reflect::get(object, &JsValue::from_str(name))
+        .ok()
+        .and_then(|v| v.as_string())
+        .unwrap_or_default()
 }
 
 /// Whether this browser can take Web Push here (a service worker container and the
@@ -66,22 +63,6 @@ pub(crate) async fn subscribe() -> Result<ClientMsg, JsValue> {
     frame_of(&subscription)
 }
 
-/// The `push_subscribe` frame for the subscription this browser already has, if
-/// notifications are allowed and it has one: sent on every connect, so the server
-/// learns of it again after it dropped it or the browser renewed it.
-pub(crate) async fn existing() -> Option<ClientMsg> {
-    if !supported() || !crate::notify::granted() {
-        return None;
-    }
-    let container = leptos::prelude::window().navigator().service_worker();
-    let found = JsFuture::from(container.get_registration()).await.ok()?;
-    let registration: ServiceWorkerRegistration = found.dyn_into().ok()?;
-    current(&registration.push_manager().ok()?)
-        .await
-        .ok()
-        .flatten()
-}
-
 /// The subscription `manager` holds, as a frame.
 async fn current(manager: &PushManager) -> Result<Option<ClientMsg>, JsValue> {
     let found = JsFuture::from(manager.get_subscription()?).await?;
@@ -91,15 +72,26 @@ async fn current(manager: &PushManager) -> Result<Option<ClientMsg>, JsValue> {
     frame_of(&found).map(Some)
 }
 
-/// `push_subscribe` from a `PushSubscription`, through its JSON form (the keys come
-/// out base64url-encoded, as the server expects them).
+/// `push_subscribe` from a `PushSubscription`, through its JSON form (`toJSON()`:
+/// the keys come out base64url-encoded, as the server expects them).
 fn frame_of(subscription: &JsValue) -> Result<ClientMsg, JsValue> {
-    let json: String = js_sys::JSON::stringify(subscription)?.into();
-    let parsed: SubscriptionJson =
-        serde_json::from_str(&json).map_err(|e| JsValue::from_str(&e.to_string()))?;
+    let to_json: js_sys::Function =
+        Reflect::get(subscription, &JsValue::from_str("toJSON"))?.dyn_into()?;
+    let json = to_json.call0(subscription)?;
+    let keys = Reflect::get(&json, &JsValue::from_str("keys"))?;
+    let (endpoint, p256dh, auth) = (
+        field(&json, "endpoint"),
+        field(&keys, "p256dh"),
+        field(&keys, "auth"),
+    );
+    if endpoint.is_empty() || p256dh.is_empty() || auth.is_empty() {
+        return Err(JsValue::from_str(
+            "a push subscription without endpoint or keys",
+        ));
+    }
     Ok(ClientMsg::PushSubscribe {
-        endpoint: parsed.endpoint,
-        keys: parsed.keys,
+        endpoint,
+        keys: PushKeys { p256dh, auth },
     })
 }
 
@@ -112,20 +104,10 @@ async fn server_key() -> Result<String, JsValue> {
     if !response.ok() {
         return Err(JsValue::from_str("the server offers no push key"));
     }
-    let text = JsFuture::from(response.text()?).await?;
-    let parsed: KeyJson = serde_json::from_str(&text.as_string().unwrap_or_default())
-        .map_err(|e| JsValue::from_str(&e.to_string()))?;
-    Ok(parsed.key)
-}
-
-/// What the service worker asks of an open tab when a notification is clicked.
-#[derive(Deserialize)]
-struct Navigate {
-    /// `"huddle-open"`: other messages are not ours.
-    #[serde(rename = "type")]
-    kind: String,
-    /// The hash to go to (`#/r/<room>/<offset>`), already built by the worker.
-    hash: String,
+    let json = JsFuture::from(response.json()?).await?;
+    Some(field(&json, "key"))
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| JsValue::from_str("the server's push key is missing"))
 }
 
 /// Listens for the service worker asking this tab to open a room (a notification was
@@ -137,14 +119,11 @@ pub(crate) fn listen() {
     let container = leptos::prelude::window().navigator().service_worker();
     let on_message =
         Closure::<dyn FnMut(web_sys::MessageEvent)>::new(|ev: web_sys::MessageEvent| {
-            let Ok(json) = js_sys::JSON::stringify(&ev.data()) else {
-                return;
-            };
-            let Ok(nav) = serde_json::from_str::<Navigate>(&String::from(json)) else {
-                return;
-            };
-            if nav.kind == "huddle-open" && nav.hash.starts_with("#/r/") {
-                let _ = leptos::prelude::window().location().set_hash(&nav.hash);
+            // `{type: "huddle-open", hash: "#/r/<room>/<offset>"}`, built by the worker.
+            let data = ev.data();
+            let hash = field(&data, "hash");
+            if field(&data, "type") == "huddle-open" && hash.starts_with("#/r/") {
+                let _ = leptos::prelude::window().location().set_hash(&hash);
             }
         });
     container.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
