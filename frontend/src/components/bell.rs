@@ -38,7 +38,14 @@ pub(crate) fn Bell() -> impl IntoView {
                 data-unread=move || unread.get()
                 on:click=move |_| open.update(|o| *o = !*o)
             >
-                <span aria-hidden="true">"🔔"</span>
+                // Drawn rather than an emoji: without the emoji font it would be a box.
+                <svg class="icon" viewBox="0 0 16 16" width="16" height="16" aria-hidden="true">
+                    <path
+                        d="M8 1.5a4.5 4.5 0 0 0-4.5 4.5v3L2 11.5h12L12.5 9V6A4.5 4.5 0 0 0 8 1.5z"
+                        fill="currentColor"
+                    />
+                    <path d="M6.2 13a1.8 1.8 0 0 0 3.6 0z" fill="currentColor" />
+                </svg>
                 <Show when=move || { unread.get() > 0 }>
                     <span class="bell-count" aria-hidden="true">
                         {move || match unread.get() {

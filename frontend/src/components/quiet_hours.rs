@@ -60,7 +60,10 @@ pub(crate) fn QuietHours() -> impl IntoView {
                 title=move || format!("Quiet hours: {}", summary())
                 on:click=toggle
             >
-                <span aria-hidden="true">"🌙"</span>
+                // A crescent, drawn (see the bell).
+                <svg class="icon" viewBox="0 0 16 16" width="16" height="16" aria-hidden="true">
+                    <path d="M10.5 1.8A6.3 6.3 0 1 0 14.2 11 5.2 5.2 0 0 1 10.5 1.8z" fill="currentColor" />
+                </svg>
                 <span class="visually-hidden">"Quiet hours"</span>
             </button>
             <Show when=move || open.get()>

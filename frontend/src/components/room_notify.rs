@@ -35,9 +35,9 @@ pub(crate) fn RoomNotify() -> impl IntoView {
             prop:value=move || level.get().as_str()
             on:change=on_change
         >
-            <option value="all">"🔔 All messages"</option>
-            <option value="mentions">"@ Mentions"</option>
-            <option value="nothing">"🔕 Nothing"</option>
+            <option value="all">"All messages"</option>
+            <option value="mentions">"Mentions only"</option>
+            <option value="nothing">"Muted"</option>
         </select>
     }
 }

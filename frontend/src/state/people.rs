@@ -323,8 +323,10 @@ impl ChatState {
                     _ => message.to_owned(),
                 });
             }
-            // A read offset is bookkeeping: nothing to tell the person.
-            Some("read") => {}
+            // A read offset, the inbox's catching up and the push subscription are
+            // bookkeeping (and a server without the inbox refuses them all): nothing
+            // to tell the person.
+            Some("read" | "inbox" | "alert_read" | "push_subscribe" | "push_unsubscribe") => {}
             _ => return false,
         }
         true

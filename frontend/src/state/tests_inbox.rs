@@ -342,3 +342,20 @@ fn times_of_day_read_and_print_as_the_time_field_has_them() {
     assert_eq!(format_time(1350), "22:30");
     assert_eq!(format_time(5), "00:05");
 }
+
+#[test]
+fn a_refused_inbox_request_or_push_subscription_says_nothing_in_the_room() {
+    let mut s = signed_in();
+    s.apply(welcome(0, 0, Vec::new()), NOW);
+    for frame in ["inbox", "alert_read", "push_subscribe"] {
+        s.apply(
+            ServerMsg::error(
+                common::ErrorCode::HelloRequired,
+                "send hello first",
+                Some(frame.to_owned()),
+            ),
+            NOW,
+        );
+    }
+    assert!(s.rooms["lobby"].notices.is_empty());
+}
