@@ -8,7 +8,7 @@
 //! alerts become notifications, and only the parts of the page it changed are woken.
 //! When to reconnect is decided by [`crate::link`].
 
-use common::{ClientMsg, CloseCode, ErrorCode, ServerMsg};
+use common::{Alert, ClientMsg, CloseCode, ErrorCode, NotifyLevel, Quiet, ServerMsg};
 use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 use web_sys::{CloseEvent, Event, EventTarget, MessageEvent, WebSocket};
@@ -17,7 +17,7 @@ use crate::auth::{self, SignIn, TokenKind};
 use crate::link::{ws_url, AfterClose, Reconnect, Status};
 use crate::state::{ChatState, Parts};
 use crate::store::Store;
-use crate::{notify, prefs};
+use crate::{notify, prefs, push};
 
 /// How long after a `history` refused for the read budget the page is asked for again.
 const HISTORY_RETRY_MS: u64 = 1000;
@@ -223,6 +223,82 @@ impl Connection {
         Ok(())
     }
 
+    /// Opens a room at one of its messages (an alert's link), highlighted.
+    pub(crate) fn open_message(self, room: &str, offset: u64) -> Result<(), String> {
+        let frames = self
+            .chat
+            .update(Parts::ALL, |s| s.open_message(room, offset))
+            .unwrap_or(Ok(Vec::new()))?;
+        for frame in frames {
+            self.send(&frame);
+        }
+        self.flush_reads();
+        Ok(())
+    }
+
+    /// The person clicked an alert in the bell: it is read (with every older one, as
+    /// `alert_read` goes), and its room opens at its message, or its address in a new
+    /// tab.
+    pub(crate) fn open_alert(self, alert: &Alert) {
+        let seq = alert.seq;
+        self.act(Parts::INBOX, |s| s.read_alerts_upto(seq));
+        match notify::target(alert) {
+            Some(notify::Target::Hash(_)) => {
+                if let (Some(room), offset) = (alert.room.as_deref(), alert.offset) {
+                    let opened = match offset {
+                        Some(offset) => self.open_message(room, offset),
+                        None => self.open_room(room),
+                    };
+                    if let Err(e) = opened {
+                        self.chat.update(Parts::ROOMS, |s| s.room_error = Some(e));
+                    }
+                }
+            }
+            Some(target @ notify::Target::Url(_)) => notify::go(&target),
+            None => {}
+        }
+    }
+
+    /// "Mark all read" in the bell.
+    pub(crate) fn read_all_alerts(self) {
+        self.act(Parts::INBOX, ChatState::read_all_alerts);
+    }
+
+    /// Chooses which messages of `room` alert the person.
+    pub(crate) fn set_room_notify(self, room: &str, level: NotifyLevel) {
+        self.act(Parts::INBOX, |s| s.set_room_notify(room, level));
+    }
+
+    /// Sets (or with `None` clears) the quiet hours.
+    pub(crate) fn set_quiet(self, quiet: Option<Quiet>) {
+        self.act(Parts::INBOX, |s| s.set_quiet(quiet));
+    }
+
+    /// Subscribes this browser to Web Push and tells the server (after the person
+    /// allowed notifications). Failing is quiet: without a push service the bell and
+    /// the notifications of open tabs still work.
+    pub(crate) fn enable_push(self) {
+        if !push::supported() {
+            return;
+        }
+        wasm_bindgen_futures::spawn_local(async move {
+            match push::subscribe().await {
+                Ok(frame) => self.send(&frame),
+                Err(err) => leptos::logging::warn!("no Web Push here: {err:?}"),
+            }
+        });
+    }
+
+    /// On every connect, once the person has allowed notifications: registers the
+    /// worker again and tells the server of this browser's subscription (the one it
+    /// has, or a new one). The server treats a repeat as a no-op, and this covers a
+    /// subscription it dropped or the browser renewed.
+    fn resubscribe_push(self) {
+        if notify::granted() {
+            self.enable_push();
+        }
+    }
+
     /// Opens or closes the "New room" dialog.
     pub(crate) fn new_room_dialog(self, open: bool) {
         self.chat.update(Parts::ROOMS, |s| {
@@ -294,17 +370,18 @@ impl Connection {
 
     /// The view reports whether it is scrolled to the bottom.
     pub(crate) fn set_at_bottom(self, at_bottom: bool) {
-        // Reaching the bottom reads the room: its unread count and the title follow.
-        self.chat
-            .update(Parts::MESSAGES | Parts::ROOMS | Parts::PAGE, |s| {
-                s.set_at_bottom(at_bottom)
-            });
+        // Reaching the bottom reads the room: its unread count, its alerts and the
+        // title follow.
+        self.chat.update(
+            Parts::MESSAGES | Parts::ROOMS | Parts::PAGE | Parts::INBOX,
+            |s| s.set_at_bottom(at_bottom),
+        );
         self.flush_reads();
     }
 
     pub(crate) fn jump_to_latest(self) {
         self.chat.update(
-            Parts::MESSAGES | Parts::ROOMS | Parts::PAGE,
+            Parts::MESSAGES | Parts::ROOMS | Parts::PAGE | Parts::INBOX,
             ChatState::jump_to_latest,
         );
         self.flush_reads();
@@ -415,6 +492,7 @@ impl Connection {
             &msg,
             ServerMsg::Error { code: ErrorCode::RateLimited, reference: Some(r), .. } if r == "history"
         );
+        let welcomed = matches!(msg, ServerMsg::Welcome { .. });
         if let ServerMsg::Welcome { nick, session, .. } = &msg {
             // A guest's session reclaims the nick next time; a signed-in person's
             // token does that.
@@ -443,7 +521,10 @@ impl Connection {
             self.send(reply);
         }
         for alert in &applied.alerts {
-            notify::mention(alert);
+            notify::alert(alert);
+        }
+        if welcomed {
+            self.resubscribe_push();
         }
         self.flush_reads();
     }

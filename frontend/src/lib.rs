@@ -12,7 +12,10 @@
 //! - `connection`: the WebSocket context, the glue between the socket, `link` and the
 //!   store.
 //! - `route`: the room on screen in the URL (`#/r/<room>`).
-//! - `notify`: tab visibility, the title's unread count, mention notifications.
+//! - `notify`: tab visibility, the title's unread count, desktop notifications of
+//!   alerts.
+//! - `push`: Web Push: the service worker (`frontend/sw.js`) registered, the browser
+//!   subscribed, and the worker's "open this room" messages.
 //! - `prefs`: the nick, session and rooms remembered in `localStorage`.
 //! - `auth`: signing in with an account (HTTP), the token kept between visits, and a
 //!   host application's token taken from the URL fragment.
@@ -31,6 +34,7 @@ mod dom_tests;
 mod link;
 mod notify;
 mod prefs;
+mod push;
 mod route;
 mod state;
 mod store;
@@ -39,7 +43,8 @@ mod text;
 use leptos::prelude::*;
 
 use crate::components::{
-    Composer, Header, InviteForm, Lock, MessageList, NewRoomDialog, Presence, Sidebar, SignIn,
+    Composer, Header, InviteForm, Lock, MessageList, NewRoomDialog, Presence, RoomNotify, Sidebar,
+    SignIn,
 };
 use crate::connection::{page_id_prefix, provide_connection_context, Connection};
 use crate::state::{ChatState, Parts};
@@ -78,6 +83,7 @@ pub fn App() -> impl IntoView {
     };
     provide_context(ui);
     notify::watch_page(chat);
+    push::listen();
     watch_route(conn, chat);
     remember_rooms(chat);
     // Someone who was here before comes straight back: signed in with their token, or
@@ -104,13 +110,16 @@ pub fn App() -> impl IntoView {
                 <div class="layout">
                     <Sidebar />
                     <main class="room" data-room=move || current.get()>
-                        <h2 class="room-title">
-                            <Show when=room_locked>
-                                <Lock/>
-                                " "
-                            </Show>
-                            {room_title}
-                        </h2>
+                        <div class="room-head">
+                            <h2 class="room-title">
+                                <Show when=room_locked>
+                                    <Lock/>
+                                    " "
+                                </Show>
+                                {room_title}
+                            </h2>
+                            <RoomNotify />
+                        </div>
                         <InviteForm />
                         <MessageList />
                         <Composer />
@@ -129,14 +138,22 @@ pub fn App() -> impl IntoView {
 /// Keeps the room on screen and the URL in step: a hash change (link, back/forward)
 /// opens its room; the app changing rooms by itself (leaving one) rewrites the URL.
 fn watch_route(conn: Connection, chat: Store) {
+    // A link to one message (a pushed alert opening a new tab): highlighted once its
+    // room's messages arrive.
+    if let Some((room, Some(offset))) = route::current_target() {
+        chat.update(Parts::ALL, |s| s.open_message(&room, offset));
+    }
     if let Some(room) = chat.with_untracked(|s| s.current.clone()) {
         route::replace(&room);
     }
     let handle = window_event_listener(leptos::ev::hashchange, move |_| {
-        if let Some(room) = route::current() {
-            if let Err(e) = conn.open_room(&room) {
-                chat.update(Parts::ROOMS, |s| s.room_error = Some(e));
-            }
+        let opened = match route::current_target() {
+            Some((room, Some(offset))) => conn.open_message(&room, offset),
+            Some((room, None)) => conn.open_room(&room),
+            None => Ok(()),
+        };
+        if let Err(e) = opened {
+            chat.update(Parts::ROOMS, |s| s.room_error = Some(e));
         }
     });
     on_cleanup(move || handle.remove());

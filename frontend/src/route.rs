@@ -1,15 +1,35 @@
 //! The room on screen lives in the URL (`#/r/<room>`), so a link opens it and the
 //! browser's back and forward buttons move between rooms. `/r/<room>` paths (the
 //! server answers them with the app) are accepted too and rewritten to the hash form.
+//! `#/r/<room>/<offset>` points at one message (what an alert opens).
 
 /// The room named by a location's hash (`#/r/dev`) or, failing that, its path
 /// (`/r/dev`).
+#[cfg(test)]
 pub(crate) fn room_from(hash: &str, path: &str) -> Option<String> {
+    target_from(hash, path).map(|(room, _)| room)
+}
+
+/// The room and, for a link to one message (`#/r/dev/12`), its offset. The name is
+/// percent-encoded in links we make, so a raw `/` followed by digits is the offset.
+pub(crate) fn target_from(hash: &str, path: &str) -> Option<(String, Option<u64>)> {
     let raw = hash
         .strip_prefix("#/r/")
-        .or_else(|| path.strip_prefix("/r/"))?;
-    let room = percent_decode(raw.trim_end_matches('/'))?;
-    (!room.trim().is_empty()).then_some(room)
+        .or_else(|| path.strip_prefix("/r/"))?
+        .trim_end_matches('/');
+    let (raw, offset) = match raw.rsplit_once('/') {
+        Some((room, tail)) if !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit()) => {
+            (room, tail.parse().ok())
+        }
+        _ => (raw, None),
+    };
+    let room = percent_decode(raw)?;
+    (!room.trim().is_empty()).then_some((room, offset))
+}
+
+/// The hash of one message: `#/r/<room>/<offset>`.
+pub(crate) fn hash_for_message(room: &str, offset: u64) -> String {
+    format!("{}/{offset}", hash_for(room))
 }
 
 /// The hash for a room: `#/r/` and the name, percent-encoded.
@@ -46,8 +66,13 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
 
 /// The room in the browser's current location.
 pub(crate) fn current() -> Option<String> {
+    current_target().map(|(room, _)| room)
+}
+
+/// The room in the browser's current location, and the message if it names one.
+pub(crate) fn current_target() -> Option<(String, Option<u64>)> {
     let location = leptos::prelude::window().location();
-    room_from(
+    target_from(
         &location.hash().unwrap_or_default(),
         &location.pathname().unwrap_or_default(),
     )
@@ -98,5 +123,29 @@ mod tests {
             assert_eq!(room_from(&hash_for(room), "/").as_deref(), Some(room));
         }
         assert_eq!(hash_for("a b"), "#/r/a%20b");
+    }
+
+    #[test]
+    fn a_link_can_point_at_one_message() {
+        assert_eq!(
+            target_from("#/r/lobby/12", "/"),
+            Some(("lobby".to_owned(), Some(12)))
+        );
+        assert_eq!(
+            target_from("#/r/lobby", "/"),
+            Some(("lobby".to_owned(), None))
+        );
+        assert_eq!(
+            target_from("#/r/lobby/", "/"),
+            Some(("lobby".to_owned(), None))
+        );
+        assert_eq!(room_from("#/r/dev/7", "/").as_deref(), Some("dev"));
+        for room in ["lobby", "a/b", "x/5", "café"] {
+            let hash = hash_for_message(room, 42);
+            assert_eq!(target_from(&hash, "/"), Some((room.to_owned(), Some(42))));
+        }
+        // Not digits: part of a (hand-typed) name, as before.
+        assert_eq!(room_from("#/r/a/b", "/").as_deref(), Some("a/b"));
+        assert_eq!(target_from("#/r//5", "/"), None);
     }
 }

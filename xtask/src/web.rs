@@ -70,7 +70,11 @@ pub(crate) fn build(ctx: &Ctx) -> Result<()> {
 }
 
 /// What a first visit may download, compressed: the whole of `dist/` with brotli.
-const BUDGET_BROTLI: usize = 250 * 1000;
+/// Raised from 250 KB for notifications (issue 13): the bell, its inbox, the room and
+/// quiet-hours settings and the Web Push glue took the bundle from about 248 KB to
+/// 278 KB (the WebAssembly from 814 to 905 KB raw, nearly all of it the new
+/// components' view code).
+const BUDGET_BROTLI: usize = 285 * 1000;
 
 struct Row {
     name: String,

@@ -1,10 +1,10 @@
-//! The bar at the top: app name, room, connection status, who is signed in (with the
-//! sign-out button), and the buttons that only matter now and then (enable
-//! notifications, reconnect after 4001).
+//! The bar at the top: app name, room, connection status, the bell and quiet hours,
+//! who is signed in (with the sign-out button), and the buttons that only matter now
+//! and then (enable notifications, reconnect after 4001).
 
 use leptos::prelude::*;
 
-use crate::components::Avatar;
+use crate::components::{Avatar, Bell, QuietHours};
 use crate::connection::Connection;
 use crate::link::Status;
 use crate::notify;
@@ -76,11 +76,23 @@ pub(crate) fn Header() -> impl IntoView {
             <Show when=move || welcomed() && can_ask.get()>
                 <button
                     class="enable-notifications"
-                    title="Get a desktop notification when someone mentions you while this tab is hidden"
-                    on:click=move |_| notify::ask(move || can_ask.set(notify::can_ask()))
+                    title="Get a desktop notification when someone mentions you, even with Huddle closed"
+                    on:click=move |_| {
+                        notify::ask(move || {
+                            can_ask.set(notify::can_ask());
+                            // Allowed: this browser also subscribes to Web Push.
+                            if notify::granted() {
+                                conn.enable_push();
+                            }
+                        })
+                    }
                 >
                     "Enable notifications"
                 </button>
+            </Show>
+            <Show when=welcomed>
+                <Bell />
+                <QuietHours />
             </Show>
             <Show when=move || chat.with(Parts::SESSION, |s| s.session_taken)>
                 <button class="reconnect" on:click=move |_| conn.reconnect_now()>

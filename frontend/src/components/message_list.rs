@@ -15,6 +15,7 @@ use crate::components::{Avatar, RichText};
 use crate::connection::Connection;
 use crate::state::{typing_line, NoticeKind, Parts, Row};
 use crate::store::Store;
+use crate::text::mentions;
 
 /// How close to the bottom (in CSS pixels) still counts as "reading the latest".
 const STICK_PX: i32 = 48;
@@ -62,6 +63,15 @@ pub(crate) fn MessageList() -> impl IntoView {
                 .collect::<std::collections::BTreeSet<u64>>()
         })
     });
+    // The message an alert opened, if it is in this room.
+    let highlight = Memo::new(move |_| {
+        chat.with(Parts::ROOMS | Parts::MESSAGES, |s| {
+            s.highlight
+                .as_ref()
+                .filter(|(room, _)| s.current.as_ref() == Some(room))
+                .map(|(_, offset)| *offset)
+        })
+    });
     // The row the person is looking at, and its distance from the top of the view.
     let anchor = StoredValue::new(None::<(String, i32)>);
     // The scroll position we last saw or set: only a move up from it is the person
@@ -89,6 +99,32 @@ pub(crate) fn MessageList() -> impl IntoView {
             }
             last_top.set_value(el.scroll_top());
             anchor.set_value(first_visible(&el));
+        });
+    });
+
+    // An alert opened a message: bring its row into view once it is rendered (its
+    // room's messages may still be on their way), then leave the scrolling to the
+    // person.
+    let revealed = StoredValue::new(None::<u64>);
+    Effect::new(move |_| {
+        rows.with(|_| ());
+        let Some(offset) = highlight.get() else {
+            revealed.set_value(None);
+            return;
+        };
+        if revealed.get_value() == Some(offset) {
+            return;
+        }
+        request_animation_frame(move || {
+            let Some(el) = scroller.try_get_untracked().flatten() else {
+                return;
+            };
+            if let Some(row) = find_row(&el, &format!("m{offset}")) {
+                let options = web_sys::ScrollIntoViewOptions::new();
+                options.set_block(web_sys::ScrollLogicalPosition::Center);
+                row.scroll_into_view_with_scroll_into_view_options(&options);
+                revealed.set_value(Some(offset));
+            }
         });
     });
 
@@ -142,7 +178,7 @@ pub(crate) fn MessageList() -> impl IntoView {
                     // Identity only (room and offset, or notice number): a row's state
                     // (continued, sent) updates it in place instead of remounting it.
                     key=|(room, row)| (room.clone(), row.key())
-                    children=move |(_, row)| row_view(chat, row, continued)
+                    children=move |(_, row)| row_view(chat, row, continued, highlight)
                 />
                 <Show when=move || !frozen.get()>
                     <For
@@ -188,7 +224,12 @@ fn find_row(el: &HtmlElement, key: &str) -> Option<HtmlElement> {
 
 /// One row. Stored messages and notices never change, so the data is read once,
 /// without subscribing.
-fn row_view(chat: Store, row: Row, continued: Memo<std::collections::BTreeSet<u64>>) -> AnyView {
+fn row_view(
+    chat: Store,
+    row: Row,
+    continued: Memo<std::collections::BTreeSet<u64>>,
+    highlight: Memo<Option<u64>>,
+) -> AnyView {
     match row {
         Row::Message { offset, .. } => {
             let continued = move || continued.with(|c| c.contains(&offset));
@@ -198,10 +239,12 @@ fn row_view(chat: Store, row: Row, continued: Memo<std::collections::BTreeSet<u6
                         (Some(me), Some(sender)) => me == sender,
                         _ => s.me.as_deref() == Some(m.nick.as_str()),
                     };
-                    (m.clone(), mine)
+                    // Our nick named in someone else's message stands out.
+                    let named = !mine && s.me.as_deref().is_some_and(|me| mentions(&m.text, me));
+                    (m.clone(), mine, named)
                 })
             });
-            let Some((m, mine)) = found else {
+            let Some((m, mine, named)) = found else {
                 return ().into_any();
             };
             // Someone else with a known user id can be messaged directly.
@@ -210,7 +253,15 @@ fn row_view(chat: Store, row: Row, continued: Memo<std::collections::BTreeSet<u6
                 None => view! { <bdi class="nick">{m.nick.clone()}</bdi> }.into_any(),
             };
             view! {
-                <li class="msg" class:mine=mine class:continued=continued data-offset=offset data-key=format!("m{offset}")>
+                <li
+                    class="msg"
+                    class:mine=mine
+                    class:mentions-me=named
+                    class:highlight=move || highlight.get() == Some(offset)
+                    class:continued=continued
+                    data-offset=offset
+                    data-key=format!("m{offset}")
+                >
                     <div class="meta">
                         <Avatar nick=m.nick.clone() user=m.user.clone() />
                         {sender}

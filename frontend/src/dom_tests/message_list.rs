@@ -130,7 +130,15 @@ async fn messages_and_notices_render_grouped_in_order() {
         T0 + 60_000,
         "second",
     );
-    assert_message(&rows[2], 3, &["msg"], "carol", T0 + 120_000, "hi @alice");
+    // It names us: it stands out.
+    assert_message(
+        &rows[2],
+        3,
+        &["msg", "mentions-me"],
+        "carol",
+        T0 + 120_000,
+        "hi @alice",
+    );
     assert_notice(&rows[3], "joined", "bob joined", T0 + 180_000);
     // After a notice a new group starts.
     assert_message(&rows[4], 4, &["msg"], "bob", T0 + 200_000, "hello all");

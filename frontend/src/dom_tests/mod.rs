@@ -17,8 +17,10 @@
 //! - `composer`: the keyboard (Enter, Shift+Enter, Esc) and pending → sent.
 //! - `sidebar`: joined rooms with unread counts, the room directory.
 //! - `room_view`: the components together as `App` lays them out (focus, unmounting).
+//! - `inbox`: the bell, its list and reads, the room's level, messages naming us.
 
 mod composer;
+mod inbox;
 mod message_list;
 mod people;
 mod rich_text;

@@ -7,15 +7,18 @@
 //! mention alerts to raise, and which [`Parts`] of the page changed (so the reactive
 //! [`crate::store::Store`] wakes only those). The time comes in as an argument.
 
+mod inbox;
 mod people;
 pub(crate) mod room;
 
 use std::collections::{BTreeMap, VecDeque};
 
 use common::{
-    ChatMessage, ClientMsg, ErrorCode, Limits, MemberRoom, NotificationKind, RoomInfo, ServerMsg,
+    Alert, ChatMessage, ClientMsg, ErrorCode, Limits, MemberRoom, NotificationKind, RoomInfo,
+    ServerMsg,
 };
 
+pub(crate) use inbox::{format_time, parse_time, Inbox, NotifySettings};
 pub(crate) use people::{InviteOutcome, NewRoom};
 pub(crate) use room::{typing_line, NoticeKind, Outgoing, Peer, Room, Row, TYPING_SHOWN_MS};
 
@@ -88,6 +91,12 @@ pub(crate) struct ChatState {
     pub(crate) invite_outcome: Option<InviteOutcome>,
     /// The user of the `open_dm` on its way: its answer puts the room on screen.
     opening_dm: Option<String>,
+    /// The user's alerts (the bell).
+    pub(crate) inbox: Inbox,
+    /// Quiet hours and this browser's push subscription.
+    pub(crate) settings: NotifySettings,
+    /// The message an alert pointed at (room, offset), highlighted once it is shown.
+    pub(crate) highlight: Option<(String, u64)>,
     /// Whether the tab is hidden (then messages count towards the title).
     pub(crate) hidden: bool,
     /// Messages that arrived while the tab was hidden, for the title.
@@ -124,9 +133,11 @@ impl Parts {
     pub(crate) const DIRECTORY: Parts = Parts(1 << 5);
     /// The tab: its title and the screen-reader announcement.
     pub(crate) const PAGE: Parts = Parts(1 << 6);
-    pub(crate) const ALL: Parts = Parts((1 << 7) - 1);
+    /// The inbox (the bell) and the notification settings.
+    pub(crate) const INBOX: Parts = Parts(1 << 7);
+    pub(crate) const ALL: Parts = Parts(u8::MAX);
     /// How many parts there are.
-    pub(crate) const COUNT: usize = 7;
+    pub(crate) const COUNT: usize = 8;
 
     /// Whether part number `i` (`0..COUNT`) is among these.
     pub(crate) fn has(self, i: usize) -> bool {
@@ -142,8 +153,10 @@ impl Parts {
             ServerMsg::Rooms { .. } => Parts::DIRECTORY,
             ServerMsg::History { .. } | ServerMsg::Ack { .. } => Parts::MESSAGES,
             // The author stops typing; unread counts, the title and the announcement
-            // follow messages.
-            ServerMsg::Message(_) => Parts::MESSAGES | Parts::ROOMS | Parts::PAGE | Parts::TYPING,
+            // follow messages, and reading the room on screen reads its alerts.
+            ServerMsg::Message(_) => {
+                Parts::MESSAGES | Parts::ROOMS | Parts::PAGE | Parts::TYPING | Parts::INBOX
+            }
             ServerMsg::Notification { .. } => Parts::MESSAGES | Parts::PAGE,
             ServerMsg::Joined { .. } | ServerMsg::Left { .. } => {
                 Parts::ROOMS | Parts::MESSAGES | Parts::MEMBERS | Parts::TYPING
@@ -153,14 +166,13 @@ impl Parts {
             | ServerMsg::RoomCreated { .. }
             | ServerMsg::Invited { .. }
             | ServerMsg::Dm { .. } => Parts::ALL,
-            // The inbox and its settings are the web app's next step (issue 13).
             ServerMsg::Alert(_)
             | ServerMsg::Inbox { .. }
             | ServerMsg::AlertRead { .. }
             | ServerMsg::PushSubscribed { .. }
             | ServerMsg::PushUnsubscribed { .. }
             | ServerMsg::RoomNotify { .. }
-            | ServerMsg::QuietHours { .. } => Parts::ALL,
+            | ServerMsg::QuietHours { .. } => Parts::INBOX,
         }
     }
 }
@@ -181,18 +193,10 @@ pub(crate) struct Applied {
     /// The stored sign-in token no longer works (`invalid_token`): forget it, so the
     /// next visit does not try it again.
     pub(crate) forget_token: bool,
-    /// Mentions of our nick to raise as browser notifications.
+    /// New alerts to raise as desktop notifications (the tab is hidden).
     pub(crate) alerts: Vec<Alert>,
     /// The parts of the page that may have changed.
     pub(crate) changed: Parts,
-}
-
-/// A mention of our nick, for a browser notification.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Alert {
-    pub(crate) room: String,
-    pub(crate) nick: String,
-    pub(crate) text: String,
 }
 
 impl ChatState {
@@ -227,6 +231,9 @@ impl ChatState {
             new_room: None,
             invite_outcome: None,
             opening_dm: None,
+            inbox: Inbox::default(),
+            settings: NotifySettings::default(),
+            highlight: None,
             hidden: false,
             hidden_unread: 0,
             announcement: String::new(),
@@ -349,8 +356,14 @@ impl ChatState {
                 limits,
                 user,
                 rooms,
+                inbox,
+                quiet,
                 ..
-            } => return self.on_welcome(nick, session, limits, user, rooms),
+            } => {
+                let mut out = self.on_welcome(nick, session, limits, user, rooms);
+                out.push(self.on_welcome_inbox(inbox, quiet));
+                return out;
+            }
             // `members` (a room too large to list whole) is not shown: the list holds
             // the first few thousand, which is all a sidebar can show anyway.
             ServerMsg::Joined {
@@ -362,11 +375,7 @@ impl ChatState {
                 ..
             } => return self.on_joined(&room, head, epoch, nicks, recovered),
             ServerMsg::Left { room } => self.on_left(&room),
-            ServerMsg::Message(m) => {
-                if let Some(alert) = self.on_message(m) {
-                    alerts.push(alert);
-                }
-            }
+            ServerMsg::Message(m) => self.on_message(m),
             ServerMsg::History {
                 room,
                 messages,
@@ -429,13 +438,21 @@ impl ChatState {
             }
             ServerMsg::Invited { room, user, by } => return self.on_invited(&room, &user, by),
             ServerMsg::Dm { room, user, nick } => return self.on_dm(&room, user, nick),
-            ServerMsg::Alert(_)
-            | ServerMsg::Inbox { .. }
-            | ServerMsg::AlertRead { .. }
-            | ServerMsg::PushSubscribed { .. }
-            | ServerMsg::PushUnsubscribed { .. }
-            | ServerMsg::RoomNotify { .. }
-            | ServerMsg::QuietHours { .. } => {}
+            ServerMsg::Alert(alert) => alerts.extend(self.on_alert(alert)),
+            ServerMsg::Inbox {
+                alerts,
+                head,
+                unread,
+            } => self.on_inbox(alerts, head, unread),
+            ServerMsg::AlertRead { seq } => self.on_alert_read(seq),
+            ServerMsg::PushSubscribed { endpoint } => self.settings.push_endpoint = Some(endpoint),
+            ServerMsg::PushUnsubscribed { endpoint } => {
+                if self.settings.push_endpoint.as_deref() == Some(endpoint.as_str()) {
+                    self.settings.push_endpoint = None;
+                }
+            }
+            ServerMsg::RoomNotify { room, level } => self.on_room_notify(&room, level),
+            ServerMsg::QuietHours { quiet } => self.settings.quiet = quiet,
         }
         Vec::new()
     }
@@ -548,9 +565,9 @@ impl ChatState {
         out
     }
 
-    /// Stores a live message; returns the alert to raise when it mentions us where we
-    /// are not looking.
-    fn on_message(&mut self, m: ChatMessage) -> Option<Alert> {
+    /// Stores a live message. (Alerts about it come from the server as `alert` frames,
+    /// the one source of desktop notifications.)
+    fn on_message(&mut self, m: ChatMessage) {
         // By user id when both are known (v2): one person, many tabs and devices.
         let mine = match (self.user.as_deref(), m.user.as_deref()) {
             (Some(me), Some(sender)) => me == sender,
@@ -559,19 +576,21 @@ impl ChatState {
         let current = self.current.as_deref() == Some(m.room.as_str());
         let hidden = self.hidden;
         let mentioned = !mine && self.me.as_deref().is_some_and(|me| mentions(&m.text, me));
-        let room = self.rooms.get_mut(&m.room)?;
+        let Some(room) = self.rooms.get_mut(&m.room) else {
+            return;
+        };
         if mine {
             // Our own message is stored (it is broadcast only after that), so it is no
             // longer pending even if the ack has not arrived yet.
             room.pending.remove(&m.id);
         }
-        let (name, nick, text, offset) = (m.room.clone(), m.nick.clone(), m.text.clone(), m.offset);
+        let (nick, text, offset) = (m.nick.clone(), m.text.clone(), m.offset);
         if !room.insert_live(m) {
-            return None;
+            return;
         }
         if mine {
             room.counted = room.counted.max(offset);
-            return None;
+            return;
         }
         // Counted once: the server's count in `welcome` already covers the replay.
         let fresh = offset > room.counted && offset > room.read;
@@ -589,11 +608,6 @@ impl ChatState {
             self.announcement = format!("{nick}: {text}");
             self.mark_read();
         }
-        (mentioned && fresh && (hidden || !current)).then_some(Alert {
-            room: name,
-            nick,
-            text,
-        })
     }
 
     fn on_ack(&mut self, id: String, room: String, offset: u64) {
@@ -732,8 +746,26 @@ impl ChatState {
         Ok(out)
     }
 
+    /// Opens a room at one of its messages (an alert's): joins it if needed, puts it
+    /// on screen and, if we hold the message, renders it, highlighted.
+    pub(crate) fn open_message(
+        &mut self,
+        room: &str,
+        offset: u64,
+    ) -> Result<Vec<ClientMsg>, String> {
+        let out = self.open_room(room)?;
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.reveal(offset);
+        }
+        self.highlight = Some((room.to_owned(), offset));
+        Ok(out)
+    }
+
     /// Puts a room we are in on screen; it counts as read.
     fn show(&mut self, name: &str) {
+        if self.highlight.as_ref().is_some_and(|(r, _)| r != name) {
+            self.highlight = None;
+        }
         self.current = Some(name.to_owned());
         if let Some(r) = self.rooms.get_mut(name) {
             r.at_bottom = true;
@@ -948,5 +980,7 @@ fn unsent_frames(room: &Room) -> impl Iterator<Item = ClientMsg> + '_ {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_inbox;
 #[cfg(test)]
 mod tests_people;

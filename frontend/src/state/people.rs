@@ -42,6 +42,7 @@ impl ChatState {
                 .entry(m.room.clone())
                 .or_insert_with(|| Room::new(&m.room));
             room.private = m.private;
+            room.notify = m.notify;
             if let Some(user) = m.dm {
                 room.dm = Some(Peer {
                     nick: m.dm_nick.unwrap_or_else(|| user.clone()),
@@ -322,8 +323,10 @@ impl ChatState {
                     _ => message.to_owned(),
                 });
             }
-            // A read offset is bookkeeping: nothing to tell the person.
-            Some("read") => {}
+            // A read offset, the inbox's catching up and the push subscription are
+            // bookkeeping (and a server without the inbox refuses them all): nothing
+            // to tell the person.
+            Some("read" | "inbox" | "alert_read" | "push_subscribe" | "push_unsubscribe") => {}
             _ => return false,
         }
         true

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use common::ChatMessage;
+use common::{ChatMessage, NotifyLevel};
 
 /// Most messages kept in memory per room; the oldest are dropped beyond this so a tab
 /// left open for days does not grow without bound.
@@ -87,6 +87,8 @@ pub(crate) struct Room {
     /// The server made us a member (an invitation, a DM) with nothing read: what its
     /// first `joined` says is there is unread.
     pub(crate) unread_from_start: bool,
+    /// Which of the room's messages alert the person (`room_notify`).
+    pub(crate) notify: NotifyLevel,
 }
 
 /// The other person of a direct-message room.
@@ -186,6 +188,7 @@ impl Room {
             read_sent_at: 0,
             users: BTreeMap::new(),
             unread_from_start: false,
+            notify: NotifyLevel::default(),
         }
     }
 
@@ -265,6 +268,30 @@ impl Room {
         if self.notices.len() > MAX_NOTICES {
             self.notices.remove(0);
         }
+    }
+
+    /// Moves the window so that the message at `offset` is rendered (an alert opened
+    /// it); `false` when we do not hold it. The window is left frozen around it unless
+    /// it is among the newest rows, so new messages do not scroll it away.
+    pub(crate) fn reveal(&mut self, offset: u64) -> bool {
+        if !self.messages.contains_key(&offset) {
+            return false;
+        }
+        let newest_lo = self.messages.keys().rev().nth(WINDOW - 1).copied();
+        if newest_lo.is_none_or(|lo| offset >= lo) {
+            self.follow();
+            return true;
+        }
+        self.at_bottom = false;
+        self.lo = self
+            .messages
+            .range(..=offset)
+            .rev()
+            .nth(STEP)
+            .map(|(k, _)| *k)
+            .or_else(|| self.messages.keys().next().copied());
+        self.hi = self.messages.range(offset..).nth(STEP).map(|(k, _)| *k);
+        true
     }
 
     /// Moves the window to the newest rows (the person is at the bottom).

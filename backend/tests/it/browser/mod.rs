@@ -14,6 +14,7 @@
 mod bundle;
 mod chat;
 mod failover;
+mod notifications;
 mod people;
 mod recovery;
 mod rooms;

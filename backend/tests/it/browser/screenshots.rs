@@ -188,3 +188,43 @@ async fn screenshots_of_signing_in_and_of_people() {
     let (path, ..) = screenshot_to(&alice, &dir, "screenshot-people.png").await;
     eprintln!("wrote {}", path.display());
 }
+
+/// The bell open on two mentions (`docs/screenshot-inbox.png`).
+#[ignore = "needs Chromium, chromedriver and the web bundle; `cargo xtask test` runs it"]
+#[tokio::test]
+async fn screenshot_of_the_inbox() {
+    require();
+    let server = TestServer::start().await;
+    let base = format!("http://{}/", server.addr);
+    let driver = Driver::start().await;
+    let dir = screenshot_dir(true);
+    let (alice, _p) = driver.browser(1280, 800).await;
+    let mut bob = server.member("bob", "lobby").await;
+    let mut carol = server.member("carol", "lobby").await;
+    bob.say_acked("lobby", "Morning! The new build is up on staging.")
+        .await;
+    sign_in(&alice, &base, "alice").await;
+    // Alice reads #design while the lobby names her twice.
+    let field = wait_css(&alice, ".join-room input[name=room]").await;
+    field.send_keys(&format!("design{ENTER}")).await.unwrap();
+    wait_room_on_screen(&alice, "design").await;
+    say(&alice, "Mock-ups for the phone layout are in.").await;
+    wait_all_acked(&alice).await;
+    bob.say_acked("lobby", "@alice can you check the release notes before 3?")
+        .await;
+    carol
+        .say_acked("lobby", "@alice stand-up moved to 10:30, same link.")
+        .await;
+    wait_for(
+        &alice,
+        "two unread alerts on the bell",
+        WAIT,
+        "const b = document.querySelector('#bell'); return !!b && b.dataset.unread === '2'",
+        vec![],
+    )
+    .await;
+    wait_css(&alice, "#bell").await.click().await.unwrap();
+    wait_css(&alice, "#inbox .alert-item.unread").await;
+    let (path, ..) = screenshot_to(&alice, &dir, "screenshot-inbox.png").await;
+    eprintln!("wrote {}", path.display());
+}
