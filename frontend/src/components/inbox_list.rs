@@ -66,7 +66,7 @@ fn alert_row(conn: Connection, chat: Store, seq: u64, close: Callback<()>) -> im
     let (title, body, kind) = (alert.title.clone(), alert.body.clone(), alert.kind.as_str());
     let when = when(alert.ts);
     view! {
-        <li class="alert-item" class:unread=unread data-seq=seq data-kind=kind>
+        <li class="alert-item" class:not-read=unread data-seq=seq data-kind=kind>
             <button
                 type="button"
                 class="alert-open"

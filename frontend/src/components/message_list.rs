@@ -247,6 +247,16 @@ fn row_view(
             let Some((m, mine, named)) = found else {
                 return ().into_any();
             };
+            // A notice the notifications API stored in the room's log: no sender.
+            if m.is_notice() {
+                return view! {
+                    <li class="notice info" data-offset=offset data-key=format!("m{offset}")>
+                        <span class="notice-text">{m.text}</span>
+                        <time>{hhmm(m.ts)}</time>
+                    </li>
+                }
+                .into_any();
+            }
             // Someone else with a known user id can be messaged directly.
             let sender = match m.user.clone().filter(|_| !mine) {
                 Some(user) => sender_menu(m.nick.clone(), user).into_any(),

@@ -67,18 +67,18 @@ async fn the_bell_counts_unread_alerts_and_lists_them_newest_first() {
         .map(|li| li.get_attribute("data-seq").unwrap_or_default())
         .collect();
     assert_eq!(seqs, ["2", "1"]);
-    assert_eq!(page.all("#inbox .alert-item.unread").len(), 2);
+    assert_eq!(page.all("#inbox .alert-item.not-read").len(), 2);
     assert!(text(&items[0]).contains("bob in #lobby"));
 
     // Read up to 1 in another tab.
     page.apply([ServerMsg::AlertRead { seq: 1 }]);
     flush().await;
-    assert_eq!(page.all("#inbox .alert-item.unread").len(), 1);
+    assert_eq!(page.all("#inbox .alert-item.not-read").len(), 1);
     assert_eq!(page.text("#bell .bell-count"), "1");
 
     click(&page.one("#mark-all-read"));
     flush().await;
-    assert!(page.find("#inbox .alert-item.unread").is_none());
+    assert!(page.find("#inbox .alert-item.not-read").is_none());
     assert!(page.find("#bell .bell-count").is_none());
     assert_eq!(
         page.one("#bell").get_attribute("data-unread").as_deref(),

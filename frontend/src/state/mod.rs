@@ -157,6 +157,10 @@ impl Parts {
             ServerMsg::Message(_) => {
                 Parts::MESSAGES | Parts::ROOMS | Parts::PAGE | Parts::TYPING | Parts::INBOX
             }
+            // A stored notice (with an offset) moves the room on like a message.
+            ServerMsg::Notification {
+                offset: Some(_), ..
+            } => Parts::MESSAGES | Parts::ROOMS | Parts::PAGE,
             ServerMsg::Notification { .. } => Parts::MESSAGES | Parts::PAGE,
             ServerMsg::Joined { .. } | ServerMsg::Left { .. } => {
                 Parts::ROOMS | Parts::MESSAGES | Parts::MEMBERS | Parts::TYPING
@@ -390,6 +394,24 @@ impl ChatState {
                 }
             }
             ServerMsg::Ack { id, room, offset } => self.on_ack(id, room, offset),
+            // A notice stored in the room's log has its place among the messages (so
+            // `since` and unread counts stay gap-free): it is kept as one, with no
+            // sender, as `history` gives it, and shown as a notice.
+            ServerMsg::Notification {
+                room,
+                text,
+                ts,
+                offset: Some(offset),
+                ..
+            } => self.on_message(ChatMessage {
+                room,
+                offset,
+                id: String::new(),
+                nick: String::new(),
+                text,
+                ts,
+                user: None,
+            }),
             ServerMsg::Notification {
                 room,
                 kind,

@@ -634,3 +634,29 @@ fn a_refused_history_page_can_be_asked_for_again() {
     );
     assert!(s.load_older().is_some(), "asked again after the refusal");
 }
+
+#[test]
+fn a_stored_notice_takes_its_offset_among_the_messages() {
+    let mut s = joined(2);
+    live(&mut s, "lobby", 3, "bob");
+    step(
+        &mut s,
+        ServerMsg::Notification {
+            room: "lobby".to_owned(),
+            kind: NotificationKind::Info,
+            text: "deploy at 5".to_owned(),
+            nick: None,
+            ts: 7,
+            offset: Some(4),
+        },
+    );
+    live(&mut s, "lobby", 5, "bob");
+    assert_eq!(
+        offsets(&s, "lobby"),
+        [3, 4, 5],
+        "no gap for `since` to trip on"
+    );
+    let notice = &lobby(&s).messages[&4];
+    assert!(notice.is_notice());
+    assert_eq!(notice.text, "deploy at 5");
+}

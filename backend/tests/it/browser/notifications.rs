@@ -146,8 +146,8 @@ async fn a_mention_rings_the_bell_in_another_persons_page_and_opens_its_message(
 
     // The bell lists it, unread; clicking it opens the lobby at the message.
     click(&alice, "#bell").await;
-    wait_css(&alice, "#inbox .alert-item.unread").await;
-    click(&alice, "#inbox .alert-item.unread .alert-open").await;
+    wait_css(&alice, "#inbox .alert-item.not-read").await;
+    click(&alice, "#inbox .alert-item.not-read .alert-open").await;
     wait_room_on_screen(&alice, "lobby").await;
     wait_css(&alice, "li.msg.highlight.mentions-me").await;
     wait_bell(&alice, 0).await;

@@ -224,7 +224,7 @@ async fn screenshot_of_the_inbox() {
     )
     .await;
     wait_css(&alice, "#bell").await.click().await.unwrap();
-    wait_css(&alice, "#inbox .alert-item.unread").await;
+    wait_css(&alice, "#inbox .alert-item.not-read").await;
     let (path, ..) = screenshot_to(&alice, &dir, "screenshot-inbox.png").await;
     eprintln!("wrote {}", path.display());
 }
