@@ -256,21 +256,24 @@ fn quiet_ends(quiet: &common::Quiet, now_ms: u64) -> u64 {
 }
 
 /// Pushes what is due until `cancel`: every [`POLL`], at once when woken, and again
-/// straight away while claims come back full.
+/// straight away while claims come back full. A stop does not wait for pushes in
+/// flight (their retries can take a while): what was claimed and not finished is
+/// claimed again when its lease ends, by another instance or after the restart.
 pub(crate) async fn run(pusher: Arc<Pusher>, wakers: Wakers, cancel: CancellationToken) {
     let Wakers { due_now, mut reads } = wakers;
-    loop {
-        while pusher.round().await == CLAIM {
-            if cancel.is_cancelled() {
-                return;
+    let work = async {
+        loop {
+            while pusher.round().await == CLAIM {}
+            tokio::select! {
+                () = due_now.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+                Some((user, seq)) = reads.recv() => pusher.send_read(&user, seq).await,
             }
         }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = due_now.notified() => {}
-            () = tokio::time::sleep(POLL) => {}
-            Some((user, seq)) = reads.recv() => pusher.send_read(&user, seq).await,
-        }
+    };
+    tokio::select! {
+        () = cancel.cancelled() => {}
+        () = work => {}
     }
 }
 
