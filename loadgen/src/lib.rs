@@ -19,11 +19,20 @@
 //! - [`verify`]: reading history back after a crash to check every ack.
 //! - [`plot`]: the `fanout` SVG chart and the layout of `results.jsonl`.
 //! - [`signins`]: sign-ins per second (login over HTTP, `hello {token}`, guest `hello`).
+//! - [`alerts`]: alerts per second into the inboxes of a big room (`@nick` mentions, or
+//!   members at level `all`), each checked by `seq`; `guest` is the signed-in guest
+//!   connection it and `pushes` use.
+//! - [`pushes`]: Web Pushes per second from the notifications API into a local push
+//!   service (`push_service`) that decrypts every one.
 
+pub mod alerts;
 mod conn;
+mod guest;
 pub mod measure;
 pub mod plot;
 pub mod procstat;
+mod push_service;
+pub mod pushes;
 pub mod report;
 mod runner;
 pub mod scenario;

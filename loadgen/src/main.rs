@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use common::parse_duration;
 use loadgen::scenario::{Load, Scenario, MAX_SOURCE_IPS};
-use loadgen::{plot, signins, verify, Options};
+use loadgen::{alerts, plot, pushes, signins, verify, Options};
 
 /// Exit status of a run that finished but found problems.
 const NOT_OK: u8 = 3;
@@ -58,6 +58,96 @@ enum Command {
     /// `POST /api/auth/login`, `hello {token}` and guest `hello {nick}` in turn (protocol
     /// v2 servers only). Start the server with `--ip-join-rate 0`.
     Signins(SigninArgs),
+    /// Alerts per second into the inboxes of one big room: N guests join it, one posts
+    /// messages naming K members as `@nick` (`--mentions K`) or, with `--all`, every
+    /// member sets the room to level `all` so each message alerts all the others.
+    Alerts(AlertArgs),
+    /// Web Pushes per second: N guests subscribe to a local push service (in this
+    /// process) and disconnect; alerts are then posted for them through the
+    /// notifications API. Start the server with `--api-token T --push-hosts 127.0.0.1
+    /// --push-rate 100000`.
+    Pushes(PushArgs),
+}
+
+#[derive(Args)]
+struct AlertArgs {
+    /// Server WebSocket URL (ws://127.0.0.1:PORT/ws).
+    #[arg(long)]
+    url: String,
+    /// Members of the room, the sender included.
+    #[arg(long, default_value_t = 1000)]
+    members: usize,
+    /// Messages the sender posts.
+    #[arg(long, default_value_t = 100)]
+    messages: usize,
+    /// Members each message names as `@nick`.
+    #[arg(long, default_value_t = 250, conflicts_with = "all")]
+    mentions: usize,
+    /// Every member sets the room to level `all`; messages name nobody.
+    #[arg(long)]
+    all: bool,
+    /// Unacked sends at once.
+    #[arg(long, default_value_t = 8)]
+    in_flight: usize,
+    /// Messages per second (open loop, within --in-flight); default: as fast as acks
+    /// allow, which measures the most alerts/s but queues them (latency grows with the
+    /// backlog).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// After the last ack, wait at most this long for the alerts (at most 10m).
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    drain: Duration,
+    /// Nicks are <prefix><i> (default: short and unique to this process).
+    #[arg(long)]
+    nick_prefix: Option<String>,
+    #[arg(long, default_value = "bench-alerts")]
+    room: String,
+    /// Connections being set up at once.
+    #[arg(long, default_value_t = 128)]
+    connect_concurrency: usize,
+    /// Server process to measure (CPU, RSS).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Names the run in the report.
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Runtime worker threads (default: the CPUs this process may use).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Args)]
+struct PushArgs {
+    /// Server WebSocket URL (ws://127.0.0.1:PORT/ws); the API is on the same address.
+    #[arg(long)]
+    url: String,
+    /// The server's --api-token (or HUDDLE_API_TOKEN).
+    #[arg(long, env = "HUDDLE_API_TOKEN", hide_env_values = true)]
+    api_token: String,
+    /// Users, each with one push subscription.
+    #[arg(long, default_value_t = 200)]
+    users: usize,
+    /// Alerts posted per user.
+    #[arg(long, default_value_t = 25)]
+    per_user: usize,
+    /// HTTP clients posting at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// After the last POST, wait at most this long for the pushes (at most 10m).
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    drain: Duration,
+    /// Nicks are <prefix><i> (default: unique to this process).
+    #[arg(long)]
+    nick_prefix: Option<String>,
+    /// Server process to measure (CPU, RSS).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Names the run in the report.
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Runtime worker threads (default: the CPUs this process may use).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Args)]
@@ -201,6 +291,53 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 label: a.label,
             };
             let report = runtime(a.threads)?.block_on(signins::signins(opts))?;
+            println!("{}", report.json_line());
+            eprint!("{}", report.human());
+            Ok(exit(report.ok))
+        }
+        Command::Alerts(a) => {
+            let opts = alerts::AlertOptions {
+                url: a.url,
+                members: a.members,
+                messages: a.messages,
+                mode: if a.all {
+                    alerts::Mode::All
+                } else {
+                    alerts::Mode::Mentions {
+                        per_message: a.mentions,
+                    }
+                },
+                in_flight: a.in_flight,
+                rate: a.rate,
+                nick_prefix: a
+                    .nick_prefix
+                    .unwrap_or_else(|| format!("a{}x", std::process::id() % 1000)),
+                room: a.room,
+                connect_concurrency: a.connect_concurrency,
+                drain: a.drain,
+                server_pid: a.server_pid,
+                label: a.label,
+            };
+            let report = runtime(a.threads)?.block_on(alerts::alerts(opts))?;
+            println!("{}", report.json_line());
+            eprint!("{}", report.human());
+            Ok(exit(report.ok))
+        }
+        Command::Pushes(a) => {
+            let opts = pushes::PushOptions {
+                url: a.url,
+                api_token: a.api_token,
+                users: a.users,
+                per_user: a.per_user,
+                concurrency: a.concurrency,
+                drain: a.drain,
+                nick_prefix: a
+                    .nick_prefix
+                    .unwrap_or_else(|| format!("p{}x", std::process::id() % 1000)),
+                server_pid: a.server_pid,
+                label: a.label,
+            };
+            let report = runtime(a.threads)?.block_on(pushes::pushes(opts))?;
             println!("{}", report.json_line());
             eprint!("{}", report.human());
             Ok(exit(report.ok))

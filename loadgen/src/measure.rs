@@ -222,18 +222,7 @@ impl Shared {
 
     /// Latency percentiles, in microseconds.
     pub fn latency(&self) -> Latency {
-        let h = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        if h.is_empty() {
-            return Latency::default();
-        }
-        Latency {
-            count: h.len(),
-            p50_us: h.value_at_quantile(0.50),
-            p99_us: h.value_at_quantile(0.99),
-            p999_us: h.value_at_quantile(0.999),
-            max_us: h.max(),
-            mean_us: h.mean(),
-        }
+        Latency::of(&self.latency.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Clears the histogram (set-up traffic must not count).
@@ -269,6 +258,27 @@ pub struct Latency {
 }
 
 impl Latency {
+    /// The summary of a histogram of microseconds.
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.50),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+            mean_us: h.mean(),
+        }
+    }
+
+    /// An empty histogram of microseconds, 1 µs to 10 min, 3 significant digits.
+    pub fn histogram() -> Histogram<u64> {
+        // Fixed, valid bounds: cannot fail.
+        Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+    }
+
     pub fn p99(&self) -> Duration {
         Duration::from_micros(self.p99_us)
     }

@@ -497,7 +497,7 @@ async fn sign_in(addr: SocketAddr, url: &str, i: usize, hello: &ClientMsg) -> Re
 }
 
 /// CPUs online, or what this process may use if that cannot be read.
-fn online_cpus() -> usize {
+pub(crate) fn online_cpus() -> usize {
     std::fs::read_to_string("/sys/devices/system/cpu/online")
         .ok()
         .map(|list| count_cpus(&list))
@@ -520,7 +520,7 @@ fn count_cpus(list: &str) -> usize {
 }
 
 /// `Cpus_allowed_list` from a `/proc/<pid>/status` file.
-fn cpus_allowed(status: &str) -> Option<String> {
+pub(crate) fn cpus_allowed(status: &str) -> Option<String> {
     std::fs::read_to_string(status)
         .ok()?
         .lines()
@@ -528,7 +528,7 @@ fn cpus_allowed(status: &str) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
-fn source_ip(i: usize) -> Ipv4Addr {
+pub(crate) fn source_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, (i % MAX_CONCURRENCY) as u8 + 1)
 }
 
@@ -536,7 +536,7 @@ fn credentials(user: &str) -> String {
     serde_json::json!({"user": user, "password": PASSWORD}).to_string()
 }
 
-async fn connect(addr: SocketAddr, from: Ipv4Addr) -> std::io::Result<TcpStream> {
+pub(crate) async fn connect(addr: SocketAddr, from: Ipv4Addr) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(from.into(), 0))?;
     let stream = socket.connect(addr).await?;
@@ -546,15 +546,15 @@ async fn connect(addr: SocketAddr, from: Ipv4Addr) -> std::io::Result<TcpStream>
 
 /// The smallest HTTP/1.1 client the accounts API needs: JSON `POST`s over one
 /// keep-alive connection, answers with a `Content-Length` (axum's JSON answers have one).
-struct Http {
+pub(crate) struct Http {
     stream: BufReader<TcpStream>,
     host: String,
     /// The server said `Connection: close`: open a new one for the next request.
-    closed: bool,
+    pub(crate) closed: bool,
 }
 
 impl Http {
-    async fn connect(addr: SocketAddr, from: Ipv4Addr) -> Result<Self, String> {
+    pub(crate) async fn connect(addr: SocketAddr, from: Ipv4Addr) -> Result<Self, String> {
         let stream = connect(addr, from)
             .await
             .map_err(|e| e.kind().to_string())?;
@@ -567,14 +567,30 @@ impl Http {
 
     /// Sends `body` as JSON to `path`; returns the status and the answer's body.
     async fn post(&mut self, path: &str, body: &str) -> Result<(u16, String), String> {
-        tokio::time::timeout(STEP_TIMEOUT, self.exchange(path, body))
+        self.post_as(path, body, None).await
+    }
+
+    /// [`Http::post`] with an `Authorization: Bearer <token>` header when `bearer` is set.
+    pub(crate) async fn post_as(
+        &mut self,
+        path: &str,
+        body: &str,
+        bearer: Option<&str>,
+    ) -> Result<(u16, String), String> {
+        tokio::time::timeout(STEP_TIMEOUT, self.exchange(path, body, bearer))
             .await
             .map_err(|_| "timed out".to_owned())?
     }
 
-    async fn exchange(&mut self, path: &str, body: &str) -> Result<(u16, String), String> {
+    async fn exchange(
+        &mut self,
+        path: &str,
+        body: &str,
+        bearer: Option<&str>,
+    ) -> Result<(u16, String), String> {
+        let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
         let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
             self.host,
             body.len()
         );

@@ -5,6 +5,9 @@
 //! A second test points the same load generator at a deliberately faulty server (it
 //! drops one message for one client and repeats one for another) and asserts the run is
 //! reported as failed: the smoke bench can fail, and would catch a dropped message.
+//!
+//! Two more run `alerts` (both variants, a room of 30) and `pushes` (10 users, 3 alerts
+//! each, through the load generator's own push service) against the real server.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +18,8 @@ use std::time::{Duration, SystemTime};
 
 use common::{ClientMsg, Limits, ServerMsg};
 use futures_util::{SinkExt as _, StreamExt as _};
+use loadgen::alerts::{AlertOptions, Mode};
+use loadgen::pushes::PushOptions;
 use loadgen::{Load, Options, Scenario};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
@@ -119,6 +124,92 @@ async fn a_dropped_or_repeated_message_fails_the_run() {
     assert!(!r.ok, "a run with loss or duplicates is not OK");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_reach_every_inbox_once_in_seq_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&huddle_bin(), &dir.path().join("alerts.db")).await;
+    // Both variants against the default limits: 30 members, few enough sends for the
+    // sender's default rate.
+    for (mode, messages, room) in [
+        (Mode::Mentions { per_message: 12 }, 8, "smoke-mentions"),
+        (Mode::All, 6, "smoke-all"),
+    ] {
+        let report = loadgen::alerts::alerts(AlertOptions {
+            url: server.url(),
+            members: 30,
+            messages,
+            mode,
+            in_flight: 2,
+            rate: None,
+            nick_prefix: format!("{room}-"),
+            room: room.to_owned(),
+            connect_concurrency: 16,
+            drain: Duration::from_secs(30),
+            server_pid: Some(server.pid()),
+            label: "smoke".to_owned(),
+        })
+        .await
+        .expect("the alerts run could not start");
+        eprint!("{}", report.human());
+        let expected = match mode {
+            Mode::Mentions { per_message } => (per_message * messages) as u64,
+            Mode::All => 29 * messages as u64,
+        };
+        assert_eq!(report.expected, expected);
+        assert_eq!(report.received, expected);
+        assert_eq!(
+            (
+                report.duplicated,
+                report.missing,
+                report.undelivered,
+                report.wrong_kind
+            ),
+            (0, 0, 0, 0)
+        );
+        assert_eq!(report.latency.count, expected);
+        assert!(report.ok, "{report:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_posted_alert_is_pushed_once_and_decrypts() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "smoke-token-0123456789abcdef0123456789";
+    let server = Server::start_with(
+        &huddle_bin(),
+        &dir.path().join("pushes.db"),
+        &[
+            "--api-token",
+            token,
+            "--push-hosts",
+            "127.0.0.1",
+            "--push-rate",
+            "100000",
+        ],
+    )
+    .await;
+    let report = loadgen::pushes::pushes(PushOptions {
+        url: server.url(),
+        api_token: token.to_owned(),
+        users: 10,
+        per_user: 3,
+        concurrency: 4,
+        drain: Duration::from_secs(30),
+        nick_prefix: "smoke-push-".to_owned(),
+        server_pid: Some(server.pid()),
+        label: "smoke".to_owned(),
+    })
+    .await
+    .expect("the pushes run could not start");
+    eprint!("{}", report.human());
+    assert_eq!(report.accepted, 30, "{:?}", report.post_failures);
+    assert_eq!(report.pushed, 30);
+    assert_eq!((report.duplicated, report.missing), (0, 0));
+    assert_eq!((report.refused, report.unexpected), (0, 0));
+    assert_eq!(report.latency.count, 30);
+    assert!(report.ok, "{report:?}");
+}
+
 /// The `huddle` binary next to this test's target directory, built first if it is
 /// missing or older than the server's sources (e.g. after `cargo test -p loadgen` alone;
 /// `cargo test --workspace` builds it for the backend's own tests anyway).
@@ -184,6 +275,11 @@ struct Server {
 
 impl Server {
     async fn start(bin: &Path, db: &Path) -> Server {
+        Server::start_with(bin, db, &[]).await
+    }
+
+    /// Starts the server with `extra` flags besides the defaults.
+    async fn start_with(bin: &Path, db: &Path, extra: &[&str]) -> Server {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -198,6 +294,7 @@ impl Server {
                 .arg("--db")
                 .arg(db)
                 .args(["--log", "warn"])
+                .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
                 .kill_on_drop(true)

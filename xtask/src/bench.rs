@@ -69,6 +69,13 @@ pub(crate) enum Scenario {
     /// Sign-ins per second: `POST /api/auth/login` (argon2id), `hello {token}` and guest
     /// `hello {nick}`, N clients at once (default 16), each part for --duration (default 5).
     Signins,
+    /// Alerts per second into inboxes: one room of N (default 1,000); first each message
+    /// names 250 members as `@nick`, then (a fresh server) every member is at level
+    /// `all`, so each message alerts the other N − 1.
+    Alerts,
+    /// Web Pushes per second: N users (default 200) subscribed to a push service inside
+    /// the load generator, 25 alerts each posted through the notifications API.
+    Pushes,
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,7 +83,7 @@ pub(crate) struct BenchArgs {
     #[arg(value_enum)]
     scenario: Scenario,
     /// fanout/cluster: this room size only; idle: connections to reach; rooms: rooms of 5;
-    /// durable: senders; signins: clients at once.
+    /// durable: senders; signins: clients at once; alerts: room members; pushes: users.
     #[arg(long)]
     n: Option<usize>,
     /// Seconds each measurement window lasts (default 10; signins: each of its three
@@ -126,6 +133,8 @@ pub(crate) fn bench(ctx: &Ctx, args: &BenchArgs) -> Result<()> {
         Scenario::Rooms => rooms(&b, args),
         Scenario::Durable => durable(&b, args),
         Scenario::Signins => signins(&b, args),
+        Scenario::Alerts => alerts(&b, args),
+        Scenario::Pushes => pushes(&b, args),
     };
     let _ = fs::remove_dir_all(&b.scratch);
     result?;
@@ -237,6 +246,18 @@ impl<'a> Bench<'a> {
             .collect()
     }
 
+    /// Every flag a bench server gets: the bench's, `extra`, and those after `--`.
+    fn flags_shown(&self, extra: &[&str]) -> Vec<String> {
+        let mut flags: Vec<String> = self
+            .server_flags()
+            .iter()
+            .map(|f| (*f).to_owned())
+            .collect();
+        flags.extend(extra.iter().map(|f| (*f).to_owned()));
+        flags.extend(self.server_args.iter().cloned());
+        flags
+    }
+
     /// Most connections one process can hold here.
     fn max_connections(&self) -> usize {
         self.nofile.saturating_sub(FD_MARGIN) as usize
@@ -269,9 +290,23 @@ impl<'a> Bench<'a> {
     }
 
     fn start_huddle_at(&self, dir: &Path, db: &Path, port: u16, extra: &[&str]) -> Result<Proc> {
+        self.start_huddle_env(dir, db, port, extra, &[])
+    }
+
+    /// [`Bench::start_huddle_at`] with environment variables (secrets stay off the
+    /// command line).
+    fn start_huddle_env(
+        &self,
+        dir: &Path,
+        db: &Path,
+        port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Proc> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let log = dir.join(format!("huddle-{port}.log"));
         let mut cmd = self.pinned(0, &self.huddle);
+        cmd.envs(env.iter().copied());
         cmd.arg("--addr")
             .arg(addr.to_string())
             .arg("--db")
@@ -719,6 +754,201 @@ fn signins(b: &Bench<'_>, args: &BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs `loadgen <sub> <args>` pinned to CPU 1 (its summary to the terminal) and returns
+/// its JSON report.
+fn loadgen_report(
+    b: &Bench<'_>,
+    sub: &str,
+    args: &[String],
+    env: &[(&str, &str)],
+) -> Result<Value> {
+    println!();
+    println!("$ loadgen {sub} {}", args.join(" "));
+    let mut cmd = b.pinned(1, &b.loadgen);
+    cmd.arg(sub)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let out = cmd.output().context("could not start loadgen")?;
+    // 0: all good; 3: the run finished but found problems (still a result).
+    if !matches!(out.status.code(), Some(0 | 3)) {
+        bail!(
+            "loadgen {sub} failed ({}): see its message above",
+            out.status
+        );
+    }
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())
+        .with_context(|| format!("loadgen {sub} printed no JSON report"))
+}
+
+/// Members each `alerts` message names (a 2,500-character text with short nicks).
+const ALERT_MENTIONS: usize = 250;
+
+/// `alerts`: per variant, a fresh server per run; N guests join one room. Variant
+/// `mentions`: each message names 250 members (400 messages: 100,000 alerts); variant
+/// `all`: every member at level `all`, messages naming nobody (100 messages: 999 alerts
+/// each at N = 1,000). Each variant runs twice: as fast as acks allow (the most
+/// alerts/s; the alerts queue up, so latency is the backlog's), then paced at half the
+/// message rate that run reached, for the window (latency below saturation).
+fn alerts(b: &Bench<'_>, args: &BenchArgs) -> Result<()> {
+    let n = args.n.unwrap_or(if args.quick { 200 } else { 1_000 });
+    if n < 2 {
+        bail!("alerts needs --n of 2 or more");
+    }
+    let mentions = ALERT_MENTIONS.min(n - 1);
+    let (mention_msgs, all_msgs) = if args.quick { (20, 10) } else { (400, 100) };
+    let flags = b.flags_shown(&[]);
+    println!();
+    println!("server flags: {}", flags.join(" "));
+    let mut summary = Vec::new();
+    for (variant, messages, per_message) in [
+        ("mentions", mention_msgs, mentions),
+        ("all", all_msgs, n - 1),
+    ] {
+        let burst = alerts_run(b, n, variant, mentions, messages, None, &flags)?;
+        summary.push(alerts_line(variant, "burst", &burst));
+        // Half the message rate the burst sustained, for the window.
+        let rate = burst["alerts_per_s"].as_f64().unwrap_or(0.0) / per_message as f64 / 2.0;
+        if rate > 0.0 {
+            let paced_msgs = ((rate * args.window() as f64).ceil() as usize).max(5);
+            let paced = alerts_run(b, n, variant, mentions, paced_msgs, Some(rate), &flags)?;
+            summary.push(alerts_line(variant, &format!("{rate:.2} msg/s"), &paced));
+        }
+    }
+    println!();
+    println!("alerts summary (room of {n}, {mentions} mentions per message in `mentions`):");
+    for line in summary {
+        println!("  {line}");
+    }
+    Ok(())
+}
+
+/// One `loadgen alerts` against a fresh server; its report, recorded.
+fn alerts_run(
+    b: &Bench<'_>,
+    n: usize,
+    variant: &str,
+    mentions: usize,
+    messages: usize,
+    rate: Option<f64>,
+    flags: &[String],
+) -> Result<Value> {
+    let dir = b.step_dir()?;
+    let server = b.start_huddle(&dir, &dir.join("bench.db"), &[])?;
+    let pace = rate.map_or("burst".to_owned(), |r| format!("rate={r:.2}"));
+    let mut la = vec![
+        format!("--url={}", server.url()),
+        format!("--members={n}"),
+        format!("--messages={messages}"),
+        format!("--server-pid={}", server.pid()),
+        format!("--label=alerts {variant} n={n} {pace}"),
+        "--drain=300s".to_owned(),
+        "--threads=1".to_owned(),
+    ];
+    la.push(if variant == "all" {
+        "--all".to_owned()
+    } else {
+        format!("--mentions={mentions}")
+    });
+    if let Some(rate) = rate {
+        la.push(format!("--rate={rate:.3}"));
+    }
+    let report = loadgen_report(b, "alerts", &la, &[])?;
+    drop(server);
+    b.record(
+        "alerts",
+        &json!({"variant": variant, "n": n, "messages": messages, "rate": rate,
+                "server_flags": flags}),
+        &report,
+    )?;
+    Ok(report)
+}
+
+fn alerts_line(variant: &str, pace: &str, report: &Value) -> String {
+    let f = |k: &str| report[k].as_f64().unwrap_or(0.0);
+    let ms = |k: &str| report["latency"][k].as_f64().unwrap_or(0.0) / 1000.0;
+    format!(
+        "{variant:<8} {pace:<12} {:>7.0} alerts/s ({} of {} in {:.1} s)  p50 {:.0} ms  \
+         p99 {:.0} ms  server CPU {:.0} %  RSS {:.0} MiB  dup {} missing {} undelivered {}: {}",
+        f("alerts_per_s"),
+        report["received"],
+        report["expected"],
+        f("window_s"),
+        ms("p50_us"),
+        ms("p99_us"),
+        f("server_cpu_pct"),
+        f("server_rss_after") / 1048576.0,
+        report["duplicated"],
+        report["missing"],
+        report["undelivered"],
+        if report["ok"] == true { "OK" } else { "NOT OK" },
+    )
+}
+
+/// `pushes`: one fresh server with the notifications API on (a random token, passed in
+/// the environment), loopback push endpoints allowed and the per-user push cap out of
+/// the way; N users subscribe, then 25 alerts each are posted by 16 clients at once.
+fn pushes(b: &Bench<'_>, args: &BenchArgs) -> Result<()> {
+    let users = args.n.unwrap_or(if args.quick { 20 } else { 200 });
+    let per_user = if args.quick { 5 } else { 25 };
+    let token = random_token()?;
+    let extra = ["--push-hosts", "127.0.0.1", "--push-rate", "100000"];
+    let flags = b.flags_shown(&extra);
+    let env = [("HUDDLE_API_TOKEN", token.as_str())];
+    let dir = b.step_dir()?;
+    let server = b.start_huddle_env(&dir, &dir.join("bench.db"), free_port()?, &extra, &env)?;
+    println!();
+    println!("server flags: {} (and HUDDLE_API_TOKEN)", flags.join(" "));
+    let la = vec![
+        format!("--url={}", server.url()),
+        format!("--users={users}"),
+        format!("--per-user={per_user}"),
+        "--concurrency=16".to_owned(),
+        format!("--server-pid={}", server.pid()),
+        format!("--label=pushes users={users}"),
+        "--drain=300s".to_owned(),
+        "--threads=1".to_owned(),
+    ];
+    let report = loadgen_report(b, "pushes", &la, &env)?;
+    drop(server);
+    b.record(
+        "pushes",
+        &json!({"users": users, "per_user": per_user, "server_flags": flags}),
+        &report,
+    )?;
+    let f = |k: &str| report[k].as_f64().unwrap_or(0.0);
+    let ms = |k: &str, p: &str| report[k][p].as_f64().unwrap_or(0.0) / 1000.0;
+    println!();
+    println!(
+        "pushes summary: {:.0} pushes/s ({} of {} in {:.1} s), POST→push p50 {:.0} ms p99 {:.0} ms; \
+         POSTs {:.0}/s (p99 {:.0} ms); server CPU {:.0} %; dup {} missing {} refused {}: {}",
+        f("pushes_per_s"),
+        report["pushed"],
+        report["accepted"],
+        f("window_s"),
+        ms("latency", "p50_us"),
+        ms("latency", "p99_us"),
+        f("posts_per_s"),
+        ms("post_latency", "p99_us"),
+        f("server_cpu_pct"),
+        report["duplicated"],
+        report["missing"],
+        report["refused"],
+        if report["ok"] == true { "OK" } else { "NOT OK" },
+    );
+    Ok(())
+}
+
+/// 32 random bytes as hex: a throwaway API token for one bench server.
+fn random_token() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The argon2 version and parameters of the first password hash in the SQLite
