@@ -293,17 +293,19 @@ pub async fn run(
     if let Err(e) = alerts_task.await {
         tracing::error!(error = %e, "alerts task failed");
     }
-    // The membership is gone with the state and the alerts, so the farewell task
-    // ends; its queued departures need no announcing when everyone is leaving.
-    if let Err(e) = farewells.await {
-        tracing::error!(error = %e, "farewell task failed");
-    }
     backends.tasks.shutdown().await;
     if let Some(departures) = departures {
         // Ends once the keeper, stopped above, dropped its sender.
         if let Err(e) = departures.await {
             tracing::error!(error = %e, "departure announcer failed");
         }
+    }
+    // Last: the departure announcer holds the membership too, so only now is it gone
+    // (with the state and the alerts) and the farewell task ends; its queued
+    // departures need no announcing when everyone is leaving. (Awaited before the
+    // background tasks stopped, a cluster instance never finished stopping.)
+    if let Err(e) = farewells.await {
+        tracing::error!(error = %e, "farewell task failed");
     }
     tracing::info!("huddle stopped");
     Ok(())

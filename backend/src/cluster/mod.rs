@@ -6,6 +6,8 @@
 
 pub(crate) mod instance;
 pub(crate) mod keys;
+#[cfg(test)]
+pub(crate) mod test_server;
 
 use std::time::{Duration, Instant};
 

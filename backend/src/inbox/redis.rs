@@ -683,95 +683,13 @@ impl Inbox for RedisInbox {
 
 #[cfg(test)]
 mod tests {
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
-
-    use tokio::process::{Child, Command};
-
     use super::*;
+    use crate::cluster::test_server::Server;
     use crate::inbox::conformance;
-    use crate::store::RedisStore;
 
-    /// A private `redis-server` on a free port of 127.0.0.1, keeping nothing on disk,
-    /// killed on drop (as the directory's tests start it).
-    struct Server {
-        port: u16,
-        _dir: tempfile::TempDir,
-        _child: Child,
-    }
-
-    impl Server {
-        async fn start() -> Self {
-            let found = std::env::var_os("PATH").is_some_and(|path| {
-                std::env::split_paths(&path).any(|dir| dir.join("redis-server").is_file())
-            });
-            assert!(
-                found,
-                "Redis test cannot run: redis-server is not on PATH (run `cargo xtask setup`)"
-            );
-            let mut last = String::new();
-            // The port is free when picked but could be taken before redis-server binds it.
-            for _ in 0..5 {
-                match Self::try_start().await {
-                    Ok(server) => return server,
-                    Err(e) => last = e,
-                }
-            }
-            panic!("redis-server did not start: {last}");
-        }
-
-        async fn try_start() -> Result<Self, String> {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map_err(|e| e.to_string())?
-                .port();
-            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let mut child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|e| format!("spawn: {e}"))?;
-            let url = format!("redis://127.0.0.1:{port}/0");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(format!("exited with {status}"));
-                }
-                let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
-                if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                    if redis::cmd("PING")
-                        .query_async::<String>(&mut conn)
-                        .await
-                        .is_ok()
-                    {
-                        return Ok(Server {
-                            port,
-                            _dir: dir,
-                            _child: child,
-                        });
-                    }
-                }
-                if Instant::now() > deadline {
-                    return Err(format!("no PONG on port {port}"));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-
-        /// An inbox under its own prefix: a fresh data set.
-        async fn inbox(&self, prefix: &str) -> RedisInbox {
-            let url = format!("redis://127.0.0.1:{}/0", self.port);
-            RedisStore::connect(&url, Keys::new(prefix).unwrap(), 10_000)
-                .await
-                .unwrap()
-                .inbox()
-        }
+    /// An inbox under its own prefix: a fresh data set.
+    async fn inbox(server: &Server, prefix: &str) -> RedisInbox {
+        server.store(prefix).await.inbox()
     }
 
     #[ignore = "needs redis-server on PATH"]
@@ -779,11 +697,11 @@ mod tests {
     async fn inbox_conformance() {
         let server = Server::start().await;
         // One fresh inbox per part, each under its own prefix, on one server.
-        conformance::alerts_numbered_read_and_resumed(&server.inbox("a").await).await;
-        conformance::idempotency(&server.inbox("b").await).await;
-        conformance::push_schedule(&server.inbox("c").await).await;
-        conformance::subscriptions_and_vapid(&server.inbox("d").await).await;
-        conformance::old_alerts_dropped(&server.inbox("e").await).await;
+        conformance::alerts_numbered_read_and_resumed(&inbox(&server, "a").await).await;
+        conformance::idempotency(&inbox(&server, "b").await).await;
+        conformance::push_schedule(&inbox(&server, "c").await).await;
+        conformance::subscriptions_and_vapid(&inbox(&server, "d").await).await;
+        conformance::old_alerts_dropped(&inbox(&server, "e").await).await;
     }
 
     /// Dropping old alerts takes everything of theirs along (hash, unread entry,
@@ -793,7 +711,7 @@ mod tests {
     #[tokio::test]
     async fn inbox_stays_bounded() {
         let server = Server::start().await;
-        let i = server.inbox("huddle").await;
+        let i = inbox(&server, "huddle").await;
         let new = NewAlert {
             kind: AlertKind::App,
             title: "t".into(),
@@ -841,7 +759,7 @@ mod tests {
     #[tokio::test]
     async fn inbox_writes_to_a_full_redis_are_full() {
         let server = Server::start().await;
-        let i = server.inbox("huddle").await;
+        let i = inbox(&server, "huddle").await;
         let new = NewAlert {
             kind: AlertKind::Mention,
             title: "t".into(),

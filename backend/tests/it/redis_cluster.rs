@@ -1064,3 +1064,58 @@ async fn alerts_reach_a_user_on_every_instance_and_each_push_is_sent_once() {
     assert_eq!(seqs, [2, 3, 4, 5, 6], "each alert pushed once");
     assert!(service.failures().is_empty(), "{:?}", service.failures());
 }
+
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_scheduled_by_an_instance_that_is_gone_is_sent_by_another() {
+    use crate::support::push_service::PushService;
+    require();
+    let redis = RedisServer::start().await;
+    let service = PushService::start().await;
+    const KEY: &str = "cluster-key-0123456789abcdef0123456789";
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let url = redis.url();
+        servers.push(
+            TestServer::with(move |c| {
+                c.redis = Some(url);
+                c.push_delay = Duration::from_secs(2);
+                c.api_token = Some(KEY.parse().unwrap());
+            })
+            .await,
+        );
+    }
+    let mut ann = servers[0].client().await;
+    let user = ann.hello("ann").await["user"].as_str().unwrap().to_owned();
+    let sub = service.subscriber();
+    let mut frame = sub.subscription_json();
+    frame["type"] = json!("push_subscribe");
+    ann.send(frame).await;
+    ann.next_of("push_subscribed").await;
+    // The alert is made on the first instance while ann is connected there: its push
+    // waits for the delay, and the first instance goes away before it is due.
+    let body = json!({"title": "outlives its instance"}).to_string();
+    let sent = crate::api::request(
+        servers[0].addr,
+        "POST",
+        &format!("/api/users/{user}/notifications"),
+        &[
+            "Content-Type: application/json",
+            &format!("Authorization: Bearer {KEY}"),
+        ],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(sent.status, 202, "{sent:?}");
+    ann.next_of("alert").await;
+    drop(ann);
+    servers[0].stop().await.unwrap();
+    let push = service
+        .next_push(Duration::from_secs(10))
+        .await
+        .expect("the other instance pushes it");
+    let payload: serde_json::Value = serde_json::from_slice(&push.payload).unwrap();
+    assert_eq!(payload["title"], "outlives its instance");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(service.count(), 1, "once");
+}
