@@ -70,8 +70,9 @@ enum Task {
     Test,
     /// Run a local cluster: Redis, three instances on 127.0.0.1:3001-3003 and nginx on 3000.
     Cluster,
-    /// Benchmark a release server with `loadgen`: fanout, idle, rooms, durable, cluster or signins
-    /// (see BENCHMARKS.md); results go to target/bench/results.jsonl.
+    /// Benchmark a release server with `loadgen`: fanout, idle, rooms, durable, cluster,
+    /// signins, alerts or pushes (see BENCHMARKS.md); results go to
+    /// target/bench/results.jsonl.
     Bench(bench::BenchArgs),
     /// Fuzz what attackers reach (cargo-fuzz, nightly), each target for a bounded time.
     Fuzz {
