@@ -28,7 +28,7 @@
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
-use redis::{FromRedisValue, Script, ScriptInvocation};
+use redis::Script;
 
 use common::{NotifyLevel, Quiet};
 
@@ -36,7 +36,7 @@ use super::{
     quiet_from_str, quiet_to_string, AlertTarget, Directory, RoomSettings, UserKind, UserRecord,
 };
 use crate::cluster::keys::{Keys, LUA_KEYS};
-use crate::store::redis::{bounded, refused};
+use crate::store::redis::Calls;
 use crate::store::StoreError;
 
 /// Guests forgotten per script call: bounds how long one call keeps Redis busy.
@@ -158,8 +158,8 @@ return {forgotten, #idle}
 /// Redis-backed [`Directory`]. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct RedisDirectory {
-    /// Multiplexed and self-reconnecting; cloning shares the one connection.
-    conn: ConnectionManager,
+    /// The store's connection, every call bounded in time.
+    redis: Calls,
     keys: Keys,
     create_account: Script,
     seen: Script,
@@ -174,7 +174,7 @@ impl RedisDirectory {
     /// Uses `conn` (the history store's: [`crate::store::RedisStore::directory`]).
     pub(crate) fn new(conn: ConnectionManager, keys: Keys) -> Self {
         RedisDirectory {
-            conn,
+            redis: Calls::new(conn),
             keys,
             create_account: Script::new(CREATE_ACCOUNT_LUA),
             seen: Script::new(SEEN_LUA),
@@ -184,38 +184,6 @@ impl RedisDirectory {
             set_notify: Script::new(SET_NOTIFY_LUA),
             forget_guests: Script::new(&format!("{LUA_KEYS}{FORGET_GUESTS_LUA}")),
         }
-    }
-
-    /// Runs one command (or an atomic pipeline) within the store's time bound.
-    async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        bounded(|| {
-            let mut conn = self.conn.clone();
-            async move { cmd.query_async(&mut conn).await.map_err(refused) }
-        })
-        .await
-    }
-
-    async fn transaction<T: FromRedisValue>(
-        &self,
-        pipe: &redis::Pipeline,
-    ) -> Result<T, StoreError> {
-        bounded(|| {
-            let mut conn = self.conn.clone();
-            async move { pipe.query_async(&mut conn).await.map_err(refused) }
-        })
-        .await
-    }
-
-    /// Runs a script (loading it first if Redis does not know it).
-    async fn invoke<T: FromRedisValue>(
-        &self,
-        invocation: &ScriptInvocation<'_>,
-    ) -> Result<T, StoreError> {
-        bounded(|| {
-            let mut conn = self.conn.clone();
-            async move { invocation.invoke_async(&mut conn).await.map_err(refused) }
-        })
-        .await
     }
 }
 
@@ -234,11 +202,12 @@ impl Directory for RedisDirectory {
             .arg(key)
             .arg(password_hash)
             .arg(now_ms);
-        Ok(self.invoke::<u8>(&inv).await? == 1)
+        Ok(self.redis.invoke::<u8>(&inv).await? == 1)
     }
 
     async fn password_hash(&self, user: &str) -> Result<Option<String>, StoreError> {
         let (kind, password): (Option<String>, Option<String>) = self
+            .redis
             .query(
                 redis::cmd("HMGET")
                     .arg(self.keys.user(user))
@@ -250,7 +219,8 @@ impl Directory for RedisDirectory {
     }
 
     async fn account_with_key(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.query(redis::cmd("HGET").arg(self.keys.account_keys()).arg(key))
+        self.redis
+            .query(redis::cmd("HGET").arg(self.keys.account_keys()).arg(key))
             .await
     }
 
@@ -263,12 +233,13 @@ impl Directory for RedisDirectory {
             .arg(key)
             .arg(record.kind.as_str())
             .arg(now_ms);
-        self.invoke::<u8>(&inv).await?;
+        self.redis.invoke::<u8>(&inv).await?;
         Ok(())
     }
 
     async fn user(&self, user: &str) -> Result<Option<UserRecord>, StoreError> {
         let (nick, kind): (Option<String>, Option<String>) = self
+            .redis
             .query(
                 redis::cmd("HMGET")
                     .arg(self.keys.user(user))
@@ -289,7 +260,7 @@ impl Directory for RedisDirectory {
     async fn add_token(&self, hash: &str, user: &str, now_ms: u64) -> Result<(), StoreError> {
         let mut inv = self.add_token.key(self.keys.token(hash));
         inv.arg(user).arg(now_ms);
-        match self.invoke::<u8>(&inv).await? {
+        match self.redis.invoke::<u8>(&inv).await? {
             1 => Ok(()),
             // As SQLite's primary key refuses it: a second token with one hash would
             // make revoking either ambiguous.
@@ -300,13 +271,15 @@ impl Directory for RedisDirectory {
     }
 
     async fn token_user(&self, hash: &str) -> Result<Option<String>, StoreError> {
-        self.query(redis::cmd("HGET").arg(self.keys.token(hash)).arg("user"))
+        self.redis
+            .query(redis::cmd("HGET").arg(self.keys.token(hash)).arg("user"))
             .await
     }
 
     async fn revoke_token(&self, hash: &str) -> Result<Option<String>, StoreError> {
         let key = self.keys.token(hash);
         let (user, _deleted): (Option<String>, u64) = self
+            .redis
             .transaction(redis::pipe().atomic().hget(&key, "user").del(&key))
             .await?;
         Ok(user)
@@ -314,6 +287,7 @@ impl Directory for RedisDirectory {
 
     async fn settings(&self, room: &str) -> Result<Option<RoomSettings>, StoreError> {
         let (private, owner, dm): (Option<String>, Option<String>, Option<String>) = self
+            .redis
             .query(
                 redis::cmd("HMGET")
                     .arg(self.keys.room_settings(room))
@@ -345,20 +319,22 @@ impl Directory for RedisDirectory {
         if let Some((a, b)) = &settings.dm {
             inv.arg("dm").arg(format!("{a}\n{b}"));
         }
-        Ok(self.invoke::<u8>(&inv).await? == 1)
+        Ok(self.redis.invoke::<u8>(&inv).await? == 1)
     }
 
     async fn is_member(&self, room: &str, user: &str) -> Result<bool, StoreError> {
-        self.query(
-            redis::cmd("HEXISTS")
-                .arg(self.keys.memberships(user))
-                .arg(room),
-        )
-        .await
+        self.redis
+            .query(
+                redis::cmd("HEXISTS")
+                    .arg(self.keys.memberships(user))
+                    .arg(room),
+            )
+            .await
     }
 
     async fn add_member(&self, room: &str, user: &str, read: u64) -> Result<bool, StoreError> {
         let (added, _): (bool, u64) = self
+            .redis
             .transaction(
                 redis::pipe()
                     .atomic()
@@ -371,6 +347,7 @@ impl Directory for RedisDirectory {
 
     async fn remove_member(&self, room: &str, user: &str) -> Result<bool, StoreError> {
         let (removed, _): (u64, u64) = self
+            .redis
             .transaction(
                 redis::pipe()
                     .atomic()
@@ -391,6 +368,7 @@ impl Directory for RedisDirectory {
         limit: usize,
     ) -> Result<Vec<(String, u64)>, StoreError> {
         let mut all: Vec<(String, u64)> = self
+            .redis
             .query(redis::cmd("HGETALL").arg(self.keys.memberships(user)))
             .await?;
         all.sort_unstable();
@@ -406,7 +384,7 @@ impl Directory for RedisDirectory {
     ) -> Result<Option<u64>, StoreError> {
         let mut inv = self.set_read.key(self.keys.memberships(user));
         inv.arg(room).arg(offset);
-        Ok((self.invoke::<u8>(&inv).await? == 1).then_some(offset))
+        Ok((self.redis.invoke::<u8>(&inv).await? == 1).then_some(offset))
     }
 
     /// A script per [`FORGET_BATCH`] guests until none idle are left.
@@ -415,7 +393,7 @@ impl Directory for RedisDirectory {
         loop {
             let mut inv = self.forget_guests.key(self.keys.guests_seen());
             inv.arg(self.keys.prefix()).arg(before_ms).arg(FORGET_BATCH);
-            let (n, taken): (u64, u64) = self.invoke(&inv).await?;
+            let (n, taken): (u64, u64) = self.redis.invoke(&inv).await?;
             forgotten += n;
             if taken < FORGET_BATCH {
                 return Ok(forgotten);
@@ -433,11 +411,12 @@ impl Directory for RedisDirectory {
         inv.key(self.keys.notify(user))
             .arg(room)
             .arg(level.as_str());
-        Ok(self.invoke::<u8>(&inv).await? == 1)
+        Ok(self.redis.invoke::<u8>(&inv).await? == 1)
     }
 
     async fn notify_levels(&self, user: &str) -> Result<Vec<(String, NotifyLevel)>, StoreError> {
         let all: Vec<(String, String)> = self
+            .redis
             .query(redis::cmd("HGETALL").arg(self.keys.notify(user)))
             .await?;
         Ok(all
@@ -453,6 +432,7 @@ impl Directory for RedisDirectory {
         limit: usize,
     ) -> Result<Vec<AlertTarget>, StoreError> {
         let mut users: Vec<String> = self
+            .redis
             .query(redis::cmd("SMEMBERS").arg(self.keys.room_members(room)))
             .await?;
         users.truncate(limit);
@@ -464,7 +444,7 @@ impl Directory for RedisDirectory {
             pipe.hget(self.keys.user(user), "nick")
                 .hget(self.keys.notify(user), room);
         }
-        let found: Vec<(Option<String>, Option<String>)> = self.transaction(&pipe).await?;
+        let found: Vec<(Option<String>, Option<String>)> = self.redis.transaction(&pipe).await?;
         Ok(users
             .into_iter()
             .zip(found)
@@ -485,16 +465,18 @@ impl Directory for RedisDirectory {
         let key = self.keys.user(user);
         match quiet {
             Some(q) => {
-                self.query::<()>(
-                    redis::cmd("HSET")
-                        .arg(key)
-                        .arg("quiet")
-                        .arg(quiet_to_string(&q)),
-                )
-                .await
+                self.redis
+                    .query::<()>(
+                        redis::cmd("HSET")
+                            .arg(key)
+                            .arg("quiet")
+                            .arg(quiet_to_string(&q)),
+                    )
+                    .await
             }
             None => {
-                self.query::<()>(redis::cmd("HDEL").arg(key).arg("quiet"))
+                self.redis
+                    .query::<()>(redis::cmd("HDEL").arg(key).arg("quiet"))
                     .await
             }
         }
@@ -502,6 +484,7 @@ impl Directory for RedisDirectory {
 
     async fn quiet(&self, user: &str) -> Result<Option<Quiet>, StoreError> {
         let q: Option<String> = self
+            .redis
             .query(redis::cmd("HGET").arg(self.keys.user(user)).arg("quiet"))
             .await?;
         Ok(q.as_deref().and_then(quiet_from_str))
@@ -548,7 +531,7 @@ mod tests {
         }
         assert_eq!(d.forget_guests(11).await.unwrap(), n);
         assert_eq!(d.forget_guests(11).await.unwrap(), 0);
-        let mut conn = d.conn.clone();
+        let mut conn = d.redis.conn();
         let left: u64 = redis::cmd("SCARD")
             .arg(d.keys.room_members("r"))
             .query_async(&mut conn)
@@ -567,7 +550,7 @@ mod tests {
         let d = server.store("huddle").await.directory();
         assert!(d.create_account("ann", "ann", "$h", 1).await.unwrap());
         d.add_member("r", "ann", 1).await.unwrap();
-        let mut conn = d.conn.clone();
+        let mut conn = d.redis.conn();
         let config = |max: &'static str| {
             redis::cmd("CONFIG")
                 .arg("SET")

@@ -46,14 +46,14 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use common::{Alert, AlertKind, InboxState};
 use redis::aio::ConnectionManager;
-use redis::{FromRedisValue, Script, ScriptInvocation};
+use redis::Script;
 
 use super::{
     Appended, DuePush, Inbox, MarkedRead, NewAlert, Receipt, Subscription, IDEMPOTENCY_MS,
     KEEP_PER_USER, MAX_SUBSCRIPTIONS,
 };
 use crate::cluster::keys::{Keys, LUA_KEYS};
-use crate::store::redis::{bounded, refused};
+use crate::store::redis::Calls;
 use crate::store::StoreError;
 
 /// Stores an alert. KEYS: inbox, unread, head, push due, and the idempotency key when
@@ -295,8 +295,8 @@ return 1
 /// Redis-backed [`Inbox`]. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct RedisInbox {
-    /// Multiplexed and self-reconnecting; cloning shares the one connection.
-    conn: ConnectionManager,
+    /// The store's connection, every call bounded in time.
+    redis: Calls,
     keys: Keys,
     append: Script,
     since: Script,
@@ -316,7 +316,7 @@ impl RedisInbox {
     pub(crate) fn new(conn: ConnectionManager, keys: Keys) -> Self {
         let with_keys = |lua: &str| Script::new(&format!("{LUA_KEYS}{lua}"));
         RedisInbox {
-            conn,
+            redis: Calls::new(conn),
             keys,
             append: with_keys(APPEND_LUA),
             since: with_keys(SINCE_LUA),
@@ -332,39 +332,6 @@ impl RedisInbox {
         }
     }
 
-    /// Runs one command within the store's time bound.
-    async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        bounded(|| {
-            let mut conn = self.conn.clone();
-            async move { cmd.query_async(&mut conn).await.map_err(refused) }
-        })
-        .await
-    }
-
-    /// Runs an atomic pipeline within the store's time bound.
-    async fn transaction<T: FromRedisValue>(
-        &self,
-        pipe: &redis::Pipeline,
-    ) -> Result<T, StoreError> {
-        bounded(|| {
-            let mut conn = self.conn.clone();
-            async move { pipe.query_async(&mut conn).await.map_err(refused) }
-        })
-        .await
-    }
-
-    /// Runs a script (loading it first if Redis does not know it).
-    async fn invoke<T: FromRedisValue>(
-        &self,
-        invocation: &ScriptInvocation<'_>,
-    ) -> Result<T, StoreError> {
-        bounded(|| {
-            let mut conn = self.conn.clone();
-            async move { invocation.invoke_async(&mut conn).await.map_err(refused) }
-        })
-        .await
-    }
-
     /// Runs one of the read scripts for `user` with `args` after the prefix.
     async fn mark_read(
         &self,
@@ -377,7 +344,7 @@ impl RedisInbox {
         for arg in args {
             inv.arg(arg);
         }
-        let (upto, pushed_upto): (u64, u64) = self.invoke(&inv).await?;
+        let (upto, pushed_upto): (u64, u64) = self.redis.invoke(&inv).await?;
         Ok(MarkedRead { upto, pushed_upto })
     }
 }
@@ -490,7 +457,7 @@ impl Inbox for RedisInbox {
         if let Some(url) = &alert.url {
             inv.arg("url").arg(url);
         }
-        let (id, seq): (String, u64) = self.invoke(&inv).await?;
+        let (id, seq): (String, u64) = self.redis.invoke(&inv).await?;
         Ok(Appended {
             alert: (seq > 0).then(|| super::alert(seq, alert, now_ms)),
             id,
@@ -500,7 +467,7 @@ impl Inbox for RedisInbox {
     async fn state(&self, user: &str) -> Result<InboxState, StoreError> {
         let mut inv = self.state.key(self.keys.inbox_head(user));
         inv.key(self.keys.inbox_unread(user));
-        let (head, unread): (u64, u64) = self.invoke(&inv).await?;
+        let (head, unread): (u64, u64) = self.redis.invoke(&inv).await?;
         Ok(InboxState { head, unread })
     }
 
@@ -518,7 +485,7 @@ impl Inbox for RedisInbox {
             .arg(self.keys.prefix())
             .arg(since.map(|s| s.to_string()).unwrap_or_default())
             .arg(limit);
-        let (head, unread, found): (u64, u64, Vec<Fields>) = self.invoke(&inv).await?;
+        let (head, unread, found): (u64, u64, Vec<Fields>) = self.redis.invoke(&inv).await?;
         let alerts = found.iter().map(to_alert).collect::<Result<Vec<_>, _>>()?;
         Ok((alerts, InboxState { head, unread }))
     }
@@ -553,12 +520,13 @@ impl Inbox for RedisInbox {
             .arg(self.keys.prefix())
             .arg(seq)
             .arg(now_ms);
-        self.invoke::<u8>(&inv).await?;
+        self.redis.invoke::<u8>(&inv).await?;
         Ok(())
     }
 
     async fn receipt(&self, id: &str) -> Result<Option<Receipt>, StoreError> {
         let f: Fields = self
+            .redis
             .query(redis::cmd("HGETALL").arg(self.keys.alert(id)))
             .await?;
         if f.is_empty() {
@@ -589,7 +557,7 @@ impl Inbox for RedisInbox {
             // A lease ends after now, or the claim would find its own claims due.
             .arg(now_ms.saturating_add(lease_ms.max(1)))
             .arg(limit);
-        let claimed: Vec<Fields> = self.invoke(&inv).await?;
+        let claimed: Vec<Fields> = self.redis.invoke(&inv).await?;
         claimed
             .iter()
             .map(|f| {
@@ -612,14 +580,14 @@ impl Inbox for RedisInbox {
             .arg(self.keys.prefix())
             .arg(seq)
             .arg(pushed.map(|p| p.to_string()).unwrap_or_default());
-        self.invoke::<u8>(&inv).await?;
+        self.redis.invoke::<u8>(&inv).await?;
         Ok(())
     }
 
     async fn defer_push(&self, user: &str, seq: u64, due: u64) -> Result<(), StoreError> {
         let mut inv = self.defer.key(self.keys.inbox_unread(user));
         inv.key(self.keys.push_due()).arg(seq).arg(due);
-        self.invoke::<u8>(&inv).await?;
+        self.redis.invoke::<u8>(&inv).await?;
         Ok(())
     }
 
@@ -636,19 +604,20 @@ impl Inbox for RedisInbox {
             .arg(&sub.endpoint)
             .arg(encode_sub(sub, now_ms))
             .arg(MAX_SUBSCRIPTIONS);
-        self.invoke::<u64>(&inv).await?;
+        self.redis.invoke::<u64>(&inv).await?;
         Ok(())
     }
 
     async fn unsubscribe(&self, user: &str, endpoint: &str) -> Result<bool, StoreError> {
         let mut inv = self.unsubscribe.key(self.keys.push_subs(user));
         inv.key(self.keys.push_endpoints()).arg(user).arg(endpoint);
-        Ok(self.invoke::<u8>(&inv).await? == 1)
+        Ok(self.redis.invoke::<u8>(&inv).await? == 1)
     }
 
     /// Newest first, as SQLite's.
     async fn subscriptions(&self, user: &str) -> Result<Vec<Subscription>, StoreError> {
         let all: Vec<(String, String)> = self
+            .redis
             .query(redis::cmd("HGETALL").arg(self.keys.push_subs(user)))
             .await?;
         let mut subs = all
@@ -662,10 +631,11 @@ impl Inbox for RedisInbox {
     /// A read first, so a full Redis still answers the key it has.
     async fn vapid_key(&self, candidate: &str) -> Result<String, StoreError> {
         let key = self.keys.vapid();
-        if let Some(stored) = self.query(redis::cmd("GET").arg(&key)).await? {
+        if let Some(stored) = self.redis.query(redis::cmd("GET").arg(&key)).await? {
             return Ok(stored);
         }
         let (_set, stored): (bool, String) = self
+            .redis
             .transaction(
                 redis::pipe()
                     .atomic()
@@ -725,7 +695,7 @@ mod tests {
             i.append("ann", &new, 2 + n, Some(5), None).await.unwrap();
         }
         assert!(i.receipt(&first.id).await.unwrap().is_none());
-        let mut conn = i.conn.clone();
+        let mut conn = i.redis.conn();
         let count = |cmd: &str, key: String| redis::cmd(cmd).arg(key).clone();
         let (alerts, due): (u64, u64) = redis::pipe()
             .add_command(count("ZCARD", i.keys.inbox("ann")))
@@ -770,7 +740,7 @@ mod tests {
         };
         let first = i.append("ann", &new, 1, None, Some("k")).await.unwrap();
         assert_eq!(i.vapid_key("v1").await.unwrap(), "v1");
-        let mut conn = i.conn.clone();
+        let mut conn = i.redis.conn();
         let config = |max: &'static str| {
             redis::cmd("CONFIG")
                 .arg("SET")

@@ -189,6 +189,60 @@ where
         .unwrap_or(Err(StoreError::Timeout(CALL_TIMEOUT)))
 }
 
+/// The calls the directory and the inbox make, each within [`bounded`] and with a
+/// refusal told apart by [`refused`]. Cheap to clone: the multiplexed, self-reconnecting
+/// connection is shared.
+#[derive(Clone)]
+pub(crate) struct Calls(ConnectionManager);
+
+impl Calls {
+    pub(crate) fn new(conn: ConnectionManager) -> Self {
+        Calls(conn)
+    }
+
+    /// The connection itself, for tests that look at keys directly.
+    #[cfg(test)]
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.0.clone()
+    }
+
+    /// Runs one command.
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        bounded(|| {
+            let mut conn = self.0.clone();
+            async move { cmd.query_async(&mut conn).await.map_err(refused) }
+        })
+        .await
+    }
+
+    /// Runs a pipeline (atomic when it was built with `atomic()`).
+    pub(crate) async fn transaction<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        bounded(|| {
+            let mut conn = self.0.clone();
+            async move { pipe.query_async(&mut conn).await.map_err(refused) }
+        })
+        .await
+    }
+
+    /// Runs a script (loading it first if Redis does not know it).
+    pub(crate) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        bounded(|| {
+            let mut conn = self.0.clone();
+            async move { invocation.invoke_async(&mut conn).await.map_err(refused) }
+        })
+        .await
+    }
+}
+
 /// A Redis error, told apart: out of memory (`maxmemory` with `noeviction`) or a
 /// read-only replica refuses writes until an operator acts, which senders are told.
 pub(crate) fn refused(e: redis::RedisError) -> StoreError {
