@@ -210,6 +210,18 @@ async fn wait_css(b: &Browser, css: &str) -> Element {
     }
 }
 
+/// Clicks the element matching `css` once it appears.
+async fn click(b: &Browser, css: &str) {
+    wait_css(b, css).await.click().await.unwrap();
+}
+
+/// Joins `room` through the sidebar's field and waits until it is on screen.
+async fn join_room(b: &Browser, room: &str) {
+    let field = wait_css(b, ".join-room input[name=room]").await;
+    field.send_keys(&format!("{room}{ENTER}")).await.unwrap();
+    wait_room_on_screen(b, room).await;
+}
+
 /// Opens `url` and signs in as `nick` through the nick form.
 async fn sign_in_at(b: &Browser, url: &str, nick: &str) {
     b.goto(url).await.unwrap();

@@ -34,16 +34,6 @@ async fn wait_bell(b: &Browser, want: u64) {
     }
 }
 
-async fn click(b: &Browser, css: &str) {
-    wait_css(b, css).await.click().await.unwrap();
-}
-
-async fn join_room(b: &Browser, room: &str) {
-    let field = wait_css(b, ".join-room input[name=room]").await;
-    field.send_keys(&format!("{room}{ENTER}")).await.unwrap();
-    wait_room_on_screen(b, room).await;
-}
-
 /// Runs a Chrome DevTools Protocol command in `b`'s browser, through chromedriver's
 /// `goog/cdp/execute` endpoint (a plain HTTP request: fantoccini has no call for it).
 async fn cdp(driver: &Driver, b: &Browser, cmd: &str, params: Value) -> Value {

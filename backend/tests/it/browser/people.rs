@@ -44,16 +44,6 @@ async fn wait_badge(b: &Browser, room: &str, want: Option<&str>) {
     }
 }
 
-async fn click(b: &Browser, css: &str) {
-    wait_css(b, css).await.click().await.unwrap();
-}
-
-async fn join_room(b: &Browser, room: &str) {
-    let field = wait_css(b, ".join-room input[name=room]").await;
-    field.send_keys(&format!("{room}{ENTER}")).await.unwrap();
-    wait_room_on_screen(b, room).await;
-}
-
 #[ignore = "needs Chromium, chromedriver and the web bundle; `cargo xtask test` runs it"]
 #[tokio::test]
 async fn two_tabs_of_one_person_stay_live_and_reading_in_one_clears_the_others_badge() {
