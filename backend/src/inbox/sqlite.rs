@@ -2,8 +2,6 @@
 //! connection of its own used on the blocking pool, as the directory's. Transactions
 //! that read before they write start immediate: three connections write to this file.
 
-use std::sync::{Arc, Mutex};
-
 use async_trait::async_trait;
 use common::{Alert, AlertKind, InboxState};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
@@ -12,32 +10,20 @@ use super::{
     Appended, DuePush, Inbox, MarkedRead, NewAlert, Receipt, Subscription, IDEMPOTENCY_MS,
     KEEP_PER_USER, MAX_SUBSCRIPTIONS,
 };
-use crate::locks;
+use crate::store::SideConn;
 use crate::store::StoreError;
 
 /// SQLite-backed [`Inbox`]. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct SqliteInbox {
-    conn: Arc<Mutex<Connection>>,
+    conn: SideConn,
 }
 
 impl SqliteInbox {
     /// Uses `conn`, opened on a database whose schema is current
     /// ([`crate::store::SqliteStore::inbox`]).
-    pub(crate) fn new(conn: Connection) -> Self {
-        SqliteInbox {
-            conn: Arc::new(Mutex::new(conn)),
-        }
-    }
-
-    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || f(&mut locks::lock(&conn)).map_err(StoreError::from))
-            .await?
+    pub(crate) fn new(conn: SideConn) -> Self {
+        SqliteInbox { conn }
     }
 }
 
@@ -154,44 +140,45 @@ impl Inbox for SqliteInbox {
             alert.clone(),
             idempotency.map(str::to_owned),
         );
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if let Some(key) = &key {
-                let before: Option<(String, u64)> = tx
-                    .query_row(
-                        "SELECT id, created FROM alert_keys WHERE user = ?1 AND key = ?2",
-                        params![user, key],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
-                if let Some((id, created)) = before {
-                    if now_ms.saturating_sub(created) < IDEMPOTENCY_MS {
-                        return Ok(Appended { id, alert: None });
+        self.conn
+            .run(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if let Some(key) = &key {
+                    let before: Option<(String, u64)> = tx
+                        .query_row(
+                            "SELECT id, created FROM alert_keys WHERE user = ?1 AND key = ?2",
+                            params![user, key],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .optional()?;
+                    if let Some((id, created)) = before {
+                        if now_ms.saturating_sub(created) < IDEMPOTENCY_MS {
+                            return Ok(Appended { id, alert: None });
+                        }
                     }
                 }
-            }
-            let (id, seq) = insert(&tx, &user, &new, now_ms, push_due)?;
-            if let Some(key) = &key {
-                tx.execute(
-                    "INSERT INTO alert_keys (user, key, id, created) VALUES (?1, ?2, ?3, ?4)
+                let (id, seq) = insert(&tx, &user, &new, now_ms, push_due)?;
+                if let Some(key) = &key {
+                    tx.execute(
+                        "INSERT INTO alert_keys (user, key, id, created) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (user, key) DO UPDATE SET id = excluded.id,
                                                            created = excluded.created",
-                    params![user, key, id, now_ms],
-                )?;
-                // Keys are only needed for a day; forget the user's stale ones as they
-                // add new ones, so the table does not grow without bound.
-                tx.execute(
-                    "DELETE FROM alert_keys WHERE user = ?1 AND created < ?2",
-                    params![user, now_ms.saturating_sub(IDEMPOTENCY_MS)],
-                )?;
-            }
-            tx.commit()?;
-            Ok(Appended {
-                id,
-                alert: Some(super::alert(seq, &new, now_ms)),
+                        params![user, key, id, now_ms],
+                    )?;
+                    // Keys are only needed for a day; forget the user's stale ones as they
+                    // add new ones, so the table does not grow without bound.
+                    tx.execute(
+                        "DELETE FROM alert_keys WHERE user = ?1 AND created < ?2",
+                        params![user, now_ms.saturating_sub(IDEMPOTENCY_MS)],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(Appended {
+                    id,
+                    alert: Some(super::alert(seq, &new, now_ms)),
+                })
             })
-        })
-        .await
+            .await
     }
 
     async fn append_many(
@@ -200,22 +187,23 @@ impl Inbox for SqliteInbox {
         now_ms: u64,
     ) -> Result<Vec<Alert>, StoreError> {
         let batch = batch.to_vec();
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut stored = Vec::with_capacity(batch.len());
-            for (user, new, due) in &batch {
-                let (_, seq) = insert(&tx, user, new, now_ms, *due)?;
-                stored.push(super::alert(seq, new, now_ms));
-            }
-            tx.commit()?;
-            Ok(stored)
-        })
-        .await
+        self.conn
+            .run(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let mut stored = Vec::with_capacity(batch.len());
+                for (user, new, due) in &batch {
+                    let (_, seq) = insert(&tx, user, new, now_ms, *due)?;
+                    stored.push(super::alert(seq, new, now_ms));
+                }
+                tx.commit()?;
+                Ok(stored)
+            })
+            .await
     }
 
     async fn state(&self, user: &str) -> Result<InboxState, StoreError> {
         let user = user.to_owned();
-        self.run(move |c| state(c, &user)).await
+        self.conn.run(move |c| state(c, &user)).await
     }
 
     async fn since(
@@ -225,40 +213,42 @@ impl Inbox for SqliteInbox {
         limit: usize,
     ) -> Result<(Vec<Alert>, InboxState), StoreError> {
         let user = user.to_owned();
-        self.run(move |c| {
-            let tx = c.transaction()?;
-            let mut alerts: Vec<Alert> = match since {
-                Some(since) => {
-                    let mut stmt = tx.prepare_cached(&format!(
-                        "SELECT {ALERT_COLUMNS} FROM alerts WHERE user = ?1 AND seq > ?2
+        self.conn
+            .run(move |c| {
+                let tx = c.transaction()?;
+                let mut alerts: Vec<Alert> = match since {
+                    Some(since) => {
+                        let mut stmt = tx.prepare_cached(&format!(
+                            "SELECT {ALERT_COLUMNS} FROM alerts WHERE user = ?1 AND seq > ?2
                          ORDER BY seq LIMIT ?3"
-                    ))?;
-                    let rows = stmt
-                        .query_map(params![user, since, limit as i64], alert_row)?
-                        .collect::<Result<_, _>>()?;
-                    rows
-                }
-                None => {
-                    let mut stmt = tx.prepare_cached(&format!(
-                        "SELECT {ALERT_COLUMNS} FROM alerts WHERE user = ?1
+                        ))?;
+                        let rows = stmt
+                            .query_map(params![user, since, limit as i64], alert_row)?
+                            .collect::<Result<_, _>>()?;
+                        rows
+                    }
+                    None => {
+                        let mut stmt = tx.prepare_cached(&format!(
+                            "SELECT {ALERT_COLUMNS} FROM alerts WHERE user = ?1
                          ORDER BY seq DESC LIMIT ?2"
-                    ))?;
-                    let rows = stmt
-                        .query_map(params![user, limit as i64], alert_row)?
-                        .collect::<Result<_, _>>()?;
-                    rows
-                }
-            };
-            alerts.sort_by_key(|a| a.seq);
-            let state = state(&tx, &user)?;
-            Ok((alerts, state))
-        })
-        .await
+                        ))?;
+                        let rows = stmt
+                            .query_map(params![user, limit as i64], alert_row)?
+                            .collect::<Result<_, _>>()?;
+                        rows
+                    }
+                };
+                alerts.sort_by_key(|a| a.seq);
+                let state = state(&tx, &user)?;
+                Ok((alerts, state))
+            })
+            .await
     }
 
     async fn read_upto(&self, user: &str, seq: u64, now_ms: u64) -> Result<MarkedRead, StoreError> {
         let user = user.to_owned();
-        self.run(move |c| mark_read(c, "seq <= ?3", params![user, now_ms, seq]))
+        self.conn
+            .run(move |c| mark_read(c, "seq <= ?3", params![user, now_ms, seq]))
             .await
     }
 
@@ -270,49 +260,52 @@ impl Inbox for SqliteInbox {
         now_ms: u64,
     ) -> Result<MarkedRead, StoreError> {
         let (user, room) = (user.to_owned(), room.to_owned());
-        self.run(move |c| {
-            mark_read(
-                c,
-                "room = ?3 AND msg_offset <= ?4",
-                params![user, now_ms, room, offset],
-            )
-        })
-        .await
+        self.conn
+            .run(move |c| {
+                mark_read(
+                    c,
+                    "room = ?3 AND msg_offset <= ?4",
+                    params![user, now_ms, room, offset],
+                )
+            })
+            .await
     }
 
     async fn delivered(&self, user: &str, seq: u64, now_ms: u64) -> Result<(), StoreError> {
         let user = user.to_owned();
-        self.run(move |c| {
-            c.prepare_cached(
-                "UPDATE alerts SET delivered = ?3
+        self.conn
+            .run(move |c| {
+                c.prepare_cached(
+                    "UPDATE alerts SET delivered = ?3
                  WHERE user = ?1 AND seq <= ?2 AND delivered IS NULL",
-            )?
-            .execute(params![user, seq, now_ms])?;
-            Ok(())
-        })
-        .await
+                )?
+                .execute(params![user, seq, now_ms])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn receipt(&self, id: &str) -> Result<Option<Receipt>, StoreError> {
         let id = id.to_owned();
-        self.run(move |c| {
-            c.query_row(
-                "SELECT id, user, ts, delivered, read, pushed FROM alerts WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(Receipt {
-                        id: r.get(0)?,
-                        user: r.get(1)?,
-                        created: r.get(2)?,
-                        delivered: r.get(3)?,
-                        read: r.get(4)?,
-                        pushed: r.get(5)?,
-                    })
-                },
-            )
-            .optional()
-        })
-        .await
+        self.conn
+            .run(move |c| {
+                c.query_row(
+                    "SELECT id, user, ts, delivered, read, pushed FROM alerts WHERE id = ?1",
+                    [id],
+                    |r| {
+                        Ok(Receipt {
+                            id: r.get(0)?,
+                            user: r.get(1)?,
+                            created: r.get(2)?,
+                            delivered: r.get(3)?,
+                            read: r.get(4)?,
+                            pushed: r.get(5)?,
+                        })
+                    },
+                )
+                .optional()
+            })
+            .await
     }
 
     async fn claim_due(
@@ -321,44 +314,45 @@ impl Inbox for SqliteInbox {
         lease_ms: u64,
         limit: usize,
     ) -> Result<Vec<DuePush>, StoreError> {
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let claimed = {
-                let mut stmt = tx.prepare_cached(&format!(
-                    "UPDATE alerts SET push_due = ?2
+        self.conn
+            .run(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let claimed = {
+                    let mut stmt = tx.prepare_cached(&format!(
+                        "UPDATE alerts SET push_due = ?2
                      WHERE (user, seq) IN (SELECT user, seq FROM alerts
                                            WHERE push_due <= ?1 ORDER BY push_due LIMIT ?3)
                      RETURNING user, {ALERT_COLUMNS}"
-                ))?;
-                let rows = stmt
-                    .query_map(
-                        params![now_ms, now_ms.saturating_add(lease_ms), limit as i64],
-                        |r| {
-                            let user: String = r.get(0)?;
-                            let kind: String = r.get(2)?;
-                            Ok(DuePush {
-                                user,
-                                alert: Alert {
-                                    seq: r.get(1)?,
-                                    kind: AlertKind::parse(&kind).unwrap_or(AlertKind::App),
-                                    title: r.get(3)?,
-                                    body: r.get(4)?,
-                                    room: r.get(5)?,
-                                    offset: r.get(6)?,
-                                    url: r.get(7)?,
-                                    ts: r.get(8)?,
-                                    read: r.get::<_, Option<u64>>(9)?.is_some(),
-                                },
-                            })
-                        },
-                    )?
-                    .collect::<Result<Vec<_>, _>>()?;
-                rows
-            };
-            tx.commit()?;
-            Ok(claimed)
-        })
-        .await
+                    ))?;
+                    let rows = stmt
+                        .query_map(
+                            params![now_ms, now_ms.saturating_add(lease_ms), limit as i64],
+                            |r| {
+                                let user: String = r.get(0)?;
+                                let kind: String = r.get(2)?;
+                                Ok(DuePush {
+                                    user,
+                                    alert: Alert {
+                                        seq: r.get(1)?,
+                                        kind: AlertKind::parse(&kind).unwrap_or(AlertKind::App),
+                                        title: r.get(3)?,
+                                        body: r.get(4)?,
+                                        room: r.get(5)?,
+                                        offset: r.get(6)?,
+                                        url: r.get(7)?,
+                                        ts: r.get(8)?,
+                                        read: r.get::<_, Option<u64>>(9)?.is_some(),
+                                    },
+                                })
+                            },
+                        )?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    rows
+                };
+                tx.commit()?;
+                Ok(claimed)
+            })
+            .await
     }
 
     async fn finish_push(
@@ -368,28 +362,30 @@ impl Inbox for SqliteInbox {
         pushed: Option<u64>,
     ) -> Result<(), StoreError> {
         let user = user.to_owned();
-        self.run(move |c| {
-            c.execute(
-                "UPDATE alerts SET push_due = NULL, pushed = COALESCE(?3, pushed)
+        self.conn
+            .run(move |c| {
+                c.execute(
+                    "UPDATE alerts SET push_due = NULL, pushed = COALESCE(?3, pushed)
                  WHERE user = ?1 AND seq = ?2",
-                params![user, seq, pushed],
-            )?;
-            Ok(())
-        })
-        .await
+                    params![user, seq, pushed],
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn defer_push(&self, user: &str, seq: u64, due: u64) -> Result<(), StoreError> {
         let user = user.to_owned();
-        self.run(move |c| {
-            c.execute(
-                "UPDATE alerts SET push_due = ?3
+        self.conn
+            .run(move |c| {
+                c.execute(
+                    "UPDATE alerts SET push_due = ?3
                  WHERE user = ?1 AND seq = ?2 AND read IS NULL",
-                params![user, seq, due],
-            )?;
-            Ok(())
-        })
-        .await
+                    params![user, seq, due],
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn subscribe(
@@ -399,77 +395,81 @@ impl Inbox for SqliteInbox {
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let (user, sub) = (user.to_owned(), sub.clone());
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // An endpoint is one browser: if another user subscribed it before (a
-            // shared computer), the pushes are now this user's alone.
-            tx.execute(
-                "DELETE FROM push_subs WHERE endpoint = ?1 AND user != ?2",
-                params![sub.endpoint, user],
-            )?;
-            tx.execute(
-                "INSERT INTO push_subs (user, endpoint, p256dh, auth, created)
+        self.conn
+            .run(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                // An endpoint is one browser: if another user subscribed it before (a
+                // shared computer), the pushes are now this user's alone.
+                tx.execute(
+                    "DELETE FROM push_subs WHERE endpoint = ?1 AND user != ?2",
+                    params![sub.endpoint, user],
+                )?;
+                tx.execute(
+                    "INSERT INTO push_subs (user, endpoint, p256dh, auth, created)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (user, endpoint) DO UPDATE SET p256dh = excluded.p256dh,
                      auth = excluded.auth, created = excluded.created",
-                params![user, sub.endpoint, sub.p256dh, sub.auth, now_ms],
-            )?;
-            tx.execute(
-                "DELETE FROM push_subs WHERE user = ?1 AND endpoint NOT IN
+                    params![user, sub.endpoint, sub.p256dh, sub.auth, now_ms],
+                )?;
+                tx.execute(
+                    "DELETE FROM push_subs WHERE user = ?1 AND endpoint NOT IN
                    (SELECT endpoint FROM push_subs WHERE user = ?1
                     ORDER BY created DESC LIMIT ?2)",
-                params![user, MAX_SUBSCRIPTIONS as i64],
-            )?;
-            tx.commit()
-        })
-        .await
+                    params![user, MAX_SUBSCRIPTIONS as i64],
+                )?;
+                tx.commit()
+            })
+            .await
     }
 
     async fn unsubscribe(&self, user: &str, endpoint: &str) -> Result<bool, StoreError> {
         let (user, endpoint) = (user.to_owned(), endpoint.to_owned());
-        self.run(move |c| {
-            let n = c.execute(
-                "DELETE FROM push_subs WHERE user = ?1 AND endpoint = ?2",
-                params![user, endpoint],
-            )?;
-            Ok(n == 1)
-        })
-        .await
+        self.conn
+            .run(move |c| {
+                let n = c.execute(
+                    "DELETE FROM push_subs WHERE user = ?1 AND endpoint = ?2",
+                    params![user, endpoint],
+                )?;
+                Ok(n == 1)
+            })
+            .await
     }
 
     async fn subscriptions(&self, user: &str) -> Result<Vec<Subscription>, StoreError> {
         let user = user.to_owned();
-        self.run(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT endpoint, p256dh, auth FROM push_subs WHERE user = ?1
+        self.conn
+            .run(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT endpoint, p256dh, auth FROM push_subs WHERE user = ?1
                  ORDER BY created DESC",
-            )?;
-            let rows = stmt
-                .query_map([user], |r| {
-                    Ok(Subscription {
-                        endpoint: r.get(0)?,
-                        p256dh: r.get(1)?,
-                        auth: r.get(2)?,
-                    })
-                })?
-                .collect();
-            rows
-        })
-        .await
+                )?;
+                let rows = stmt
+                    .query_map([user], |r| {
+                        Ok(Subscription {
+                            endpoint: r.get(0)?,
+                            p256dh: r.get(1)?,
+                            auth: r.get(2)?,
+                        })
+                    })?
+                    .collect();
+                rows
+            })
+            .await
     }
 
     async fn vapid_key(&self, candidate: &str) -> Result<String, StoreError> {
         let candidate = candidate.to_owned();
-        self.run(move |c| {
-            c.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('vapid', ?1)",
-                [candidate],
-            )?;
-            c.query_row("SELECT value FROM meta WHERE key = 'vapid'", [], |r| {
-                r.get(0)
+        self.conn
+            .run(move |c| {
+                c.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('vapid', ?1)",
+                    [candidate],
+                )?;
+                c.query_row("SELECT value FROM meta WHERE key = 'vapid'", [], |r| {
+                    r.get(0)
+                })
             })
-        })
-        .await
+            .await
     }
 }
 

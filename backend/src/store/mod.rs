@@ -8,6 +8,7 @@ pub(crate) mod redis;
 mod sqlite;
 
 pub use self::redis::RedisStore;
+pub(crate) use sqlite::SideConn;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

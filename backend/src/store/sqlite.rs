@@ -165,6 +165,25 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// A connection of its own to the history's file (the directory's, the inbox's), used
+/// on the blocking pool. Their calls are few and short, so one connection each is
+/// plenty, and the WAL lets them run beside the history writer. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct SideConn(Arc<Mutex<Connection>>);
+
+impl SideConn {
+    /// Runs `f` with the connection on the blocking pool.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || f(&mut locks::lock(&conn)).map_err(StoreError::from))
+            .await?
+    }
+}
+
 /// SQLite-backed [`HistoryStore`].
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -243,20 +262,21 @@ impl SqliteStore {
 
     /// The directory kept in the same file (its tables come with this store's schema).
     pub(crate) fn directory(&self) -> Result<crate::directory::SqliteDirectory, StoreError> {
-        let conn = open_conn(&self.inner.path).map_err(|source| StoreError::Open {
-            path: self.inner.path.display().to_string(),
-            source,
-        })?;
-        Ok(crate::directory::SqliteDirectory::new(conn))
+        Ok(crate::directory::SqliteDirectory::new(self.side_conn()?))
     }
 
     /// The inbox kept in the same file, on a connection of its own.
     pub(crate) fn inbox(&self) -> Result<crate::inbox::SqliteInbox, StoreError> {
+        Ok(crate::inbox::SqliteInbox::new(self.side_conn()?))
+    }
+
+    /// Another connection to this file, for the tables kept beside the history.
+    fn side_conn(&self) -> Result<SideConn, StoreError> {
         let conn = open_conn(&self.inner.path).map_err(|source| StoreError::Open {
             path: self.inner.path.display().to_string(),
             source,
         })?;
-        Ok(crate::inbox::SqliteInbox::new(conn))
+        Ok(SideConn(Arc::new(Mutex::new(conn))))
     }
 
     /// Refuses messages that would create a room beyond `max` rooms (0: no limit).
