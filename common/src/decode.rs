@@ -50,6 +50,20 @@ fn string_fields(kind: &str) -> Option<&'static [(&'static str, ErrorCode, Need)
             ("text", ErrorCode::InvalidText, Required),
             ("id", ErrorCode::InvalidId, Required),
         ],
+        "edit" => &[
+            ("room", ErrorCode::InvalidRoom, Required),
+            ("text", ErrorCode::InvalidText, Required),
+            ("id", ErrorCode::InvalidId, Required),
+        ],
+        "delete" => &[
+            ("room", ErrorCode::InvalidRoom, Required),
+            ("id", ErrorCode::InvalidId, Required),
+        ],
+        "react" => &[
+            ("room", ErrorCode::InvalidRoom, Required),
+            ("emoji", ErrorCode::InvalidEmoji, Required),
+            ("id", ErrorCode::InvalidId, Required),
+        ],
         "invite" | "remove" => ROOM_USER,
         "open_dm" => &[("user", ErrorCode::UnknownUser, Required)],
         "push_subscribe" | "push_unsubscribe" => {
@@ -118,7 +132,7 @@ fn classify(text: &str, err: &serde_json::Error) -> DecodeError {
 }
 
 fn reference_for(kind: &str, obj: &Map<String, Value>) -> Option<String> {
-    if kind == "send" {
+    if matches!(kind, "send" | "edit" | "delete" | "react") {
         if let Some(id) = obj.get("id").and_then(Value::as_str) {
             return Some(id.to_owned());
         }
@@ -168,6 +182,24 @@ mod tests {
         assert_eq!(
             code(r#"{"type":"history","room":"a","limit":-1}"#),
             ErrorCode::BadJson
+        );
+        assert_eq!(
+            code(r#"{"type":"react","room":"a","offset":1,"on":true,"id":"r"}"#),
+            ErrorCode::InvalidEmoji
+        );
+        assert_eq!(
+            code(r#"{"type":"edit","room":"a","offset":1,"id":"e"}"#),
+            ErrorCode::InvalidText
+        );
+        assert_eq!(
+            code(r#"{"type":"delete","room":"a","id":"d"}"#),
+            ErrorCode::BadJson
+        );
+        let e =
+            decode_client(r#"{"type":"delete","room":"a","offset":"1","id":"d7"}"#).unwrap_err();
+        assert_eq!(
+            (e.code, e.reference.as_deref()),
+            (ErrorCode::BadJson, Some("d7"))
         );
         let e = decode_client(r#"{"type":"send","room":1,"text":"x","id":"m9"}"#).unwrap_err();
         assert_eq!(e.reference.as_deref(), Some("m9"));

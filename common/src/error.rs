@@ -54,11 +54,22 @@ pub enum ErrorCode {
     /// A setting out of range, such as quiet hours past midnight. An addition to the
     /// contract.
     InvalidSetting,
+    /// `edit`, `delete`, `react` or `send {reply_to}` naming an offset that holds no
+    /// message of that room (never stored, an edit or reaction rather than a message,
+    /// removed by retention, or, except for a reply, deleted) (v2, an addition to the
+    /// contract).
+    UnknownMessage,
+    /// An `edit` of a message older than the server's edit window (`--edit-window`)
+    /// (v2, an addition to the contract).
+    EditExpired,
+    /// A `react` whose emoji is not one of the reactions the server offers (v2, an
+    /// addition to the contract).
+    InvalidEmoji,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::HelloRequired,
@@ -79,6 +90,9 @@ impl ErrorCode {
         ErrorCode::UnknownUser,
         ErrorCode::InvalidSubscription,
         ErrorCode::InvalidSetting,
+        ErrorCode::UnknownMessage,
+        ErrorCode::EditExpired,
+        ErrorCode::InvalidEmoji,
     ];
 
     /// The code as it appears on the wire.
@@ -104,6 +118,9 @@ impl ErrorCode {
             ErrorCode::UnknownUser => "unknown_user",
             ErrorCode::InvalidSubscription => "invalid_subscription",
             ErrorCode::InvalidSetting => "invalid_setting",
+            ErrorCode::UnknownMessage => "unknown_message",
+            ErrorCode::EditExpired => "edit_expired",
+            ErrorCode::InvalidEmoji => "invalid_emoji",
         }
     }
 }

@@ -28,8 +28,9 @@ pub use decode::{decode_client, DecodeError};
 pub use duration::parse_duration;
 pub use error::ErrorCode;
 pub use protocol::{
-    Alert, AlertKind, ChatMessage, ClientMsg, InboxState, Limits, MemberRoom, NotificationKind,
-    NotifyLevel, PushKeys, Quiet, RoomInfo, ServerMsg,
+    Alert, AlertKind, ChatMessage, ClientMsg, Deleted, Edited, Entry, InboxState, Limits,
+    MemberRoom, NotificationKind, NotifyLevel, PushKeys, Quiet, Reacted, Reactions, RoomInfo,
+    ServerMsg,
 };
 
 /// The WebSocket subprotocol the web app asks for.

@@ -2,6 +2,8 @@
 //! are the contract: renaming any of them breaks every client, so the golden tests in
 //! `tests/wire.rs` pin them. Every v2 field a v1 client does not send is optional.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorCode;
@@ -36,6 +38,31 @@ pub enum ClientMsg {
     Send {
         room: String,
         text: String,
+        id: String,
+        /// The offset of the message this one answers, in the same room (v2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<u64>,
+    },
+    /// Replaces the text of the sender's own message at `offset` (v2).
+    Edit {
+        room: String,
+        offset: u64,
+        text: String,
+        id: String,
+    },
+    /// Takes back the message at `offset`: the sender's own, or any in a room the
+    /// sender owns (v2).
+    Delete {
+        room: String,
+        offset: u64,
+        id: String,
+    },
+    /// Adds (`on`) or takes back a reaction to the message at `offset` (v2).
+    React {
+        room: String,
+        offset: u64,
+        emoji: String,
+        on: bool,
         id: String,
     },
     /// "I am typing" in a room.
@@ -101,6 +128,9 @@ impl ClientMsg {
             ClientMsg::Join { .. } => "join",
             ClientMsg::Leave { .. } => "leave",
             ClientMsg::Send { .. } => "send",
+            ClientMsg::Edit { .. } => "edit",
+            ClientMsg::Delete { .. } => "delete",
+            ClientMsg::React { .. } => "react",
             ClientMsg::Typing { .. } => "typing",
             ClientMsg::History { .. } => "history",
             ClientMsg::ListRooms { .. } => "list_rooms",
@@ -124,6 +154,9 @@ impl ClientMsg {
             ClientMsg::Join { room, .. }
             | ClientMsg::Leave { room }
             | ClientMsg::Send { room, .. }
+            | ClientMsg::Edit { room, .. }
+            | ClientMsg::Delete { room, .. }
+            | ClientMsg::React { room, .. }
             | ClientMsg::Typing { room }
             | ClientMsg::History { room, .. }
             | ClientMsg::Read { room, .. }
@@ -142,11 +175,14 @@ impl ClientMsg {
         }
     }
 
-    /// What an `error` about this frame carries as `ref`: a `send`'s id, otherwise the
-    /// frame's type.
+    /// What an `error` about this frame carries as `ref`: the id of a frame that writes
+    /// to a room's log (`send`, `edit`, `delete`, `react`), otherwise the frame's type.
     pub fn reference(&self) -> &str {
         match self {
-            ClientMsg::Send { id, .. } => id,
+            ClientMsg::Send { id, .. }
+            | ClientMsg::Edit { id, .. }
+            | ClientMsg::Delete { id, .. }
+            | ClientMsg::React { id, .. } => id,
             other => other.kind(),
         }
     }
@@ -196,6 +232,12 @@ pub enum ServerMsg {
     Left { room: String },
     /// A chat message, to every member of its room.
     Message(ChatMessage),
+    /// A message's text was replaced: an entry of the room's log (v2).
+    Edited(Edited),
+    /// A message was taken back: an entry of the room's log (v2).
+    Deleted(Deleted),
+    /// A reaction was added or taken back: an entry of the room's log (v2).
+    Reacted(Reacted),
     /// To the sender, once its message is durably stored.
     Ack {
         id: String,
@@ -219,11 +261,15 @@ pub enum ServerMsg {
     Presence { room: String, nicks: Vec<String> },
     /// Someone else is typing in a room.
     Typing { room: String, nick: String },
-    /// The answer to `history`: messages ascending by offset.
+    /// The answer to `history`: messages ascending by offset, in their current state.
     History {
         room: String,
         messages: Vec<ChatMessage>,
         has_more: bool,
+        /// The display name of each user named in the messages' reactions (an addition
+        /// to the contract), so a client can say who reacted.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        nicks: BTreeMap<String, String>,
     },
     /// The answer to `list_rooms`: one page, most messages first.
     Rooms {
@@ -300,7 +346,7 @@ impl ServerMsg {
 }
 
 /// A stored chat message as it travels in `message` and `history` frames.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub room: String,
     /// Position in the room: 1, 2, 3, … with no gaps, one total order for every member.
@@ -308,12 +354,198 @@ pub struct ChatMessage {
     /// The id the sender chose.
     pub id: String,
     pub nick: String,
+    /// Absent from a deleted message (in `history`): its text is gone.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text: String,
     /// Milliseconds since the Unix epoch, set by the server when it stored the message.
     pub ts: u64,
     /// The sender's user id (v2; absent on messages stored before v2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The offset of the message this one answers (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
+    /// When the text was last edited (v2, `history` only: live, edits arrive as
+    /// `edited` entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_ts: Option<u64>,
+    /// The message was deleted (v2, `history` only); it then has no text.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+    /// Who reacted with what, each emoji's users in the order they reacted (v2,
+    /// `history` only).
+    #[serde(default, skip_serializing_if = "Reactions::is_empty")]
+    pub reactions: Reactions,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A message's reactions: each emoji with the users who reacted with it, emoji in the
+/// order they were first used. On the wire a JSON object `{emoji: [user, …]}`; a
+/// `Vec` rather than a map keeps that order, which a sorted map would lose.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reactions(pub Vec<(String, Vec<String>)>);
+
+impl Reactions {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Adds (`on`) or takes back `user`'s `emoji`; an emoji nobody uses any more goes.
+    /// Adding twice or taking back what was not there changes nothing.
+    pub fn apply(&mut self, emoji: &str, user: &str, on: bool) {
+        let at = self.0.iter().position(|(e, _)| e == emoji);
+        match (at, on) {
+            (Some(i), true) => {
+                let users = &mut self.0[i].1;
+                if !users.iter().any(|u| u == user) {
+                    users.push(user.to_owned());
+                }
+            }
+            (None, true) => self.0.push((emoji.to_owned(), vec![user.to_owned()])),
+            (Some(i), false) => {
+                self.0[i].1.retain(|u| u != user);
+                if self.0[i].1.is_empty() {
+                    self.0.remove(i);
+                }
+            }
+            (None, false) => {}
+        }
+    }
+
+    /// The users who reacted with `emoji`.
+    pub fn users(&self, emoji: &str) -> &[String] {
+        self.0
+            .iter()
+            .find(|(e, _)| e == emoji)
+            .map_or(&[], |(_, users)| users.as_slice())
+    }
+}
+
+impl Serialize for Reactions {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (emoji, users) in &self.0 {
+            map.serialize_entry(emoji, users)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Reactions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Reactions;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of emoji to lists of users")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Reactions, A::Error> {
+                let mut out = Vec::new();
+                while let Some((emoji, users)) = a.next_entry::<String, Vec<String>>()? {
+                    out.push((emoji, users));
+                }
+                Ok(Reactions(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// An `edited` entry: the message at `target` now reads `text`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edited {
+    pub room: String,
+    /// This entry's own place in the room's log.
+    pub offset: u64,
+    /// The message edited.
+    pub target: u64,
+    pub text: String,
+    /// Who edited it (its author).
+    pub user: String,
+    pub ts: u64,
+}
+
+/// A `deleted` entry: the message at `target` was taken back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {
+    pub room: String,
+    pub offset: u64,
+    pub target: u64,
+    /// Who deleted it: its author or the room's owner.
+    pub user: String,
+    pub ts: u64,
+}
+
+/// A `reacted` entry: `user` added (`on`) or took back `emoji` on the message at
+/// `target`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reacted {
+    pub room: String,
+    pub offset: u64,
+    pub target: u64,
+    pub emoji: String,
+    pub user: String,
+    pub on: bool,
+    pub ts: u64,
+    /// The reacting user's display name (an addition to the contract).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub nick: String,
+}
+
+/// One entry of a room's log: what takes an offset, is delivered live and is replayed
+/// by `join {since}`, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A message, or a stored notice.
+    Message(ChatMessage),
+    Edited(Edited),
+    Deleted(Deleted),
+    Reacted(Reacted),
+}
+
+impl Entry {
+    pub fn room(&self) -> &str {
+        match self {
+            Entry::Message(m) => &m.room,
+            Entry::Edited(e) => &e.room,
+            Entry::Deleted(d) => &d.room,
+            Entry::Reacted(r) => &r.room,
+        }
+    }
+
+    /// The entry's place in the room's log.
+    pub fn offset(&self) -> u64 {
+        match self {
+            Entry::Message(m) => m.offset,
+            Entry::Edited(e) => e.offset,
+            Entry::Deleted(d) => d.offset,
+            Entry::Reacted(r) => r.offset,
+        }
+    }
+
+    pub fn ts(&self) -> u64 {
+        match self {
+            Entry::Message(m) => m.ts,
+            Entry::Edited(e) => e.ts,
+            Entry::Deleted(d) => d.ts,
+            Entry::Reacted(r) => r.ts,
+        }
+    }
+
+    /// The message, when this entry is one.
+    pub fn as_message(&self) -> Option<&ChatMessage> {
+        match self {
+            Entry::Message(m) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 impl ChatMessage {
@@ -327,9 +559,18 @@ impl ChatMessage {
 }
 
 impl ServerMsg {
-    /// The frame a stored item of a room's log travels as: a `message`, or for a
-    /// stored notice an `info` `notification` with its offset.
-    pub fn stored(msg: ChatMessage) -> Self {
+    /// The frame an entry of a room's log travels as: a `message` (for a stored notice
+    /// an `info` `notification` with its offset), `edited`, `deleted` or `reacted`.
+    pub fn stored(entry: Entry) -> Self {
+        match entry {
+            Entry::Message(m) => Self::stored_message(m),
+            Entry::Edited(e) => ServerMsg::Edited(e),
+            Entry::Deleted(d) => ServerMsg::Deleted(d),
+            Entry::Reacted(r) => ServerMsg::Reacted(r),
+        }
+    }
+
+    fn stored_message(msg: ChatMessage) -> Self {
         if msg.is_notice() {
             ServerMsg::Notification {
                 room: msg.room,

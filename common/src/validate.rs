@@ -29,6 +29,8 @@ pub enum RuleError {
     TextLength { max: u32 },
     #[error("id must be 1-{max} characters")]
     IdLength { max: u32 },
+    #[error("a reaction must be one of {}", REACTIONS.join(" "))]
+    Emoji,
 }
 
 impl RuleError {
@@ -43,6 +45,7 @@ impl RuleError {
             RuleError::RoomLength { .. } | RuleError::RoomCharset => ErrorCode::InvalidRoom,
             RuleError::TextLength { .. } => ErrorCode::InvalidText,
             RuleError::IdLength { .. } => ErrorCode::InvalidId,
+            RuleError::Emoji => ErrorCode::InvalidEmoji,
         }
     }
 }
@@ -136,6 +139,43 @@ pub fn id<'a>(raw: &'a str, limits: &Limits) -> Result<&'a str, RuleError> {
     Ok(raw)
 }
 
+/// The reactions a server offers, in the order a picker shows them.
+///
+/// A fixed set rather than any emoji: every client can draw each one, a message's
+/// reactions stay few and small (at most this many chips, each at most one user per
+/// user), and nothing can pose as a reaction (a letter, a lookalike, a zalgo tower)
+/// the way an arbitrary grapheme could.
+pub const REACTIONS: [&str; 12] = [
+    "\u{1f44d}",        // thumbs up
+    "\u{2764}\u{fe0f}", // red heart
+    "\u{1f602}",        // tears of joy
+    "\u{1f389}",        // party popper
+    "\u{1f62e}",        // open mouth
+    "\u{1f622}",        // crying
+    "\u{1f64f}",        // folded hands
+    "\u{1f440}",        // eyes
+    "\u{1f525}",        // fire
+    "\u{2705}",         // check mark
+    "\u{1f680}",        // rocket
+    "\u{1f44e}",        // thumbs down
+];
+
+/// Checks a reaction: one of [`REACTIONS`], compared exactly. A heart without its
+/// variation selector (`\u{2764}` alone) is taken as the heart, since keyboards send
+/// both.
+pub fn emoji(raw: &str) -> Result<&'static str, RuleError> {
+    let raw = if raw == "\u{2764}" {
+        "\u{2764}\u{fe0f}"
+    } else {
+        raw
+    };
+    REACTIONS
+        .iter()
+        .copied()
+        .find(|e| *e == raw)
+        .ok_or(RuleError::Emoji)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +199,19 @@ mod tests {
         assert!(id("", &l).is_err());
         assert!(id(&"i".repeat(64), &l).is_ok());
         assert!(id(&"i".repeat(65), &l).is_err());
+        assert_eq!(emoji("\u{1f44d}"), Ok("\u{1f44d}"));
+        assert_eq!(emoji("\u{2764}"), Ok("\u{2764}\u{fe0f}"));
+        assert_eq!(emoji("\u{2764}\u{fe0f}"), Ok("\u{2764}\u{fe0f}"));
+        for bad in [
+            "",
+            "a",
+            "\u{1f44d}\u{1f44d}",
+            "\u{1f44d}\u{1f3fd}",
+            "\u{1f4a9}",
+            " \u{1f44d}",
+        ] {
+            assert_eq!(emoji(bad), Err(RuleError::Emoji), "{bad:?}");
+        }
         assert_eq!(nick_key("ÅLice"), nick_key("åliCE"));
         // Names that would pose as alice while she is online.
         for invisible in [

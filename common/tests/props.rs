@@ -73,6 +73,10 @@ fn s() -> impl Strategy<Value = String> {
 fn chat_message() -> impl Strategy<Value = ChatMessage> {
     (s(), any::<u64>(), s(), s(), s(), any::<u64>()).prop_map(
         |(room, offset, id, nick, text, ts)| ChatMessage {
+            reply_to: None,
+            edited_ts: None,
+            deleted: false,
+            reactions: Default::default(),
             room,
             offset,
             id,
@@ -136,7 +140,7 @@ prop_compose! {
 
 prop_compose! {
     fn client_send()(room in s(), text in s(), id in s()) -> ClientMsg {
-        ClientMsg::Send { room, text, id }
+        ClientMsg::Send { reply_to: None,  room, text, id }
     }
 }
 
@@ -206,7 +210,7 @@ prop_compose! {
         messages in vec(chat_message(), 0..4),
         has_more in any::<bool>(),
     ) -> ServerMsg {
-        ServerMsg::History { room, messages, has_more }
+        ServerMsg::History { nicks: Default::default(),  room, messages, has_more }
     }
 }
 

@@ -5,9 +5,9 @@
 //! changed, which the contract (`docs/protocol.md`) forbids for anything it names.
 
 use common::{
-    decode_client, Alert, AlertKind, ChatMessage, ClientMsg, CloseCode, ErrorCode, InboxState,
-    Limits, MemberRoom, NotificationKind, NotifyLevel, PushKeys, Quiet, RoomInfo, ServerMsg,
-    SUBPROTOCOL, WS_PATH,
+    decode_client, Alert, AlertKind, ChatMessage, ClientMsg, CloseCode, Deleted, Edited, ErrorCode,
+    InboxState, Limits, MemberRoom, NotificationKind, NotifyLevel, PushKeys, Quiet, Reacted,
+    RoomInfo, ServerMsg, SUBPROTOCOL, WS_PATH,
 };
 
 /// `Limits::default()` as it appears inside `welcome`.
@@ -46,6 +46,10 @@ fn golden_client(msg: &ClientMsg, json: &str) {
 
 fn chat(offset: u64, id: &str, text: &str) -> ChatMessage {
     ChatMessage {
+        reply_to: None,
+        edited_ts: None,
+        deleted: false,
+        reactions: Default::default(),
         room: "lobby".into(),
         offset,
         id: id.into(),
@@ -124,6 +128,7 @@ fn client_leave_send_typing_list_rooms() {
     );
     golden_client(
         &ClientMsg::Send {
+            reply_to: None,
             room: "lobby".into(),
             text: "hi all".into(),
             id: "m1".into(),
@@ -203,6 +208,7 @@ fn client_kind_is_the_type_tag() {
         },
         ClientMsg::Leave { room: "r".into() },
         ClientMsg::Send {
+            reply_to: None,
             room: "r".into(),
             text: "t".into(),
             id: "i".into(),
@@ -229,6 +235,7 @@ fn client_frames_in_any_field_order_with_unknown_fields() {
     assert_eq!(
         client(r#"{"id":"m1","text":"hi","room":"lobby","type":"send","v":2,"x":[1,{}]}"#),
         ClientMsg::Send {
+            reply_to: None,
             room: "lobby".into(),
             text: "hi".into(),
             id: "m1".into(),
@@ -708,6 +715,7 @@ fn server_presence_typing() {
 fn server_history_messages_have_no_type() {
     golden_server(
         &ServerMsg::History {
+            nicks: Default::default(),
             room: "lobby".into(),
             messages: vec![chat(1, "a", "first"), chat(2, "b", "second")],
             has_more: true,
@@ -721,6 +729,7 @@ fn server_history_messages_have_no_type() {
     );
     golden_server(
         &ServerMsg::History {
+            nicks: Default::default(),
             room: "empty".into(),
             messages: vec![],
             has_more: false,
@@ -783,6 +792,9 @@ fn server_error_with_every_code() {
         (ErrorCode::UnknownUser, "unknown_user"),
         (ErrorCode::InvalidSubscription, "invalid_subscription"),
         (ErrorCode::InvalidSetting, "invalid_setting"),
+        (ErrorCode::UnknownMessage, "unknown_message"),
+        (ErrorCode::EditExpired, "edit_expired"),
+        (ErrorCode::InvalidEmoji, "invalid_emoji"),
     ];
     assert_eq!(wire.len(), ErrorCode::ALL.len());
     for ((code, name), listed) in wire.into_iter().zip(ErrorCode::ALL) {
@@ -875,6 +887,7 @@ fn contract_example_frames_decode() {
     assert_eq!(
         client(r#"{"type":"send","room":"lobby","text":"hi all","id":"m1"}"#),
         ClientMsg::Send {
+            reply_to: None,
             room: "lobby".into(),
             text: "hi all".into(),
             id: "m1".into(),
@@ -1096,4 +1109,103 @@ fn decode_errors_follow_the_documented_choices() {
     assert_eq!(e.reference.as_deref(), Some("send"));
     let e = refused(r#"{"type":"join","room":7}"#);
     assert_eq!(e.reference.as_deref(), Some("join"));
+}
+
+#[test]
+fn v2_conversation_frames() {
+    golden_client(
+        &ClientMsg::Send {
+            room: "lobby".into(),
+            text: "yes".into(),
+            id: "m2".into(),
+            reply_to: Some(1),
+        },
+        r#"{"type":"send","room":"lobby","text":"yes","id":"m2","reply_to":1}"#,
+    );
+    golden_client(
+        &ClientMsg::Edit {
+            room: "lobby".into(),
+            offset: 4,
+            text: "fixed".into(),
+            id: "e1".into(),
+        },
+        r#"{"type":"edit","room":"lobby","offset":4,"text":"fixed","id":"e1"}"#,
+    );
+    golden_client(
+        &ClientMsg::Delete {
+            room: "lobby".into(),
+            offset: 4,
+            id: "d1".into(),
+        },
+        r#"{"type":"delete","room":"lobby","offset":4,"id":"d1"}"#,
+    );
+    golden_client(
+        &ClientMsg::React {
+            room: "lobby".into(),
+            offset: 4,
+            emoji: "👍".into(),
+            on: true,
+            id: "r1".into(),
+        },
+        r#"{"type":"react","room":"lobby","offset":4,"emoji":"👍","on":true,"id":"r1"}"#,
+    );
+    golden_server(
+        &ServerMsg::Edited(Edited {
+            room: "lobby".into(),
+            offset: 5,
+            target: 4,
+            text: "fixed".into(),
+            user: "u1".into(),
+            ts: 7,
+        }),
+        r#"{"type":"edited","room":"lobby","offset":5,"target":4,"text":"fixed","user":"u1","ts":7}"#,
+    );
+    golden_server(
+        &ServerMsg::Deleted(Deleted {
+            room: "lobby".into(),
+            offset: 6,
+            target: 4,
+            user: "u1".into(),
+            ts: 8,
+        }),
+        r#"{"type":"deleted","room":"lobby","offset":6,"target":4,"user":"u1","ts":8}"#,
+    );
+    golden_server(
+        &ServerMsg::Reacted(Reacted {
+            room: "lobby".into(),
+            offset: 7,
+            target: 4,
+            emoji: "👍".into(),
+            user: "u2".into(),
+            on: false,
+            ts: 9,
+            nick: "bob".into(),
+        }),
+        r#"{"type":"reacted","room":"lobby","offset":7,"target":4,"emoji":"👍","user":"u2","on":false,"ts":9,"nick":"bob"}"#,
+    );
+    // History items in their current state: a reply, an edited message with its
+    // reactions in the order first used, and a deleted one without text.
+    let mut edited = chat(4, "m4", "fixed");
+    edited.edited_ts = Some(9);
+    edited.reply_to = Some(2);
+    edited.reactions.apply("🎉", "u2", true);
+    edited.reactions.apply("👍", "u3", true);
+    edited.reactions.apply("🎉", "u3", true);
+    edited.reactions.apply("👍", "u3", false);
+    let mut gone = chat(5, "m5", "");
+    gone.deleted = true;
+    golden_server(
+        &ServerMsg::History {
+            room: "lobby".into(),
+            messages: vec![edited, gone],
+            has_more: false,
+            nicks: [("u2".to_owned(), "bob".to_owned())].into_iter().collect(),
+        },
+        concat!(
+            r#"{"type":"history","room":"lobby","messages":["#,
+            r#"{"room":"lobby","offset":4,"id":"m4","nick":"alice","text":"fixed","ts":1764097200000,"reply_to":2,"edited_ts":9,"reactions":{"🎉":["u2","u3"]}},"#,
+            r#"{"room":"lobby","offset":5,"id":"m5","nick":"alice","ts":1764097200000,"deleted":true}"#,
+            r#"],"has_more":false,"nicks":{"u2":"bob"}}"#
+        ),
+    );
 }
