@@ -110,6 +110,10 @@ async fn enter_sends_and_the_ack_turns_the_pending_row_into_a_sent_one() {
 
     // The echo of our own message arrives after the ack: still one row.
     page.apply([ServerMsg::Message(common::ChatMessage {
+        reply_to: None,
+        edited_ts: None,
+        deleted: false,
+        reactions: Default::default(),
         room: "lobby".to_owned(),
         offset: 7,
         id: ids[0].clone(),

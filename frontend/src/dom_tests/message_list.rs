@@ -94,6 +94,7 @@ async fn messages_and_notices_render_grouped_in_order() {
     page.apply([
         joined("lobby", 3, &[ME, "carol"]),
         ServerMsg::History {
+            nicks: Default::default(),
             room: "lobby".to_owned(),
             messages: vec![
                 chat_message("lobby", 1, ME, "first", T0),
@@ -207,6 +208,7 @@ async fn a_replayed_message_is_rendered_once_and_rows_are_not_rebuilt() {
         message("lobby", 2, ME, "two", T0 + 1000),
         message("lobby", 3, "bob", "three", T0 + 2000),
         ServerMsg::History {
+            nicks: Default::default(),
             room: "lobby".to_owned(),
             messages: vec![
                 chat_message("lobby", 1, "bob", "one", T0),

@@ -236,6 +236,10 @@ fn joined(room: &str, head: u64, nicks: &[&str]) -> ServerMsg {
 /// A stored chat message; its id is derived from the nick and offset.
 fn chat_message(room: &str, offset: u64, nick: &str, text: &str, ts: u64) -> ChatMessage {
     ChatMessage {
+        reply_to: None,
+        edited_ts: None,
+        deleted: false,
+        reactions: Default::default(),
         room: room.to_owned(),
         offset,
         id: format!("{nick}-{offset}"),

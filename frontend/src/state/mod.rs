@@ -151,7 +151,11 @@ impl Parts {
             ServerMsg::Typing { .. } => Parts::TYPING,
             ServerMsg::Presence { .. } => Parts::MEMBERS | Parts::DIRECTORY,
             ServerMsg::Rooms { .. } => Parts::DIRECTORY,
-            ServerMsg::History { .. } | ServerMsg::Ack { .. } => Parts::MESSAGES,
+            ServerMsg::History { .. }
+            | ServerMsg::Ack { .. }
+            | ServerMsg::Edited(_)
+            | ServerMsg::Deleted(_)
+            | ServerMsg::Reacted(_) => Parts::MESSAGES,
             // The author stops typing; unread counts, the title and the announcement
             // follow messages, and reading the room on screen reads its alerts.
             ServerMsg::Message(_) => {
@@ -380,10 +384,13 @@ impl ChatState {
             } => return self.on_joined(&room, head, epoch, nicks, recovered),
             ServerMsg::Left { room } => self.on_left(&room),
             ServerMsg::Message(m) => self.on_message(m),
+            // Edits, deletions and reactions: shown by the conversation work (issue 14).
+            ServerMsg::Edited(_) | ServerMsg::Deleted(_) | ServerMsg::Reacted(_) => {}
             ServerMsg::History {
                 room,
                 messages,
                 has_more,
+                ..
             } => {
                 if let Some(r) = self.room_mut(&room) {
                     r.insert_history(messages, has_more);
@@ -404,6 +411,10 @@ impl ChatState {
                 offset: Some(offset),
                 ..
             } => self.on_message(ChatMessage {
+                reply_to: None,
+                edited_ts: None,
+                deleted: false,
+                reactions: Default::default(),
                 room,
                 offset,
                 id: String::new(),
@@ -642,6 +653,10 @@ impl ChatState {
             // frame has the same offset, so it replaces this one.
             if !r.messages.contains_key(&offset) {
                 r.insert(ChatMessage {
+                    reply_to: None,
+                    edited_ts: None,
+                    deleted: false,
+                    reactions: Default::default(),
                     room,
                     offset,
                     id,
@@ -863,6 +878,7 @@ impl ChatState {
         room.at_bottom = true;
         room.follow();
         room.joined.then(|| ClientMsg::Send {
+            reply_to: None,
             room: name,
             text: text.to_owned(),
             id,
@@ -875,6 +891,7 @@ impl ChatState {
         let sent = r.pending.get_mut(id)?;
         sent.error = None;
         r.joined.then(|| ClientMsg::Send {
+            reply_to: None,
             room: room.to_owned(),
             text: sent.text.clone(),
             id: id.to_owned(),
@@ -994,6 +1011,7 @@ fn unsent_frames(room: &Room) -> impl Iterator<Item = ClientMsg> + '_ {
         .iter()
         .filter(|(_, sent)| sent.error.is_none())
         .map(|(id, sent)| ClientMsg::Send {
+            reply_to: None,
             room: room.name.clone(),
             text: sent.text.clone(),
             id: id.clone(),

@@ -438,6 +438,10 @@ mod tests {
 
     fn msg(offset: u64, nick: &str) -> ChatMessage {
         ChatMessage {
+            reply_to: None,
+            edited_ts: None,
+            deleted: false,
+            reactions: Default::default(),
             room: "r".to_owned(),
             offset,
             id: format!("id{offset}"),

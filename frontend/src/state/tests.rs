@@ -10,6 +10,10 @@ fn step(s: &mut ChatState, m: ServerMsg) -> Vec<ClientMsg> {
 
 fn msg(room: &str, offset: u64, nick: &str, id: &str) -> ChatMessage {
     ChatMessage {
+        reply_to: None,
+        edited_ts: None,
+        deleted: false,
+        reactions: Default::default(),
         room: room.to_owned(),
         offset,
         id: id.to_owned(),
@@ -125,6 +129,7 @@ fn a_replay_overlapping_live_messages_shows_each_offset_once() {
     step(
         &mut s,
         ServerMsg::History {
+            nicks: Default::default(),
             room: "lobby".to_owned(),
             messages: (6..=53)
                 .map(|o| msg("lobby", o, "bob", &format!("bob{o}")))
@@ -154,7 +159,7 @@ fn ack_moves_a_pending_message_to_sent_and_its_echo_is_not_duplicated() {
     let frame = s
         .queue_send("hi all", 1000)
         .expect("joined, so it goes out now");
-    let ClientMsg::Send { id, text, room } = frame else {
+    let ClientMsg::Send { id, text, room, .. } = frame else {
         panic!("expected a send frame, got {frame:?}");
     };
     assert_eq!((text.as_str(), room.as_str()), ("hi all", "lobby"));
@@ -473,6 +478,7 @@ fn scrolling_up_asks_for_older_pages_once() {
     step(
         &mut s,
         ServerMsg::History {
+            nicks: Default::default(),
             room: "lobby".to_owned(),
             messages: (51..=100)
                 .map(|o| msg("lobby", o, "bob", &format!("b{o}")))
@@ -488,6 +494,7 @@ fn scrolling_up_asks_for_older_pages_once() {
     step(
         &mut s,
         ServerMsg::History {
+            nicks: Default::default(),
             room: "lobby".to_owned(),
             messages: (1..=50)
                 .map(|o| msg("lobby", o, "bob", &format!("b{o}")))
@@ -617,6 +624,7 @@ fn a_refused_history_page_can_be_asked_for_again() {
     step(
         &mut s,
         ServerMsg::History {
+            nicks: Default::default(),
             room: "lobby".into(),
             messages: page,
             has_more: true,

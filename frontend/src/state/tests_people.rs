@@ -51,6 +51,10 @@ fn joined_frame(room: &str, head: u64) -> ServerMsg {
 
 fn message(room: &str, offset: u64, nick: &str, text: &str) -> ServerMsg {
     ServerMsg::Message(ChatMessage {
+        reply_to: None,
+        edited_ts: None,
+        deleted: false,
+        reactions: Default::default(),
         room: room.to_owned(),
         offset,
         id: format!("{nick}{offset}"),
@@ -513,6 +517,10 @@ fn my_messages_from_another_tab_are_mine_by_user_id() {
     let mut s = signed_in(vec![member("dev", 0, 0, 0, 0)]);
     // Another device of alice's, under another nick: still not unread.
     let mut m = ChatMessage {
+        reply_to: None,
+        edited_ts: None,
+        deleted: false,
+        reactions: Default::default(),
         room: "dev".to_owned(),
         offset: 1,
         id: "x1".to_owned(),
