@@ -6,23 +6,26 @@
 //! (Redis is measured only when a URL is given: use an empty, disposable database; it
 //! is flushed before and after.)
 
-use backend::{HistoryStore, NewMessage, RedisKeys, RedisStore, SqliteStore};
+use backend::{Change, HistoryStore, NewEntry, RedisKeys, RedisStore, SqliteStore};
 
 const MESSAGES: usize = 100_000;
 const ROOMS: usize = 100;
 const BATCH: usize = 1_000;
 
-fn batches() -> impl Iterator<Item = Vec<NewMessage>> {
+fn batches() -> impl Iterator<Item = Vec<NewEntry>> {
     (0..MESSAGES / BATCH).map(|b| {
         (0..BATCH)
             .map(|i| {
                 let n = b * BATCH + i;
-                NewMessage {
+                NewEntry {
                     room: format!("room-{:03}", n % ROOMS),
                     nick: "someone".into(),
                     user: "someone".into(),
                     id: format!("m{n}"),
-                    text: "x".repeat(100),
+                    change: Change::Message {
+                        text: "x".repeat(100),
+                        reply_to: None,
+                    },
                 }
             })
             .collect()

@@ -141,7 +141,7 @@ mod tests {
             nick: "n".into(),
             text: "x".repeat(1000),
             ts: 1,
-            user: None,
+            ..Default::default()
         };
         let mut page: Vec<_> = (1..=100).map(msg).collect();
         assert!(keep_newest_within(&mut page, 10_000));

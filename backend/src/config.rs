@@ -135,6 +135,11 @@ pub struct Config {
     #[arg(long, env = "HUDDLE_PRESENCE_GRACE", default_value = "5s", value_parser = grace)]
     pub presence_grace: Duration,
 
+    /// How long after posting a message its author may still edit it (`10m`, `2h`,
+    /// `1d`); unset: always. Deleting is not limited.
+    #[arg(long, env = "HUDDLE_EDIT_WINDOW", value_parser = edit_window)]
+    pub edit_window: Option<Duration>,
+
     /// Most connections one user may hold at once (tabs, devices); opening one more
     /// closes their oldest with 4001. 0: no limit.
     #[arg(long, env = "HUDDLE_MAX_CONNECTIONS_PER_USER", default_value_t = 10)]
@@ -442,6 +447,16 @@ fn timer(raw: &str) -> Result<Duration, String> {
 }
 
 /// A grace period: zero (none) up to an hour.
+fn edit_window(raw: &str) -> Result<Duration, String> {
+    let d = parse_duration(raw)?;
+    if d.is_zero() {
+        return Err(format!(
+            "{raw:?} would forbid every edit; leave --edit-window unset to allow edits at any time"
+        ));
+    }
+    Ok(d)
+}
+
 fn grace(raw: &str) -> Result<Duration, String> {
     let d = parse_duration(raw)?;
     if d > Duration::from_secs(60 * 60) {

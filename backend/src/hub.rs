@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{ChatMessage, ServerMsg};
+use common::{Entry, ServerMsg};
 
 use crate::broker::{BrokerEvents, Directive, Event};
 use crate::codec::{self, Frame};
@@ -214,13 +214,13 @@ impl Hub {
 }
 
 impl BrokerEvents for Hub {
-    fn message(&self, msg: ChatMessage) {
+    fn message(&self, entry: Entry) {
         let env = Envelope {
-            room: Arc::from(msg.room.as_str()),
-            offset: msg.offset,
+            room: Arc::from(entry.room()),
+            offset: entry.offset(),
             except: None,
             except_user: None,
-            frame: codec::encode(&ServerMsg::stored(msg)),
+            frame: codec::encode(&ServerMsg::stored(entry)),
             directive: None,
         };
         self.deliver(&env);
@@ -359,15 +359,15 @@ mod tests {
         let room: Arc<str> = Arc::from("r");
         let (a, rx_a, control) = Outbox::new(4, &metrics);
         hub.join(&room, 1, &Arc::from("a"), "a".into(), a);
-        hub.message(ChatMessage {
+        hub.message(Entry::Message(common::ChatMessage {
             room: "r".to_owned(),
             offset: 3,
             id: "m".to_owned(),
             nick: "b".to_owned(),
             text: "hi".to_owned(),
             ts: 1,
-            user: None,
-        });
+            ..Default::default()
+        }));
         let item = rx_a.try_recv().unwrap();
         assert_eq!((item.offset, item.room.as_deref()), (3, Some("r")));
         assert!(item.frame.as_str().contains(r#""type":"message""#));

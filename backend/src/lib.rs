@@ -79,8 +79,8 @@ pub use peers::{BadNet, IpNet};
 pub use shutdown::shutdown_signal;
 use state::AppState;
 pub use store::{
-    AppendOutcome, BadRetention, HistoryStore, NewMessage, Page, Pruned, RedisStore, Retention,
-    RoomHead, RoomList, SqliteStore, StoreError,
+    AppendOutcome, BadRetention, Change, HistoryStore, NewEntry, Page, Pruned, RedisStore, Refusal,
+    Retention, RoomHead, RoomList, SqliteStore, StoreError,
 };
 pub use tls::TlsError;
 

@@ -1,6 +1,8 @@
 //! The rules about rooms that are not about their messages, each written once: which
 //! names are kept for direct messages, what a DM between two users is called, who may
-//! see a room, and who may invite to it or remove from it.
+//! see a room, who may invite to it or remove from it, and who may delete others'
+//! messages in it. (Who may edit a message, its author, is checked by the store inside
+//! the append, where the message is.)
 
 use sha2::{Digest, Sha256};
 
@@ -52,6 +54,12 @@ pub(crate) fn may_see(room: &str, settings: Option<&RoomSettings>, member: bool)
 /// (a DM has none: it is exactly its two users).
 pub(crate) fn may_manage(settings: Option<&RoomSettings>, user: &str) -> bool {
     settings.is_some_and(|s| s.owner.as_deref() == Some(user))
+}
+
+/// Whether `user` may delete anyone's message in `room` (everyone may delete their
+/// own): its owner, the same person who manages its members.
+pub(crate) fn may_delete_any(settings: Option<&RoomSettings>, user: &str) -> bool {
+    may_manage(settings, user)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The single history writer: group commit, then broadcast in commit order.
+//! The single history writer: group commit, then broadcast in commit order. It writes
+//! every entry of a room's log (messages, edits, deletions, reactions) the same way.
 //!
 //! Sessions hand appends to one task through a bounded queue. The task takes everything
 //! waiting (up to `max_batch`), stores it in one transaction, and only after the commit
@@ -8,14 +9,14 @@
 
 use std::sync::Arc;
 
-use common::ChatMessage;
+use common::{ChatMessage, Entry};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
 use crate::logsafe::{Chain, Escaped};
 use crate::metrics::{Broadcast, Metrics};
-use crate::store::{AppendOutcome, HistoryStore, NewMessage, StoreError};
+use crate::store::{AppendOutcome, HistoryStore, NewEntry, StoreError};
 
 /// What a sender learns about its append.
 pub(crate) type AppendResult = Result<AppendOutcome, WriteError>;
@@ -30,7 +31,7 @@ pub(crate) enum WriteError {
 }
 
 struct Request {
-    msg: NewMessage,
+    msg: NewEntry,
     reply: oneshot::Sender<AppendResult>,
 }
 
@@ -85,7 +86,7 @@ impl Writer {
 
     /// Queues a message and returns where its outcome will arrive. Waits only when the
     /// queue is full, which pushes back on senders instead of buffering without bound.
-    pub(crate) async fn append(&self, msg: NewMessage) -> oneshot::Receiver<AppendResult> {
+    pub(crate) async fn append(&self, msg: NewEntry) -> oneshot::Receiver<AppendResult> {
         let (reply, rx) = oneshot::channel();
         if let Err(mpsc::error::SendError(req)) = self.tx.send(Request { msg, reply }).await {
             let _ = req.reply.send(Err(WriteError::Stopped));
@@ -135,11 +136,13 @@ async fn run(
                         match broker.publish_stored(m).await {
                             Ok(()) => metrics.broadcast(Broadcast::Message),
                             Err(e) => {
-                                tracing::warn!(error = %Chain(&e), room = %Escaped(&m.room), offset = m.offset, "broadcast failed");
+                                tracing::warn!(error = %Chain(&e), room = %Escaped(m.room()), offset = m.offset(), "broadcast failed");
                             }
                         }
                     }
-                    if let AppendOutcome::Stored(m) = &outcome {
+                    // Only messages alert: an edit or a reaction is no news to be
+                    // told of (and an edit adding `@nick` would alert twice over).
+                    if let AppendOutcome::Stored(Entry::Message(m)) = &outcome {
                         // Waits when the alerts are a full queue behind: they then
                         // slow the writer rather than grow without bound. After the
                         // broadcast, so an alert never arrives before its message.

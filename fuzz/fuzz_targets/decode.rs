@@ -47,7 +47,28 @@ const KNOWN: &[(&str, &[ErrorCode])] = &[
         ],
     ),
     ("list_rooms", &[]),
+    (
+        "edit",
+        &[
+            ErrorCode::InvalidRoom,
+            ErrorCode::InvalidText,
+            ErrorCode::InvalidId,
+        ],
+    ),
+    ("delete", &[ErrorCode::InvalidRoom, ErrorCode::InvalidId]),
+    (
+        "react",
+        &[
+            ErrorCode::InvalidRoom,
+            ErrorCode::InvalidEmoji,
+            ErrorCode::InvalidId,
+        ],
+    ),
 ];
+
+/// The frames whose `ref` is their `id` (when it is a string) rather than their type:
+/// those that write to a room's log.
+const REF_IS_ID: &[&str] = &["send", "edit", "delete", "react"];
 
 fuzz_target!(|data: &[u8]| {
     // The WebSocket layer only hands over valid UTF-8 text frames.
@@ -119,9 +140,9 @@ fn check_refusal(e: &DecodeError) {
         "{kind:?} cannot earn {:?}: {e:?}",
         e.code
     );
-    // `ref` is the frame's type, except for a `send` with a string `id`, whose `ref` is
-    // that id (which may be anything, including "send").
-    if kind != "send" {
+    // `ref` is the frame's type, except for a frame writing to the log with a string
+    // `id`, whose `ref` is that id (which may be anything, including "send").
+    if !REF_IS_ID.contains(&kind) {
         assert_eq!(e.reference.as_deref(), Some(kind), "{e:?}");
     } else {
         assert!(e.reference.is_some(), "{e:?}");
@@ -165,7 +186,13 @@ fn fields(msg: &ClientMsg) -> Vec<&str> {
         ClientMsg::Inbox { .. } | ClientMsg::AlertRead { .. } | ClientMsg::QuietHours { .. } => {
             Vec::new()
         }
-        ClientMsg::Send { room, text, id } => vec![room.as_str(), text.as_str(), id.as_str()],
+        ClientMsg::Send { room, text, id, .. } | ClientMsg::Edit { room, text, id, .. } => {
+            vec![room.as_str(), text.as_str(), id.as_str()]
+        }
+        ClientMsg::Delete { room, id, .. } => vec![room.as_str(), id.as_str()],
+        ClientMsg::React {
+            room, emoji, id, ..
+        } => vec![room.as_str(), emoji.as_str(), id.as_str()],
         ClientMsg::ListRooms { .. } => Vec::new(),
     }
 }
@@ -251,6 +278,21 @@ fn check_rules(raw: &str, limits: &Limits) {
     assert_eq!(got, want, "id {raw:?}");
     if let Err(e) = got {
         assert_eq!(e.code(), ErrorCode::InvalidId);
+    }
+
+    // emoji: exactly one of the offered reactions (a bare heart taken as the heart).
+    let got = validate::emoji(raw);
+    let heart = "\u{2764}\u{fe0f}";
+    let wanted = if raw == "\u{2764}" { heart } else { raw };
+    match got {
+        Ok(e) => {
+            assert_eq!(e, wanted, "emoji {raw:?}");
+            assert!(validate::REACTIONS.contains(&e), "emoji {raw:?}");
+        }
+        Err(e) => {
+            assert!(!validate::REACTIONS.contains(&wanted), "emoji {raw:?}");
+            assert_eq!(e.code(), ErrorCode::InvalidEmoji);
+        }
     }
 
     // Nicks that differ only in case share a key; computing it must not panic.

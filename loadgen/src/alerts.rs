@@ -474,6 +474,7 @@ async fn send_all(
             next_m += 1;
             let stamp = base.elapsed().as_micros();
             let frame = ClientMsg::Send {
+                reply_to: None,
                 room: room.clone(),
                 text: format!("{stamp} {body}"),
                 id: format!("a{m}"),

@@ -301,6 +301,7 @@ pub fn send_frame(room: &str, sender: usize, seq: u64, ts_us: u64, bytes: usize)
     let head = format!("{ts_us} {sender}:{seq} ");
     let encode = |text: String| {
         serde_json::to_string(&ClientMsg::Send {
+            reply_to: None,
             room: room.to_owned(),
             text,
             id: id.clone(),
@@ -360,7 +361,7 @@ mod tests {
         let frame = send_frame("bench-0", 3, 17, 1_764_000_000_123_456, 100);
         assert_eq!(frame.len(), 100, "{frame}");
         let msg = common::decode_client(&frame).unwrap();
-        let ClientMsg::Send { text, id, room } = msg else {
+        let ClientMsg::Send { text, id, room, .. } = msg else {
             panic!("not a send: {frame}")
         };
         assert_eq!((room.as_str(), id.as_str()), ("bench-0", "17"));

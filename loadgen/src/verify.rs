@@ -191,6 +191,7 @@ async fn read_history(
                     room: r,
                     messages,
                     has_more,
+                    ..
                 } if r == room => break (messages, has_more),
                 ServerMsg::Error { code, message, .. } => {
                     return Err(VerifyError::Protocol(format!(

@@ -413,11 +413,13 @@ async fn fake_session(stream: TcpStream, room: Arc<Mutex<Room>>, members: Arc<At
                         rx = Some(r.tx.subscribe());
                         ServerMsg::Joined { room: name, head: r.head, epoch: "e".into(), nicks: vec![], recovered: None , members: None}
                     }
-                    ClientMsg::Send { room: name, text, id } => {
+                    ClientMsg::Send {
+                        room: name, text, id, ..
+                    } => {
                         let mut r = room.lock().unwrap();
                         r.head += 1;
                         let offset = r.head;
-                        let frame = ServerMsg::Message(common::ChatMessage {
+                        let frame = ServerMsg::Message(common::ChatMessage { reply_to: None, edited_ts: None, deleted: false, reactions: Default::default(),
                             room: name.clone(), offset, id: id.clone(), nick: nick.clone(), text, ts: 0, user: None,
                         });
                         let _ = r.tx.send((offset, serde_json::to_string(&frame).unwrap()));

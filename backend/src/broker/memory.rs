@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use common::ChatMessage;
+use common::Entry;
 
 use super::{Broker, BrokerError, BrokerEvents, Event};
 
@@ -27,8 +27,8 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
-    async fn publish_stored(&self, msg: &ChatMessage) -> Result<(), BrokerError> {
-        self.node.message(msg.clone());
+    async fn publish_stored(&self, entry: &Entry) -> Result<(), BrokerError> {
+        self.node.message(entry.clone());
         Ok(())
     }
 
@@ -48,6 +48,7 @@ mod tests {
     use crate::hub::Hub;
     use crate::metrics::Metrics;
     use crate::session::outbox::Outbox;
+    use common::ChatMessage;
 
     #[tokio::test]
     async fn stored_messages_and_events_come_straight_back_to_this_node() {
@@ -65,9 +66,9 @@ mod tests {
             nick: "b".to_owned(),
             text: "hi".to_owned(),
             ts: 0,
-            user: None,
+            ..ChatMessage::default()
         };
-        broker.publish_stored(&msg).await.unwrap();
+        broker.publish_stored(&Entry::Message(msg)).await.unwrap();
         let event = Event {
             room: Arc::clone(&room),
             except: None,

@@ -22,7 +22,7 @@ pub(crate) use memory::MemoryBroker;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use common::ChatMessage;
+use common::Entry;
 
 use crate::codec::Frame;
 use crate::disconnect::Disconnect;
@@ -103,8 +103,8 @@ pub(crate) enum BrokerError {
 pub(crate) trait Broker: Send + Sync + 'static {
     /// Delivers an event to the room's members on every node.
     async fn publish(&self, event: Event) -> Result<(), BrokerError>;
-    /// Delivers a message the history writer has just committed.
-    async fn publish_stored(&self, msg: &ChatMessage) -> Result<(), BrokerError>;
+    /// Delivers an entry of a room's log the history writer has just committed.
+    async fn publish_stored(&self, entry: &Entry) -> Result<(), BrokerError>;
     /// Starts delivering the room here; see the contract.
     async fn subscribe(&self, room: &str) -> Result<(), BrokerError>;
     /// Stops delivering the room here.
@@ -114,8 +114,8 @@ pub(crate) trait Broker: Send + Sync + 'static {
 /// What a broker reports to this node. Called from the broker's tasks: every method is
 /// synchronous and must not block.
 pub(crate) trait BrokerEvents: Send + Sync + 'static {
-    /// A stored message for the room's local members, in offset order.
-    fn message(&self, msg: ChatMessage);
+    /// A stored entry for the room's local members, in offset order.
+    fn message(&self, entry: Entry);
     /// An event for the room's local members.
     fn event(&self, event: Event);
     /// Delivery of the room broke (`why` says how): its local members must reconnect

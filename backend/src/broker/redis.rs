@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::ChatMessage;
+use common::Entry;
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Client};
@@ -120,7 +120,7 @@ impl Broker for RedisBroker {
     }
 
     /// The room's stream already has it: the stream reader delivers it.
-    async fn publish_stored(&self, _msg: &ChatMessage) -> Result<(), BrokerError> {
+    async fn publish_stored(&self, _entry: &Entry) -> Result<(), BrokerError> {
         Ok(())
     }
 

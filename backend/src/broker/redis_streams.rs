@@ -22,7 +22,7 @@ use super::redis::Shared;
 use crate::cluster::{pause, Retry, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::disconnect::Disconnect;
 use crate::logsafe::{Chain, Escaped};
-use crate::store::redis::{entry_to_message, fresh_epoch};
+use crate::store::redis::{erased_by, fresh_epoch, stream_entry};
 
 /// How long one `XREAD` waits for new entries. Also the longest a newly subscribed room
 /// waits before the reader includes it, so it is short.
@@ -128,25 +128,30 @@ fn deliver_entries(shared: &Shared, room: &str, entries: &[StreamId]) {
         return;
     };
     for entry in entries {
-        let msg = match entry_to_message(room, entry) {
+        let msg = match stream_entry(room, entry) {
             Ok(msg) => msg,
             Err(e) => {
                 tracing::error!(room = %Escaped(room), error = %Chain(&e), "unreadable stream entry skipped");
                 continue;
             }
         };
+        let offset = msg.offset();
         // Resubscribed (or reset) while the read was in flight: already delivered.
-        if msg.offset <= *position {
+        if offset <= *position {
             continue;
         }
-        if *position > 0 && msg.offset > *position + 1 {
+        // A deletion removes the message and its edits from the stream: a hole it
+        // accounts for is no loss.
+        let erased = erased_by(entry);
+        let explained = (*position + 1..offset).all(|o| erased.contains(&o));
+        if *position > 0 && offset > *position + 1 && !explained {
             // The stream was trimmed (`--history-max`) past what this instance had read:
             // its members would silently miss messages. Like an overflowing outbox,
             // 4008 makes them resume with `since`, which tells them what is gone.
-            tracing::warn!(room = %Escaped(room), from = *position + 1, to = msg.offset - 1, "fell behind the trimmed stream; closing members with 4008");
+            tracing::warn!(room = %Escaped(room), from = *position + 1, to = offset - 1, "fell behind the trimmed stream; closing members with 4008");
             shared.node.lost(room, Disconnect::FellBehind);
         }
-        *position = msg.offset;
+        *position = offset;
         shared.node.message(msg);
     }
 }

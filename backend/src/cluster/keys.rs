@@ -103,9 +103,23 @@ impl Keys {
         format!("{}:room:{room}:seq", self.prefix)
     }
 
-    /// A room's message stream, one entry per message, id `<offset>-1`.
+    /// A room's log: a stream, one entry per message, edit, deletion or reaction, id
+    /// `<offset>-1`.
     pub fn log(&self, room: &str) -> String {
         format!("{}:room:{room}:log", self.prefix)
+    }
+
+    /// Hash of what changed the room's messages since they were appended: `e:<offset>`
+    /// the current text of an edited one, `d:<offset>` what is left of a deleted one,
+    /// `r:<offset>` its reactions.
+    pub fn room_state(&self, room: &str) -> String {
+        format!("{}:room:{room}:state", self.prefix)
+    }
+
+    /// Sorted set of the offsets a deletion erased from the log (the message and its
+    /// edits), score = offset: accounted for, not lost.
+    pub fn erased(&self, room: &str) -> String {
+        format!("{}:room:{room}:erased", self.prefix)
     }
 
     /// The room of a [`Keys::log`] key.

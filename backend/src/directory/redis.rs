@@ -498,7 +498,7 @@ mod tests {
     use crate::directory::conformance;
     use std::time::Duration;
 
-    use crate::store::{AppendOutcome, HistoryStore, NewMessage, Retention};
+    use crate::store::{AppendOutcome, Change, HistoryStore, NewEntry, Retention};
 
     #[ignore = "needs redis-server on PATH"]
     #[tokio::test]
@@ -588,13 +588,16 @@ mod tests {
         assert_eq!(d.set_read("ann", "r", 5).await.unwrap(), Some(5));
     }
 
-    fn msg(room: &str, id: &str) -> NewMessage {
-        NewMessage {
+    fn msg(room: &str, id: &str) -> NewEntry {
+        NewEntry {
             room: room.into(),
             nick: "x".into(),
             user: "x".into(),
             id: id.into(),
-            text: "hi".into(),
+            change: Change::Message {
+                text: "hi".into(),
+                reply_to: None,
+            },
         }
     }
 
@@ -648,7 +651,7 @@ mod tests {
         let offsets: Vec<u64> = out
             .iter()
             .map(|o| match o {
-                AppendOutcome::Stored(m) => m.offset,
+                AppendOutcome::Stored(m) => m.offset(),
                 other => panic!("{other:?}"),
             })
             .collect();
@@ -675,7 +678,7 @@ mod tests {
             .unwrap();
         assert!(
             matches!(&out[..], [AppendOutcome::Stored(d), AppendOutcome::Stored(b)]
-                if d.offset == 1 && b.offset == 3),
+                if d.offset() == 1 && b.offset() == 3),
             "{out:?}"
         );
         assert_eq!(

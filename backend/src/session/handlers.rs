@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use axum::extract::ws::Message;
 use common::{validate, ClientMsg, ErrorCode, RoomInfo, ServerMsg};
-use futures_util::FutureExt;
 use tokio::time::Instant;
 
-use super::{End, PendingSend, RoomSub, Session};
+use super::{End, RoomSub, Session};
 use crate::broker::Directive;
 use crate::codec;
 use crate::directory::UserRecord;
@@ -21,8 +20,6 @@ use crate::identity::{guest_user, is_session_token, new_session_token, Identity,
 use crate::logsafe::{Chain, Escaped};
 use crate::membership::{Farewell, Passage};
 use crate::nicks::ClaimError;
-use crate::store::NewMessage;
-use crate::writer::WriteError;
 
 /// Bytes of a `history` or `joined` frame besides its list (type, room name, epoch…).
 const FRAME_SLACK: usize = 512;
@@ -87,11 +84,19 @@ impl Session {
                 .reply_error(ErrorCode::RateLimited, message, reference)
                 .await;
         }
-        // The send rate comes before anything else about a send: a refused one costs
+        // The send rate comes before anything else about a send (or an edit, deletion
+        // or reaction, which take their place in the log like one): a refused one costs
         // the server nothing more.
-        if matches!(msg, ClientMsg::Send { .. }) && !self.rate.try_take() {
+        let writes_log = matches!(
+            msg,
+            ClientMsg::Send { .. }
+                | ClientMsg::Edit { .. }
+                | ClientMsg::Delete { .. }
+                | ClientMsg::React { .. }
+        );
+        if writes_log && !self.rate.try_take() {
             let message = format!(
-                "too many messages: at most {} per second (bursts of {}); this one was not delivered",
+                "too many messages, edits and reactions: at most {} per second (bursts of {}); this one was not stored",
                 self.state.limits.rate_per_sec, self.state.limits.rate_burst
             );
             let reference = Some(msg.reference().to_owned());
@@ -124,9 +129,34 @@ impl Session {
                 self.join(&who, room, since, epoch).await
             }
             (ClientMsg::Leave { .. }, Some(who), Some(room)) => self.leave(&who, room).await,
-            (ClientMsg::Send { text, id, .. }, Some(who), Some(room)) => {
-                self.send(&who, room, &text, id).await
+            (
+                ClientMsg::Send {
+                    text, id, reply_to, ..
+                },
+                Some(who),
+                Some(room),
+            ) => self.send(&who, room, &text, id, reply_to).await,
+            (
+                ClientMsg::Edit {
+                    offset, text, id, ..
+                },
+                Some(who),
+                Some(room),
+            ) => self.edit(&who, room, offset, &text, id).await,
+            (ClientMsg::Delete { offset, id, .. }, Some(who), Some(room)) => {
+                self.delete(&who, room, offset, id).await
             }
+            (
+                ClientMsg::React {
+                    offset,
+                    emoji,
+                    on,
+                    id,
+                    ..
+                },
+                Some(who),
+                Some(room),
+            ) => self.react(&who, room, offset, &emoji, on, id).await,
             (ClientMsg::Typing { .. }, Some(who), Some(room)) => self.typing(&who, room).await,
             (ClientMsg::History { before, limit, .. }, Some(who), Some(room)) => {
                 self.history(&who, room, before, limit).await
@@ -483,10 +513,10 @@ impl Session {
                     return Err(End::Close(Disconnect::ReplayFailed));
                 }
             };
-            let Some(last) = page.last().map(|m| m.offset) else {
+            let Some(last) = page.last().map(common::Entry::offset) else {
                 break;
             };
-            for m in page.into_iter().filter(|m| m.offset <= head) {
+            for m in page.into_iter().filter(|m| m.offset() <= head) {
                 let debt = self.reads.debt_delay();
                 if !debt.is_zero() {
                     // Paced, but still closable: shutdown or a takeover need not wait.
@@ -544,49 +574,6 @@ impl Session {
             .tell_user(&who.user, Some(self.conn), Some(&left), Some(drop))
             .await;
         self.reply(&left).await
-    }
-
-    async fn send(
-        &mut self,
-        who: &Identity,
-        room: Arc<str>,
-        raw_text: &str,
-        id: String,
-    ) -> Result<(), End> {
-        let reference = Some(id.clone());
-        if !self.rooms.contains_key(&room) {
-            return self
-                .not_joined_or_forbidden(who, &room, "send", reference)
-                .await;
-        }
-        let limits = &self.state.limits;
-        let checked =
-            validate::text(raw_text, limits).and_then(|t| validate::id(&id, limits).map(|_| t));
-        let text = match checked {
-            Ok(t) => t.to_owned(),
-            Err(e) => return self.reply_error(e.code(), e.to_string(), reference).await,
-        };
-        let msg = NewMessage {
-            room: room.to_string(),
-            nick: who.nick.to_string(),
-            user: who.user.to_string(),
-            id: id.clone(),
-            text,
-        };
-        let ctx = PendingSend {
-            id,
-            room: room.to_string(),
-        };
-        // Awaiting the queue here (not inside the pending future) keeps one connection's
-        // messages in the order it sent them.
-        let answer = self.state.writer.append(msg).await;
-        self.state.metrics.messages_in.inc();
-        self.pending.push(
-            answer
-                .map(|r| (ctx, r.unwrap_or(Err(WriteError::Stopped))))
-                .boxed(),
-        );
-        Ok(())
     }
 
     async fn typing(&mut self, who: &Identity, room: Arc<str>) -> Result<(), End> {
@@ -649,10 +636,19 @@ impl Session {
                 let trimmed =
                     codec::keep_newest_within(&mut messages, max.saturating_sub(FRAME_SLACK));
                 let count = messages.len();
+                let mut nicks = page.nicks;
+                if trimmed {
+                    nicks.retain(|user, _| {
+                        messages
+                            .iter()
+                            .any(|m| m.reactions.0.iter().any(|(_, us)| us.contains(user)))
+                    });
+                }
                 let frame = codec::encode(&ServerMsg::History {
                     room: room.to_string(),
                     messages,
                     has_more: page.has_more || trimmed,
+                    nicks,
                 });
                 self.reads.charge(count, frame.len());
                 self.write(Message::Text(frame)).await

@@ -5,6 +5,7 @@
 //! directly) and room traffic (queued in its bounded [`outbox`] by the hub). Writes are
 //! raced against close requests, so a peer that stops reading cannot wedge its session.
 
+mod conversation;
 mod handlers;
 mod inbox;
 pub(crate) mod outbox;
@@ -335,8 +336,12 @@ impl Session {
             Ok(AppendOutcome::Stored(m)) => ServerMsg::Ack {
                 id: ctx.id,
                 room: ctx.room,
-                offset: m.offset,
+                offset: m.offset(),
             },
+            Ok(AppendOutcome::Refused(why)) => {
+                let (code, message) = conversation::refusal_error(why);
+                ServerMsg::error(code, message, Some(ctx.id))
+            }
             Ok(AppendOutcome::Duplicate { offset }) => ServerMsg::Ack {
                 id: ctx.id,
                 room: ctx.room,

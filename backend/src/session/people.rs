@@ -451,9 +451,9 @@ pub(super) async fn member_rooms(state: AppState, who: Identity) -> Vec<MemberRo
             let head = store.head(&room).await?;
             let settings = directory.settings(&room).await?;
             let scan = budget.min(MENTION_SCAN);
-            let mentions = mentions(&state, &who, &room, read, head.head, scan).await?;
-            let unread = head.head.saturating_sub(read);
-            budget -= scan.min(u32::try_from(unread).unwrap_or(u32::MAX));
+            let (unread, mentions) =
+                unread_and_mentions(&state, &who, &room, read, head.head, scan).await?;
+            budget -= scan.min(u32::try_from(head.head.saturating_sub(read)).unwrap_or(u32::MAX));
             let peer = match settings.as_ref().and_then(|s| s.dm_peer(&who.user)) {
                 Some(peer) => {
                     let nick = directory.user(peer).await?.map(|u| u.nick);
@@ -461,14 +461,14 @@ pub(super) async fn member_rooms(state: AppState, who: Identity) -> Vec<MemberRo
                 }
                 None => None,
             };
-            Ok::<_, crate::store::StoreError>((head, settings, mentions, peer))
+            Ok::<_, crate::store::StoreError>((head, settings, unread, mentions, peer))
         }
         .await;
         match found {
-            Ok((head, settings, mentions, peer)) => {
+            Ok((head, settings, unread, mentions, peer)) => {
                 let (dm, dm_nick) = peer.map_or((None, None), |(p, n)| (Some(p), n));
                 rooms.push(MemberRoom {
-                    unread: head.head.saturating_sub(read),
+                    unread,
                     read: read.min(head.head),
                     head: head.head,
                     epoch: head.epoch,
@@ -488,24 +488,36 @@ pub(super) async fn member_rooms(state: AppState, who: Identity) -> Vec<MemberRo
     rooms
 }
 
-/// How many of `room`'s messages after `read` (up to `head`) mention `who`, among
-/// the newest `scan`; their own messages do not count.
-async fn mentions(
+/// How many of `room`'s messages after `read` (up to `head`) are unread, and how many
+/// of those mention `who`; their own messages are neither, and neither are the log's
+/// edits, deletions and reactions, which take offsets but are no news. Only the newest
+/// `scan` entries are looked at: beyond them every entry counts as an unread message
+/// without a mention, so a long absence costs one bounded read.
+async fn unread_and_mentions(
     state: &AppState,
     who: &Identity,
     room: &str,
     read: u64,
     head: u64,
     scan: u32,
-) -> Result<u64, crate::store::StoreError> {
-    if head <= read || scan == 0 {
-        return Ok(0);
+) -> Result<(u64, u64), crate::store::StoreError> {
+    if head <= read {
+        return Ok((0, 0));
     }
     let from = read.max(head.saturating_sub(u64::from(scan)));
-    let unread = state.store.after(room, from, scan).await?;
-    Ok(unread
+    let entries = if scan == 0 {
+        Vec::new()
+    } else {
+        state.store.after(room, from, scan).await?
+    };
+    let others: Vec<_> = entries
         .iter()
+        .filter_map(common::Entry::as_message)
         .filter(|m| m.offset <= head && m.user.as_deref() != Some(&*who.user))
+        .collect();
+    let mentions = others
+        .iter()
         .filter(|m| text::mentions(&m.text, &who.nick))
-        .count() as u64)
+        .count() as u64;
+    Ok((from - read + others.len() as u64, mentions))
 }

@@ -12,61 +12,150 @@ pub(crate) use sqlite::SideConn;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
-use common::ChatMessage;
+use std::collections::BTreeMap;
 
-/// A message to append, already validated.
+use common::{ChatMessage, Deleted, Edited, Entry, Reacted};
+
+/// An entry to append to a room's log, already validated: who writes it, the id that
+/// de-duplicates its retries, and what it does.
 #[derive(Debug, Clone)]
-pub struct NewMessage {
+pub struct NewEntry {
     pub room: String,
     pub nick: String,
-    /// The sender's user id: stored with the message, and together with `room` and `id`
+    /// The writer's user id: stored with the entry, and together with `room` and `id`
     /// it de-duplicates retries.
     pub user: String,
     pub id: String,
-    pub text: String,
+    pub change: Change,
 }
 
-impl NewMessage {
+/// What an entry does. Every check that depends on what the log holds (the target is a
+/// message of the room, its author, its age) is the store's, made inside the append,
+/// so two instances cannot both pass it on a state one of them changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A message (or, with an empty nick, a stored notice), optionally answering the
+    /// message at `reply_to`, which must be a message of the room (deleted or not).
+    Message { text: String, reply_to: Option<u64> },
+    /// Replaces the text of the writer's own message at `target`, if it was stored at
+    /// or after `not_before` (ms; the edit window).
+    Edit {
+        target: u64,
+        text: String,
+        not_before: Option<u64>,
+    },
+    /// Takes back the message at `target`: its text (and its edits' texts) are erased
+    /// and its reactions dropped. Only its author's, unless `any` (the room's owner).
+    Delete { target: u64, any: bool },
+    /// Adds (`on`) or takes back the writer's `emoji` on the message at `target`.
+    React {
+        target: u64,
+        emoji: String,
+        on: bool,
+    },
+}
+
+impl NewEntry {
+    /// A message.
+    pub fn message(room: &str, nick: &str, user: &str, id: &str, text: &str) -> Self {
+        NewEntry {
+            room: room.to_owned(),
+            nick: nick.to_owned(),
+            user: user.to_owned(),
+            id: id.to_owned(),
+            change: Change::Message {
+                text: text.to_owned(),
+                reply_to: None,
+            },
+        }
+    }
+
     /// A notice stored in a room's log (the notifications API with `persist`): no
     /// sender, so an empty nick and user, which no person can have; a random id.
     pub fn notice(room: &str, text: &str) -> Self {
         use rand::distr::{Alphanumeric, SampleString as _};
-        NewMessage {
-            room: room.to_owned(),
-            nick: String::new(),
-            user: String::new(),
-            id: format!(
-                "notice-{}",
-                Alphanumeric.sample_string(&mut rand::rng(), 16)
-            ),
-            text: text.to_owned(),
-        }
+        let id = format!(
+            "notice-{}",
+            Alphanumeric.sample_string(&mut rand::rng(), 16)
+        );
+        NewEntry::message(room, "", "", &id, text)
     }
 
-    /// The message as stored at `offset`, at server time `ts`.
-    pub fn stored(self, offset: u64, ts: u64) -> ChatMessage {
-        ChatMessage {
-            room: self.room,
-            offset,
-            id: self.id,
-            nick: self.nick,
-            text: self.text,
-            ts,
-            user: Some(self.user),
+    /// The entry as stored at `offset`, at server time `ts`.
+    pub fn stored(self, offset: u64, ts: u64) -> Entry {
+        let NewEntry {
+            room,
+            nick,
+            user,
+            id,
+            change,
+        } = self;
+        match change {
+            Change::Message { text, reply_to } => Entry::Message(ChatMessage {
+                room,
+                offset,
+                id,
+                nick,
+                text,
+                ts,
+                user: Some(user),
+                reply_to,
+                ..ChatMessage::default()
+            }),
+            Change::Edit { target, text, .. } => Entry::Edited(Edited {
+                room,
+                offset,
+                target,
+                text,
+                user,
+                ts,
+            }),
+            Change::Delete { target, .. } => Entry::Deleted(Deleted {
+                room,
+                offset,
+                target,
+                user,
+                ts,
+            }),
+            Change::React { target, emoji, on } => Entry::Reacted(Reacted {
+                room,
+                offset,
+                target,
+                emoji,
+                user,
+                on,
+                ts,
+                nick,
+            }),
         }
     }
 }
 
-/// What became of one appended message.
+/// What became of one appended entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppendOutcome {
     /// Stored at the next offset of its room.
-    Stored(ChatMessage),
-    /// The same room + nick + id was stored before, at this offset; nothing was written.
+    Stored(Entry),
+    /// The same room + user + id was stored before, at this offset; nothing was written.
     Duplicate { offset: u64 },
     /// The message would have created a room while the store holds as many as it may
     /// (`--max-rooms`); nothing was written.
     RoomLimit,
+    /// The log refuses the change; nothing was written.
+    Refused(Refusal),
+}
+
+/// Why the log refused a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The target (or `reply_to`) is no message of the room: never stored, an entry of
+    /// another kind, removed by retention, or (except for a reply) deleted.
+    UnknownMessage,
+    /// Someone else's message: only its author edits it, and only its author or the
+    /// room's owner deletes it.
+    NotAuthor,
+    /// An edit after the edit window.
+    EditExpired,
 }
 
 /// How much history is kept (`--retention`): messages older than `max_age`, and
@@ -129,12 +218,15 @@ pub struct RoomHead {
     pub epoch: String,
 }
 
-/// One page of history, ascending by offset.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One page of history: messages ascending by offset, in their current state (edited
+/// text, deleted ones without text, reactions).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Page {
     pub messages: Vec<ChatMessage>,
     /// True when older messages exist before the first one returned.
     pub has_more: bool,
+    /// The display name of each user who reacted to one of the messages.
+    pub nicks: BTreeMap<String, String>,
 }
 
 /// A page of rooms, and how many there are in all.
@@ -176,32 +268,36 @@ pub enum StoreError {
 /// Contract:
 /// - `append_batch` is called by one writer at a time (see `writer`); it stores the whole
 ///   batch in one transaction or nothing, and assigns each room's next offsets (1, 2, 3, …
-///   with no gaps) in batch order. When it returns `Ok`, the batch is durable.
-/// - A message whose room + nick key + id was stored before is not stored again; its
+///   with no gaps) in batch order, to every kind of entry alike. When it returns `Ok`,
+///   the batch is durable.
+/// - An entry whose room + user + id was stored before is not stored again; its
 ///   outcome is [`AppendOutcome::Duplicate`] with the original offset.
+/// - An edit, deletion, reaction or reply is checked against the log as it stands
+///   after the entries before it (in the batch too), and refused
+///   ([`AppendOutcome::Refused`]) when its target is not a message it may change.
+/// - A deletion erases the text of the message and of its edits from storage.
 /// - Reads see every batch whose `append_batch` has returned.
 /// - A message that would create a room beyond the store's room limit is not stored:
 ///   its outcome is [`AppendOutcome::RoomLimit`].
 #[async_trait]
 pub trait HistoryStore: Send + Sync + 'static {
-    /// Appends messages in order; see the trait's contract.
-    async fn append_batch(&self, batch: Vec<NewMessage>) -> Result<Vec<AppendOutcome>, StoreError>;
+    /// Appends entries in order; see the trait's contract.
+    async fn append_batch(&self, batch: Vec<NewEntry>) -> Result<Vec<AppendOutcome>, StoreError>;
 
     /// The room's latest offset and epoch (a room with no messages has head 0).
     async fn head(&self, room: &str) -> Result<RoomHead, StoreError>;
 
-    /// Up to `limit` messages before offset `before` (exclusive; `None` = newest).
+    /// Up to `limit` messages before offset `before` (exclusive; `None` = newest), in
+    /// their current state; the log's other entries are not history items.
     async fn page(&self, room: &str, before: Option<u64>, limit: u32) -> Result<Page, StoreError>;
 
-    /// Up to `limit` messages with offset > `after`, ascending.
-    async fn after(
-        &self,
-        room: &str,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<ChatMessage>, StoreError>;
+    /// Up to `limit` entries of the log with offset > `after`, ascending, each as it was
+    /// appended, except what a deletion erased: the deleted message and its edits are
+    /// left out (the `deleted` entry that follows them stands for them).
+    async fn after(&self, room: &str, after: u64, limit: u32) -> Result<Vec<Entry>, StoreError>;
 
-    /// How many messages with offsets in `after+1..=up_to` are still stored.
+    /// How many entries with offsets in `after+1..=up_to` are still stored (those a
+    /// deletion erased count: they are accounted for, not lost).
     async fn count_between(&self, room: &str, after: u64, up_to: u64) -> Result<u64, StoreError>;
 
     /// One page of the rooms with stored messages, each with its head: most messages

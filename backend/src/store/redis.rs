@@ -27,7 +27,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::ChatMessage;
+use common::{ChatMessage, Deleted, Edited, Entry, Reacted};
 use rand::distr::{Alphanumeric, SampleString};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamId, StreamRangeReply};
@@ -38,8 +38,8 @@ use crate::cluster::keys::Keys;
 use crate::cluster::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 
 use super::{
-    AppendOutcome, HistoryStore, NewMessage, Page, Pruned, Retention, RoomHead, RoomList,
-    StoreError,
+    AppendOutcome, Change, HistoryStore, NewEntry, Page, Pruned, Refusal, Retention, RoomHead,
+    RoomList, StoreError,
 };
 
 /// How long a message id is remembered for de-duplicating retries. Clients retry within
@@ -50,11 +50,15 @@ const DEDUPE_TTL_SECS: u64 = 86_400;
 /// `error internal` in bounded time, never hang its whole queue on a dead Redis.
 const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// Appends one message atomically. KEYS: epoch, seq, log, dedupe, rooms, room settings,
-/// private rooms. ARGV: room, id, nick, text, history_max, a fresh epoch, dedupe ttl, max
-/// rooms (0: none), the log's expiry in ms (0: none), the sender's user id. Returns
-/// {offset, outcome, ts}: outcome 0 stored, 1 duplicate (of the message at `offset`), 2
-/// refused by the room limit.
+/// Appends one entry atomically. KEYS: epoch, seq, log, dedupe, rooms, room settings,
+/// private rooms, room state, erased. ARGV: room, id, nick, text, history_max, a fresh
+/// epoch, dedupe ttl, max rooms (0: none), the log's expiry in ms (0: none), the
+/// writer's user id, then what the entry does: kind (`m` message, `e` edit, `d`
+/// deletion, `r` reaction), target (a message's `reply_to`; 0: none), emoji, `on`
+/// (1/0), not_before (an edit's window, 0: none), any (1: the writer owns the room).
+/// Returns {offset, outcome, ts}: outcome 0 stored, 1 duplicate (of the entry at
+/// `offset`), 2 refused by the room limit, 3 no such message, 4 not the author's, 5
+/// the edit window has passed.
 ///
 /// The room is filed under `private_rooms` when its settings say private, else under
 /// `rooms`, and taken out of the other set (where it can only be if its settings
@@ -63,11 +67,40 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 /// The next offset is one past both `seq` and the stream's last id, so a lost `seq` key
 /// (eviction) can never make XADD fail or reuse an offset. XADD runs first: if it fails,
 /// nothing has been written. `ts` comes from Redis' clock, one clock for all instances.
+///
+/// A deletion erases: the message's entry and its edits' entries are removed from the
+/// stream (XDEL: a stream entry cannot be rewritten), their offsets noted in `erased`,
+/// and what a `history` item of a deleted message shows (no text) kept in the state.
+/// The deletion's own entry lists what it erased (`x`), so a stream reader that meets
+/// the hole can tell it from a trim.
 const APPEND_LUA: &str = r"
 redis.call('SET', KEYS[1], ARGV[6], 'NX')
 local dup = redis.call('GET', KEYS[4])
 if dup then
   return {tonumber(dup), 1, 0}
+end
+local kind, target = ARGV[11], tonumber(ARGV[12])
+local t = nil
+if target > 0 then
+  local e = redis.call('XRANGE', KEYS[3], target .. '-1', target .. '-1')[1]
+  if e then
+    t = {}
+    for i = 1, #e[2], 2 do t[e[2][i]] = e[2][i + 1] end
+    if t.k then t = nil end
+  end
+  if not t then
+    -- A reply may answer a message deleted meanwhile.
+    if kind ~= 'm' or not redis.call('HEXISTS', KEYS[8], 'd:' .. target) then
+      return {0, 3, 0}
+    end
+  end
+  if kind == 'e' then
+    if t.nick == '' or t.user ~= ARGV[10] then return {0, 4, 0} end
+    local nb = tonumber(ARGV[15])
+    if nb > 0 and tonumber(t.ts) < nb then return {0, 5, 0} end
+  elseif kind == 'd' then
+    if ARGV[16] ~= '1' and (t.nick == '' or t.user ~= ARGV[10]) then return {0, 4, 0} end
+  end
 end
 local listed, unlisted = KEYS[5], KEYS[7]
 if redis.call('HGET', KEYS[6], 'private') == '1' then
@@ -86,28 +119,147 @@ if last then
   if top and top > offset then offset = top end
 end
 offset = offset + 1
-local t = redis.call('TIME')
-local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], string.format('%d-1', offset),
-  'id', ARGV[2], 'nick', ARGV[3], 'text', ARGV[4], 'ts', string.format('%d', ts),
-  'user', ARGV[10])
-redis.call('SET', KEYS[2], string.format('%d', offset))
-redis.call('SET', KEYS[4], string.format('%d', offset), 'EX', ARGV[7])
+local tm = redis.call('TIME')
+local ts = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+local id, sts, sof = string.format('%d-1', offset), string.format('%d', ts), string.format('%d', offset)
+if kind == 'm' then
+  if target > 0 then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], id, 'id', ARGV[2], 'nick', ARGV[3],
+      'text', ARGV[4], 'ts', sts, 'user', ARGV[10], 'rt', ARGV[12])
+  else
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], id, 'id', ARGV[2], 'nick', ARGV[3],
+      'text', ARGV[4], 'ts', sts, 'user', ARGV[10])
+  end
+elseif kind == 'e' then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], id, 'k', 'e', 'id', ARGV[2],
+    'nick', ARGV[3], 'text', ARGV[4], 'ts', sts, 'user', ARGV[10], 't', ARGV[12])
+  local was = redis.call('HGET', KEYS[8], 'e:' .. target)
+  local at = {}
+  if was then at = cjson.decode(was).at end
+  table.insert(at, sof)
+  redis.call('HSET', KEYS[8], 'e:' .. target, cjson.encode({text = ARGV[4], ts = sts, at = at}))
+elseif kind == 'd' then
+  local erased = {ARGV[12]}
+  local was = redis.call('HGET', KEYS[8], 'e:' .. target)
+  if was then
+    for _, o in ipairs(cjson.decode(was).at) do table.insert(erased, o) end
+  end
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], id, 'k', 'd', 'id', ARGV[2],
+    'nick', ARGV[3], 'text', '', 'ts', sts, 'user', ARGV[10], 't', ARGV[12],
+    'x', table.concat(erased, ','))
+  for _, o in ipairs(erased) do
+    redis.call('XDEL', KEYS[3], o .. '-1')
+    redis.call('ZADD', KEYS[9], o, o)
+  end
+  redis.call('HDEL', KEYS[8], 'e:' .. target, 'r:' .. target)
+  redis.call('HSET', KEYS[8], 'd:' .. target, cjson.encode({id = t.id, nick = t.nick,
+    user = t.user or '', ts = t.ts, rt = t.rt or ''}))
+else
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], id, 'k', 'r', 'id', ARGV[2],
+    'nick', ARGV[3], 'text', '', 'ts', sts, 'user', ARGV[10], 't', ARGV[12],
+    'em', ARGV[13], 'on', ARGV[14])
+  local was = redis.call('HGET', KEYS[8], 'r:' .. target)
+  local list = {}
+  if was then list = cjson.decode(was) end
+  local kept, found = {}, false
+  for _, r in ipairs(list) do
+    if r[1] == ARGV[13] and r[2] == ARGV[10] then
+      found = true
+      if ARGV[14] == '1' then table.insert(kept, r) end
+    else
+      table.insert(kept, r)
+    end
+  end
+  if ARGV[14] == '1' and not found then table.insert(kept, {ARGV[13], ARGV[10], ARGV[3]}) end
+  if #kept == 0 then
+    redis.call('HDEL', KEYS[8], 'r:' .. target)
+  else
+    redis.call('HSET', KEYS[8], 'r:' .. target, cjson.encode(kept))
+  end
+end
+redis.call('SET', KEYS[2], sof)
+redis.call('SET', KEYS[4], sof, 'EX', ARGV[7])
 redis.call('ZADD', listed, offset, ARGV[1])
 redis.call('ZREM', unlisted, ARGV[1])
 if tonumber(ARGV[9]) > 0 then
   redis.call('PEXPIRE', KEYS[3], ARGV[9])
+  redis.call('PEXPIRE', KEYS[8], ARGV[9])
+  redis.call('PEXPIRE', KEYS[9], ARGV[9])
 end
 return {offset, 0, ts}
 ";
 
+/// Reads a page of history in its current state. KEYS: log, room state, erased. ARGV:
+/// the newest stream id to include (`+` for the newest), the page size. Returns JSON
+/// `{items: [...], more: bool}`, items newest first: each message with its fields as
+/// stored plus `e` (its current text and edit time) and `r` (its reactions, `[emoji,
+/// user, nick]` in the order made), or a deleted one (`del`).
+///
+/// It walks the stream back over the log's other entries (edits, reactions) until it
+/// has one message more than the page (which says whether there are older ones), but
+/// no further than [`PAGE_SCAN`] entries, so a room of nothing but reactions costs a
+/// bounded read; the page is then shorter and says there is more.
+const PAGE_LUA: &str = r"
+local want, scan_max = tonumber(ARGV[2]) + 1, tonumber(ARGV[3])
+local found, cursor, scanned, lowest, done = {}, ARGV[1], 0, nil, false
+while #found < want and scanned < scan_max do
+  local batch = redis.call('XREVRANGE', KEYS[1], cursor, '-', 'COUNT', 200)
+  if #batch == 0 then done = true break end
+  for _, e in ipairs(batch) do
+    scanned = scanned + 1
+    lowest = tonumber(string.match(e[1], '^(%d+)-'))
+    local f = {}
+    for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
+    if not f.k then
+      f.offset = string.format('%d', lowest)
+      table.insert(found, f)
+      if #found >= want then break end
+    end
+  end
+  if #found < want and #batch < 200 then done = true break end
+  cursor = '(' .. string.format('%d', lowest) .. '-1'
+end
+local capped = (not done) and #found < want
+-- Deleted messages between the first wanted offset and the lowest one looked at.
+local lo = '-inf'
+if not done then lo = string.format('%d', lowest or 0) end
+local hi = '+inf'
+if ARGV[1] ~= '+' then hi = string.match(ARGV[1], '^(%d+)') end
+for _, o in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], lo, hi)) do
+  local d = redis.call('HGET', KEYS[2], 'd:' .. o)
+  if d then
+    local f = cjson.decode(d)
+    f.offset = o
+    f.del = true
+    table.insert(found, f)
+  end
+end
+table.sort(found, function(a, b) return tonumber(a.offset) > tonumber(b.offset) end)
+local items, more = {}, capped or #found >= want
+for i = 1, math.min(#found, want - 1) do
+  local f = found[i]
+  if not f.del then
+    local e = redis.call('HGET', KEYS[2], 'e:' .. f.offset)
+    if e then f.e = cjson.decode(e) f.e.at = nil end
+    local r = redis.call('HGET', KEYS[2], 'r:' .. f.offset)
+    if r then f.r = cjson.decode(r) end
+  end
+  items[i] = f
+end
+return cjson.encode({items = items, more = more})
+";
+
+/// Most log entries one `history` page looks at in Redis (see [`PAGE_LUA`]).
+const PAGE_SCAN: u32 = 5000;
+
 /// Forgets a room whose log is empty or gone, atomically so an append cannot slip in
-/// between the check and the removal. KEYS: log, rooms, private rooms. ARGV: room.
+/// between the check and the removal. KEYS: log, rooms, private rooms, room state,
+/// erased. ARGV: room.
 /// Returns 1 if it forgot the room. Its `seq` stays, so offsets continue if the room is
 /// used again.
 const FORGET_LUA: &str = r"
 if redis.call('XLEN', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1], KEYS[4], KEYS[5])
   return redis.call('ZREM', KEYS[2], ARGV[1]) + redis.call('ZREM', KEYS[3], ARGV[1])
 end
 return 0
@@ -148,6 +300,7 @@ pub struct RedisStore {
     append: Script,
     head: Script,
     forget: Script,
+    page: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -279,33 +432,156 @@ fn offset_of(entry_id: &str) -> Result<u64, StoreError> {
         .ok_or_else(|| corrupt(format!("stream entry id {entry_id:?}")))
 }
 
-/// A message from its stream entry (fields id, nick, text, ts).
-pub(crate) fn entry_to_message(room: &str, entry: &StreamId) -> Result<ChatMessage, StoreError> {
+/// An entry of the log from its stream entry: fields `id`, `nick`, `text`, `ts`,
+/// `user` (absent before v2), and by kind (`k`: absent for a message) `t` (target),
+/// `rt` (a message's `reply_to`), `em` and `on` (a reaction).
+pub(crate) fn stream_entry(room: &str, entry: &StreamId) -> Result<Entry, StoreError> {
     let field = |name: &str| -> Result<String, StoreError> {
         entry
             .get::<String>(name)
             .ok_or_else(|| corrupt(format!("entry {} lacks field {name}", entry.id)))
     };
-    Ok(ChatMessage {
-        room: room.to_owned(),
-        offset: offset_of(&entry.id)?,
-        id: field("id")?,
-        nick: field("nick")?,
-        text: field("text")?,
-        ts: field("ts")?
+    let number = |name: &str| -> Result<u64, StoreError> {
+        field(name)?
             .parse()
-            .map_err(|_| corrupt(format!("entry {} has a bad ts", entry.id)))?,
-        // Absent on entries stored before v2.
-        user: entry.get::<String>("user"),
+            .map_err(|_| corrupt(format!("entry {} has a bad {name}", entry.id)))
+    };
+    let room = room.to_owned();
+    let offset = offset_of(&entry.id)?;
+    let ts = number("ts")?;
+    let user = || entry.get::<String>("user").unwrap_or_default();
+    Ok(match entry.get::<String>("k").as_deref() {
+        None => Entry::Message(ChatMessage {
+            room,
+            offset,
+            id: field("id")?,
+            nick: field("nick")?,
+            text: field("text")?,
+            ts,
+            // Absent on entries stored before v2.
+            user: entry.get::<String>("user"),
+            reply_to: entry.get::<String>("rt").and_then(|r| r.parse().ok()),
+            ..ChatMessage::default()
+        }),
+        Some("e") => Entry::Edited(Edited {
+            room,
+            offset,
+            target: number("t")?,
+            text: field("text")?,
+            user: user(),
+            ts,
+        }),
+        Some("d") => Entry::Deleted(Deleted {
+            room,
+            offset,
+            target: number("t")?,
+            user: user(),
+            ts,
+        }),
+        Some("r") => Entry::Reacted(Reacted {
+            room,
+            offset,
+            target: number("t")?,
+            emoji: field("em")?,
+            user: user(),
+            on: field("on")? == "1",
+            ts,
+            nick: field("nick")?,
+        }),
+        Some(other) => {
+            return Err(corrupt(format!(
+                "entry {} of unknown kind {other:?}",
+                entry.id
+            )))
+        }
     })
 }
 
-fn to_messages(room: &str, reply: &StreamRangeReply) -> Result<Vec<ChatMessage>, StoreError> {
-    reply
-        .ids
-        .iter()
-        .map(|e| entry_to_message(room, e))
-        .collect()
+/// The offsets a deletion's stream entry erased (its `x`), so a reader that finds them
+/// missing knows they were not trimmed away; empty for any other entry.
+pub(crate) fn erased_by(entry: &StreamId) -> Vec<u64> {
+    entry
+        .get::<String>("x")
+        .map(|x| x.split(',').filter_map(|o| o.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+fn to_entries(room: &str, reply: &StreamRangeReply) -> Result<Vec<Entry>, StoreError> {
+    reply.ids.iter().map(|e| stream_entry(room, e)).collect()
+}
+
+/// One history item as [`PAGE_LUA`] returns it.
+#[derive(serde::Deserialize)]
+struct PageItem {
+    offset: String,
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    nick: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    ts: String,
+    user: Option<String>,
+    rt: Option<String>,
+    #[serde(default)]
+    del: bool,
+    e: Option<PageEdit>,
+    /// `[emoji, user, nick]` in the order made; Lua's JSON writes an empty list as an
+    /// empty object, hence a `Value`.
+    r: Option<serde_json::Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct PageEdit {
+    text: String,
+    ts: String,
+}
+
+impl PageItem {
+    fn into_message(
+        self,
+        room: &str,
+        nicks: &mut std::collections::BTreeMap<String, String>,
+    ) -> Result<ChatMessage, StoreError> {
+        let number = |what: &str, s: &str| -> Result<u64, StoreError> {
+            s.parse()
+                .map_err(|_| corrupt(format!("history item with a bad {what} {s:?}")))
+        };
+        let mut msg = ChatMessage {
+            room: room.to_owned(),
+            offset: number("offset", &self.offset)?,
+            id: self.id,
+            nick: self.nick,
+            text: if self.del { String::new() } else { self.text },
+            ts: number("ts", &self.ts)?,
+            user: self.user.filter(|u| !(self.del && u.is_empty())),
+            reply_to: self
+                .rt
+                .filter(|r| !r.is_empty())
+                .map(|r| number("reply_to", &r))
+                .transpose()?,
+            deleted: self.del,
+            ..ChatMessage::default()
+        };
+        if let Some(edit) = self.e {
+            msg.text = edit.text;
+            msg.edited_ts = Some(number("edited_ts", &edit.ts)?);
+        }
+        if let Some(serde_json::Value::Array(list)) = self.r {
+            for r in list {
+                let parts: Option<Vec<&str>> = r
+                    .as_array()
+                    .map(|a| a.iter().filter_map(serde_json::Value::as_str).collect());
+                let Some([emoji, user, nick]) = parts.as_deref() else {
+                    return Err(corrupt("a reaction that is not [emoji, user, nick]"));
+                };
+                msg.reactions.apply(emoji, user, true);
+                nicks.insert((*user).to_owned(), (*nick).to_owned());
+            }
+        }
+        Ok(msg)
+    }
 }
 
 impl RedisStore {
@@ -337,6 +613,7 @@ impl RedisStore {
             append: Script::new(APPEND_LUA),
             head: Script::new(HEAD_LUA),
             forget: Script::new(FORGET_LUA),
+            page: Script::new(PAGE_LUA),
         };
         // Fails now, at start-up, if the server is not usable (wrong db, no scripting).
         store.head("").await?;
@@ -383,10 +660,10 @@ impl RedisStore {
                 async move { Ok(conn.xrange_count(&key, "-", "+", BATCH).await?) }
             })
             .await?;
-            let old: Vec<u64> = to_messages(room, &oldest)?
+            let old: Vec<u64> = to_entries(room, &oldest)?
                 .into_iter()
-                .take_while(|m| m.ts < cutoff)
-                .map(|m| m.offset)
+                .take_while(|m| m.ts() < cutoff)
+                .map(|m| m.offset())
                 .collect();
             let Some(&last_old) = old.last() else { break };
             let min_id = format!("{}-0", last_old + 1);
@@ -440,17 +717,95 @@ impl RedisStore {
         if let Some(cutoff) = cutoff {
             messages += self.prune_old(room, cutoff).await?;
         }
+        self.prune_state(room).await?;
         // A log that expired or was pruned empty: forget the room.
         let forgot: u64 = bounded(|| {
             let mut conn = self.conn.clone();
             let mut inv = self.forget.key(self.keys.log(room));
             inv.key(self.keys.rooms())
                 .key(self.keys.private_rooms())
+                .key(self.keys.room_state(room))
+                .key(self.keys.erased(room))
                 .arg(room);
             async move { Ok(inv.invoke_async(&mut conn).await?) }
         })
         .await?;
         Ok((messages, forgot))
+    }
+
+    /// Drops the state (edits, deletions, reactions) of messages trimmed or pruned
+    /// from the log, and the erased offsets below its start.
+    async fn prune_state(&self, room: &str) -> Result<(), StoreError> {
+        let Some((first, _)) = bounded(|| self.first_and_last(room)).await? else {
+            return Ok(());
+        };
+        let start = self.start_of(room, first).await?;
+        let (state, erased) = (self.keys.room_state(room), self.keys.erased(room));
+        let calls = Calls::new(self.conn.clone());
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, fields): (u64, Vec<String>) = calls
+                .query(
+                    redis::cmd("HSCAN")
+                        .arg(&state)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(500),
+                )
+                .await?;
+            let old: Vec<&String> = fields
+                .iter()
+                .step_by(2)
+                .filter(|f| {
+                    f.split_once(':')
+                        .and_then(|(_, o)| o.parse::<u64>().ok())
+                        .is_some_and(|o| o < start)
+                })
+                .collect();
+            if !old.is_empty() {
+                let () = calls
+                    .query(redis::cmd("HDEL").arg(&state).arg(&old))
+                    .await?;
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        let _: u64 = calls
+            .query(
+                redis::cmd("ZREMRANGEBYSCORE")
+                    .arg(&erased)
+                    .arg("-inf")
+                    .arg(format!("({start}")),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Where the room's log starts: its first stream entry, or lower when the entries
+    /// just before it were erased by a deletion (accounted for, so not a gap).
+    async fn start_of(&self, room: &str, first: u64) -> Result<u64, StoreError> {
+        let calls = Calls::new(self.conn.clone());
+        let below: Vec<u64> = calls
+            .query(
+                redis::cmd("ZREVRANGEBYSCORE")
+                    .arg(self.keys.erased(room))
+                    .arg(format!("({first}"))
+                    .arg("-inf")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(1000),
+            )
+            .await?;
+        let mut start = first;
+        for o in below {
+            if o + 1 != start {
+                break;
+            }
+            start = o;
+        }
+        Ok(start)
     }
 
     async fn first_and_last(&self, room: &str) -> Result<Option<(u64, u64)>, StoreError> {
@@ -473,7 +828,7 @@ impl HistoryStore for RedisStore {
     /// One MULTI/EXEC holding one script call per message: the batch is stored whole or
     /// not at all (a connection lost before EXEC runs nothing), each room's offsets follow
     /// batch order, and other instances' appends interleave only between batches.
-    async fn append_batch(&self, batch: Vec<NewMessage>) -> Result<Vec<AppendOutcome>, StoreError> {
+    async fn append_batch(&self, batch: Vec<NewEntry>) -> Result<Vec<AppendOutcome>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -492,16 +847,52 @@ impl HistoryStore for RedisStore {
                 .key(self.keys.rooms())
                 .key(self.keys.room_settings(&m.room))
                 .key(self.keys.private_rooms())
-                .arg(&m.room)
+                .key(self.keys.room_state(&m.room))
+                .key(self.keys.erased(&m.room));
+            let (kind, text, target, emoji, on, not_before, any) = match &m.change {
+                Change::Message { text, reply_to } => (
+                    "m",
+                    text.as_str(),
+                    reply_to.unwrap_or(0),
+                    "",
+                    false,
+                    0,
+                    false,
+                ),
+                Change::Edit {
+                    target,
+                    text,
+                    not_before,
+                } => (
+                    "e",
+                    text.as_str(),
+                    *target,
+                    "",
+                    false,
+                    not_before.unwrap_or(0),
+                    false,
+                ),
+                Change::Delete { target, any } => ("d", "", *target, "", false, 0, *any),
+                Change::React { target, emoji, on } => {
+                    ("r", "", *target, emoji.as_str(), *on, 0, false)
+                }
+            };
+            inv.arg(&m.room)
                 .arg(&m.id)
                 .arg(&m.nick)
-                .arg(&m.text)
+                .arg(text)
                 .arg(self.history_max)
                 .arg(&epoch)
                 .arg(self.dedupe_ttl_secs)
                 .arg(self.max_rooms)
                 .arg(self.expire_ms)
-                .arg(&m.user);
+                .arg(&m.user)
+                .arg(kind)
+                .arg(target)
+                .arg(emoji)
+                .arg(u8::from(on))
+                .arg(not_before)
+                .arg(u8::from(any));
             pipe.invoke_script(&inv);
         }
         let pipe = &pipe;
@@ -523,6 +914,9 @@ impl HistoryStore for RedisStore {
             .map(|(m, (offset, outcome, ts))| match outcome {
                 0 => AppendOutcome::Stored(m.stored(offset, ts)),
                 2 => AppendOutcome::RoomLimit,
+                3 => AppendOutcome::Refused(Refusal::UnknownMessage),
+                4 => AppendOutcome::Refused(Refusal::NotAuthor),
+                5 => AppendOutcome::Refused(Refusal::EditExpired),
                 _ => AppendOutcome::Duplicate { offset },
             })
             .collect())
@@ -543,39 +937,48 @@ impl HistoryStore for RedisStore {
         let end = match before {
             None => "+".to_owned(),
             // Offsets start at 1: nothing lies before 1.
-            Some(0 | 1) => {
-                return Ok(Page {
-                    messages: Vec::new(),
-                    has_more: false,
-                })
-            }
+            Some(0 | 1) => return Ok(Page::default()),
             // An id without sequence part as the end of a range means `<ms>-<max>`.
             Some(b) => (b - 1).to_string(),
         };
-        // One extra entry tells whether older messages exist.
-        let reply: StreamRangeReply = bounded(|| {
+        let raw: String = bounded(|| {
             let mut conn = self.conn.clone();
-            let end = end.clone();
-            async move {
-                Ok(conn
-                    .xrevrange_count(self.keys.log(room), end, "-", u64::from(limit) + 1)
-                    .await?)
-            }
+            let mut inv = self.page.key(self.keys.log(room));
+            inv.key(self.keys.room_state(room))
+                .key(self.keys.erased(room))
+                .arg(&end)
+                .arg(limit)
+                .arg(PAGE_SCAN);
+            async move { Ok(inv.invoke_async(&mut conn).await?) }
         })
         .await?;
-        let mut messages = to_messages(room, &reply)?;
-        let has_more = messages.len() > limit as usize;
-        messages.truncate(limit as usize);
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            items: serde_json::Value,
+            more: bool,
+        }
+        let parsed: Raw = serde_json::from_str(&raw)
+            .map_err(|e| corrupt(format!("history page not JSON: {e}")))?;
+        let items: Vec<PageItem> = match parsed.items {
+            // Lua's JSON writes an empty list as an empty object.
+            serde_json::Value::Object(o) if o.is_empty() => Vec::new(),
+            other => serde_json::from_value(other)
+                .map_err(|e| corrupt(format!("history page items: {e}")))?,
+        };
+        let mut nicks = std::collections::BTreeMap::new();
+        let mut messages = items
+            .into_iter()
+            .map(|item| item.into_message(room, &mut nicks))
+            .collect::<Result<Vec<_>, _>>()?;
         messages.reverse();
-        Ok(Page { messages, has_more })
+        Ok(Page {
+            messages,
+            has_more: parsed.more,
+            nicks,
+        })
     }
 
-    async fn after(
-        &self,
-        room: &str,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<ChatMessage>, StoreError> {
+    async fn after(&self, room: &str, after: u64, limit: u32) -> Result<Vec<Entry>, StoreError> {
         if limit == 0 || after == u64::MAX {
             return Ok(Vec::new());
         }
@@ -589,18 +992,22 @@ impl HistoryStore for RedisStore {
             }
         })
         .await?;
-        to_messages(room, &reply)
+        to_entries(room, &reply)
     }
 
-    /// Trimming removes entries only from the front, and nothing else deletes any, so the
-    /// stored offsets are exactly `first..=last` and the count needs no scan.
+    /// Trimming removes entries only from the front, and what else removes any (a
+    /// deletion) notes it in `erased`, so the offsets accounted for are exactly
+    /// `start..=last` and the count needs no scan.
     async fn count_between(&self, room: &str, after: u64, up_to: u64) -> Result<u64, StoreError> {
         if up_to <= after {
             return Ok(0);
         }
-        let Some((first, last)) = bounded(|| self.first_and_last(room)).await? else {
+        let Some((mut first, last)) = bounded(|| self.first_and_last(room)).await? else {
             return Ok(0);
         };
+        if first > after + 1 {
+            first = self.start_of(room, first).await?;
+        }
         let lo = first.max(after + 1);
         let hi = last.min(up_to);
         Ok(if hi >= lo { hi - lo + 1 } else { 0 })

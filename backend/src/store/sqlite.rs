@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use common::ChatMessage;
+use common::{ChatMessage, Deleted, Edited, Entry, Reacted};
 use rand::distr::{Alphanumeric, SampleString};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -18,8 +18,8 @@ use crate::clock::now_ms;
 use crate::locks;
 
 use super::{
-    AppendOutcome, HistoryStore, NewMessage, Page, Pruned, Retention, RoomHead, RoomList,
-    StoreError,
+    AppendOutcome, Change, HistoryStore, NewEntry, Page, Pruned, Refusal, Retention, RoomHead,
+    RoomList, StoreError,
 };
 
 /// Read connections kept for reuse; more are opened under load and closed afterwards.
@@ -149,7 +149,39 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user, endpoint)
     ) WITHOUT ROWID;
     ",
+    // v4, conversation: every row of `messages` is an entry of the room's log, of a
+    // `kind` (0 message, 1 edit, 2 deletion, 3 reaction) with its `target`; a message
+    // keeps its original `text`, its `current` text and `edited_ts` once edited, its
+    // `reply_to`, and `deleted` (when) once deleted, with its text and its edits'
+    // texts erased (an erased edit has `deleted` too); `reactions` is what each message
+    // carries now, `at` the offset of the entry that added it, which orders them.
+    "
+    ALTER TABLE messages ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN target INTEGER;
+    ALTER TABLE messages ADD COLUMN reply_to INTEGER;
+    ALTER TABLE messages ADD COLUMN emoji TEXT;
+    ALTER TABLE messages ADD COLUMN react_on INTEGER;
+    ALTER TABLE messages ADD COLUMN current TEXT;
+    ALTER TABLE messages ADD COLUMN edited_ts INTEGER;
+    ALTER TABLE messages ADD COLUMN deleted INTEGER;
+    CREATE INDEX messages_edits ON messages (room, target) WHERE kind = 1;
+    CREATE TABLE reactions (
+        room   TEXT    NOT NULL,
+        target INTEGER NOT NULL,
+        emoji  TEXT    NOT NULL,
+        user   TEXT    NOT NULL,
+        nick   TEXT    NOT NULL,
+        at     INTEGER NOT NULL,
+        PRIMARY KEY (room, target, emoji, user)
+    ) WITHOUT ROWID;
+    ",
 ];
+
+/// The `kind` of a row of `messages`.
+const KIND_MESSAGE: u8 = 0;
+const KIND_EDIT: u8 = 1;
+const KIND_DELETE: u8 = 2;
+const KIND_REACT: u8 = 3;
 
 /// Brings the schema up to date: [`SCHEMA`] (idempotent), then every migration the
 /// file has not had, each in its own transaction with the version it reaches.
@@ -331,16 +363,134 @@ impl SqliteStore {
     }
 }
 
-fn row_to_message(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
+/// The columns [`row_to_entry`] reads, in its order.
+const ENTRY_COLUMNS: &str =
+    "offset, kind, id, nick, text, ts, user, reply_to, target, emoji, react_on, edited_ts";
+
+/// An entry as appended (a message with its original text).
+fn row_to_entry(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    let offset: u64 = row.get(0)?;
+    let kind: u8 = row.get(1)?;
+    let user =
+        || -> rusqlite::Result<String> { Ok(row.get::<_, Option<String>>(6)?.unwrap_or_default()) };
+    let target = || -> rusqlite::Result<u64> { Ok(row.get::<_, Option<u64>>(8)?.unwrap_or(0)) };
+    let room = room.to_owned();
+    let ts = row.get(5)?;
+    Ok(match kind {
+        KIND_EDIT => Entry::Edited(Edited {
+            room,
+            offset,
+            target: target()?,
+            text: row.get(4)?,
+            user: user()?,
+            ts,
+        }),
+        KIND_DELETE => Entry::Deleted(Deleted {
+            room,
+            offset,
+            target: target()?,
+            user: user()?,
+            ts,
+        }),
+        KIND_REACT => Entry::Reacted(Reacted {
+            room,
+            offset,
+            target: target()?,
+            emoji: row.get::<_, Option<String>>(9)?.unwrap_or_default(),
+            user: user()?,
+            on: row.get::<_, Option<bool>>(10)?.unwrap_or(false),
+            ts,
+            nick: row.get(3)?,
+        }),
+        _ => Entry::Message(ChatMessage {
+            room,
+            offset,
+            id: row.get(2)?,
+            nick: row.get(3)?,
+            text: row.get(4)?,
+            ts,
+            user: row.get(6)?,
+            reply_to: row.get(7)?,
+            edited_ts: row.get(11)?,
+            ..ChatMessage::default()
+        }),
+    })
+}
+
+/// A message in its current state, from `offset, id, nick, text, ts, user, reply_to,
+/// edited_ts, deleted` (`text` being the current text); reactions are added after.
+fn row_to_current(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
+    let deleted = row.get::<_, Option<u64>>(8)?.is_some();
     Ok(ChatMessage {
         room: room.to_owned(),
         offset: row.get(0)?,
         id: row.get(1)?,
         nick: row.get(2)?,
-        text: row.get(3)?,
+        text: if deleted { String::new() } else { row.get(3)? },
         ts: row.get(4)?,
         user: row.get(5)?,
+        reply_to: row.get(6)?,
+        edited_ts: if deleted { None } else { row.get(7)? },
+        deleted,
+        ..ChatMessage::default()
     })
+}
+
+/// What the log holds at a target offset, for the checks of an edit, deletion,
+/// reaction or reply.
+struct Target {
+    kind: u8,
+    user: String,
+    nick: String,
+    ts: u64,
+    deleted: bool,
+}
+
+/// Whether `entry` may change the log as it stands (`target`: the row at its target).
+fn check(entry: &NewEntry, target: Option<&Target>) -> Result<(), Refusal> {
+    let message = target.filter(|t| t.kind == KIND_MESSAGE);
+    match &entry.change {
+        Change::Message { reply_to: None, .. } => Ok(()),
+        // A reply may answer a message deleted meanwhile: the person wrote it against
+        // what they saw, and it still makes sense beside "message deleted".
+        Change::Message { .. } => message.map(|_| ()).ok_or(Refusal::UnknownMessage),
+        Change::Edit { not_before, .. } => {
+            let t = message
+                .filter(|t| !t.deleted)
+                .ok_or(Refusal::UnknownMessage)?;
+            if t.nick.is_empty() || t.user != entry.user {
+                Err(Refusal::NotAuthor)
+            } else if not_before.is_some_and(|nb| t.ts < nb) {
+                Err(Refusal::EditExpired)
+            } else {
+                Ok(())
+            }
+        }
+        Change::Delete { any, .. } => {
+            let t = message
+                .filter(|t| !t.deleted)
+                .ok_or(Refusal::UnknownMessage)?;
+            if *any || (!t.nick.is_empty() && t.user == entry.user) {
+                Ok(())
+            } else {
+                Err(Refusal::NotAuthor)
+            }
+        }
+        Change::React { .. } => message
+            .filter(|t| !t.deleted)
+            .map(|_| ())
+            .ok_or(Refusal::UnknownMessage),
+    }
+}
+
+/// The offset an entry's checks look at.
+fn target_of(change: &Change) -> Option<u64> {
+    match change {
+        Change::Message { reply_to, .. } => *reply_to,
+        Change::Edit { target, .. }
+        | Change::Delete { target, .. }
+        | Change::React { target, .. } => Some(*target),
+    }
 }
 
 /// A write failure, told apart: a full disk or a read-only database refuses writes
@@ -357,7 +507,7 @@ fn write_error(e: rusqlite::Error) -> StoreError {
 
 fn append_in_tx(
     w: &mut WriterConn,
-    batch: Vec<NewMessage>,
+    batch: Vec<NewEntry>,
     max_rooms: u64,
 ) -> rusqlite::Result<Vec<AppendOutcome>> {
     if max_rooms > 0 && w.room_count.is_none() {
@@ -389,8 +539,13 @@ fn append_in_tx(
         let mut revive =
             tx.prepare_cached("DELETE FROM forgotten WHERE room = ?1 RETURNING head")?;
         let mut insert = tx.prepare_cached(
-            "INSERT INTO messages (room, offset, id, nick, nick_key, text, ts, user)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5)",
+            "INSERT INTO messages
+               (room, offset, id, nick, nick_key, text, ts, user, kind, target, reply_to, emoji, react_on)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        let mut find_target = tx.prepare_cached(
+            "SELECT kind, coalesce(user, ''), nick, ts, deleted IS NOT NULL FROM messages
+             WHERE room = ?1 AND offset = ?2",
         )?;
         for m in batch {
             if let Some(offset) = find_dup
@@ -399,6 +554,23 @@ fn append_in_tx(
             {
                 outcomes.push(AppendOutcome::Duplicate { offset });
                 continue;
+            }
+            if let Some(at) = target_of(&m.change) {
+                let target = find_target
+                    .query_row(params![m.room, at], |r| {
+                        Ok(Target {
+                            kind: r.get(0)?,
+                            user: r.get(1)?,
+                            nick: r.get(2)?,
+                            ts: r.get(3)?,
+                            deleted: r.get(4)?,
+                        })
+                    })
+                    .optional()?;
+                if let Err(refusal) = check(&m, target.as_ref()) {
+                    outcomes.push(AppendOutcome::Refused(refusal));
+                    continue;
+                }
             }
             let head = match new_heads.get(&m.room).or_else(|| heads.get(&m.room)) {
                 Some(h) => *h,
@@ -423,7 +595,27 @@ fn append_in_tx(
                 },
             };
             let offset = head + 1;
-            insert.execute(params![m.room, offset, m.id, m.nick, m.user, m.text, ts])?;
+            let (kind, text, target, reply_to, emoji, on) = match &m.change {
+                Change::Message { text, reply_to } => {
+                    (KIND_MESSAGE, text.as_str(), None, *reply_to, None, None)
+                }
+                Change::Edit { target, text, .. } => {
+                    (KIND_EDIT, text.as_str(), Some(*target), None, None, None)
+                }
+                Change::Delete { target, .. } => (KIND_DELETE, "", Some(*target), None, None, None),
+                Change::React { target, emoji, on } => (
+                    KIND_REACT,
+                    "",
+                    Some(*target),
+                    None,
+                    Some(emoji.as_str()),
+                    Some(*on),
+                ),
+            };
+            insert.execute(params![
+                m.room, offset, m.id, m.nick, m.user, text, ts, kind, target, reply_to, emoji, on
+            ])?;
+            apply_change(&tx, &m, offset, ts)?;
             new_heads.insert(m.room.clone(), offset);
             outcomes.push(AppendOutcome::Stored(m.stored(offset, ts)));
         }
@@ -441,6 +633,73 @@ fn append_in_tx(
         *count += new_rooms;
     }
     Ok(outcomes)
+}
+
+/// What an edit, deletion or reaction does to the current state of its target.
+fn apply_change(
+    tx: &rusqlite::Transaction<'_>,
+    m: &NewEntry,
+    offset: u64,
+    ts: u64,
+) -> rusqlite::Result<()> {
+    match &m.change {
+        Change::Message { .. } => {}
+        Change::Edit { target, text, .. } => {
+            tx.prepare_cached(
+                "UPDATE messages SET current = ?3, edited_ts = ?4 WHERE room = ?1 AND offset = ?2",
+            )?
+            .execute(params![m.room, target, text, ts])?;
+        }
+        Change::Delete { target, .. } => {
+            // Erased, not hidden: the original text, the current one, and each edit's.
+            tx.prepare_cached(
+                "UPDATE messages SET text = '', current = NULL, edited_ts = NULL, deleted = ?3
+                 WHERE room = ?1 AND offset = ?2",
+            )?
+            .execute(params![m.room, target, ts])?;
+            tx.prepare_cached(
+                "UPDATE messages SET text = '', deleted = ?3
+                 WHERE room = ?1 AND target = ?2 AND kind = 1",
+            )?
+            .execute(params![m.room, target, ts])?;
+            tx.prepare_cached("DELETE FROM reactions WHERE room = ?1 AND target = ?2")?
+                .execute(params![m.room, target])?;
+        }
+        Change::React {
+            target,
+            emoji,
+            on: true,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO reactions (room, target, emoji, user, nick, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![m.room, target, emoji, m.user, m.nick, offset])?;
+        }
+        Change::React {
+            target,
+            emoji,
+            on: false,
+        } => {
+            tx.prepare_cached(
+                "DELETE FROM reactions WHERE room = ?1 AND target = ?2 AND emoji = ?3 AND user = ?4",
+            )?
+            .execute(params![m.room, target, emoji, m.user])?;
+        }
+    }
+    Ok(())
+}
+
+/// Drops up to [`PRUNE_BATCH`] reactions whose message retention deleted.
+fn prune_reactions(w: &mut WriterConn) -> rusqlite::Result<u64> {
+    let n = w.conn.execute(
+        "DELETE FROM reactions WHERE (room, target, emoji, user) IN
+           (SELECT room, target, emoji, user FROM reactions r WHERE NOT EXISTS
+              (SELECT 1 FROM messages m WHERE m.room = r.room AND m.offset = r.target)
+            LIMIT ?1)",
+        [PRUNE_BATCH],
+    )?;
+    Ok(n as u64)
 }
 
 /// Deletes up to [`PRUNE_BATCH`] messages older than `cutoff` (ms); how many it deleted.
@@ -501,7 +760,7 @@ fn forget_empty(w: &mut WriterConn) -> rusqlite::Result<u64> {
 
 #[async_trait]
 impl HistoryStore for SqliteStore {
-    async fn append_batch(&self, batch: Vec<NewMessage>) -> Result<Vec<AppendOutcome>, StoreError> {
+    async fn append_batch(&self, batch: Vec<NewEntry>) -> Result<Vec<AppendOutcome>, StoreError> {
         let max_rooms = self.inner.max_rooms.load(Ordering::Relaxed);
         self.write(move |w| append_in_tx(w, batch, max_rooms)).await
     }
@@ -544,6 +803,7 @@ impl HistoryStore for SqliteStore {
                 }
             }
         }
+        while self.write(prune_reactions).await? >= u64::from(PRUNE_BATCH) {}
         loop {
             let n = self.write(forget_empty).await?;
             pruned.rooms += n;
@@ -579,38 +839,59 @@ impl HistoryStore for SqliteStore {
         let room = room.to_owned();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT offset, id, nick, text, ts, user FROM messages
-                 WHERE room = ?1 AND offset < ?2 ORDER BY offset DESC LIMIT ?3",
+                "SELECT offset, id, nick, coalesce(current, text), ts, user, reply_to, edited_ts,
+                        deleted
+                 FROM messages
+                 WHERE room = ?1 AND offset < ?2 AND kind = 0 ORDER BY offset DESC LIMIT ?3",
             )?;
             let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
             // One extra row tells whether older messages exist.
             let mut messages = stmt
                 .query_map(params![room, before, limit + 1], |r| {
-                    row_to_message(&room, r)
+                    row_to_current(&room, r)
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let has_more = messages.len() > limit as usize;
             messages.truncate(limit as usize);
             messages.reverse();
-            Ok(Page { messages, has_more })
+            let mut nicks = std::collections::BTreeMap::new();
+            if let (Some(first), Some(last)) = (messages.first(), messages.last()) {
+                let mut stmt = c.prepare_cached(
+                    "SELECT target, emoji, user, nick FROM reactions
+                     WHERE room = ?1 AND target BETWEEN ?2 AND ?3 ORDER BY at",
+                )?;
+                let (lo, hi) = (first.offset, last.offset);
+                let mut rows = stmt.query(params![room, lo, hi])?;
+                while let Some(r) = rows.next()? {
+                    let (target, emoji, user, nick): (u64, String, String, String) =
+                        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                    if let Ok(i) = messages.binary_search_by_key(&target, |m| m.offset) {
+                        messages[i].reactions.apply(&emoji, &user, true);
+                        nicks.insert(user, nick);
+                    }
+                }
+            }
+            Ok(Page {
+                messages,
+                has_more,
+                nicks,
+            })
         })
         .await
     }
 
-    async fn after(
-        &self,
-        room: &str,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<ChatMessage>, StoreError> {
+    async fn after(&self, room: &str, after: u64, limit: u32) -> Result<Vec<Entry>, StoreError> {
         let room = room.to_owned();
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT offset, id, nick, text, ts, user FROM messages
-                 WHERE room = ?1 AND offset > ?2 ORDER BY offset ASC LIMIT ?3",
-            )?;
+            // Erased rows (a deleted message, its edits) are skipped inside the query, so
+            // `limit` counts what is returned and a page is empty only at the end.
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM messages
+                 WHERE room = ?1 AND offset > ?2 AND NOT (kind IN (0, 1) AND deleted IS NOT NULL)
+                 ORDER BY offset ASC LIMIT ?3"
+            ))?;
             let rows = stmt
-                .query_map(params![room, after, limit], |r| row_to_message(&room, r))?
+                .query_map(params![room, after, limit], |r| row_to_entry(&room, r))?
                 .collect();
             rows
         })
@@ -678,14 +959,8 @@ impl HistoryStore for SqliteStore {
 mod tests {
     use super::*;
 
-    fn msg(room: &str, nick: &str, id: &str) -> NewMessage {
-        NewMessage {
-            room: room.into(),
-            nick: nick.into(),
-            user: nick.to_lowercase(),
-            id: id.into(),
-            text: format!("text {id}"),
-        }
+    fn msg(room: &str, nick: &str, id: &str) -> NewEntry {
+        NewEntry::message(room, nick, &nick.to_lowercase(), id, &format!("text {id}"))
     }
 
     #[tokio::test]
@@ -704,9 +979,9 @@ mod tests {
         let offsets: Vec<_> = out
             .iter()
             .map(|o| match o {
-                AppendOutcome::Stored(m) => (m.room.as_str(), m.offset, false),
+                AppendOutcome::Stored(m) => (m.room(), m.offset(), false),
                 AppendOutcome::Duplicate { offset } => ("dup", *offset, true),
-                AppendOutcome::RoomLimit => unreachable!("no room limit here"),
+                other => unreachable!("{other:?}"),
             })
             .collect();
         assert_eq!(
@@ -739,6 +1014,6 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
         assert_eq!(store.head("a").await.unwrap().epoch, epoch);
         let out = store.append_batch(vec![msg("a", "y", "1")]).await.unwrap();
-        assert!(matches!(&out[0], AppendOutcome::Stored(m) if m.offset == 3));
+        assert!(matches!(&out[0], AppendOutcome::Stored(m) if m.offset() == 3));
     }
 }

@@ -2,7 +2,7 @@
 //! big the server's data gets.
 
 use crate::support::{TestServer, WAIT};
-use backend::{HistoryStore, NewMessage, SqliteStore};
+use backend::{Change, HistoryStore, NewEntry, SqliteStore};
 use serde_json::json;
 
 /// A database holding `rooms` rooms of one message each.
@@ -12,12 +12,15 @@ async fn many_rooms(db: &std::path::Path, rooms: usize) {
     for chunk in names.chunks(5_000) {
         let batch = chunk
             .iter()
-            .map(|room| NewMessage {
+            .map(|room| NewEntry {
                 room: room.clone(),
                 nick: "filler".into(),
                 user: "filler".into(),
                 id: "m1".into(),
-                text: "x".into(),
+                change: Change::Message {
+                    text: "x".into(),
+                    reply_to: None,
+                },
             })
             .collect();
         store.append_batch(batch).await.unwrap();
@@ -65,13 +68,16 @@ async fn list_rooms_of_fifty_thousand_rooms_answers_one_page() {
 async fn long_messages(db: &std::path::Path, room: &str, n: usize) {
     let store = SqliteStore::open(db).unwrap();
     let batch = (0..n)
-        .map(|i| NewMessage {
+        .map(|i| NewEntry {
             room: room.into(),
             nick: "filler".into(),
             user: "filler".into(),
             id: format!("m{i}"),
             // 4,000 characters of three bytes each: the longest text allowed.
-            text: "€".repeat(4000),
+            change: Change::Message {
+                text: "€".repeat(4000),
+                reply_to: None,
+            },
         })
         .collect();
     store.append_batch(batch).await.unwrap();

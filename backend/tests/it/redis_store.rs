@@ -9,26 +9,32 @@ use std::time::{Duration, Instant};
 
 use crate::support::redis::{require, RedisServer};
 use backend::{
-    AppendOutcome, HistoryStore, NewMessage, RedisKeys, RedisStore, Retention, RoomList,
+    AppendOutcome, Change, HistoryStore, NewEntry, RedisKeys, RedisStore, Retention, RoomList,
     SqliteStore, StoreError,
 };
+use common::{ChatMessage, Entry};
 
-fn msg(room: &str, nick: &str, id: &str) -> NewMessage {
-    NewMessage {
-        room: room.into(),
-        nick: nick.into(),
-        user: nick.to_lowercase(),
-        id: id.into(),
-        text: format!("text {id}"),
-    }
+fn msg(room: &str, nick: &str, id: &str) -> NewEntry {
+    NewEntry::message(room, nick, &nick.to_lowercase(), id, &format!("text {id}"))
+}
+
+/// The messages among entries of the log.
+fn messages(entries: Vec<Entry>) -> Vec<ChatMessage> {
+    entries
+        .into_iter()
+        .filter_map(|e| match e {
+            Entry::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect()
 }
 
 fn offsets(out: &[AppendOutcome]) -> Vec<(u64, bool)> {
     out.iter()
         .map(|o| match o {
-            AppendOutcome::Stored(m) => (m.offset, false),
+            AppendOutcome::Stored(m) => (m.offset(), false),
             AppendOutcome::Duplicate { offset } => (*offset, true),
-            AppendOutcome::RoomLimit => panic!("no room limit in these tests"),
+            other => panic!("no room limit or refusal in these tests: {other:?}"),
         })
         .collect()
 }
@@ -73,7 +79,7 @@ async fn contract(store: &dyn HistoryStore) {
             (5, false)
         ]
     );
-    let AppendOutcome::Stored(first) = &out[0] else {
+    let AppendOutcome::Stored(Entry::Message(first)) = &out[0] else {
         unreachable!()
     };
     assert_eq!(
@@ -106,7 +112,8 @@ async fn contract(store: &dyn HistoryStore) {
     assert_eq!(store.head("b").await.unwrap().head, 1);
     assert_eq!(store.head("none").await.unwrap().head, 0);
 
-    let offs = |ms: &[common::ChatMessage]| ms.iter().map(|m| m.offset).collect::<Vec<_>>();
+    let offs = |ms: &[ChatMessage]| ms.iter().map(|m| m.offset).collect::<Vec<_>>();
+    let entry_offs = |es: &[Entry]| es.iter().map(Entry::offset).collect::<Vec<_>>();
     // page: newest first by `before` (exclusive), returned ascending.
     let page = store.page("a", None, 2).await.unwrap();
     assert_eq!((offs(&page.messages), page.has_more), (vec![5, 6], true));
@@ -140,23 +147,26 @@ async fn contract(store: &dyn HistoryStore) {
 
     // after: ascending, exclusive, bounded.
     assert_eq!(
-        offs(&store.after("a", 0, 10).await.unwrap()),
+        entry_offs(&store.after("a", 0, 10).await.unwrap()),
         vec![1, 2, 3, 4, 5, 6]
     );
-    assert_eq!(offs(&store.after("a", 2, 2).await.unwrap()), vec![3, 4]);
     assert_eq!(
-        offs(&store.after("a", 6, 10).await.unwrap()),
+        entry_offs(&store.after("a", 2, 2).await.unwrap()),
+        vec![3, 4]
+    );
+    assert_eq!(
+        entry_offs(&store.after("a", 6, 10).await.unwrap()),
         Vec::<u64>::new()
     );
     assert_eq!(
-        offs(&store.after("a", 0, 0).await.unwrap()),
+        entry_offs(&store.after("a", 0, 0).await.unwrap()),
         Vec::<u64>::new()
     );
     assert_eq!(
-        offs(&store.after("none", 0, 10).await.unwrap()),
+        entry_offs(&store.after("none", 0, 10).await.unwrap()),
         Vec::<u64>::new()
     );
-    assert_eq!(store.after("a", 0, 10).await.unwrap(), all);
+    assert_eq!(messages(store.after("a", 0, 10).await.unwrap()), all);
 
     // count_between: offsets after+1..=up_to that are stored.
     assert_eq!(store.count_between("a", 0, 6).await.unwrap(), 6);
@@ -195,7 +205,7 @@ async fn retention_contract(store: &dyn HistoryStore) {
             .unwrap()
             .as_millis() as u64
     };
-    let batch = |room: &str, ids: std::ops::Range<u32>| -> Vec<NewMessage> {
+    let batch = |room: &str, ids: std::ops::Range<u32>| -> Vec<NewEntry> {
         ids.map(|i| msg(room, "x", &i.to_string())).collect()
     };
     store.append_batch(batch("a", 1..6)).await.unwrap();
@@ -207,7 +217,7 @@ async fn retention_contract(store: &dyn HistoryStore) {
         .await
         .unwrap();
     assert_eq!(out[0], AppendOutcome::RoomLimit);
-    assert!(matches!(&out[1], AppendOutcome::Stored(m) if m.offset == 6));
+    assert!(matches!(&out[1], AppendOutcome::Stored(m) if m.offset() == 6));
     assert_eq!(store.head("c").await.unwrap().head, 0, "nothing stored");
 
     // By count: the newest 2 of each room stay; heads do not move.
@@ -247,11 +257,11 @@ async fn retention_contract(store: &dyn HistoryStore) {
         .await
         .unwrap();
     assert!(
-        matches!(&out[0], AppendOutcome::Stored(m) if m.offset == 7),
+        matches!(&out[0], AppendOutcome::Stored(m) if m.offset() == 7),
         "{out:?}"
     );
     assert!(
-        matches!(&out[1], AppendOutcome::Stored(m) if m.offset == 1),
+        matches!(&out[1], AppendOutcome::Stored(m) if m.offset() == 1),
         "{out:?}"
     );
     assert_eq!(
@@ -323,7 +333,7 @@ async fn concurrent_appends_from_two_instances_are_gap_free() {
                         .map(|k| msg("r", &nick, &format!("{}", chunk * 5 + k)))
                         .collect();
                     for o in store.append_batch(batch).await.unwrap() {
-                        let AppendOutcome::Stored(m) = o else {
+                        let AppendOutcome::Stored(Entry::Message(m)) = o else {
                             panic!("unexpected duplicate")
                         };
                         got.push((m.offset, m.nick, m.id));
@@ -346,7 +356,7 @@ async fn concurrent_appends_from_two_instances_are_gap_free() {
     assert_eq!(all.len(), 500);
     assert_eq!(offsets, (1..=500).collect::<BTreeSet<_>>());
 
-    let stored = instances[1].after("r", 0, 1000).await.unwrap();
+    let stored = messages(instances[1].after("r", 0, 1000).await.unwrap());
     let stored: Vec<_> = stored
         .into_iter()
         .map(|m| (m.offset, m.nick, m.id))
@@ -440,7 +450,8 @@ async fn trimming_shows_up_as_a_gap_in_count_between() {
     let oldest = 500 - len + 1;
     let after = store.after("r", 0, 5).await.unwrap();
     assert_eq!(
-        after[0].offset, oldest,
+        after[0].offset(),
+        oldest,
         "after starts at the oldest kept entry"
     );
     let page = store.page("r", None, 1000).await.unwrap();
@@ -612,9 +623,364 @@ async fn private_rooms_are_not_listed() {
         .unwrap();
     assert!(
         matches!(&out[..], [AppendOutcome::Stored(p), AppendOutcome::Stored(c)]
-            if p.offset == 3 && c.offset == 1),
+            if p.offset() == 3 && c.offset() == 1),
         "{out:?}"
     );
     let all = store.rooms(0, 10).await.unwrap();
     assert_eq!((names(&all), all.total), (vec!["c"], 1));
+}
+
+/// An entry of another kind than a message, written by `user`.
+fn entry(room: &str, user: &str, id: &str, change: Change) -> NewEntry {
+    NewEntry {
+        room: room.into(),
+        nick: user.into(),
+        user: user.into(),
+        id: id.into(),
+        change,
+    }
+}
+
+fn edit(target: u64, text: &str) -> Change {
+    Change::Edit {
+        target,
+        text: text.into(),
+        not_before: None,
+    }
+}
+
+fn react(target: u64, emoji: &str, on: bool) -> Change {
+    Change::React {
+        target,
+        emoji: emoji.into(),
+        on,
+    }
+}
+
+/// One outcome, told briefly: the stored entry's offset, a duplicate's, or the refusal.
+fn outcome(o: &AppendOutcome) -> String {
+    match o {
+        AppendOutcome::Stored(e) => format!("stored {}", e.offset()),
+        AppendOutcome::Duplicate { offset } => format!("dup {offset}"),
+        AppendOutcome::RoomLimit => "room limit".into(),
+        AppendOutcome::Refused(why) => format!("{why:?}"),
+    }
+}
+
+/// The conversation half of the `HistoryStore` contract: edits, deletions, reactions
+/// and replies are entries of the log with their own offsets, checked inside the append,
+/// replayed by `after` in order (minus what a deletion erased), and `page` shows the
+/// messages' current state.
+async fn conversation_contract(store: &dyn HistoryStore) {
+    let reply = |target: u64| NewEntry {
+        change: Change::Message {
+            text: "re".into(),
+            reply_to: Some(target),
+        },
+        ..msg("c", "bob", "re")
+    };
+    let out = store
+        .append_batch(vec![
+            msg("c", "ann", "1"),                           // 1
+            msg("c", "bob", "2"),                           // 2
+            entry("c", "ann", "e1", edit(1, "one, fixed")), // 3
+            entry("c", "bob", "e2", edit(1, "not mine")),   // refused: not the author
+            entry("c", "ann", "e3", edit(3, "an edit")),    // refused: not a message
+            entry("c", "ann", "e4", edit(99, "nothing")),   // refused: nothing there
+            entry("c", "bob", "r1", react(1, "👍", true)),  // 4
+            entry("c", "ann", "r2", react(1, "🎉", true)),  // 5
+            entry("c", "ann", "r3", react(1, "👍", true)),  // 6
+            entry("c", "bob", "r1", react(1, "👍", true)),  // duplicate of 4
+            reply(1),                                       // 7
+            entry("c", "ann", "e5", edit(1, "one, again")), // 8
+        ])
+        .await
+        .unwrap();
+    let told: Vec<String> = out.iter().map(outcome).collect();
+    assert_eq!(
+        told,
+        [
+            "stored 1",
+            "stored 2",
+            "stored 3",
+            "NotAuthor",
+            "UnknownMessage",
+            "UnknownMessage",
+            "stored 4",
+            "stored 5",
+            "stored 6",
+            "dup 4",
+            "stored 7",
+            "stored 8"
+        ]
+    );
+    let AppendOutcome::Stored(Entry::Edited(e)) = &out[2] else {
+        panic!("{:?}", out[2])
+    };
+    assert_eq!(
+        (e.target, e.text.as_str(), e.user.as_str()),
+        (1, "one, fixed", "ann")
+    );
+    let AppendOutcome::Stored(Entry::Reacted(r)) = &out[6] else {
+        panic!("{:?}", out[6])
+    };
+    assert_eq!(
+        (r.target, r.emoji.as_str(), r.on, r.nick.as_str()),
+        (1, "👍", true, "bob")
+    );
+    let AppendOutcome::Stored(Entry::Message(m)) = &out[10] else {
+        panic!("{:?}", out[10])
+    };
+    assert_eq!(m.reply_to, Some(1));
+
+    // History: messages only, in their current state, reactions in the order made.
+    let page = store.page("c", None, 10).await.unwrap();
+    assert!(!page.has_more);
+    let offs: Vec<u64> = page.messages.iter().map(|m| m.offset).collect();
+    assert_eq!(offs, [1, 2, 7]);
+    let first = &page.messages[0];
+    assert_eq!(first.text, "one, again");
+    assert!(first.edited_ts.is_some_and(|t| t >= first.ts));
+    assert_eq!(
+        first.reactions.0,
+        vec![
+            ("👍".to_owned(), vec!["bob".to_owned(), "ann".to_owned()]),
+            ("🎉".to_owned(), vec!["ann".to_owned()]),
+        ]
+    );
+    assert_eq!(page.nicks.get("bob").map(String::as_str), Some("bob"));
+    assert_eq!(page.messages[1].edited_ts, None);
+    assert!(page.messages[1].reactions.is_empty());
+    assert_eq!(page.messages[2].reply_to, Some(1));
+
+    // A reaction taken back, and one taken back that was never there.
+    let out = store
+        .append_batch(vec![
+            entry("c", "bob", "r4", react(1, "👍", false)), // 9
+            entry("c", "bob", "r5", react(2, "🎉", false)), // 10
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out.iter().map(outcome).collect::<Vec<_>>(),
+        ["stored 9", "stored 10"]
+    );
+    let page = store.page("c", None, 10).await.unwrap();
+    assert_eq!(page.messages[0].reactions.users("👍"), ["ann".to_owned()]);
+    assert!(page.messages[1].reactions.is_empty());
+
+    // Deletion: only the author or, with `any`, the owner; then the message and its
+    // edits are erased, its reactions dropped, and it can be neither edited, reacted
+    // to nor deleted again; a reply to it is still welcome.
+    let delete = |target: u64, any: bool| Change::Delete { target, any };
+    let out = store
+        .append_batch(vec![
+            entry("c", "bob", "d1", delete(1, false)),     // refused
+            entry("c", "ann", "d2", delete(1, false)),     // 11
+            entry("c", "ann", "e6", edit(1, "too late")),  // refused
+            entry("c", "bob", "r6", react(1, "👍", true)), // refused
+            entry("c", "ann", "d3", delete(1, false)),     // refused
+            entry("c", "owner", "d4", delete(2, true)),    // 12
+            NewEntry {
+                id: "re2".into(),
+                ..reply(1)
+            }, // 13
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out.iter().map(outcome).collect::<Vec<_>>(),
+        [
+            "NotAuthor",
+            "stored 11",
+            "UnknownMessage",
+            "UnknownMessage",
+            "UnknownMessage",
+            "stored 12",
+            "stored 13"
+        ]
+    );
+    let page = store.page("c", None, 10).await.unwrap();
+    let state: Vec<(u64, bool, &str)> = page
+        .messages
+        .iter()
+        .map(|m| (m.offset, m.deleted, m.text.as_str()))
+        .collect();
+    assert_eq!(
+        state,
+        [
+            (1, true, ""),
+            (2, true, ""),
+            (7, false, "re"),
+            (13, false, "re")
+        ]
+    );
+    let gone = &page.messages[0];
+    assert_eq!(
+        (gone.nick.as_str(), gone.id.as_str(), gone.edited_ts),
+        ("ann", "1", None)
+    );
+    assert!(gone.reactions.is_empty());
+    assert!(page.nicks.is_empty(), "{:?}", page.nicks);
+
+    // Replay: every entry in order, but neither the deleted messages nor their edits;
+    // the offsets erased still count as accounted for.
+    let replay = store.after("c", 0, 100).await.unwrap();
+    let kinds: Vec<String> = replay
+        .iter()
+        .map(|e| match e {
+            Entry::Message(m) => format!("{} message {}", m.offset, m.text),
+            Entry::Edited(e) => format!("{} edited {}", e.offset, e.target),
+            Entry::Deleted(d) => format!("{} deleted {}", d.offset, d.target),
+            Entry::Reacted(r) => format!("{} reacted {} {}", r.offset, r.target, r.on),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "4 reacted 1 true",
+            "5 reacted 1 true",
+            "6 reacted 1 true",
+            "7 message re",
+            "9 reacted 1 false",
+            "10 reacted 2 false",
+            "11 deleted 1",
+            "12 deleted 2",
+            "13 message re"
+        ]
+    );
+    assert_eq!(store.count_between("c", 0, 13).await.unwrap(), 13);
+    assert_eq!(store.count_between("c", 2, 13).await.unwrap(), 11);
+    // A replay page counts what it returns, so paging never stops at a hole.
+    let first_two = store.after("c", 0, 2).await.unwrap();
+    assert_eq!(
+        first_two.iter().map(Entry::offset).collect::<Vec<_>>(),
+        [4, 5]
+    );
+
+    // The erased texts are gone from storage, not hidden.
+    for gone in ["text 1", "one, fixed", "one, again", "text 2"] {
+        assert!(
+            !replay.iter().any(|e| format!("{e:?}").contains(gone)),
+            "{gone:?} replayed"
+        );
+    }
+
+    // The edit window: a message stored before `not_before` is too old to edit.
+    let out = store
+        .append_batch(vec![NewEntry {
+            change: Change::Edit {
+                target: 7,
+                text: "late".into(),
+                not_before: Some(u64::MAX / 2),
+            },
+            ..entry(
+                "c",
+                "bob",
+                "e7",
+                Change::Delete {
+                    target: 0,
+                    any: false,
+                },
+            )
+        }])
+        .await
+        .unwrap();
+    assert_eq!(outcome(&out[0]), "EditExpired");
+    // A notice has no author: nobody edits it, only the owner deletes it.
+    let out = store
+        .append_batch(vec![NewEntry::notice("c", "maintenance at noon")])
+        .await
+        .unwrap();
+    let notice = out[0].clone();
+    let AppendOutcome::Stored(n) = notice else {
+        panic!("{notice:?}")
+    };
+    let at = n.offset();
+    let out = store
+        .append_batch(vec![
+            entry("c", "", "e8", edit(at, "x")),
+            entry("c", "ann", "d5", delete(at, false)),
+            entry("c", "owner", "d6", delete(at, true)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out.iter().map(outcome).collect::<Vec<_>>(),
+        [
+            "NotAuthor",
+            "NotAuthor",
+            format!("stored {}", at + 1).as_str()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn conversation_contract_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+    conversation_contract(&store).await;
+}
+
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
+#[tokio::test]
+async fn conversation_contract_redis() {
+    require();
+    let server = RedisServer::start().await;
+    let store = redis_store(&server, 10_000).await;
+    conversation_contract(&store).await;
+}
+
+/// A page of a room that is mostly reactions still fills with messages, and says
+/// whether older ones exist; a deleted message keeps its place in the page.
+async fn pages_skip_other_entries(store: &dyn HistoryStore) {
+    let mut batch = Vec::new();
+    for i in 1..=30u64 {
+        batch.push(msg("p", "ann", &format!("m{i}")));
+    }
+    store.append_batch(batch).await.unwrap();
+    let mut batch = Vec::new();
+    for i in 0..600u64 {
+        let target = 30 - (i % 5);
+        let on = (i / 5) % 2 == 0;
+        batch.push(entry(
+            "p",
+            &format!("u{}", i % 7),
+            &format!("r{i}"),
+            react(target, "🔥", on),
+        ));
+    }
+    batch.push(entry(
+        "p",
+        "ann",
+        "d",
+        Change::Delete {
+            target: 27,
+            any: false,
+        },
+    ));
+    store.append_batch(batch).await.unwrap();
+    let page = store.page("p", None, 5).await.unwrap();
+    let offs: Vec<u64> = page.messages.iter().map(|m| m.offset).collect();
+    assert_eq!((offs, page.has_more), (vec![26, 27, 28, 29, 30], true));
+    assert!(page.messages[1].deleted);
+    let page = store.page("p", Some(26), 100).await.unwrap();
+    assert_eq!(page.messages.len(), 25);
+    assert!(!page.has_more);
+}
+
+#[tokio::test]
+async fn pages_skip_other_entries_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+    pages_skip_other_entries(&store).await;
+}
+
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
+#[tokio::test]
+async fn pages_skip_other_entries_redis() {
+    require();
+    let server = RedisServer::start().await;
+    let store = redis_store(&server, 10_000).await;
+    pages_skip_other_entries(&store).await;
 }

@@ -175,7 +175,7 @@ INSERT INTO messages VALUES
 
 #[tokio::test]
 async fn a_database_from_before_retention_opens_keeps_its_history_and_prunes() {
-    use backend::{HistoryStore, NewMessage, Pruned, Retention, SqliteStore};
+    use backend::{Change, HistoryStore, NewEntry, Pruned, Retention, SqliteStore};
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
@@ -229,17 +229,20 @@ async fn a_database_from_before_retention_opens_keeps_its_history_and_prunes() {
     assert_eq!(store.rooms(0, 10).await.unwrap().total, 1);
     // The forgotten room continues its offsets.
     let out = store
-        .append_batch(vec![NewMessage {
+        .append_batch(vec![NewEntry {
             room: "attic".into(),
             nick: "bob".into(),
             user: "bob".into(),
             id: "b".into(),
-            text: "back".into(),
+            change: Change::Message {
+                text: "back".into(),
+                reply_to: None,
+            },
         }])
         .await
         .unwrap();
     assert!(
-        matches!(&out[0], backend::AppendOutcome::Stored(m) if m.offset == 2),
+        matches!(&out[0], backend::AppendOutcome::Stored(m) if m.offset() == 2),
         "{out:?}"
     );
 }
@@ -247,17 +250,20 @@ async fn a_database_from_before_retention_opens_keeps_its_history_and_prunes() {
 #[ignore = "needs redis-server; `cargo xtask test` runs it"]
 #[tokio::test]
 async fn redis_logs_and_message_ids_expire_with_the_age_and_the_count_caps_streams() {
-    use backend::{HistoryStore, NewMessage, RedisKeys, RedisStore};
+    use backend::{Change, HistoryStore, NewEntry, RedisKeys, RedisStore};
 
     require();
     let redis = RedisServer::start().await;
     let keys = RedisKeys::new("huddle").unwrap();
-    let msg = |room: &str, id: String| NewMessage {
+    let msg = |room: &str, id: String| NewEntry {
         room: room.into(),
         nick: "ann".into(),
         user: "ann".into(),
         id,
-        text: "hi".into(),
+        change: Change::Message {
+            text: "hi".into(),
+            reply_to: None,
+        },
     };
 
     // An age of an hour: the log expires an hour after the room's last message, each
@@ -356,17 +362,20 @@ async fn a_read_only_redis_gets_a_clear_error_and_reads_go_on() {
 
 #[tokio::test]
 async fn appends_go_on_while_a_large_backlog_is_pruned() {
-    use backend::{HistoryStore, NewMessage, Retention, SqliteStore};
+    use backend::{Change, HistoryStore, NewEntry, Retention, SqliteStore};
     use std::sync::Arc;
 
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("h.db")).unwrap());
-    let msg = |room: String, id: String| NewMessage {
+    let msg = |room: String, id: String| NewEntry {
         room,
         nick: "ann".into(),
         user: "ann".into(),
         id,
-        text: "x".repeat(100),
+        change: Change::Message {
+            text: "x".repeat(100),
+            reply_to: None,
+        },
     };
     // 20,000 messages: twenty prune batches.
     for b in 0..20 {

@@ -18,7 +18,7 @@ use super::{authorize, ApiError, Scope};
 use crate::clock::now_ms;
 use crate::logsafe::Chain;
 use crate::state::AppState;
-use crate::store::{AppendOutcome, NewMessage};
+use crate::store::{AppendOutcome, NewEntry};
 
 /// The route, in axum's path syntax.
 pub(super) const PATH: &str = "/api/rooms/{room}/notifications";
@@ -108,12 +108,18 @@ pub(super) async fn notify(
 /// Stores a notice through the history writer, which broadcasts it once it is durable
 /// (as a `notification` with its offset: [`common::ChatMessage::is_notice`]).
 async fn store_notice(state: &AppState, room: &str, text: &str) -> Result<u64, ApiError> {
-    let notice = NewMessage::notice(room, text);
+    let notice = NewEntry::notice(room, text);
     let outcome = state.writer.append(notice).await.await;
     match outcome {
-        Ok(Ok(AppendOutcome::Stored(m))) => Ok(m.offset),
+        Ok(Ok(AppendOutcome::Stored(m))) => Ok(m.offset()),
         Ok(Ok(AppendOutcome::Duplicate { offset })) => Ok(offset),
         Ok(Ok(AppendOutcome::RoomLimit)) => Err(ApiError::RoomLimit),
+        // A notice answers nothing and changes nothing, so the log has nothing to
+        // refuse; were it ever to, the notice was not stored.
+        Ok(Ok(AppendOutcome::Refused(why))) => {
+            tracing::error!(room = %room, ?why, "notifications API: notice refused by the log");
+            Err(ApiError::Unavailable)
+        }
         Ok(Err(e)) => {
             tracing::error!(room = %room, error = %Chain(&e), "notifications API: notice not stored");
             Err(ApiError::Unavailable)
