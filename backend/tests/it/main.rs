@@ -14,6 +14,7 @@ mod admission;
 mod amplification;
 mod api;
 mod browser;
+mod conversation;
 mod delivery;
 mod faults;
 mod http_limits;
