@@ -9,6 +9,7 @@
 //! room without a hole (the history was reset, or trimmed past this instance's
 //! position), it reports the room lost and its members resume on their own.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,13 +116,56 @@ async fn read_loop(
             let Some(room) = shared.keys.room_of_log(&stream.key) else {
                 continue;
             };
-            deliver_entries(shared, room, &stream.ids);
+            let erased = erased_in_holes(shared, conn, room, &stream.ids).await?;
+            deliver_entries(shared, room, &stream.ids, &erased);
         }
     }
 }
 
-/// Hands a room's new stream entries up to this node, in order.
-fn deliver_entries(shared: &Shared, room: &str, entries: &[StreamId]) {
+/// The most offsets of one hole looked up in `erased`: a hole wider than this is taken
+/// for a trim (a deletion erases one message and its few edits).
+const HOLE_CHECK: u64 = 1000;
+
+/// Of the offsets missing between this node's position in `room` and the entries just
+/// read, those a deletion erased (noted in the room's `erased` set in the same script
+/// that removed them, so a reader that sees the hole also sees the note).
+async fn erased_in_holes(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    room: &str,
+    entries: &[StreamId],
+) -> redis::RedisResult<HashSet<u64>> {
+    let Some(mut prev) = shared.rooms().get(room).copied() else {
+        return Ok(HashSet::new());
+    };
+    let mut holes: Option<(u64, u64)> = None;
+    for entry in entries {
+        let Some(offset) = entry
+            .id
+            .split_once('-')
+            .and_then(|(o, _)| o.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if prev > 0 && offset > prev + 1 && offset - prev <= HOLE_CHECK {
+            let (lo, _) = holes.unwrap_or((prev + 1, 0));
+            holes = Some((lo, offset - 1));
+        }
+        prev = prev.max(offset);
+    }
+    let Some((lo, hi)) = holes else {
+        return Ok(HashSet::new());
+    };
+    let erased: Vec<u64> = conn
+        .zrangebyscore(shared.keys.erased(room), lo, hi)
+        .await?;
+    Ok(erased.into_iter().collect())
+}
+
+/// Hands a room's new stream entries up to this node, in order. A hole before an entry
+/// is a loss (the stream was trimmed past this node's position) unless every offset in
+/// it is one a deletion erased (`erased`).
+fn deliver_entries(shared: &Shared, room: &str, entries: &[StreamId], erased: &HashSet<u64>) {
     let mut rooms = shared.rooms();
     // Unsubscribed while the read was in flight: nobody here to deliver to.
     let Some(position) = rooms.get_mut(room) else {
@@ -142,8 +186,9 @@ fn deliver_entries(shared: &Shared, room: &str, entries: &[StreamId]) {
         }
         // A deletion removes the message and its edits from the stream: a hole it
         // accounts for is no loss.
-        let erased = erased_by(entry);
-        let explained = (*position + 1..offset).all(|o| erased.contains(&o));
+        let noted = erased_by(entry);
+        let explained = offset - *position <= HOLE_CHECK
+            && (*position + 1..offset).all(|o| erased.contains(&o) || noted.contains(&o));
         if *position > 0 && offset > *position + 1 && !explained {
             // The stream was trimmed (`--history-max`) past what this instance had read:
             // its members would silently miss messages. Like an overflowing outbox,
