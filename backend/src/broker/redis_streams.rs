@@ -156,9 +156,7 @@ async fn erased_in_holes(
     let Some((lo, hi)) = holes else {
         return Ok(HashSet::new());
     };
-    let erased: Vec<u64> = conn
-        .zrangebyscore(shared.keys.erased(room), lo, hi)
-        .await?;
+    let erased: Vec<u64> = conn.zrangebyscore(shared.keys.erased(room), lo, hi).await?;
     Ok(erased.into_iter().collect())
 }
 
