@@ -146,7 +146,10 @@ pub async fn run(
     let metrics = Metrics::new();
     let hub = Hub::default();
     let mut backends = open_backends(&config, &hub).await?;
-    if !config.retention.is_unbounded() {
+    // In Redis a prune pass also drops what the log's trimming (`--history-max`) left
+    // behind: the edits, deletions and reactions of messages no longer stored. So it
+    // runs there whatever the retention.
+    if !config.retention.is_unbounded() || config.redis.is_some() {
         let token = backends.tasks.token();
         backends.tasks.spawn(retention::keep(
             Arc::clone(&backends.store),

@@ -718,6 +718,10 @@ impl RedisStore {
             messages += self.prune_old(room, cutoff).await?;
         }
         self.prune_state(room).await?;
+        if policy.is_unbounded() {
+            // Nothing expires or is pruned: no log can have been left empty.
+            return Ok((messages, 0));
+        }
         // A log that expired or was pruned empty: forget the room.
         let forgot: u64 = bounded(|| {
             let mut conn = self.conn.clone();
@@ -736,12 +740,19 @@ impl RedisStore {
     /// Drops the state (edits, deletions, reactions) of messages trimmed or pruned
     /// from the log, and the erased offsets below its start.
     async fn prune_state(&self, room: &str) -> Result<(), StoreError> {
+        let (state, erased) = (self.keys.room_state(room), self.keys.erased(room));
+        let calls = Calls::new(self.conn.clone());
+        // Most rooms have neither: one cheap call for them.
+        let kept: u64 = calls
+            .query(redis::cmd("EXISTS").arg(&state).arg(&erased))
+            .await?;
+        if kept == 0 {
+            return Ok(());
+        }
         let Some((first, _)) = bounded(|| self.first_and_last(room)).await? else {
             return Ok(());
         };
         let start = self.start_of(room, first).await?;
-        let (state, erased) = (self.keys.room_state(room), self.keys.erased(room));
-        let calls = Calls::new(self.conn.clone());
         let mut cursor: u64 = 0;
         loop {
             let (next, fields): (u64, Vec<String>) = calls

@@ -379,12 +379,28 @@ async fn a_v1_database_opens_with_its_history_and_gains_people() {
     assert_eq!(items.len(), 2);
     assert!(items.iter().all(|m| m.get("user").is_none()), "{page}");
     assert_eq!(c.say_acked("lobby", "three").await, 3);
+    // The old messages are entries of the log like new ones: reacted to and replied to;
+    // they have no author to edit them.
+    c.send(json!({"type": "react", "room": "lobby", "offset": 1, "emoji": "👍", "on": true, "id": "r1"}))
+        .await;
+    assert_eq!(c.next_of("ack").await["offset"], 4);
+    c.send(json!({"type": "edit", "room": "lobby", "offset": 2, "text": "2", "id": "e1"}))
+        .await;
+    assert_eq!(c.next_of("error").await["code"], "forbidden");
+    c.send(json!({"type": "history", "room": "lobby"})).await;
+    let page = c.next_of("history").await;
+    assert_eq!(
+        page["messages"][0]["reactions"]["👍"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     let version: i64 = rusqlite::Connection::open(&path)
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
-        version, 2,
-        "every migration ran (people, then notifications)"
+        version, 3,
+        "every migration ran (people, notifications, conversation)"
     );
 }

@@ -984,3 +984,82 @@ async fn pages_skip_other_entries_redis() {
     let store = redis_store(&server, 10_000).await;
     pages_skip_other_entries(&store).await;
 }
+
+/// What the stream's trimming (`--history-max`) leaves of trimmed messages (their
+/// edits' texts, reactions, deletions) is dropped by a prune pass, even without a
+/// retention policy; the state of messages still stored stays.
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
+#[tokio::test]
+async fn a_prune_pass_drops_the_state_of_trimmed_messages() {
+    require();
+    let server = RedisServer::start().await;
+    let store = redis_store(&server, 10).await;
+    let mut batch = Vec::new();
+    for i in 1..=5u64 {
+        batch.push(msg("t", "ann", &format!("m{i}")));
+    }
+    batch.push(entry("t", "ann", "e1", edit(1, "one!"))); // 6
+    batch.push(entry("t", "bob", "r1", react(2, "👍", true))); // 7
+    batch.push(entry(
+        "t",
+        "ann",
+        "d1",
+        Change::Delete {
+            target: 3,
+            any: false,
+        },
+    )); // 8
+    batch.push(entry("t", "bob", "r2", react(5, "🔥", true))); // 9
+    store.append_batch(batch).await.unwrap();
+    // 300 more messages: the stream keeps about the newest 10 (MAXLEN ~).
+    for chunk in 0..3 {
+        let batch = (0..100)
+            .map(|i| msg("t", "cy", &format!("n{chunk}-{i}")))
+            .collect();
+        store.append_batch(batch).await.unwrap();
+    }
+    let last = store.head("t").await.unwrap().head;
+    store
+        .append_batch(vec![entry("t", "bob", "r3", react(last, "🎉", true))])
+        .await
+        .unwrap();
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let state = RedisKeys::default().room_state("t");
+    let erased = RedisKeys::default().erased("t");
+    let fields = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut conn = conn.clone();
+        let state = state.clone();
+        async move {
+            let mut f: Vec<String> = redis::cmd("HKEYS")
+                .arg(&state)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            f.sort();
+            f
+        }
+    };
+    let mut want = vec![
+        "d:3".to_owned(),
+        "e:1".into(),
+        "r:2".into(),
+        "r:5".into(),
+        format!("r:{last}"),
+    ];
+    want.sort();
+    assert_eq!(fields(&mut conn).await, want);
+    store.prune(&Retention::default(), 0).await.unwrap();
+    assert_eq!(fields(&mut conn).await, [format!("r:{last}")]);
+    let left: u64 = redis::cmd("ZCARD")
+        .arg(&erased)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    let page = store.page("t", None, 1).await.unwrap();
+    assert_eq!(page.messages[0].reactions.users("🎉"), ["bob".to_owned()]);
+}
