@@ -198,6 +198,7 @@ pub async fn run(
     let alerts = Arc::new(Alerts::new(
         Arc::clone(&backends.inbox),
         Arc::clone(&backends.directory),
+        Arc::clone(&backends.store),
         Arc::clone(&membership),
         Arc::clone(&backends.nicks),
         config.push_delay,

@@ -646,6 +646,8 @@ pub enum AlertKind {
     /// Any message in a room whose level the user set to `all` (an addition to the
     /// contract).
     Message,
+    /// A reply to one of the user's messages (an addition to the contract).
+    Reply,
 }
 
 impl AlertKind {
@@ -657,6 +659,7 @@ impl AlertKind {
             AlertKind::Invite => "invite",
             AlertKind::App => "app",
             AlertKind::Message => "message",
+            AlertKind::Reply => "reply",
         }
     }
 
@@ -668,6 +671,7 @@ impl AlertKind {
             AlertKind::Invite,
             AlertKind::App,
             AlertKind::Message,
+            AlertKind::Reply,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

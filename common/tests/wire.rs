@@ -537,6 +537,7 @@ fn v2_notification_frames() {
         AlertKind::Invite,
         AlertKind::App,
         AlertKind::Message,
+        AlertKind::Reply,
     ] {
         assert_eq!(enc(&kind), format!("\"{}\"", kind.as_str()));
         assert_eq!(AlertKind::parse(kind.as_str()), Some(kind));

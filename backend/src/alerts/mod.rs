@@ -1,6 +1,7 @@
 //! Who gets an alert, for what, and how it reaches them: the rules of issue 13 written
 //! once. A stored message alerts the members it names `@nick` (not its sender, not in a
-//! room they muted), every member who chose `all` for its room, and in a DM room the
+//! room they muted), the author of the message it replies to (`reply`, unless named:
+//! then `mention`), every member who chose `all` for its room, and in a DM room the
 //! other user when none of their connections is in the room; an invitation alerts the
 //! invitee; the notifications API alerts whom it names. [`Alerts::deliver`] stores an
 //! alert in the user's inbox, sends it to every connection of theirs, and schedules
@@ -24,7 +25,7 @@ use crate::logsafe::{Chain, Escaped};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::nicks::NickRegistry;
-use crate::store::StoreError;
+use crate::store::{HistoryStore, StoreError};
 
 pub(crate) use targets::Targets;
 
@@ -41,6 +42,8 @@ pub(crate) struct Alerts {
     membership: Arc<Membership>,
     nicks: Arc<dyn NickRegistry>,
     targets: Targets,
+    /// Where a reply's original is looked up, for its author.
+    store: Arc<dyn HistoryStore>,
     push_delay: Duration,
     /// Wakes the pusher when an alert is due at once.
     due_now: Arc<Notify>,
@@ -53,6 +56,7 @@ impl Alerts {
     pub(crate) fn new(
         inbox: Arc<dyn Inbox>,
         directory: Arc<dyn Directory>,
+        store: Arc<dyn HistoryStore>,
         membership: Arc<Membership>,
         nicks: Arc<dyn NickRegistry>,
         push_delay: Duration,
@@ -61,6 +65,7 @@ impl Alerts {
     ) -> Self {
         Alerts {
             targets: Targets::new(directory),
+            store,
             inbox,
             membership,
             nicks,
@@ -186,11 +191,16 @@ impl Alerts {
             return Ok(vec![(peer, alert)]);
         }
         let members = self.targets.members(room).await?;
+        let answered = match msg.reply_to {
+            Some(original) => self.author_of(room, original).await?,
+            None => None,
+        };
         let mut made = Vec::new();
         for target in members.iter().filter(|t| t.user != sender) {
             let kind = match target.level {
                 NotifyLevel::Nothing => continue,
                 _ if common::text::names(&msg.text, &target.nick) => AlertKind::Mention,
+                _ if answered.as_deref() == Some(&*target.user) => AlertKind::Reply,
                 NotifyLevel::All => AlertKind::Message,
                 NotifyLevel::Mentions => continue,
             };
@@ -207,6 +217,16 @@ impl Alerts {
             ));
         }
         Ok(made)
+    }
+
+    /// Who wrote the message at `offset` of `room`, if it is still stored (a deleted
+    /// one's author is not told of replies to it).
+    async fn author_of(&self, room: &str, offset: u64) -> Result<Option<String>, StoreError> {
+        let found = self.store.after(room, offset.saturating_sub(1), 1).await?;
+        Ok(found.into_iter().find_map(|e| match e {
+            common::Entry::Message(m) if m.offset == offset && !m.is_notice() => m.user,
+            _ => None,
+        }))
     }
 
     /// The alert an invitation makes.

@@ -172,7 +172,7 @@ impl Pusher {
     async fn send_alert(&self, user: &str, alert: &Alert) -> bool {
         let payload = alert_payload(alert);
         let urgency = match alert.kind {
-            AlertKind::Mention | AlertKind::Dm => Urgency::High,
+            AlertKind::Mention | AlertKind::Dm | AlertKind::Reply => Urgency::High,
             AlertKind::Invite | AlertKind::App | AlertKind::Message => Urgency::Normal,
         };
         self.send_all(user, &payload, urgency).await

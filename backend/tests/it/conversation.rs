@@ -341,3 +341,38 @@ async fn since_replays_edits_deletions_and_reactions_in_order() {
     );
     bob.expect_nothing_queued().await;
 }
+
+#[tokio::test]
+async fn a_reply_alerts_the_author_of_the_original() {
+    let server = TestServer::start().await;
+    let mut ann = server.member("ann", "lobby").await;
+    let mut bob = server.member("bob", "lobby").await;
+    let original = ann.say_acked("lobby", "who is in for lunch?").await;
+    // A plain message alerts nobody (the default level is mentions).
+    bob.say_acked("lobby", "not me").await;
+    // A reply to ann's message alerts ann, as a reply.
+    acked(
+        &mut bob,
+        json!({"type": "send", "room": "lobby", "text": "me!", "id": "re1", "reply_to": original}),
+    )
+    .await;
+    let alert = ann.next_of("alert").await;
+    assert_eq!(
+        (&alert["kind"], &alert["offset"], &alert["body"]),
+        (&json!("reply"), &json!(original + 2), &json!("me!")),
+        "{alert}"
+    );
+    // Replying to oneself alerts nobody.
+    ann.send(json!({"type": "send", "room": "lobby", "text": "anyone?", "id": "re2", "reply_to": original}))
+        .await;
+    let (mut acked_, mut echoed) = (false, false);
+    while !(acked_ && echoed) {
+        let v = ann.recv().await;
+        assert!(v["type"] != "alert", "{v}");
+        acked_ |= v["type"] == "ack" && v["id"] == "re2";
+        echoed |= v["type"] == "message" && v["id"] == "re2";
+    }
+    ann.expect_silence(Duration::from_millis(300)).await;
+    while bob.next_of("message").await["id"] != "re2" {}
+    bob.expect_silence(Duration::from_millis(300)).await;
+}
