@@ -43,6 +43,75 @@ pub(crate) fn keep_newest_within(messages: &mut Vec<common::ChatMessage>, max: u
     drop > 0
 }
 
+/// Lists at most `per_emoji` users of each reaction of each message (the first who
+/// reacted), and gives the full count of any emoji cut short in `reaction_counts`, so
+/// one popular message cannot outgrow the frame limit on its own: twelve emoji of 100
+/// users each stay far below it, beside the longest text.
+pub(crate) fn cap_reactions(messages: &mut [common::ChatMessage], per_emoji: usize) {
+    for m in messages {
+        for (emoji, users) in &mut m.reactions.0 {
+            if users.len() > per_emoji {
+                m.reaction_counts.insert(emoji.clone(), users.len() as u64);
+                users.truncate(per_emoji);
+            }
+        }
+    }
+}
+
+/// Users listed per emoji of a message in `history` (see [`cap_reactions`]): twelve
+/// emoji of 20 users, with their names in `nicks`, stay far below the frame limit
+/// beside the longest text, and a tooltip names no more anyway.
+pub(crate) const REACTORS_LISTED: usize = 20;
+
+/// The `history` answer for `page`, within `max` bytes: reactions capped
+/// ([`cap_reactions`]), then the oldest messages dropped until the rest, with the names
+/// of who reacted to them, fit (`slack`: what the frame holds besides the list). The
+/// newest message is always kept. Returns the frame and how many messages it holds.
+pub(crate) fn history_frame(
+    room: &str,
+    page: crate::store::Page,
+    max: usize,
+    slack: usize,
+) -> (Frame, usize) {
+    let crate::store::Page {
+        mut messages,
+        has_more,
+        nicks: all_nicks,
+    } = page;
+    cap_reactions(&mut messages, REACTORS_LISTED);
+    let mut trimmed = keep_newest_within(&mut messages, max.saturating_sub(slack));
+    loop {
+        let named = |user: &String| {
+            messages
+                .iter()
+                .any(|m| m.reactions.0.iter().any(|(_, us)| us.contains(user)))
+        };
+        let nicks = all_nicks
+            .iter()
+            .filter(|(user, _)| named(user))
+            .map(|(u, n)| (u.clone(), n.clone()))
+            .collect();
+        let count = messages.len();
+        let answer = ServerMsg::History {
+            room: room.to_owned(),
+            messages,
+            has_more: has_more || trimmed,
+            nicks,
+        };
+        let frame = encode(&answer);
+        let ServerMsg::History { messages: back, .. } = answer else {
+            unreachable!("built as a history frame just above")
+        };
+        messages = back;
+        if frame.len() <= max || count <= 1 {
+            return (frame, count);
+        }
+        // The names of who reacted did not fit beside the messages: one fewer.
+        messages.remove(0);
+        trimmed = true;
+    }
+}
+
 /// Keeps the first of `nicks` that encode to at most `max` bytes as a JSON array;
 /// `true` if any were dropped. A room of thousands would otherwise send every joiner a
 /// list beyond the frame limit.
@@ -130,6 +199,72 @@ mod tests {
         let mut few = vec!["a".to_owned(), "b".to_owned()];
         assert!(!keep_first_within(&mut few, 100));
         assert_eq!(few.len(), 2);
+    }
+
+    #[test]
+    fn a_history_frame_caps_reactions_and_fits_the_names_of_who_reacted() {
+        let msg = |offset: u64, reactors: usize| {
+            let mut m = common::ChatMessage {
+                room: "r".into(),
+                offset,
+                id: format!("m{offset}"),
+                nick: "n".into(),
+                text: "x".repeat(100),
+                ts: 1,
+                ..Default::default()
+            };
+            for u in 0..reactors {
+                m.reactions.apply("👍", &format!("user-{offset}-{u}"), true);
+            }
+            m
+        };
+        let nicks_of = |ms: &[common::ChatMessage]| {
+            ms.iter()
+                .flat_map(|m| m.reactions.users("👍").to_vec())
+                .map(|u| (u.clone(), "a fairly long display name".repeat(2)))
+                .collect()
+        };
+        // One message with 1,000 reactions: 20 listed, the count given.
+        let page = crate::store::Page {
+            messages: vec![msg(1, 1000)],
+            has_more: false,
+            nicks: nicks_of(&[msg(1, 1000)]),
+        };
+        let (frame, count) = history_frame("r", page, 64 * 1024, 512);
+        let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(count, 1);
+        assert_eq!(
+            v["messages"][0]["reactions"]["👍"]
+                .as_array()
+                .unwrap()
+                .len(),
+            20
+        );
+        assert_eq!(v["messages"][0]["reaction_counts"]["👍"], 1000);
+        assert_eq!(
+            v["nicks"].as_object().unwrap().len(),
+            20,
+            "only those listed"
+        );
+        assert_eq!(v["has_more"], false);
+        // 100 messages of 20 reactors each: their names do not fit in 64 KB with them,
+        // so the oldest go, and the page says there is more.
+        let messages: Vec<_> = (1..=100).map(|o| msg(o, 20)).collect();
+        let page = crate::store::Page {
+            nicks: nicks_of(&messages),
+            messages,
+            has_more: false,
+        };
+        let (frame, count) = history_frame("r", page, 64 * 1024, 512);
+        assert!(frame.len() <= 64 * 1024, "{}", frame.len());
+        assert!(count < 100, "{count}");
+        let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(
+            v["messages"].as_array().unwrap().last().unwrap()["offset"],
+            100
+        );
+        assert_eq!(v["has_more"], true);
+        assert_eq!(v["nicks"].as_object().unwrap().len(), 20 * count);
     }
 
     #[test]

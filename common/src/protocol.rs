@@ -376,6 +376,11 @@ pub struct ChatMessage {
     /// `history` only).
     #[serde(default, skip_serializing_if = "Reactions::is_empty")]
     pub reactions: Reactions,
+    /// How many users reacted with each emoji, present only when `reactions` lists
+    /// fewer of them than reacted (a message too popular to name everyone within the
+    /// frame limit) (an addition to the contract).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reaction_counts: BTreeMap<String, u64>,
 }
 
 fn is_false(b: &bool) -> bool {

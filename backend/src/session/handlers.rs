@@ -631,25 +631,8 @@ impl Session {
             .clamp(1, u64::from(limits.history_max)) as u32;
         match self.state.store.page(&room, before, limit).await {
             Ok(page) => {
-                let mut messages = page.messages;
                 let max = self.state.config.max_frame_bytes as usize;
-                let trimmed =
-                    codec::keep_newest_within(&mut messages, max.saturating_sub(FRAME_SLACK));
-                let count = messages.len();
-                let mut nicks = page.nicks;
-                if trimmed {
-                    nicks.retain(|user, _| {
-                        messages
-                            .iter()
-                            .any(|m| m.reactions.0.iter().any(|(_, us)| us.contains(user)))
-                    });
-                }
-                let frame = codec::encode(&ServerMsg::History {
-                    room: room.to_string(),
-                    messages,
-                    has_more: page.has_more || trimmed,
-                    nicks,
-                });
+                let (frame, count) = codec::history_frame(&room, page, max, FRAME_SLACK);
                 self.reads.charge(count, frame.len());
                 self.write(Message::Text(frame)).await
             }
