@@ -196,9 +196,11 @@ pub async fn run(
         backends.tasks.token(),
     ));
     let alerts = Arc::new(Alerts::new(
-        Arc::clone(&backends.inbox),
-        Arc::clone(&backends.directory),
-        Arc::clone(&backends.store),
+        alerts::Stores {
+            inbox: Arc::clone(&backends.inbox),
+            directory: Arc::clone(&backends.directory),
+            history: Arc::clone(&backends.store),
+        },
         Arc::clone(&membership),
         Arc::clone(&backends.nicks),
         config.push_delay,

@@ -77,6 +77,7 @@ fn chat_message() -> impl Strategy<Value = ChatMessage> {
             edited_ts: None,
             deleted: false,
             reactions: Default::default(),
+            reaction_counts: Default::default(),
             room,
             offset,
             id,

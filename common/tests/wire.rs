@@ -50,6 +50,7 @@ fn chat(offset: u64, id: &str, text: &str) -> ChatMessage {
         edited_ts: None,
         deleted: false,
         reactions: Default::default(),
+        reaction_counts: Default::default(),
         room: "lobby".into(),
         offset,
         id: id.into(),

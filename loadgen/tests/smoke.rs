@@ -419,8 +419,9 @@ async fn fake_session(stream: TcpStream, room: Arc<Mutex<Room>>, members: Arc<At
                         let mut r = room.lock().unwrap();
                         r.head += 1;
                         let offset = r.head;
-                        let frame = ServerMsg::Message(common::ChatMessage { reply_to: None, edited_ts: None, deleted: false, reactions: Default::default(),
-                            room: name.clone(), offset, id: id.clone(), nick: nick.clone(), text, ts: 0, user: None,
+                        let frame = ServerMsg::Message(common::ChatMessage {
+                            room: name.clone(), offset, id: id.clone(), nick: nick.clone(), text, ts: 0,
+                            ..Default::default()
                         });
                         let _ = r.tx.send((offset, serde_json::to_string(&frame).unwrap()));
                         ServerMsg::Ack { id, room: name, offset }

@@ -52,20 +52,31 @@ pub(crate) struct Alerts {
     metrics: Metrics,
 }
 
+/// The stores alerts read and write: the inbox they are kept in, the directory (who is
+/// in a room, at what level), and the history (who wrote the message a reply answers).
+pub(crate) struct Stores {
+    pub(crate) inbox: Arc<dyn Inbox>,
+    pub(crate) directory: Arc<dyn Directory>,
+    pub(crate) history: Arc<dyn HistoryStore>,
+}
+
 impl Alerts {
     pub(crate) fn new(
-        inbox: Arc<dyn Inbox>,
-        directory: Arc<dyn Directory>,
-        store: Arc<dyn HistoryStore>,
+        stores: Stores,
         membership: Arc<Membership>,
         nicks: Arc<dyn NickRegistry>,
         push_delay: Duration,
         pusher: &pusher::Handle,
         metrics: Metrics,
     ) -> Self {
+        let Stores {
+            inbox,
+            directory,
+            history,
+        } = stores;
         Alerts {
             targets: Targets::new(directory),
-            store,
+            store: history,
             inbox,
             membership,
             nicks,

@@ -133,6 +133,10 @@ impl NewEntry {
 
 /// What became of one appended entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per appended entry, moved once to its sender; boxing would cost an allocation per message on the hot path"
+)]
 pub enum AppendOutcome {
     /// Stored at the next offset of its room.
     Stored(Entry),

@@ -114,6 +114,7 @@ async fn enter_sends_and_the_ack_turns_the_pending_row_into_a_sent_one() {
         edited_ts: None,
         deleted: false,
         reactions: Default::default(),
+        reaction_counts: Default::default(),
         room: "lobby".to_owned(),
         offset: 7,
         id: ids[0].clone(),

@@ -240,6 +240,7 @@ fn chat_message(room: &str, offset: u64, nick: &str, text: &str, ts: u64) -> Cha
         edited_ts: None,
         deleted: false,
         reactions: Default::default(),
+        reaction_counts: Default::default(),
         room: room.to_owned(),
         offset,
         id: format!("{nick}-{offset}"),

@@ -442,6 +442,7 @@ mod tests {
             edited_ts: None,
             deleted: false,
             reactions: Default::default(),
+            reaction_counts: Default::default(),
             room: "r".to_owned(),
             offset,
             id: format!("id{offset}"),

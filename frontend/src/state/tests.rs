@@ -14,6 +14,7 @@ fn msg(room: &str, offset: u64, nick: &str, id: &str) -> ChatMessage {
         edited_ts: None,
         deleted: false,
         reactions: Default::default(),
+        reaction_counts: Default::default(),
         room: room.to_owned(),
         offset,
         id: id.to_owned(),
