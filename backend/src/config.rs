@@ -323,8 +323,9 @@ pub struct Config {
     #[arg(long, env = "HUDDLE_MAX_ROOMS", default_value_t = 10_000)]
     pub max_rooms: u64,
 
-    /// With --redis: messages kept per room (approximately: streams are trimmed with
-    /// `MAXLEN ~`); older ones are gone from history and `since` recovery.
+    /// With --redis: entries kept per room (messages, edits, deletions, reactions;
+    /// approximately: streams are trimmed with `MAXLEN ~`); older ones are gone from
+    /// history and `since` recovery.
     #[arg(long, env = "HUDDLE_HISTORY_MAX", default_value_t = 10_000)]
     pub history_max: u64,
 
