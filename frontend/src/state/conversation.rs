@@ -89,7 +89,7 @@ pub(crate) struct Shown {
 }
 
 /// One reaction under a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Chip {
     pub(crate) emoji: String,
     /// Everyone who reacted with it (more than `names` when the server listed only

@@ -19,7 +19,9 @@ use common::{
     ServerMsg,
 };
 
-pub(crate) use conversation::{Chip, Quote, Shown};
+pub(crate) use conversation::Chip;
+#[cfg(test)]
+pub(crate) use conversation::Shown;
 pub(crate) use inbox::{format_time, parse_time, Inbox, NotifySettings};
 pub(crate) use people::{InviteOutcome, NewRoom};
 pub(crate) use room::{typing_line, NoticeKind, Outgoing, Peer, Room, Row, TYPING_SHOWN_MS};

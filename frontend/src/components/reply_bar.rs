@@ -1,0 +1,55 @@
+//! Above the composer while a reply is being written: whom it answers and the start of
+//! what they said, with a button (and Esc in the composer) to stop replying.
+
+use leptos::prelude::*;
+
+use crate::connection::Connection;
+use crate::state::Parts;
+use crate::store::Store;
+
+#[component]
+pub(crate) fn ReplyBar() -> impl IntoView {
+    let chat = expect_context::<Store>();
+    let target = Memo::new(move |_| {
+        chat.with(Parts::MESSAGES | Parts::ROOMS, |s| {
+            let r = s.room()?;
+            Some((r.name.clone(), r.replying_to?))
+        })
+    });
+    move || target.get().map(|(room, offset)| replying(room, offset))
+}
+
+/// The bar for a reply to the message at `offset`, watching that message (an edit or
+/// a deletion shows here too).
+fn replying(room: String, offset: u64) -> impl IntoView {
+    let conn = expect_context::<Connection>();
+    let chat = expect_context::<Store>();
+    let trigger = chat.watch(&room, offset);
+    let quote = Memo::new(move |_| {
+        trigger.track();
+        chat.with_untracked(|s| s.rooms.get(&room)?.quote(offset))
+    });
+    let nick = move || quote.with(|q| q.as_ref().map(|q| q.nick.clone()).unwrap_or_default());
+    let text = move || {
+        quote.with(|q| match q {
+            Some(q) if q.deleted => "message deleted".to_owned(),
+            Some(q) => q.snippet.clone(),
+            None => String::new(),
+        })
+    };
+    view! {
+        <div class="reply-bar" role="status">
+            <span class="reply-label">"Replying to "<bdi class="quote-nick">{nick}</bdi></span>
+            <span class="quote-text">{text}</span>
+            <button
+                type="button"
+                class="reply-cancel"
+                aria-label="Stop replying"
+                title="Stop replying (Esc)"
+                on:click=move |_| conn.cancel_reply()
+            >
+                "×"
+            </button>
+        </div>
+    }
+}
