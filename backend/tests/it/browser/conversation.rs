@@ -179,9 +179,9 @@ async fn edit_delete_react_and_reply_between_two_people_live_and_after_a_reload(
         &format!("li.msg[data-offset='{plan}'] button.reaction[data-emoji='{THUMBS}']"),
     )
     .await;
-    plan_row.chips = vec![(format!("{THUMBS}2"), "bob, alice".to_owned(), false)];
+    // Both reacted with it now: each sees the chip as theirs too.
+    plan_row.chips = vec![(format!("{THUMBS}2"), "bob, alice".to_owned(), true)];
     wait_row(&bob, "bob", plan, &plan_row).await;
-    plan_row.chips[0].2 = true;
     wait_row(&alice, "alice", plan, &plan_row).await;
 
     // Alice edits hers: Up in the empty composer, the new text, Enter.
@@ -196,7 +196,6 @@ async fn edit_delete_react_and_reply_between_two_people_live_and_after_a_reload(
     plan_row.text = Some("the plan is final".to_owned());
     plan_row.edited = true;
     wait_row(&alice, "alice", plan, &plan_row).await;
-    plan_row.chips[0].2 = false;
     wait_row(&bob, "bob", plan, &plan_row).await;
     // The reply's quote follows the edit, on both sides.
     reply_row.quote = Some("alice: the plan is final".to_owned());
@@ -224,8 +223,7 @@ async fn edit_delete_react_and_reply_between_two_people_live_and_after_a_reload(
     // After a reload (history in its current state) each sees the same, once each.
     reload(&alice, "talk").await;
     reload(&bob, "talk").await;
-    for (b, who, mine) in [(&alice, "alice", true), (&bob, "bob", false)] {
-        plan_row.chips[0].2 = mine;
+    for (b, who) in [(&alice, "alice"), (&bob, "bob")] {
         wait_row(b, who, plan, &plan_row).await;
         wait_row(b, who, reply, &reply_row).await;
         wait_row(b, who, typo, &gone).await;
@@ -244,6 +242,8 @@ async fn edit_delete_react_and_reply_between_two_people_live_and_after_a_reload(
     .await;
     plan_row.chips = vec![(format!("{THUMBS}1"), "alice".to_owned(), true)];
     wait_row(&alice, "alice", plan, &plan_row).await;
+    plan_row.chips[0].2 = false;
+    wait_row(&bob, "bob", plan, &plan_row).await;
     screenshot(&alice, "conversation-alice.png").await;
 }
 
