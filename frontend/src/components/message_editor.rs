@@ -6,7 +6,9 @@ use leptos::prelude::*;
 use web_sys::KeyboardEvent;
 
 use crate::components::message_actions::focus_composer;
+use crate::components::message_list::keep_at_bottom;
 use crate::connection::Connection;
+use crate::store::Store;
 
 #[component]
 pub(crate) fn MessageEditor(offset: u64, text: String) -> impl IntoView {
@@ -14,6 +16,8 @@ pub(crate) fn MessageEditor(offset: u64, text: String) -> impl IntoView {
     let draft = RwSignal::new(text);
     let error = RwSignal::new(None::<String>);
     let field = NodeRef::<Textarea>::new();
+    // The editor is taller than the text: the last row must not slip out of view.
+    keep_at_bottom(expect_context::<Store>());
     request_animation_frame(move || {
         if let Some(el) = field.get_untracked() {
             let _ = el.focus();

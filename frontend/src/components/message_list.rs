@@ -203,6 +203,22 @@ pub(crate) fn MessageList() -> impl IntoView {
     }
 }
 
+/// Keeps the view at the bottom when something below the list (the reply bar) or in
+/// a row (the editor) changed its height, if the person was reading the newest rows.
+pub(crate) fn keep_at_bottom(chat: Store) {
+    if !chat.with_untracked(|s| s.room().is_some_and(|r| r.at_bottom)) {
+        return;
+    }
+    request_animation_frame(|| {
+        let scroller = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.query_selector(".scroller").ok().flatten());
+        if let Some(el) = scroller {
+            el.set_scroll_top(el.scroll_height());
+        }
+    });
+}
+
 /// The first row whose bottom is below the top of the view, as (key, offset from the
 /// view's top).
 fn first_visible(el: &HtmlElement) -> Option<(String, i32)> {

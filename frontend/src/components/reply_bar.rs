@@ -3,6 +3,7 @@
 
 use leptos::prelude::*;
 
+use crate::components::message_list::keep_at_bottom;
 use crate::connection::Connection;
 use crate::state::Parts;
 use crate::store::Store;
@@ -15,6 +16,11 @@ pub(crate) fn ReplyBar() -> impl IntoView {
             let r = s.room()?;
             Some((r.name.clone(), r.replying_to?))
         })
+    });
+    // The bar takes room from the list: the newest rows stay in view.
+    Effect::new(move |_| {
+        target.track();
+        keep_at_bottom(chat);
     });
     move || target.get().map(|(room, offset)| replying(room, offset))
 }

@@ -256,6 +256,7 @@ async fn screenshot_of_the_conversation() {
     let driver = Driver::start().await;
     let dir = screenshot_dir(true);
     let (alice, _p) = driver.browser(1280, 800).await;
+    set_viewport(&alice, 1280, 800).await;
     let mut bob = server.member("bob", "lobby").await;
     let mut carol = server.member("carol", "lobby").await;
     let checklist = bob
