@@ -74,34 +74,35 @@ pub(crate) fn MessageActions(
             {edit}
             {delete}
         </div>
-        <Show when=move || picking.get()>
-            <ReactionPicker
-                offset=offset
-                on_done=Callback::new(move |()| {
-                    picking.set(false);
-                    open.set(false);
-                })
-            />
-        </Show>
-        <Show when=move || confirming.get()>
-            <div class="confirm-delete" role="group" aria-label="Delete this message?">
-                <span>"Delete this message?"</span>
-                <button
-                    type="button"
-                    class="confirm-yes danger"
-                    on:click=move |_| {
-                        confirming.set(false);
-                        open.set(false);
-                        conn.delete_message(offset);
-                    }
-                >
-                    "Delete"
-                </button>
-                <button type="button" class="confirm-no" on:click=move |_| confirming.set(false)>
-                    "Cancel"
-                </button>
-            </div>
-        </Show>
+        // The picker or the confirmation, in one reactive child (each costs code).
+        {move || {
+            if picking.get() {
+                view! { <ReactionPicker offset=offset picking=picking open=open /> }.into_any()
+            } else if confirming.get() {
+                view! {
+                    <div class="confirm-delete" role="group" aria-label="Delete this message?">
+                        <span>"Delete this message?"</span>
+                        <button
+                            type="button"
+                            class="confirm-yes danger"
+                            on:click=move |_| {
+                                confirming.set(false);
+                                open.set(false);
+                                conn.delete_message(offset);
+                            }
+                        >
+                            "Delete"
+                        </button>
+                        <button type="button" class="confirm-no" on:click=move |_| confirming.set(false)>
+                            "Cancel"
+                        </button>
+                    </div>
+                }
+                    .into_any()
+            } else {
+                ().into_any()
+            }
+        }}
     }
 }
 

@@ -45,13 +45,12 @@ pub(crate) fn MessageEditor(offset: u64, text: String) -> impl IntoView {
         }
         _ => {}
     };
-    let rows = move || draft.with(|t| t.lines().count().clamp(1, 6));
     view! {
         <div class="editor">
             <textarea
                 class="edit-field"
                 aria-label="Edit message"
-                rows=rows
+                rows="2"
                 node_ref=field
                 bind:value=draft
                 on:keydown=on_keydown

@@ -63,14 +63,13 @@ pub(crate) fn MessageList() -> impl IntoView {
                 .collect::<std::collections::BTreeSet<u64>>()
         })
     });
-    // The message an alert or a reply's quote pointed at, if it is in this room, and
-    // how many times one was: pointing at the same one again scrolls to it again.
+    // The message an alert or a reply's quote pointed at, if it is in this room.
     let highlight = Memo::new(move |_| {
         chat.with(Parts::ROOMS | Parts::MESSAGES, |s| {
             s.highlight
                 .as_ref()
                 .filter(|(room, _)| s.current.as_ref() == Some(room))
-                .map(|(_, offset)| (*offset, s.highlight_seq))
+                .map(|(_, offset)| *offset)
         })
     });
     // The row the person is looking at, and its distance from the top of the view.
@@ -109,10 +108,12 @@ pub(crate) fn MessageList() -> impl IntoView {
     let revealed = StoredValue::new(None::<(u64, u64)>);
     Effect::new(move |_| {
         rows.with(|_| ());
-        let Some((offset, seq)) = highlight.get() else {
+        let Some(offset) = highlight.get() else {
             revealed.set_value(None);
             return;
         };
+        // Pointing at the same message again scrolls to it again.
+        let seq = chat.with(Parts::ROOMS | Parts::MESSAGES, |s| s.highlight_seq);
         if revealed.get_value() == Some((offset, seq)) {
             return;
         }
@@ -248,12 +249,10 @@ fn row_view(
     room: String,
     row: Row,
     continued: Memo<std::collections::BTreeSet<u64>>,
-    highlight: Memo<Option<(u64, u64)>>,
+    highlight: Memo<Option<u64>>,
 ) -> AnyView {
     match row {
         Row::Message { offset, .. } => {
-            let continued = Signal::derive(move || continued.with(|c| c.contains(&offset)));
-            let highlight = Signal::derive(move || highlight.get().map(|(o, _)| o));
             view! { <MessageRow room=room offset=offset continued=continued highlight=highlight /> }
                 .into_any()
         }

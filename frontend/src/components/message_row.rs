@@ -14,7 +14,8 @@ use crate::components::{
     Avatar, MessageActions, MessageEditor, ReactionChips, ReplyQuote, RichText,
 };
 use crate::connection::Connection;
-use crate::state::Chip;
+use std::collections::BTreeSet;
+
 use crate::store::Store;
 use crate::text::mentions;
 
@@ -26,12 +27,11 @@ pub(crate) fn MessageRow(
     /// The room the row belongs to.
     room: String,
     offset: u64,
-    /// Same sender as the row before, shortly after: shown without the meta line.
-    #[prop(into)]
-    continued: Signal<bool>,
+    /// The rows shown without their meta line (same sender as the row before, shortly
+    /// after).
+    continued: Memo<BTreeSet<u64>>,
     /// The message an alert or a quote pointed at.
-    #[prop(into)]
-    highlight: Signal<Option<u64>>,
+    highlight: Memo<Option<u64>>,
 ) -> impl IntoView {
     let chat = expect_context::<Store>();
     let found = chat.with_untracked(|s| {
@@ -55,27 +55,27 @@ pub(crate) fn MessageRow(
         }
         .into_any();
     }
+    // The message's own trigger: only a change to this message re-runs these. (Plain
+    // closures rather than memos where a re-run is cheap: each memo type costs code.)
     let trigger = chat.watch(&room, offset);
     let shown = {
         let room = room.clone();
-        Memo::new(move |_| {
+        move || {
             trigger.track();
             chat.with_untracked(|s| s.rooms.get(&room)?.shown(offset, me.as_deref()))
-        })
+        }
     };
     // What the body shows, apart from the reactions: a reaction leaves the text alone.
-    let body = Memo::new(move |_| {
-        shown.with(|s| {
-            s.as_ref()
-                .map(|s| (s.text.clone(), s.edited, s.deleted, s.editing))
+    let body = {
+        let shown = shown.clone();
+        Memo::new(move |_| {
+            shown()
+                .map(|s| (s.text, s.edited, s.deleted, s.editing))
                 .unwrap_or_default()
         })
-    });
+    };
     let deleted = move || body.with(|b| b.2);
-    let chips = Memo::new(move |_| {
-        shown.with(|s| s.as_ref().map(|s| s.reactions.clone()).unwrap_or_default())
-    });
-    let chips: Signal<Vec<Chip>> = chips.into();
+    let chips = move || shown().map(|s| s.reactions).unwrap_or_default();
     // Actions open by a long press (phones) or from the keyboard, not only on hover.
     let open = RwSignal::new(false);
     let press = StoredValue::new_local(None::<TimeoutHandle>);
@@ -120,15 +120,27 @@ pub(crate) fn MessageRow(
             .into_any()
         }
     };
+    // One class attribute for all the row's states: every reactive attribute costs
+    // code of its own in the bundle.
+    let class = move || {
+        let mut class = String::from("msg");
+        for (on, name) in [
+            (mine, " mine"),
+            (named, " mentions-me"),
+            (highlight.get() == Some(offset), " highlight"),
+            (continued.with(|c| c.contains(&offset)), " continued"),
+            (deleted(), " deleted"),
+            (open.get(), " actions-open"),
+        ] {
+            if on {
+                class.push_str(name);
+            }
+        }
+        class
+    };
     view! {
         <li
-            class="msg"
-            class:mine=mine
-            class:mentions-me=named
-            class:highlight=move || highlight.get() == Some(offset)
-            class:continued=move || continued.get()
-            class:deleted=deleted
-            class:actions-open=move || open.get()
+            class=class
             data-offset=offset
             data-key=format!("m{offset}")
             on:touchstart=on_touchstart
@@ -144,10 +156,9 @@ pub(crate) fn MessageRow(
             </div>
             {quote}
             {text}
-            <ReactionChips offset=offset chips=chips />
-            <Show when=move || !deleted()>
-                <MessageActions offset=offset may_edit=mine may_delete=mine || owned open=open />
-            </Show>
+            {move || view! { <ReactionChips offset=offset chips=chips() /> }}
+            // Hidden by the style sheet once the message is deleted.
+            <MessageActions offset=offset may_edit=mine may_delete=mine || owned open=open />
         </li>
     }
     .into_any()

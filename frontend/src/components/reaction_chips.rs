@@ -7,38 +7,37 @@ use leptos::prelude::*;
 use crate::connection::Connection;
 use crate::state::Chip;
 
+/// Rendered again as a whole when the message's reactions change: a message has a few
+/// chips, and a keyed list would cost more code than it saves work.
 #[component]
-pub(crate) fn ReactionChips(offset: u64, chips: Signal<Vec<Chip>>) -> impl IntoView {
+pub(crate) fn ReactionChips(offset: u64, chips: Vec<Chip>) -> impl IntoView {
     let conn = expect_context::<Connection>();
-    view! {
-        <Show when=move || chips.with(|c| !c.is_empty())>
-            <div class="reactions">
-                <For
-                    each=move || chips.get()
-                    // Keyed by the whole chip: one that changed is replaced, the rest stay.
-                    key=|chip| chip.clone()
-                    children=move |chip| {
-                        let who = chip.who();
-                        let label = format!("{} {}: {who}", chip.emoji, chip.count);
-                        let emoji = chip.emoji.clone();
-                        view! {
-                            <button
-                                type="button"
-                                class="reaction"
-                                class:mine=chip.mine
-                                aria-pressed=chip.mine.to_string()
-                                aria-label=label
-                                title=who
-                                data-emoji=chip.emoji.clone()
-                                on:click=move |_| conn.toggle_reaction(offset, &emoji)
-                            >
-                                <span class="reaction-emoji">{chip.emoji.clone()}</span>
-                                <span class="reaction-count">{chip.count}</span>
-                            </button>
-                        }
-                    }
-                />
-            </div>
-        </Show>
+    if chips.is_empty() {
+        return ().into_any();
     }
+    let chips = chips
+        .into_iter()
+        .map(|chip| {
+            let who = chip.who();
+            let label = format!("{} {}: {who}", chip.emoji, chip.count);
+            let emoji = chip.emoji.clone();
+            let data = chip.emoji.clone();
+            view! {
+                <button
+                    type="button"
+                    class="reaction"
+                    class:mine=chip.mine
+                    aria-pressed=chip.mine.to_string()
+                    aria-label=label
+                    title=who
+                    data-emoji=data
+                    on:click=move |_| conn.toggle_reaction(offset, &emoji)
+                >
+                    <span class="reaction-emoji">{chip.emoji}</span>
+                    <span class="reaction-count">{chip.count}</span>
+                </button>
+            }
+        })
+        .collect_view();
+    view! { <div class="reactions">{chips}</div> }.into_any()
 }

@@ -10,7 +10,17 @@ use web_sys::KeyboardEvent;
 use crate::connection::Connection;
 
 #[component]
-pub(crate) fn ReactionPicker(offset: u64, on_done: Callback<()>) -> impl IntoView {
+pub(crate) fn ReactionPicker(
+    offset: u64,
+    /// Set while the picker is open; cleared when it closes.
+    picking: RwSignal<bool>,
+    /// The row's actions, open after a long press: closed with the picker.
+    open: RwSignal<bool>,
+) -> impl IntoView {
+    let on_done = move || {
+        picking.set(false);
+        open.set(false);
+    };
     let conn = expect_context::<Connection>();
     let menu = NodeRef::<Div>::new();
     // The keyboard goes to the first reaction, so arrows and Tab walk them.
@@ -27,7 +37,7 @@ pub(crate) fn ReactionPicker(offset: u64, on_done: Callback<()>) -> impl IntoVie
         let step: i32 = match ev.key().as_str() {
             "Escape" => {
                 ev.stop_propagation();
-                on_done.run(());
+                on_done();
                 return;
             }
             "ArrowRight" | "ArrowDown" => 1,
@@ -72,7 +82,7 @@ pub(crate) fn ReactionPicker(offset: u64, on_done: Callback<()>) -> impl IntoVie
                     aria-label=format!("React with {emoji}")
                     on:click=move |_| {
                         conn.toggle_reaction(offset, emoji);
-                        on_done.run(());
+                        on_done();
                     }
                 >
                     {*emoji}

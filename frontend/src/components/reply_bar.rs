@@ -11,18 +11,19 @@ use crate::store::Store;
 #[component]
 pub(crate) fn ReplyBar() -> impl IntoView {
     let chat = expect_context::<Store>();
-    let target = Memo::new(move |_| {
-        chat.with(Parts::MESSAGES | Parts::ROOMS, |s| {
-            let r = s.room()?;
-            Some((r.name.clone(), r.replying_to?))
-        })
-    });
+    let target =
+        Memo::new(move |_| chat.with(Parts::MESSAGES | Parts::ROOMS, |s| s.room()?.replying_to));
     // The bar takes room from the list: the newest rows stay in view.
     Effect::new(move |_| {
         target.track();
         keep_at_bottom(chat);
     });
-    move || target.get().map(|(room, offset)| replying(room, offset))
+    move || {
+        target.get().map(|offset| {
+            let room = chat.with_untracked(|s| s.current.clone().unwrap_or_default());
+            replying(room, offset)
+        })
+    }
 }
 
 /// The bar for a reply to the message at `offset`, watching that message (an edit or
@@ -31,17 +32,18 @@ fn replying(room: String, offset: u64) -> impl IntoView {
     let conn = expect_context::<Connection>();
     let chat = expect_context::<Store>();
     let trigger = chat.watch(&room, offset);
-    let quote = Memo::new(move |_| {
+    let quote = move || {
         trigger.track();
         chat.with_untracked(|s| s.rooms.get(&room)?.quote(offset))
-    });
-    let nick = move || quote.with(|q| q.as_ref().map(|q| q.nick.clone()).unwrap_or_default());
-    let text = move || {
-        quote.with(|q| match q {
-            Some(q) if q.deleted => "message deleted".to_owned(),
-            Some(q) => q.snippet.clone(),
-            None => String::new(),
-        })
+    };
+    let nick = {
+        let quote = quote.clone();
+        move || quote().map(|q| q.nick).unwrap_or_default()
+    };
+    let text = move || match quote() {
+        Some(q) if q.deleted => "message deleted".to_owned(),
+        Some(q) => q.snippet,
+        None => String::new(),
     };
     view! {
         <div class="reply-bar" role="status">

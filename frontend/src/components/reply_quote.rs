@@ -14,24 +14,19 @@ pub(crate) fn ReplyQuote(room: String, target: u64) -> impl IntoView {
     // The original's own trigger: its edit, deletion or arrival in a page of history
     // updates this quote.
     let trigger = chat.watch(&room, target);
-    let quote = Memo::new(move |_| {
+    let quote = move || {
         trigger.track();
         chat.with_untracked(|s| s.rooms.get(&room)?.quote(target))
-    });
-    let label = move || match quote.get() {
-        Some(q) if q.deleted => format!("Reply to {}: message deleted", q.nick),
-        Some(q) => format!("Reply to {}: {}", q.nick, q.snippet),
-        None => "Reply to an earlier message".to_owned(),
     };
     view! {
         <button
             type="button"
             class="reply-quote"
             data-target=target
-            aria-label=label
+            title="Show the message this answers"
             on:click=move |_| conn.jump_to(target)
         >
-            {move || match quote.get() {
+            {move || match quote() {
                 Some(q) => {
                     let text = if q.deleted {
                         view! { <span class="quote-text quote-deleted">"message deleted"</span> }
