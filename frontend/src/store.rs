@@ -23,8 +23,11 @@ pub(crate) struct Store {
     state: StoredValue<ChatState, LocalStorage>,
     parts: StoredValue<[Trigger; Parts::COUNT]>,
     /// The triggers of the rows on the page, with how many views watch each.
-    rows: StoredValue<HashMap<(String, u64), (ArcTrigger, usize)>, LocalStorage>,
+    rows: StoredValue<RowTriggers, LocalStorage>,
 }
+
+/// The trigger of each watched row, by room and offset, with how many views watch it.
+type RowTriggers = HashMap<(String, u64), (ArcTrigger, usize)>;
 
 impl Store {
     pub(crate) fn new(state: ChatState) -> Self {

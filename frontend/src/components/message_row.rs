@@ -58,12 +58,12 @@ pub(crate) fn MessageRow(
     // The message's own trigger: only a change to this message re-runs these. (Plain
     // closures rather than memos where a re-run is cheap: each memo type costs code.)
     let trigger = chat.watch(&room, offset);
-    let shown = {
-        let room = room.clone();
-        move || {
-            trigger.track();
-            chat.with_untracked(|s| s.rooms.get(&room)?.shown(offset, me.as_deref()))
-        }
+    let quote = m
+        .reply_to
+        .map(|target| view! { <ReplyQuote room=room.clone() target=target /> });
+    let shown = move || {
+        trigger.track();
+        chat.with_untracked(|s| s.rooms.get(&room)?.shown(offset, me.as_deref()))
     };
     // What the body shows, apart from the reactions: a reaction leaves the text alone.
     let body = {
@@ -102,9 +102,6 @@ pub(crate) fn MessageRow(
         Some(user) => sender_menu(m.nick.clone(), user).into_any(),
         None => view! { <bdi class="nick">{m.nick.clone()}</bdi> }.into_any(),
     };
-    let quote = m
-        .reply_to
-        .map(|target| view! { <ReplyQuote room=room.clone() target=target /> });
     let text = move || {
         let (text, edited, deleted, editing) = body.get();
         if deleted {

@@ -282,7 +282,7 @@ impl ChatState {
 
     /// A message was taken back. One we never loaded is ignored: `history` shows it
     /// deleted.
-    pub(super) fn on_deleted(&mut self, d: Deleted) {
+    pub(super) fn on_deleted(&mut self, d: &Deleted) {
         let Some(r) = self.rooms.get_mut(&d.room) else {
             return;
         };

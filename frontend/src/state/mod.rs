@@ -397,7 +397,7 @@ impl ChatState {
             ServerMsg::Left { room } => self.on_left(&room),
             ServerMsg::Message(m) => self.on_message(m),
             ServerMsg::Edited(e) => self.on_edited(e),
-            ServerMsg::Deleted(d) => self.on_deleted(d),
+            ServerMsg::Deleted(d) => self.on_deleted(&d),
             ServerMsg::Reacted(r) => self.on_reacted(r),
             ServerMsg::History {
                 room,
