@@ -73,11 +73,6 @@ fn s() -> impl Strategy<Value = String> {
 fn chat_message() -> impl Strategy<Value = ChatMessage> {
     (s(), any::<u64>(), s(), s(), s(), any::<u64>()).prop_map(
         |(room, offset, id, nick, text, ts)| ChatMessage {
-            reply_to: None,
-            edited_ts: None,
-            deleted: false,
-            reactions: Default::default(),
-            reaction_counts: Default::default(),
             room,
             offset,
             id,
@@ -85,6 +80,7 @@ fn chat_message() -> impl Strategy<Value = ChatMessage> {
             text,
             ts,
             user: None,
+            ..Default::default()
         },
     )
 }

@@ -46,11 +46,6 @@ fn golden_client(msg: &ClientMsg, json: &str) {
 
 fn chat(offset: u64, id: &str, text: &str) -> ChatMessage {
     ChatMessage {
-        reply_to: None,
-        edited_ts: None,
-        deleted: false,
-        reactions: Default::default(),
-        reaction_counts: Default::default(),
         room: "lobby".into(),
         offset,
         id: id.into(),
@@ -58,6 +53,7 @@ fn chat(offset: u64, id: &str, text: &str) -> ChatMessage {
         text: text.into(),
         ts: 1_764_097_200_000,
         user: None,
+        ..Default::default()
     }
 }
 

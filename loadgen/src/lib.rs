@@ -24,10 +24,13 @@
 //!   connection it and `pushes` use.
 //! - [`pushes`]: Web Pushes per second from the notifications API into a local push
 //!   service (`push_service`) that decrypts every one.
+//! - [`history`](mod@history): `history` page latency in a room whose messages carry
+//!   reactions and edits (or plain ones), every page checked once.
 
 pub mod alerts;
 mod conn;
 mod guest;
+pub mod history;
 pub mod measure;
 pub mod plot;
 pub mod procstat;

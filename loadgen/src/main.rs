@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use common::parse_duration;
 use loadgen::scenario::{Load, Scenario, MAX_SOURCE_IPS};
-use loadgen::{alerts, plot, pushes, signins, verify, Options};
+use loadgen::{alerts, history, plot, pushes, signins, verify, Options};
 
 /// Exit status of a run that finished but found problems.
 const NOT_OK: u8 = 3;
@@ -67,6 +67,79 @@ enum Command {
     /// notifications API. Start the server with `--api-token T --push-hosts 127.0.0.1
     /// --push-rate 100000`.
     Pushes(PushArgs),
+    /// `history` page latency: fills one room with messages carrying reactions, edits
+    /// and deletions (or, with `--plain`, messages only), checks every page once, then
+    /// times `history {before, limit}` over its pages. Start the server with
+    /// `--read-rate` and `--read-bytes` far above their defaults (and a high
+    /// `--rate-per-sec`, or the fill is paced to the default 20/s per connection).
+    History(HistoryArgs),
+}
+
+#[derive(Args)]
+struct HistoryArgs {
+    /// Server WebSocket URL (ws://127.0.0.1:PORT/ws).
+    #[arg(long)]
+    url: String,
+    /// Messages posted into the room.
+    #[arg(long, default_value_t = 1000)]
+    messages: usize,
+    /// Messages only: no reactions, edits or deletions.
+    #[arg(long)]
+    plain: bool,
+    /// Reacting users, one connection each.
+    #[arg(long, default_value_t = 5)]
+    reactors: usize,
+    /// Reactions per message cycle from --reactions-min to --reactions-max, each from
+    /// another reactor.
+    #[arg(long, default_value_t = 3)]
+    reactions_min: usize,
+    #[arg(long, default_value_t = 5)]
+    reactions_max: usize,
+    /// Every this-many-th message is edited, once or twice alternately (0: none).
+    #[arg(long, default_value_t = 2)]
+    edit_every: usize,
+    /// Every this-many-th message is deleted (0: none).
+    #[arg(long, default_value_t = 50)]
+    delete_every: usize,
+    /// Bytes of each message text and edit.
+    #[arg(long, default_value_t = 100)]
+    text_bytes: usize,
+    /// Messages per round of the fill (each round followed by its edits, reactions and
+    /// deletions, so they interleave in the log).
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Unacked frames per connection during the fill.
+    #[arg(long, default_value_t = 32)]
+    in_flight: usize,
+    /// Pages to ask for (over all readers).
+    #[arg(long, default_value_t = 2000)]
+    requests: usize,
+    /// Longest the measurement lasts (at most 10m).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Messages per page (`history.limit`).
+    #[arg(long, default_value_t = 100)]
+    limit: u64,
+    /// Connections reading at once, one request in flight each.
+    #[arg(long, default_value_t = 1)]
+    readers: usize,
+    #[arg(long, default_value = "bench-history")]
+    room: String,
+    /// Nicks are <prefix>a, <prefix>r<i>, <prefix>h<i> (default: unique to this process).
+    #[arg(long)]
+    nick_prefix: Option<String>,
+    /// Server process to measure (CPU, RSS).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// The store's process (a redis-server) to measure too (CPU).
+    #[arg(long)]
+    store_pid: Option<u32>,
+    /// Names the run in the report.
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Runtime worker threads (default: the CPUs this process may use).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Args)]
@@ -338,6 +411,38 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 label: a.label,
             };
             let report = runtime(a.threads)?.block_on(pushes::pushes(opts))?;
+            println!("{}", report.json_line());
+            eprint!("{}", report.human());
+            Ok(exit(report.ok))
+        }
+        Command::History(a) => {
+            let mut opts = history::HistoryOptions {
+                url: a.url,
+                messages: a.messages,
+                reactors: a.reactors,
+                reactions_min: a.reactions_min,
+                reactions_max: a.reactions_max,
+                edit_every: a.edit_every,
+                delete_every: a.delete_every,
+                text_bytes: a.text_bytes,
+                batch: a.batch,
+                in_flight: a.in_flight,
+                requests: a.requests,
+                duration: a.duration,
+                limit: a.limit,
+                readers: a.readers,
+                room: a.room,
+                nick_prefix: a
+                    .nick_prefix
+                    .unwrap_or_else(|| format!("h{}x", std::process::id() % 1000)),
+                server_pid: a.server_pid,
+                store_pid: a.store_pid,
+                label: a.label,
+            };
+            if a.plain {
+                opts.plain();
+            }
+            let report = runtime(a.threads)?.block_on(history::history(opts))?;
             println!("{}", report.json_line());
             eprint!("{}", report.human());
             Ok(exit(report.ok))

@@ -76,6 +76,11 @@ pub(crate) enum Scenario {
     /// Web Pushes per second: N users (default 200) subscribed to a push service inside
     /// the load generator, 25 alerts each posted through the notifications API.
     Pushes,
+    /// `history` page latency (pages of 100): a room of N messages (default 1,000) each
+    /// with 3-5 reactions from different users, every 2nd edited once or twice, every
+    /// 50th deleted, then the same room of plain messages; each on a fresh server
+    /// (SQLite, or Redis with --redis), up to 10,000 pages or --duration (default 60).
+    History,
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,17 +88,19 @@ pub(crate) struct BenchArgs {
     #[arg(value_enum)]
     scenario: Scenario,
     /// fanout/cluster: this room size only; idle: connections to reach; rooms: rooms of 5;
-    /// durable: senders; signins: clients at once; alerts: room members; pushes: users.
+    /// durable: senders; signins: clients at once; alerts: room members; pushes: users;
+    /// history: messages in the room.
     #[arg(long)]
     n: Option<usize>,
     /// Seconds each measurement window lasts (default 10; signins: each of its three
-    /// parts, default 5).
+    /// parts, default 5; history: at most, default 60).
     #[arg(long)]
     duration: Option<u64>,
     /// Scaled-down parameters: a quick check that everything works (about a minute).
     #[arg(long)]
     quick: bool,
-    /// durable: history in Redis (`huddle --redis`, a private redis-server) instead of SQLite.
+    /// durable, history: history in Redis (`huddle --redis`, a private redis-server)
+    /// instead of SQLite.
     #[arg(long)]
     redis: bool,
     /// fanout/cluster: offered deliveries/s of each step, comma-separated (default: a ramp
@@ -135,6 +142,7 @@ pub(crate) fn bench(ctx: &Ctx, args: &BenchArgs) -> Result<()> {
         Scenario::Signins => signins(&b, args),
         Scenario::Alerts => alerts(&b, args),
         Scenario::Pushes => pushes(&b, args),
+        Scenario::History => history(&b, args),
     };
     let _ = fs::remove_dir_all(&b.scratch);
     result?;
@@ -940,6 +948,112 @@ fn pushes(b: &Bench<'_>, args: &BenchArgs) -> Result<()> {
         if report["ok"] == true { "OK" } else { "NOT OK" },
     );
     Ok(())
+}
+
+/// What `history` raises beyond the bench flags: the per-connection read budget
+/// (default 200 messages and 256 KiB per second, 2 pages a second), which would
+/// otherwise measure itself.
+const HISTORY_FLAGS: [&str; 4] = ["--read-rate", "1000000", "--read-bytes", "2000000000"];
+
+/// `history`: per variant (reactions, plain), a fresh server (and Redis with --redis);
+/// `loadgen history` fills one room, checks every page once, then times `history
+/// {limit: 100}` over all its pages, one request at a time, up to 10,000 pages or the
+/// window (60 s by default).
+fn history(b: &Bench<'_>, args: &BenchArgs) -> Result<()> {
+    let messages = args.n.unwrap_or(if args.quick { 300 } else { 1_000 });
+    // 10,000 pages (a few seconds at SQLite's pace) so that the newest page alone, one
+    // in ten, still has 1,000 samples for its p99.
+    let (requests, secs) = if args.quick {
+        (200, args.duration.unwrap_or(10))
+    } else {
+        (10_000, args.duration.unwrap_or(60))
+    };
+    let store = if args.redis { "redis" } else { "sqlite" };
+    // A flag given after `--` replaces the bench's (huddle refuses one twice).
+    let extra: Vec<&str> = HISTORY_FLAGS
+        .chunks(2)
+        .filter(|pair| !b.server_args.iter().any(|a| a == pair[0]))
+        .flatten()
+        .copied()
+        .collect();
+    let mut flags = b.flags_shown(&extra);
+    if args.redis {
+        flags.extend(["--redis".to_owned(), "<private redis-server>".to_owned()]);
+    }
+    println!();
+    println!("server flags: {}", flags.join(" "));
+    let mut summary = Vec::new();
+    for variant in ["reactions", "plain"] {
+        let dir = b.step_dir()?;
+        let mut redis = None;
+        let mut server_extra: Vec<String> = extra.iter().map(|f| (*f).to_owned()).collect();
+        if args.redis {
+            let (proc, url) = b.start_redis(&dir)?;
+            server_extra.extend(["--redis".to_owned(), url]);
+            redis = Some(proc);
+        }
+        let server_extra: Vec<&str> = server_extra.iter().map(String::as_str).collect();
+        let server = b.start_huddle(&dir, &dir.join("bench.db"), &server_extra)?;
+        let mut la = vec![
+            format!("--url={}", server.url()),
+            format!("--messages={messages}"),
+            format!("--requests={requests}"),
+            format!("--duration={secs}s"),
+            format!("--server-pid={}", server.pid()),
+            format!("--label=history {variant} {store} n={messages}"),
+            "--threads=1".to_owned(),
+        ];
+        if variant == "plain" {
+            la.push("--plain".to_owned());
+        }
+        if let Some(redis) = &redis {
+            la.push(format!("--store-pid={}", redis.pid()));
+        }
+        let report = loadgen_report(b, "history", &la, &[])?;
+        drop(server);
+        drop(redis);
+        b.record(
+            "history",
+            &json!({"variant": variant, "store": store, "messages": messages,
+                    "requests": requests, "duration_s": secs, "server_flags": flags}),
+            &report,
+        )?;
+        summary.push(history_line(variant, &report));
+    }
+    println!();
+    println!("history summary ({store}, {messages} messages, pages of 100, one reader):");
+    for line in summary {
+        println!("  {line}");
+    }
+    Ok(())
+}
+
+fn history_line(variant: &str, r: &Value) -> String {
+    let ms = |k: &str, p: &str| r[k][p].as_f64().unwrap_or(0.0) / 1000.0;
+    format!(
+        "{variant:<9} {} log entries; page {} bytes; p50 {:.2} ms p99 {:.2} ms max {:.2} ms \
+         (newest p50 {:.2} / p99 {:.2}; with before p50 {:.2} / p99 {:.2}); {:.0} pages/s \
+         ({} in {:.1} s); server CPU {:.0} %{}; rate limited {}, mismatches {}: {}",
+        r["log_entries"],
+        r["page_bytes"],
+        ms("latency", "p50_us"),
+        ms("latency", "p99_us"),
+        ms("latency", "max_us"),
+        ms("latency_newest", "p50_us"),
+        ms("latency_newest", "p99_us"),
+        ms("latency_before", "p50_us"),
+        ms("latency_before", "p99_us"),
+        r["pages_per_s"].as_f64().unwrap_or(0.0),
+        r["requests"],
+        r["window_s"].as_f64().unwrap_or(0.0),
+        r["server_cpu_pct"].as_f64().unwrap_or(0.0),
+        r["store_cpu_pct"]
+            .as_f64()
+            .map_or(String::new(), |c| format!(", redis-server CPU {c:.0} %")),
+        r["rate_limited"],
+        r["mismatches"],
+        if r["ok"] == true { "OK" } else { "NOT OK" },
+    )
 }
 
 /// 32 random bytes as hex: a throwaway API token for one bench server.

@@ -208,9 +208,10 @@ while #found < want and scanned < scan_max do
   for _, e in ipairs(batch) do
     scanned = scanned + 1
     lowest = tonumber(string.match(e[1], '^(%d+)-'))
-    local f = {}
-    for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
-    if not f.k then
+    -- Edits, deletions and reactions are written with `k` first: skipped unread.
+    if e[2][1] ~= 'k' then
+      local f = {}
+      for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
       f.offset = string.format('%d', lowest)
       table.insert(found, f)
       if #found >= want then break end

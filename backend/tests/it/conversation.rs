@@ -376,3 +376,35 @@ async fn a_reply_alerts_the_author_of_the_original() {
     while bob.next_of("message").await["id"] != "re2" {}
     bob.expect_silence(Duration::from_millis(300)).await;
 }
+
+#[tokio::test]
+async fn edits_and_reactions_draw_on_the_send_rate() {
+    let server = TestServer::with(|c| {
+        c.rate_per_sec = 1;
+        c.rate_burst = 3;
+    })
+    .await;
+    let mut ann = server.member("ann", "lobby").await;
+    let m = ann.say_acked("lobby", "one").await;
+    // The message took one of the three; two more pass, the rest are refused by id.
+    for i in 0..5 {
+        ann.send(json!({"type": "react", "room": "lobby", "offset": m, "emoji": "👍", "on": i % 2 == 0, "id": format!("r{i}")}))
+            .await;
+    }
+    ann.send(json!({"type": "edit", "room": "lobby", "offset": m, "text": "uno", "id": "e1"}))
+        .await;
+    let (mut acks, mut limited) = (Vec::new(), Vec::new());
+    while acks.len() + limited.len() < 6 {
+        let v = ann.recv().await;
+        match v["type"].as_str() {
+            Some("ack") => acks.push(v["id"].as_str().unwrap().to_owned()),
+            Some("error") => {
+                assert_eq!(v["code"], "rate_limited", "{v}");
+                limited.push(v["ref"].as_str().unwrap().to_owned());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(acks, ["r0", "r1"]);
+    assert_eq!(limited, ["r2", "r3", "r4", "e1"]);
+}
