@@ -333,3 +333,100 @@ async fn a_reply_to_a_message_not_loaded_yet_jumps_to_it() {
     want.quote = Some("bob: the very first message".to_owned());
     wait_row(&alice, "alice", reply, &want).await;
 }
+
+#[ignore = "needs Chromium, chromedriver and the web bundle; `cargo xtask test` runs it"]
+#[tokio::test]
+async fn changes_made_while_a_page_is_offline_arrive_once_when_it_reconnects() {
+    require();
+    let server = TestServer::start().await;
+    let base = format!("http://{}/", server.addr);
+    let driver = Driver::start().await;
+    let (alice, _p1) = driver.browser(1000, 700).await;
+    let (bob, _p2) = driver.browser(1000, 700).await;
+    // Alice's page gets a socket it can lose, and a switch that keeps it offline: while
+    // `__offline` is set, its sockets go to a closed port.
+    alice.goto(&base).await.unwrap();
+    alice
+        .execute(
+            "window.__sockets = []; window.__offline = false; \
+             const Native = window.WebSocket; \
+             window.WebSocket = class extends Native { \
+                 constructor(url, protocols) { \
+                     super(window.__offline ? 'ws://127.0.0.1:9/' : url, protocols); \
+                     window.__sockets.push(this); \
+                 } \
+             };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let field = wait_css(&alice, "#nick").await;
+    field.send_keys(&format!("alice{ENTER}")).await.unwrap();
+    wait_css(&alice, ".status-connected").await;
+    sign_in(&bob, &base, "bob").await;
+
+    say(&bob, "draft one").await;
+    say(&alice, "noted").await;
+    let draft = offset_of(&alice, "draft one").await;
+    let noted = offset_of(&bob, "noted").await;
+    wait_message(&alice, "noted").await;
+
+    // Alice's connection drops and stays down.
+    alice
+        .execute(
+            "window.__offline = true; window.__sockets[window.__sockets.length - 1].close();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    wait_css(&alice, ".status-reconnecting").await;
+    // Offline, she reacts (shown at once, sent after the rejoin) ...
+    react(&alice, draft, THUMBS).await;
+    let mut draft_row = RowState::text("draft one");
+    draft_row.chips = vec![(format!("{THUMBS}1"), "alice".to_owned(), true)];
+    wait_row(&alice, "alice", draft, &draft_row).await;
+    // ... while bob edits his message, reacts to hers and deletes nothing.
+    field_edit(&bob, "draft one", "final version").await;
+    react(&bob, noted, "\u{1f440}").await;
+    let mut noted_row = RowState::text("noted");
+    noted_row.chips = vec![("\u{1f440}1".to_owned(), "bob".to_owned(), true)];
+    wait_row(&bob, "bob", noted, &noted_row).await;
+
+    alice
+        .execute("window.__offline = false;", vec![])
+        .await
+        .unwrap();
+    alice
+        .wait()
+        .at_most(Duration::from_secs(40))
+        .for_element(Locator::Css(".status-connected"))
+        .await
+        .expect("alice's page did not reconnect");
+    // Each sees everything once: bob's edit and reaction replayed to alice, her
+    // reaction sent after the rejoin.
+    draft_row.text = Some("final version".to_owned());
+    draft_row.edited = true;
+    wait_row(&alice, "alice", draft, &draft_row).await;
+    noted_row.chips[0].2 = false;
+    wait_row(&alice, "alice", noted, &noted_row).await;
+    draft_row.chips[0].2 = false;
+    wait_row(&bob, "bob", draft, &draft_row).await;
+    wait_all_acked(&alice).await;
+    for (b, who) in [(&alice, "alice"), (&bob, "bob")] {
+        assert_eq!(rendered_offsets(b).await, vec![draft, noted], "{who}");
+    }
+    let welcomes = welcomes(&alice).await;
+    assert_eq!(welcomes, 2, "one reconnect");
+}
+
+/// Edits our message whose text is `old` through the Edit action.
+async fn field_edit(b: &Browser, old: &str, new: &str) {
+    let offset = offset_of(b, old).await;
+    act(b, offset, "act-edit").await;
+    let editor = wait_css(b, "textarea.edit-field").await;
+    let erase = BACKSPACE.repeat(old.chars().count());
+    editor
+        .send_keys(&format!("{erase}{new}{ENTER}"))
+        .await
+        .unwrap();
+}
