@@ -551,7 +551,7 @@ impl ChatState {
             if self.highlight.as_ref().map(|(_, o)| *o) == Some(target) {
                 self.highlight = None;
             }
-            let text = "The original message is no longer in this room's history.".to_owned();
+            let text = "That message is no longer in this room's history.".to_owned();
             self.notice(name, NoticeKind::Info, text, 0);
             return None;
         }

@@ -356,4 +356,9 @@ async fn screenshot_of_the_conversation() {
     .await;
     let (path, ..) = screenshot_to(&alice, &dir, "screenshot-conversation.png").await;
     eprintln!("wrote {}", path.display());
+    // The same on a phone (into target/e2e only): the actions and chips fit.
+    set_viewport(&alice, 360, 740).await;
+    act(&alice, tag, "act-react").await;
+    wait_css(&alice, ".reaction-picker").await;
+    screenshot(&alice, "conversation-phone.png").await;
 }
