@@ -358,6 +358,16 @@ async fn screenshot_of_the_conversation() {
     eprintln!("wrote {}", path.display());
     // The same on a phone (into target/e2e only): the actions and chips fit.
     set_viewport(&alice, 360, 740).await;
+    // A long press (a touch held half a second) opens a message's actions, under it.
+    wait_for(
+        &alice,
+        "a long press to open the actions of bob's message",
+        WAIT,
+        "const li = document.querySelector(`li.msg[data-offset='${arguments[0]}']`);          li.dispatchEvent(new TouchEvent('touchstart', {bubbles: true}));          await new Promise(r => setTimeout(r, 700));          const bar = li.querySelector('.actions');          return li.classList.contains('actions-open')              && getComputedStyle(bar).position === 'static'              && getComputedStyle(bar).opacity === '1'",
+        vec![json!(checklist)],
+    )
+    .await;
+    screenshot(&alice, "conversation-phone-long-press.png").await;
     act(&alice, tag, "act-react").await;
     wait_css(&alice, ".reaction-picker").await;
     screenshot(&alice, "conversation-phone.png").await;
