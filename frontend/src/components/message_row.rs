@@ -6,6 +6,8 @@
 //! deletion or a reaction changes comes from the message's own trigger in the store,
 //! so such a frame re-renders this row and no other.
 
+use std::collections::BTreeSet;
+
 use leptos::prelude::*;
 use wasm_bindgen::JsValue;
 use web_sys::{KeyboardEvent, TouchEvent};
@@ -14,8 +16,6 @@ use crate::components::{
     Avatar, MessageActions, MessageEditor, ReactionChips, ReplyQuote, RichText,
 };
 use crate::connection::Connection;
-use std::collections::BTreeSet;
-
 use crate::store::Store;
 use crate::text::mentions;
 
