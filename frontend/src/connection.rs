@@ -209,6 +209,65 @@ impl Connection {
         Ok(())
     }
 
+    /// Opens our message at `offset` for editing in place (the window moves to it).
+    pub(crate) fn start_edit(self, offset: u64) {
+        self.chat.update(Parts::MESSAGES, |s| s.start_edit(offset));
+    }
+
+    /// Up in an empty composer: edits our newest message here; `false` if there is
+    /// none.
+    pub(crate) fn edit_last(self) -> bool {
+        self.chat
+            .update(Parts::MESSAGES, ChatState::edit_last)
+            .unwrap_or(false)
+    }
+
+    /// Closes the editor without saving.
+    pub(crate) fn cancel_edit(self) {
+        self.chat.update(Parts::NONE, ChatState::cancel_edit);
+    }
+
+    /// Saves an edit of our message at `offset`. Returns why the text is refused.
+    pub(crate) fn save_edit(self, offset: u64, text: &str) -> Result<(), String> {
+        let limits = self.chat.with_untracked(|s| s.limits.clone());
+        let text = common::validate::text(text, &limits).map_err(|e| e.to_string())?;
+        self.act(Parts::NONE, |s| {
+            s.save_edit(offset, text).into_iter().collect()
+        });
+        Ok(())
+    }
+
+    /// Deletes the message at `offset` (the person confirmed).
+    pub(crate) fn delete_message(self, offset: u64) {
+        self.act(Parts::NONE, |s| {
+            s.delete_message(offset).into_iter().collect()
+        });
+    }
+
+    /// Adds our `emoji` to the message at `offset`, or takes it back.
+    pub(crate) fn toggle_reaction(self, offset: u64, emoji: &str) {
+        self.act(Parts::NONE, |s| {
+            s.toggle_reaction(offset, emoji).into_iter().collect()
+        });
+    }
+
+    /// The next message answers the one at `offset` (shown above the composer).
+    pub(crate) fn reply_to(self, offset: u64) {
+        self.chat.update(Parts::MESSAGES, |s| s.reply_to(offset));
+    }
+
+    pub(crate) fn cancel_reply(self) {
+        self.chat.update(Parts::MESSAGES, ChatState::cancel_reply);
+    }
+
+    /// Shows the message at `offset` highlighted, loading older pages until it is
+    /// there (a reply's quote was clicked).
+    pub(crate) fn jump_to(self, offset: u64) {
+        self.act(Parts::MESSAGES | Parts::ROOMS, |s| {
+            s.jump_to(offset).into_iter().collect()
+        });
+    }
+
     /// Opens (joins if needed) a room and puts it on screen.
     pub(crate) fn open_room(self, name: &str) -> Result<(), String> {
         // Another room on screen: everything about "the room" changes.

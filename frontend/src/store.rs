@@ -3,6 +3,13 @@
 //! and a change wakes only the parts it touched (a server frame's are
 //! [`Applied::changed`](crate::state::Applied)), so a `typing` frame re-runs the typing
 //! line and nothing else, and a message does not recompute the member list.
+//!
+//! Rows that change in place (an edit, a deletion, a reaction) have triggers of their
+//! own, keyed by room and offset: a row and the quotes of its replies [`Store::watch`]
+//! one while they are on the page, and a change wakes exactly the rows it touched
+//! ([`ChatState::take_touched`]).
+
+use std::collections::HashMap;
 
 use leptos::prelude::*;
 
@@ -15,14 +22,66 @@ use crate::state::{Applied, ChatState, Parts};
 pub(crate) struct Store {
     state: StoredValue<ChatState, LocalStorage>,
     parts: StoredValue<[Trigger; Parts::COUNT]>,
+    /// The triggers of the rows on the page, with how many views watch each.
+    rows: StoredValue<RowTriggers, LocalStorage>,
 }
+
+/// The trigger of each watched row, by room and offset, with how many views watch it.
+type RowTriggers = HashMap<(String, u64), (ArcTrigger, usize)>;
 
 impl Store {
     pub(crate) fn new(state: ChatState) -> Self {
         Store {
             state: StoredValue::new_local(state),
             parts: StoredValue::new(std::array::from_fn(|_| Trigger::new())),
+            rows: StoredValue::new_local(HashMap::new()),
         }
+    }
+
+    /// The trigger of the message at `offset` of `room`, for a view showing it; the
+    /// view's owner gives it back when it goes.
+    pub(crate) fn watch(&self, room: &str, offset: u64) -> ArcTrigger {
+        let key = (room.to_owned(), offset);
+        let trigger = self
+            .rows
+            .try_update_value(|rows| {
+                let entry = rows
+                    .entry(key.clone())
+                    .or_insert_with(|| (ArcTrigger::new(), 0));
+                entry.1 += 1;
+                entry.0.clone()
+            })
+            .unwrap_or_default();
+        let rows = self.rows;
+        on_cleanup(move || {
+            rows.try_update_value(|rows| {
+                if let Some(entry) = rows.get_mut(&key) {
+                    entry.1 -= 1;
+                    if entry.1 == 0 {
+                        rows.remove(&key);
+                    }
+                }
+            });
+        });
+        trigger
+    }
+
+    /// Wakes the rows the last change touched.
+    fn wake_rows(&self) {
+        let touched = self
+            .state
+            .try_update_value(ChatState::take_touched)
+            .unwrap_or_default();
+        if touched.is_empty() {
+            return;
+        }
+        self.rows.try_with_value(|rows| {
+            for key in &touched {
+                if let Some((trigger, _)) = rows.get(key) {
+                    trigger.notify();
+                }
+            }
+        });
     }
 
     /// Reads the state, subscribing the running effect or memo to `parts`.
@@ -47,6 +106,7 @@ impl Store {
     pub(crate) fn update<T>(&self, parts: Parts, f: impl FnOnce(&mut ChatState) -> T) -> Option<T> {
         let out = self.state.try_update_value(f)?;
         self.changed(parts);
+        self.wake_rows();
         Some(out)
     }
 
@@ -55,6 +115,7 @@ impl Store {
     pub(crate) fn apply(&self, msg: ServerMsg, now: u64) -> Option<Applied> {
         let applied = self.state.try_update_value(|s| s.apply(msg, now))?;
         self.changed(applied.changed);
+        self.wake_rows();
         Some(applied)
     }
 

@@ -73,8 +73,12 @@ pub(crate) fn build(ctx: &Ctx) -> Result<()> {
 /// Raised from 250 KB for notifications (issue 13): the bell, its inbox, the room and
 /// quiet-hours settings and the Web Push glue took the bundle from about 248 KB to
 /// 278 KB (the WebAssembly from 814 to 905 KB raw, nearly all of it the new
-/// components' view code).
-const BUDGET_BROTLI: usize = 285 * 1000;
+/// components' view code). Raised again for the conversation (issue 14): actions on a
+/// message, the reaction picker and chips, editing in place, replies and their quotes,
+/// and the reducer behind them took it from about 281 KB to 307 KB (the WebAssembly
+/// from 924 to 1,010 KB raw; 314 KB before the views were trimmed of reactive
+/// closures, keyed lists and memos they did not need).
+const BUDGET_BROTLI: usize = 309 * 1000;
 
 struct Row {
     name: String,

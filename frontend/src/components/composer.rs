@@ -1,9 +1,12 @@
-//! The message input: Enter sends, Shift+Enter is a new line, Esc clears.
+//! The message input: Enter sends, Shift+Enter is a new line, Esc clears (and stops
+//! replying), Up in an empty field edits our last message. While replying, the reply
+//! bar sits above it.
 
 use leptos::html::Textarea;
 use leptos::prelude::*;
 use web_sys::{KeyboardEvent, SubmitEvent};
 
+use crate::components::ReplyBar;
 use crate::connection::Connection;
 use crate::state::Parts;
 use crate::store::Store;
@@ -40,6 +43,12 @@ pub(crate) fn Composer() -> impl IntoView {
         "Escape" => {
             text.set(String::new());
             error.set(None);
+            conn.cancel_reply();
+        }
+        "ArrowUp"
+            if !ev.shift_key() && text.with_untracked(|t| t.is_empty()) && conn.edit_last() =>
+        {
+            ev.prevent_default();
         }
         _ => {}
     };
@@ -61,6 +70,7 @@ pub(crate) fn Composer() -> impl IntoView {
         })
     };
     view! {
+        <ReplyBar />
         <form
             class="composer"
             on:submit=move |ev: SubmitEvent| {

@@ -8,14 +8,14 @@
 
 use leptos::html::Div;
 use leptos::prelude::*;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsCast;
 use web_sys::HtmlElement;
 
-use crate::components::{Avatar, RichText};
+use crate::components::message_row::hhmm;
+use crate::components::{Avatar, MessageRow, ReplyQuote, RichText};
 use crate::connection::Connection;
 use crate::state::{typing_line, NoticeKind, Parts, Row};
 use crate::store::Store;
-use crate::text::mentions;
 
 /// How close to the bottom (in CSS pixels) still counts as "reading the latest".
 const STICK_PX: i32 = 48;
@@ -63,7 +63,7 @@ pub(crate) fn MessageList() -> impl IntoView {
                 .collect::<std::collections::BTreeSet<u64>>()
         })
     });
-    // The message an alert opened, if it is in this room.
+    // The message an alert or a reply's quote pointed at, if it is in this room.
     let highlight = Memo::new(move |_| {
         chat.with(Parts::ROOMS | Parts::MESSAGES, |s| {
             s.highlight
@@ -105,14 +105,16 @@ pub(crate) fn MessageList() -> impl IntoView {
     // An alert opened a message: bring its row into view once it is rendered (its
     // room's messages may still be on their way), then leave the scrolling to the
     // person.
-    let revealed = StoredValue::new(None::<u64>);
+    let revealed = StoredValue::new(None::<(u64, u64)>);
     Effect::new(move |_| {
         rows.with(|_| ());
         let Some(offset) = highlight.get() else {
             revealed.set_value(None);
             return;
         };
-        if revealed.get_value() == Some(offset) {
+        // Pointing at the same message again scrolls to it again.
+        let seq = chat.with(Parts::ROOMS | Parts::MESSAGES, |s| s.highlight_seq);
+        if revealed.get_value() == Some((offset, seq)) {
             return;
         }
         request_animation_frame(move || {
@@ -123,7 +125,7 @@ pub(crate) fn MessageList() -> impl IntoView {
                 let options = web_sys::ScrollIntoViewOptions::new();
                 options.set_block(web_sys::ScrollLogicalPosition::Center);
                 row.scroll_into_view_with_scroll_into_view_options(&options);
-                revealed.set_value(Some(offset));
+                revealed.set_value(Some((offset, seq)));
             }
         });
     });
@@ -178,7 +180,9 @@ pub(crate) fn MessageList() -> impl IntoView {
                     // Identity only (room and offset, or notice number): a row's state
                     // (continued, sent) updates it in place instead of remounting it.
                     key=|(room, row)| (room.clone(), row.key())
-                    children=move |(_, row)| row_view(chat, row, continued, highlight)
+                    children=move |(room, row)| {
+                        row_view(chat, room.unwrap_or_default(), row, continued, highlight)
+                    }
                 />
                 <Show when=move || !frozen.get()>
                     <For
@@ -198,6 +202,22 @@ pub(crate) fn MessageList() -> impl IntoView {
             {typing}
         </p>
     }
+}
+
+/// Keeps the view at the bottom when something below the list (the reply bar) or in
+/// a row (the editor) changed its height, if the person was reading the newest rows.
+pub(crate) fn keep_at_bottom(chat: Store) {
+    if !chat.with_untracked(|s| s.room().is_some_and(|r| r.at_bottom)) {
+        return;
+    }
+    request_animation_frame(|| {
+        let scroller = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.query_selector(".scroller").ok().flatten());
+        if let Some(el) = scroller {
+            el.set_scroll_top(el.scroll_height());
+        }
+    });
 }
 
 /// The first row whose bottom is below the top of the view, as (key, offset from the
@@ -222,71 +242,29 @@ fn find_row(el: &HtmlElement, key: &str) -> Option<HtmlElement> {
         .ok()
 }
 
-/// One row. Stored messages and notices never change, so the data is read once,
-/// without subscribing.
+/// One row: a message (its own component, which follows edits, deletions and
+/// reactions by itself) or a notice, which never changes and is read once.
 fn row_view(
     chat: Store,
+    room: String,
     row: Row,
     continued: Memo<std::collections::BTreeSet<u64>>,
     highlight: Memo<Option<u64>>,
 ) -> AnyView {
     match row {
         Row::Message { offset, .. } => {
-            let continued = move || continued.with(|c| c.contains(&offset));
-            let found = chat.with_untracked(|s| {
-                s.room()?.messages.get(&offset).map(|m| {
-                    let mine = match (s.user.as_deref(), m.user.as_deref()) {
-                        (Some(me), Some(sender)) => me == sender,
-                        _ => s.me.as_deref() == Some(m.nick.as_str()),
-                    };
-                    // Our nick named in someone else's message stands out.
-                    let named = !mine && s.me.as_deref().is_some_and(|me| mentions(&m.text, me));
-                    (m.clone(), mine, named)
-                })
-            });
-            let Some((m, mine, named)) = found else {
-                return ().into_any();
-            };
-            // A notice the notifications API stored in the room's log: no sender.
-            if m.is_notice() {
-                return view! {
-                    <li class="notice info" data-offset=offset data-key=format!("m{offset}")>
-                        <span class="notice-text">{m.text}</span>
-                        <time>{hhmm(m.ts)}</time>
-                    </li>
-                }
-                .into_any();
-            }
-            // Someone else with a known user id can be messaged directly.
-            let sender = match m.user.clone().filter(|_| !mine) {
-                Some(user) => sender_menu(m.nick.clone(), user).into_any(),
-                None => view! { <bdi class="nick">{m.nick.clone()}</bdi> }.into_any(),
-            };
-            view! {
-                <li
-                    class="msg"
-                    class:mine=mine
-                    class:mentions-me=named
-                    class:highlight=move || highlight.get() == Some(offset)
-                    class:continued=continued
-                    data-offset=offset
-                    data-key=format!("m{offset}")
-                >
-                    <div class="meta">
-                        <Avatar nick=m.nick.clone() user=m.user.clone() />
-                        {sender}
-                        <time>{hhmm(m.ts)}</time>
-                        {mine.then(|| view! { <span class="sent-state">"✓ sent"</span> })}
-                    </div>
-                    <RichText text=m.text />
-                </li>
-            }
-            .into_any()
+            view! { <MessageRow room=room offset=offset continued=continued highlight=highlight /> }
+                .into_any()
         }
         Row::Notice(seq) => {
-            let Some(n) =
-                chat.with_untracked(|s| s.room()?.notices.iter().find(|n| n.seq == seq).cloned())
-            else {
+            let Some(n) = chat.with_untracked(|s| {
+                s.rooms
+                    .get(&room)?
+                    .notices
+                    .iter()
+                    .find(|n| n.seq == seq)
+                    .cloned()
+            }) else {
                 return ().into_any();
             };
             let class = match n.kind {
@@ -311,12 +289,12 @@ fn row_view(
 /// by its offset) when the ack or its echo arrives.
 fn pending_view(conn: Connection, chat: Store, id: &str) -> impl IntoView {
     let id = id.to_owned();
-    let (room, text, nick, user) = chat.with_untracked(|s| {
+    let (room, (text, reply_to), nick, user) = chat.with_untracked(|s| {
         (
             s.current.clone().unwrap_or_default(),
             s.room()
                 .and_then(|r| r.pending.get(&id))
-                .map(|p| p.text.clone())
+                .map(|p| (p.text.clone(), p.reply_to))
                 .unwrap_or_default(),
             s.me.clone().unwrap_or_default(),
             s.user.clone(),
@@ -324,6 +302,7 @@ fn pending_view(conn: Connection, chat: Store, id: &str) -> impl IntoView {
     });
     // A memo: the row subscribes to its own error, not to every change of the store.
     let key = id.clone();
+    let quote = reply_to.map(|target| view! { <ReplyQuote room=room.clone() target=target /> });
     let error = Memo::new(move |_| {
         chat.with(Parts::MESSAGES, |s| {
             s.rooms.get(&room)?.pending.get(&key)?.error.clone()
@@ -340,6 +319,7 @@ fn pending_view(conn: Connection, chat: Store, id: &str) -> impl IntoView {
                 <bdi class="nick">{nick}</bdi>
                 <span class="send-state">{state}</span>
             </div>
+            {quote}
             <RichText text=text />
             <Show when=failed>
                 <p class="field-error">
@@ -352,52 +332,4 @@ fn pending_view(conn: Connection, chat: Store, id: &str) -> impl IntoView {
             </Show>
         </li>
     }
-}
-
-/// The sender's name as a button that offers "Message <nick>" (`open_dm`). The menu
-/// is the row's own: rows are few (the rendered window), and a row's menu closes
-/// when the row goes.
-fn sender_menu(nick: String, user: String) -> impl IntoView {
-    let conn = expect_context::<Connection>();
-    let open = RwSignal::new(false);
-    let label = format!("Message {nick}");
-    view! {
-        <span class="sender-wrap">
-            <button
-                class="sender"
-                type="button"
-                data-user=user.clone()
-                aria-haspopup="menu"
-                aria-expanded=move || open.get().to_string()
-                on:click=move |_| open.update(|o| *o = !*o)
-            >
-                <bdi class="nick">{nick}</bdi>
-            </button>
-            <Show when=move || open.get()>
-                <span class="sender-menu" role="menu">
-                    <button
-                        class="message-user"
-                        type="button"
-                        role="menuitem"
-                        data-user=user.clone()
-                        on:click={
-                            let user = user.clone();
-                            move |_| {
-                                open.set(false);
-                                conn.open_dm(&user);
-                            }
-                        }
-                    >
-                        {label.clone()}
-                    </button>
-                </span>
-            </Show>
-        </span>
-    }
-}
-
-/// Local time of day, `HH:MM`, of a server timestamp (ms since the epoch).
-fn hhmm(ts: u64) -> String {
-    let date = js_sys::Date::new(&JsValue::from_f64(ts as f64));
-    format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
 }

@@ -15,11 +15,13 @@
 //! - `rich_text`: message text, links, markup.
 //! - `message_list`: rows, grouping, notices, replays, bursts, typing.
 //! - `composer`: the keyboard (Enter, Shift+Enter, Esc) and pending → sent.
+//! - `conversation`: edits, deletions, reactions and replies in place; Up edits.
 //! - `sidebar`: joined rooms with unread counts, the room directory.
 //! - `room_view`: the components together as `App` lays them out (focus, unmounting).
 //! - `inbox`: the bell, its list and reads, the room's level, messages naming us.
 
 mod composer;
+mod conversation;
 mod inbox;
 mod message_list;
 mod people;

@@ -7,6 +7,7 @@
 //! mention alerts to raise, and which [`Parts`] of the page changed (so the reactive
 //! [`crate::store::Store`] wakes only those). The time comes in as an argument.
 
+mod conversation;
 mod inbox;
 mod people;
 pub(crate) mod room;
@@ -18,6 +19,9 @@ use common::{
     ServerMsg,
 };
 
+pub(crate) use conversation::Chip;
+#[cfg(test)]
+pub(crate) use conversation::Shown;
 pub(crate) use inbox::{format_time, parse_time, Inbox, NotifySettings};
 pub(crate) use people::{InviteOutcome, NewRoom};
 pub(crate) use room::{typing_line, NoticeKind, Outgoing, Peer, Room, Row, TYPING_SHOWN_MS};
@@ -95,8 +99,15 @@ pub(crate) struct ChatState {
     pub(crate) inbox: Inbox,
     /// Quiet hours and this browser's push subscription.
     pub(crate) settings: NotifySettings,
-    /// The message an alert pointed at (room, offset), highlighted once it is shown.
+    /// The message an alert or a reply's quote pointed at (room, offset), highlighted
+    /// once it is shown.
     pub(crate) highlight: Option<(String, u64)>,
+    /// Counts the times a message was pointed at, so the view brings it into view
+    /// again when the same one is asked for twice.
+    pub(crate) highlight_seq: u64,
+    /// The messages whose rows changed in place (an edit, a reaction, …) since the
+    /// store last took them: it wakes those rows and nothing else.
+    touched: Vec<(String, u64)>,
     /// Whether the tab is hidden (then messages count towards the title).
     pub(crate) hidden: bool,
     /// Messages that arrived while the tab was hidden, for the title.
@@ -151,11 +162,10 @@ impl Parts {
             ServerMsg::Typing { .. } => Parts::TYPING,
             ServerMsg::Presence { .. } => Parts::MEMBERS | Parts::DIRECTORY,
             ServerMsg::Rooms { .. } => Parts::DIRECTORY,
-            ServerMsg::History { .. }
-            | ServerMsg::Ack { .. }
-            | ServerMsg::Edited(_)
-            | ServerMsg::Deleted(_)
-            | ServerMsg::Reacted(_) => Parts::MESSAGES,
+            ServerMsg::History { .. } | ServerMsg::Ack { .. } => Parts::MESSAGES,
+            // Entries change rows in place: the rows they touched are woken one by one
+            // (`ChatState::take_touched`), the list is not.
+            ServerMsg::Edited(_) | ServerMsg::Deleted(_) | ServerMsg::Reacted(_) => Parts::NONE,
             // The author stops typing; unread counts, the title and the announcement
             // follow messages, and reading the room on screen reads its alerts.
             ServerMsg::Message(_) => {
@@ -242,6 +252,8 @@ impl ChatState {
             inbox: Inbox::default(),
             settings: NotifySettings::default(),
             highlight: None,
+            highlight_seq: 0,
+            touched: Vec::new(),
             hidden: false,
             hidden_unread: 0,
             announcement: String::new(),
@@ -384,21 +396,35 @@ impl ChatState {
             } => return self.on_joined(&room, head, epoch, nicks, recovered),
             ServerMsg::Left { room } => self.on_left(&room),
             ServerMsg::Message(m) => self.on_message(m),
-            // Edits, deletions and reactions: shown by the conversation work (issue 14).
-            ServerMsg::Edited(_) | ServerMsg::Deleted(_) | ServerMsg::Reacted(_) => {}
+            ServerMsg::Edited(e) => self.on_edited(e),
+            ServerMsg::Deleted(d) => self.on_deleted(&d),
+            ServerMsg::Reacted(r) => self.on_reacted(r),
             ServerMsg::History {
                 room,
                 messages,
                 has_more,
-                ..
+                nicks,
             } => {
-                if let Some(r) = self.room_mut(&room) {
-                    r.insert_history(messages, has_more);
-                }
+                let offsets: Vec<u64> = messages.iter().map(|m| m.offset).collect();
+                let Some(r) = self.room_mut(&room) else {
+                    return Vec::new();
+                };
+                r.names.extend(nicks);
+                r.insert_history(messages, has_more);
+                let seeking = r.seeking.is_some();
+                // Rows shown already may have changed (history is current-state), and
+                // replies quoting these messages can show them now.
+                self.touch(&room, offsets);
+                let out = if seeking {
+                    self.seek(&room).into_iter().collect()
+                } else {
+                    Vec::new()
+                };
                 if self.current.as_deref() == Some(room.as_str()) {
                     // The first page of the room on screen is what the person sees.
                     self.mark_read();
                 }
+                return out;
             }
             ServerMsg::Ack { id, room, offset } => self.on_ack(id, room, offset),
             // A notice stored in the room's log has its place among the messages (so
@@ -593,8 +619,10 @@ impl ChatState {
                 limit: Some(HISTORY_PAGE),
             });
         }
-        // Resending unacked messages is safe: the server de-duplicates by id.
+        // Resending unacked messages and changes is safe: the server de-duplicates by
+        // id.
         out.extend(unsent_frames(room));
+        out.extend(ChatState::unsent_ops(room));
         out.push(self.first_rooms_page());
         out
     }
@@ -603,10 +631,7 @@ impl ChatState {
     /// the one source of desktop notifications.)
     fn on_message(&mut self, m: ChatMessage) {
         // By user id when both are known (v2): one person, many tabs and devices.
-        let mine = match (self.user.as_deref(), m.user.as_deref()) {
-            (Some(me), Some(sender)) => me == sender,
-            _ => self.me.as_deref() == Some(m.nick.as_str()),
-        };
+        let mine = self.is_mine(&m.nick, m.user.as_deref());
         let current = self.current.as_deref() == Some(m.room.as_str());
         let hidden = self.hidden;
         let mentioned = !mine && self.me.as_deref().is_some_and(|me| mentions(&m.text, me));
@@ -645,6 +670,9 @@ impl ChatState {
     }
 
     fn on_ack(&mut self, id: String, room: String, offset: u64) {
+        if self.on_op_ack(&id, &room, offset) {
+            return;
+        }
         let nick = self.me.clone().unwrap_or_default();
         let Some(r) = self.rooms.get_mut(&room) else {
             return;
@@ -654,7 +682,7 @@ impl ChatState {
             // frame has the same offset, so it replaces this one.
             if !r.messages.contains_key(&offset) {
                 r.insert(ChatMessage {
-                    reply_to: None,
+                    reply_to: sent.reply_to,
                     edited_ts: None,
                     deleted: false,
                     reactions: Default::default(),
@@ -747,6 +775,7 @@ impl ChatState {
                     }
                 }
             }
+            (_, Some(id)) if self.on_op_error(id, &message, now) => {}
             (_, Some(id)) if self.rooms.values().any(|r| r.pending.contains_key(id)) => {
                 for r in self.rooms.values_mut() {
                     if let Some(sent) = r.pending.get_mut(id) {
@@ -794,9 +823,12 @@ impl ChatState {
     ) -> Result<Vec<ClientMsg>, String> {
         let out = self.open_room(room)?;
         if let Some(r) = self.rooms.get_mut(room) {
-            r.reveal(offset);
+            // Not held yet: each page of history that arrives looks for it, and asks
+            // for older ones until it is there.
+            r.seeking = (!r.reveal(offset)).then_some(offset);
         }
         self.highlight = Some((room.to_owned(), offset));
+        self.highlight_seq += 1;
         Ok(out)
     }
 
@@ -865,22 +897,23 @@ impl ChatState {
     /// Queues a message (already validated) to the room on screen and returns the
     /// `send` frame if it can go out now; otherwise it goes out after the next join.
     pub(crate) fn queue_send(&mut self, text: &str, now_ms: u64) -> Option<ClientMsg> {
-        self.next_id += 1;
-        let id = format!("{}-{:06}", self.id_prefix, self.next_id);
+        let id = self.fresh_id();
         let name = self.current.clone()?;
         let room = self.rooms.get_mut(&name)?;
+        let reply_to = room.replying_to.take();
         room.pending.insert(
             id.clone(),
             Outgoing {
                 text: text.to_owned(),
                 ts: now_ms,
                 error: None,
+                reply_to,
             },
         );
         room.at_bottom = true;
         room.follow();
         room.joined.then(|| ClientMsg::Send {
-            reply_to: None,
+            reply_to,
             room: name,
             text: text.to_owned(),
             id,
@@ -893,7 +926,7 @@ impl ChatState {
         let sent = r.pending.get_mut(id)?;
         sent.error = None;
         r.joined.then(|| ClientMsg::Send {
-            reply_to: None,
+            reply_to: sent.reply_to,
             room: room.to_owned(),
             text: sent.text.clone(),
             id: id.to_owned(),
@@ -1013,7 +1046,7 @@ fn unsent_frames(room: &Room) -> impl Iterator<Item = ClientMsg> + '_ {
         .iter()
         .filter(|(_, sent)| sent.error.is_none())
         .map(|(id, sent)| ClientMsg::Send {
-            reply_to: None,
+            reply_to: sent.reply_to,
             room: room.name.clone(),
             text: sent.text.clone(),
             id: id.clone(),
@@ -1022,6 +1055,8 @@ fn unsent_frames(room: &Room) -> impl Iterator<Item = ClientMsg> + '_ {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_conversation;
 #[cfg(test)]
 mod tests_inbox;
 #[cfg(test)]

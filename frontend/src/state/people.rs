@@ -209,6 +209,8 @@ impl ChatState {
         let join = self.add_member_room(name);
         if let Some(room) = self.rooms.get_mut(name) {
             room.private = private;
+            // Only an answer to our own `create_room` comes here: we own the room.
+            room.owned = true;
         }
         self.show(name);
         join.into_iter().collect()

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use common::{ChatMessage, NotifyLevel};
 
+use super::conversation::PendingOp;
+
 /// Most messages kept in memory per room; the oldest are dropped beyond this so a tab
 /// left open for days does not grow without bound.
 pub(crate) const MAX_KEPT: usize = 5000;
@@ -89,6 +91,20 @@ pub(crate) struct Room {
     pub(crate) unread_from_start: bool,
     /// Which of the room's messages alert the person (`room_notify`).
     pub(crate) notify: NotifyLevel,
+    /// Our edits, deletions and reactions whose entries we have not seen, by client id
+    /// (in the order they were made).
+    pub(crate) ops: BTreeMap<String, PendingOp>,
+    /// User id → display name, learnt from messages, `history.nicks` and reactions:
+    /// reactions name users by id.
+    pub(crate) names: BTreeMap<String, String>,
+    /// The message the next one sent answers (shown above the composer).
+    pub(crate) replying_to: Option<u64>,
+    /// The message being edited in place.
+    pub(crate) editing: Option<u64>,
+    /// The message a reply's quote asked for, while older pages are loaded to reach it.
+    pub(crate) seeking: Option<u64>,
+    /// We created this room here, so we own it (and may delete others' messages).
+    pub(crate) owned: bool,
 }
 
 /// The other person of a direct-message room.
@@ -108,6 +124,8 @@ pub(crate) struct Outgoing {
     /// Why the server refused it (`rate_limited`, …); refused messages are not resent
     /// until the person retries.
     pub(crate) error: Option<String>,
+    /// The message it answers.
+    pub(crate) reply_to: Option<u64>,
 }
 
 /// One line between the messages that is not a chat message.
@@ -189,6 +207,12 @@ impl Room {
             users: BTreeMap::new(),
             unread_from_start: false,
             notify: NotifyLevel::default(),
+            ops: BTreeMap::new(),
+            names: BTreeMap::new(),
+            replying_to: None,
+            editing: None,
+            seeking: None,
+            owned: false,
         }
     }
 
@@ -200,11 +224,27 @@ impl Room {
         self.loading_older = false;
         self.lo = None;
         self.hi = None;
+        self.replying_to = None;
+        self.editing = None;
+        self.seeking = None;
     }
 
     /// Adds a message delivered live (or replayed after a resume).
-    pub(crate) fn insert_live(&mut self, m: ChatMessage) -> bool {
+    pub(crate) fn insert_live(&mut self, mut m: ChatMessage) -> bool {
         self.known_head = self.known_head.max(m.offset);
+        if let Some(held) = self.messages.get(&m.offset) {
+            // A page of history (current-state) may have brought it first, with edits,
+            // a deletion or reactions that the live frame, sent before them, lacks.
+            if held.edited_ts.is_some() || held.deleted {
+                m.text.clone_from(&held.text);
+                m.edited_ts = held.edited_ts;
+                m.deleted = held.deleted;
+            }
+            if m.reactions.is_empty() {
+                m.reactions = held.reactions.clone();
+                m.reaction_counts = held.reaction_counts.clone();
+            }
+        }
         self.typing.remove(&m.nick);
         let new = self.insert(m);
         if new && self.hi.is_none() {
@@ -224,6 +264,9 @@ impl Room {
         if let Some(user) = &m.user {
             if self.users.get(&m.nick) != Some(user) {
                 self.users.insert(m.nick.clone(), user.clone());
+            }
+            if self.names.get(user) != Some(&m.nick) {
+                self.names.insert(user.clone(), m.nick.clone());
             }
         }
         let new = self.messages.insert(m.offset, m).is_none();
@@ -323,6 +366,20 @@ impl Room {
             }
             _ => None,
         }
+    }
+
+    /// Asks for the page before the oldest message held, whatever is rendered (a
+    /// reply's original is being sought); the page extends the window like
+    /// [`Room::older`]'s. `Some(before)` unless there is nothing older or a page is on
+    /// its way.
+    pub(crate) fn older_page(&mut self) -> Option<u64> {
+        if !self.has_more || self.loading_older {
+            return None;
+        }
+        let oldest = *self.messages.keys().next()?;
+        self.loading_older = true;
+        self.lo = Some(oldest);
+        Some(oldest)
     }
 
     /// The view reached the bottom of a frozen window: shows newer rows.

@@ -13,6 +13,7 @@
 
 mod bundle;
 mod chat;
+mod conversation;
 mod failover;
 mod notifications;
 mod people;

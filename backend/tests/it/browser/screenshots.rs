@@ -228,3 +228,147 @@ async fn screenshot_of_the_inbox() {
     let (path, ..) = screenshot_to(&alice, &dir, "screenshot-inbox.png").await;
     eprintln!("wrote {}", path.display());
 }
+
+/// Sends a frame that writes to a room's log (`send`, `edit`, `delete`, `react`) with
+/// the id `id`, and waits for its ack; returns the offset of the entry.
+async fn logged(c: &mut Client, mut frame: Value, id: &str) -> u64 {
+    frame["id"] = json!(id);
+    c.send(frame).await;
+    loop {
+        let v = c.recv().await;
+        match v["type"].as_str() {
+            Some("ack") if v["id"] == id => return v["offset"].as_u64().unwrap(),
+            Some("error") => panic!("refused: {v}"),
+            _ => {}
+        }
+    }
+}
+
+/// Edits, a deletion, reactions (ours highlighted), a reply's quote, the reply bar
+/// and a message's actions on hover (`docs/screenshot-conversation.png`).
+#[ignore = "needs Chromium, chromedriver and the web bundle; `cargo xtask test` runs it"]
+#[tokio::test]
+async fn screenshot_of_the_conversation() {
+    use super::conversation::{act, offset_of, react, THUMBS};
+    require();
+    let server = TestServer::start().await;
+    let base = format!("http://{}/", server.addr);
+    let driver = Driver::start().await;
+    let dir = screenshot_dir(true);
+    let (alice, _p) = driver.browser(1280, 800).await;
+    set_viewport(&alice, 1280, 800).await;
+    let mut bob = server.member("bob", "lobby").await;
+    let mut carol = server.member("carol", "lobby").await;
+    let checklist = bob
+        .say_acked(
+            "lobby",
+            "Release checklist is in the doc, anything missing?",
+        )
+        .await;
+    carol
+        .say_acked("lobby", "Looks complete to me. Nice work!")
+        .await;
+    sign_in(&alice, &base, "alice").await;
+    say(&alice, "I'll tag the build after lunch.").await;
+    let tag = offset_of(&alice, "I'll tag the build after lunch.").await;
+    let room = "lobby";
+    logged(
+        &mut bob,
+        json!({"type": "edit", "room": room, "offset": checklist,
+               "text": "Release checklist is in the doc: anything missing before we tag?"}),
+        "e1",
+    )
+    .await;
+    let changelog = logged(
+        &mut carol,
+        json!({"type": "send", "room": room, "text": "Add the changelog link, please.",
+               "reply_to": checklist}),
+        "c1",
+    )
+    .await;
+    let oops = logged(
+        &mut carol,
+        json!({"type": "send", "room": room, "text": "wrong room, sorry"}),
+        "c2",
+    )
+    .await;
+    logged(
+        &mut carol,
+        json!({"type": "delete", "room": room, "offset": oops}),
+        "c3",
+    )
+    .await;
+    for (bobs, id, offset, emoji) in [
+        (true, "b1", tag, "\u{1f389}"),
+        (false, "c4", tag, "\u{1f389}"),
+        (false, "c5", checklist, THUMBS),
+        (true, "b2", changelog, "\u{2705}"),
+    ] {
+        let c = if bobs { &mut bob } else { &mut carol };
+        logged(
+            c,
+            json!({"type": "react", "room": room, "offset": offset, "emoji": emoji, "on": true}),
+            id,
+        )
+        .await;
+    }
+    wait_for(
+        &alice,
+        "the conversation as set up",
+        WAIT,
+        "const rows = document.querySelectorAll('li.msg'); \
+         return rows.length === 5 && document.querySelectorAll('button.reaction').length === 3 \
+             && document.querySelector('li.msg.deleted .tombstone') !== null \
+             && document.querySelector('.edited') !== null \
+             && document.querySelector('.reply-quote') !== null",
+        vec![],
+    )
+    .await;
+    // Alice adds her thumbs up to the checklist and starts a reply to carol.
+    react(&alice, checklist, THUMBS).await;
+    wait_css(&alice, "button.reaction.mine").await;
+    act(&alice, changelog, "act-reply").await;
+    wait_css(&alice, ".reply-bar").await;
+    let field = wait_css(&alice, "textarea[name=message]").await;
+    field.send_keys("Adding it now").await.unwrap();
+    // The mouse rests on her own message: its actions show.
+    let mine = wait_css(&alice, &format!("li.msg[data-offset='{tag}']")).await;
+    alice
+        .perform_actions(<MouseActions as InputSource>::then(
+            MouseActions::new("mouse".to_owned()),
+            PointerAction::MoveToElement {
+                element: mine,
+                duration: None,
+                x: 0.0,
+                y: 0.0,
+            },
+        ))
+        .await
+        .unwrap();
+    wait_for(
+        &alice,
+        "the actions of the hovered message",
+        WAIT,
+        "const a = document.querySelector(`li.msg[data-offset='${arguments[0]}'] .actions`); \
+         return !!a && getComputedStyle(a).opacity === '1'",
+        vec![json!(tag)],
+    )
+    .await;
+    let (path, ..) = screenshot_to(&alice, &dir, "screenshot-conversation.png").await;
+    eprintln!("wrote {}", path.display());
+    // The same on a phone (into target/e2e only): the actions and chips fit.
+    set_viewport(&alice, 360, 740).await;
+    // A long press (a touch held half a second) opens a message's actions, under it.
+    wait_for(
+        &alice,
+        "a long press to open the actions of bob's message",
+        WAIT,
+        "const li = document.querySelector(`li.msg[data-offset='${arguments[0]}']`);          li.dispatchEvent(new TouchEvent('touchstart', {bubbles: true}));          await new Promise(r => setTimeout(r, 700));          const bar = li.querySelector('.actions');          return li.classList.contains('actions-open')              && getComputedStyle(bar).position === 'static'              && getComputedStyle(bar).opacity === '1'",
+        vec![json!(checklist)],
+    )
+    .await;
+    screenshot(&alice, "conversation-phone-long-press.png").await;
+    act(&alice, tag, "act-react").await;
+    wait_css(&alice, ".reaction-picker").await;
+    screenshot(&alice, "conversation-phone.png").await;
+}
