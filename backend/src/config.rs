@@ -369,6 +369,7 @@ impl Config {
             rate_per_sec: self.rate_per_sec,
             rate_burst: self.rate_burst,
             max_frame_bytes: self.max_frame_bytes,
+            edit_window_ms: self.edit_window.map(|w| w.as_millis() as u64),
             ..Limits::default()
         }
     }

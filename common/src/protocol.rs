@@ -614,6 +614,10 @@ pub struct MemberRoom {
     /// Which of the room's messages alert the user (an addition to the contract).
     #[serde(default)]
     pub notify: NotifyLevel,
+    /// The user id of the room's owner, who may delete anyone's message in it (an
+    /// addition to the contract); absent for a room without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// One alert of a user's inbox.
@@ -805,6 +809,10 @@ pub struct Limits {
     pub max_frame_bytes: u32,
     /// The server forwards at most one `typing` per nick per room per this many ms.
     pub typing_interval_ms: u32,
+    /// How long after posting a message its author may edit it, in ms; absent when
+    /// there is no limit (an addition to the contract).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit_window_ms: Option<u64>,
 }
 
 impl Default for Limits {
@@ -820,6 +828,7 @@ impl Default for Limits {
             rate_burst: 40,
             max_frame_bytes: 64 * 1024,
             typing_interval_ms: 2000,
+            edit_window_ms: None,
         }
     }
 }

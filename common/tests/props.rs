@@ -97,6 +97,7 @@ prop_compose! {
         rate_burst in any::<u32>(),
         max_frame_bytes in any::<u32>(),
         typing_interval_ms in any::<u32>(),
+        edit_window_ms in proptest::option::of(any::<u64>()),
     ) -> Limits {
         Limits {
             nick_max_chars,
@@ -109,6 +110,7 @@ prop_compose! {
             rate_burst,
             max_frame_bytes,
             typing_interval_ms,
+            edit_window_ms,
         }
     }
 }

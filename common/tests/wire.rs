@@ -298,6 +298,7 @@ fn server_welcome() {
             user: "bob".into(),
             rooms: vec![
                 MemberRoom {
+                    owner: None,
                     room: "dm--3f".into(),
                     head: 7,
                     epoch: "e1".into(),
@@ -310,6 +311,7 @@ fn server_welcome() {
                     notify: NotifyLevel::All,
                 },
                 MemberRoom {
+                    owner: None,
                     room: "lobby".into(),
                     head: 0,
                     epoch: "e1".into(),

@@ -211,14 +211,15 @@ impl Connection {
 
     /// Opens our message at `offset` for editing in place (the window moves to it).
     pub(crate) fn start_edit(self, offset: u64) {
-        self.chat.update(Parts::MESSAGES, |s| s.start_edit(offset));
+        self.chat
+            .update(Parts::MESSAGES, |s| s.start_edit(offset, now()));
     }
 
     /// Up in an empty composer: edits our newest message here; `false` if there is
     /// none.
     pub(crate) fn edit_last(self) -> bool {
         self.chat
-            .update(Parts::MESSAGES, ChatState::edit_last)
+            .update(Parts::MESSAGES, |s| s.edit_last(now()))
             .unwrap_or(false)
     }
 

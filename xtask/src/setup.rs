@@ -25,15 +25,25 @@ const TRUNK_VERSION: &str = "0.21.14";
 const BINARYEN_MAJOR: &str = "132";
 const BINARYEN_NPM: &str = "binaryen@132.0.0";
 
-/// A system package (installed with apt-get on Debian) and the command that shows it is
-/// present. To require another package, add one line here.
+/// A system package (installed with apt-get on Debian) and what shows it is present.
+/// To require another package, add one entry here.
 struct SystemPackage {
     /// The Debian package name.
     apt: &'static str,
-    /// A command the package puts on `PATH`.
+    /// A command the package puts on `PATH`, or (starting with `/`) a file it installs.
     command: &'static str,
     /// What it is for, shown when it is missing and cannot be installed here.
     purpose: &'static str,
+}
+
+impl SystemPackage {
+    fn is_present(&self, ctx: &Ctx) -> bool {
+        if self.command.starts_with('/') {
+            std::path::Path::new(self.command).exists()
+        } else {
+            ctx.which(self.command).is_some()
+        }
+    }
 }
 
 const SYSTEM_PACKAGES: &[SystemPackage] = &[
@@ -53,6 +63,13 @@ const SYSTEM_PACKAGES: &[SystemPackage] = &[
         apt: "redis-server",
         command: REDIS_SERVER,
         purpose: "Redis for the multi-instance tests",
+    },
+    // Without a colour emoji font, Chromium draws reactions as empty boxes in the
+    // screenshots the README shows.
+    SystemPackage {
+        apt: "fonts-noto-color-emoji",
+        command: "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf",
+        purpose: "emoji in the browser tests' screenshots",
     },
 ];
 
@@ -189,17 +206,16 @@ fn nginx(ctx: &Ctx, mode: &mut Mode) -> Result<()> {
 fn missing_system_commands(ctx: &Ctx) -> Vec<&'static str> {
     SYSTEM_PACKAGES
         .iter()
-        .filter(|p| ctx.which(p.command).is_none())
+        .filter(|p| !p.is_present(ctx))
         .map(|p| p.command)
         .collect()
 }
 
 fn system_packages(ctx: &Ctx, mode: &mut Mode) -> Result<()> {
-    let (present, missing): (Vec<_>, Vec<_>) = SYSTEM_PACKAGES
-        .iter()
-        .partition(|p| ctx.which(p.command).is_some());
+    let (present, missing): (Vec<_>, Vec<_>) =
+        SYSTEM_PACKAGES.iter().partition(|p| p.is_present(ctx));
     for p in &present {
-        println!("ok: {} ({} is on PATH)", p.apt, p.command);
+        println!("ok: {} ({} is there)", p.apt, p.command);
     }
     if missing.is_empty() {
         return Ok(());
@@ -243,7 +259,7 @@ fn system_packages(ctx: &Ctx, mode: &mut Mode) -> Result<()> {
         let still_missing = missing_system_commands(ctx);
         if !still_missing.is_empty() {
             bail!(
-                "apt-get installed {} but {} is still not on PATH",
+                "apt-get installed {} but {} is still not there",
                 names.join(" "),
                 still_missing.join(", ")
             );

@@ -473,10 +473,11 @@ pub(super) async fn member_rooms(state: AppState, who: Identity) -> Vec<MemberRo
                     head: head.head,
                     epoch: head.epoch,
                     mentions,
-                    private: settings.is_some_and(|s| s.private),
+                    private: settings.as_ref().is_some_and(|s| s.private),
                     dm,
                     dm_nick,
                     notify: levels.get(&room).copied().unwrap_or_default(),
+                    owner: settings.as_ref().and_then(|s| s.owner.clone()),
                     room,
                 });
             }

@@ -408,3 +408,42 @@ async fn edits_and_reactions_draw_on_the_send_rate() {
     assert_eq!(acks, ["r0", "r1"]);
     assert_eq!(limited, ["r2", "r3", "r4", "e1"]);
 }
+
+#[tokio::test]
+async fn welcome_names_each_rooms_owner_and_the_edit_window() {
+    let server = TestServer::with(|c| c.edit_window = Some(Duration::from_secs(600))).await;
+    let mut olga = server.client().await;
+    let welcome = olga.hello("olga").await;
+    assert_eq!(welcome["limits"]["edit_window_ms"], 600_000, "{welcome}");
+    let session = welcome["session"].as_str().unwrap().to_owned();
+    let me = welcome["user"].clone();
+    olga.send(json!({"type": "create_room", "room": "club"}))
+        .await;
+    olga.expect("room_created").await;
+    olga.join("lobby").await;
+    drop(olga);
+    let mut again = server.client().await;
+    again
+        .send(json!({"type": "hello", "nick": "olga", "session": session}))
+        .await;
+    let welcome = again.expect("welcome").await;
+    let rooms = welcome["rooms"].as_array().unwrap();
+    let owner_of = |name: &str| {
+        rooms
+            .iter()
+            .find(|r| r["room"] == name)
+            .map(|r| r["owner"].clone())
+            .unwrap_or_else(|| panic!("{name} not in {welcome}"))
+    };
+    assert_eq!(owner_of("club"), me);
+    assert_eq!(
+        owner_of("lobby"),
+        Value::Null,
+        "a room joined by name has no owner"
+    );
+    // Without the flag, no window is advertised.
+    let plain = TestServer::start().await;
+    let mut c = plain.client().await;
+    let w = c.hello("cy").await;
+    assert!(w["limits"].get("edit_window_ms").is_none(), "{w}");
+}

@@ -90,6 +90,7 @@ async fn the_bell_counts_unread_alerts_and_lists_them_newest_first() {
 async fn the_room_level_select_shows_and_follows_the_rooms_setting() {
     let page = mount(&["dev"], || view! { <RoomNotify /> });
     let dev = MemberRoom {
+        owner: None,
         room: "dev".to_owned(),
         head: 0,
         epoch: "epoch-1".to_owned(),

@@ -86,6 +86,7 @@ async fn the_sign_in_screen_has_three_tabs_and_the_guest_one_can_be_turned_off()
 async fn private_rooms_and_direct_messages_are_listed_with_their_badges() {
     let page = mount(&["lobby"], || view! { <Sidebar /> });
     let room = |name: &str, unread, mentions| MemberRoom {
+        owner: None,
         room: name.to_owned(),
         head: 10,
         epoch: "epoch-1".to_owned(),

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use common::{ClientMsg, Deleted, Edited, Reacted, Reactions};
+use common::{ChatMessage, ClientMsg, Deleted, Edited, Reacted, Reactions};
 
 use super::{ChatState, NoticeKind, Room, HISTORY_PAGE};
 
@@ -376,18 +376,25 @@ impl ChatState {
         }
     }
 
-    /// Whether the person may edit the message at `offset` of the room on screen: their
-    /// own, not deleted, not a notice.
-    pub(crate) fn may_edit(&self, offset: u64) -> bool {
-        self.room()
-            .and_then(|r| Some((r.messages.get(&offset)?, r.shown(offset, None)?)))
-            .is_some_and(|(m, shown)| {
-                !m.is_notice() && !shown.deleted && self.is_mine(&m.nick, m.user.as_deref())
-            })
+    /// Whether the person may edit the message at `offset` of the room on screen at
+    /// `now`: their own, not deleted, not a notice, and within the server's edit window.
+    pub(crate) fn may_edit(&self, offset: u64, now: u64) -> bool {
+        let window = self.limits.edit_window_ms;
+        self.own_message(offset)
+            .is_some_and(|m| window.is_none_or(|w| m.ts.saturating_add(w) >= now))
     }
 
-    /// Whether the person may delete it: their own, or any in a room they created
-    /// here (the protocol does not say who owns a room otherwise).
+    /// The message at `offset` of the room on screen, if it is ours and not deleted (a
+    /// notice is nobody's).
+    fn own_message(&self, offset: u64) -> Option<&ChatMessage> {
+        let r = self.room()?;
+        let m = r.messages.get(&offset)?;
+        let live = r.shown(offset, None).is_some_and(|s| !s.deleted);
+        (live && !m.is_notice() && self.is_mine(&m.nick, m.user.as_deref())).then_some(m)
+    }
+
+    /// Whether the person may delete it: their own, or any in a room they own
+    /// (`welcome.rooms` says so, and so does creating it here).
     pub(crate) fn may_delete(&self, offset: u64) -> bool {
         self.room().is_some_and(|r| {
             r.messages.get(&offset).is_some_and(|m| {
@@ -418,9 +425,10 @@ impl ChatState {
         frame
     }
 
-    /// Opens the message at `offset` for editing in place (ours only).
-    pub(crate) fn start_edit(&mut self, offset: u64) -> bool {
-        if !self.may_edit(offset) {
+    /// Opens the message at `offset` for editing in place (ours only, within the edit
+    /// window at `now`).
+    pub(crate) fn start_edit(&mut self, offset: u64, now: u64) -> bool {
+        if !self.may_edit(offset, now) {
             return false;
         }
         let Some(name) = self.current.clone() else {
@@ -436,11 +444,15 @@ impl ChatState {
     }
 
     /// Up in an empty composer: edits our newest message in the room on screen.
-    pub(crate) fn edit_last(&mut self) -> bool {
-        let last = self
-            .room()
-            .and_then(|r| r.messages.keys().rev().copied().find(|o| self.may_edit(*o)));
-        last.is_some_and(|offset| self.start_edit(offset))
+    pub(crate) fn edit_last(&mut self, now: u64) -> bool {
+        let last = self.room().and_then(|r| {
+            r.messages
+                .keys()
+                .rev()
+                .copied()
+                .find(|o| self.may_edit(*o, now))
+        });
+        last.is_some_and(|offset| self.start_edit(offset, now))
     }
 
     /// Closes the editor without saving.
@@ -460,7 +472,8 @@ impl ChatState {
             .room()
             .and_then(|r| r.shown(offset, None))
             .is_some_and(|s| s.text == text);
-        if same || !self.may_edit(offset) {
+        // An editor opened in time may be saved later: the server has the last word.
+        if same || self.own_message(offset).is_none() {
             return None;
         }
         self.queue_op(

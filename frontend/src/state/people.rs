@@ -43,6 +43,7 @@ impl ChatState {
                 .or_insert_with(|| Room::new(&m.room));
             room.private = m.private;
             room.notify = m.notify;
+            room.owned = m.owner.is_some() && m.owner == self.user;
             if let Some(user) = m.dm {
                 room.dm = Some(Peer {
                     nick: m.dm_nick.unwrap_or_else(|| user.clone()),

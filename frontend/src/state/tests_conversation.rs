@@ -302,7 +302,7 @@ fn a_refused_change_is_undone_with_a_notice_and_unacked_ones_are_resent_once_joi
     let mut mine = chat("lobby", 4, "alice");
     mine.text = "typo".to_owned();
     step(&mut s, ServerMsg::Message(mine));
-    assert!(s.start_edit(4));
+    assert!(s.start_edit(4, NOW));
     let edit = s.save_edit(4, "fixed").expect("an edit frame");
     assert_eq!(shown(&s, 4).text, "fixed");
     step(
@@ -345,24 +345,24 @@ fn a_refused_change_is_undone_with_a_notice_and_unacked_ones_are_resent_once_joi
 #[test]
 fn up_edits_our_newest_message_and_only_ours() {
     let mut s = lobby_with(3);
-    assert!(!s.edit_last(), "nothing of ours");
+    assert!(!s.edit_last(NOW), "nothing of ours");
     for (offset, nick) in [(4, "alice"), (5, "alice"), (6, "bob")] {
         step(&mut s, ServerMsg::Message(chat("lobby", offset, nick)));
     }
     step(&mut s, deleted(7, 5));
-    assert!(s.edit_last());
+    assert!(s.edit_last(NOW));
     assert_eq!(s.rooms["lobby"].editing, Some(4), "the newest not deleted");
     assert!(shown(&s, 4).editing);
-    assert!(!s.start_edit(6), "bob's");
+    assert!(!s.start_edit(6, NOW), "bob's");
     assert!(!s.may_delete(6) && s.may_delete(4));
     // Saving the same text only closes the editor; Esc closes it too.
     assert_eq!(s.save_edit(4, "text 4"), None);
     assert_eq!(s.rooms["lobby"].editing, None);
-    assert!(s.start_edit(4));
+    assert!(s.start_edit(4, NOW));
     s.cancel_edit();
     assert!(!shown(&s, 4).editing);
     // Deleting the message being edited ends the editing.
-    assert!(s.start_edit(4));
+    assert!(s.start_edit(4, NOW));
     step(&mut s, deleted(8, 4));
     assert_eq!(s.rooms["lobby"].editing, None);
 }
@@ -390,7 +390,7 @@ fn in_a_room_we_created_we_may_delete_anyones_message() {
     );
     step(&mut s, ServerMsg::Message(chat("plans", 1, "bob")));
     assert!(s.may_delete(1));
-    assert!(!s.may_edit(1));
+    assert!(!s.may_edit(1, NOW));
 }
 
 #[test]
@@ -502,4 +502,57 @@ fn a_reply_whose_original_is_gone_says_so() {
     assert_eq!(s.highlight, None);
     let notice = s.rooms["lobby"].notices.last().expect("a notice");
     assert!(notice.text.contains("no longer"), "{}", notice.text);
+}
+
+#[test]
+fn welcome_says_which_rooms_we_own_and_how_long_we_may_edit() {
+    let mut s = ChatState::new(None, &[], "p".to_owned());
+    s.choose_nick("alice");
+    let room = |name: &str, owner: Option<&str>| MemberRoom {
+        room: name.to_owned(),
+        head: 0,
+        epoch: "e".to_owned(),
+        read: 0,
+        unread: 0,
+        mentions: 0,
+        private: false,
+        dm: None,
+        dm_nick: None,
+        notify: Default::default(),
+        owner: owner.map(str::to_owned),
+    };
+    step(
+        &mut s,
+        ServerMsg::Welcome {
+            nick: "alice".to_owned(),
+            session: "s1".to_owned(),
+            server: "huddle/test".to_owned(),
+            limits: Limits {
+                edit_window_ms: Some(60_000),
+                ..Limits::default()
+            },
+            user: ME.to_owned(),
+            rooms: vec![room("lobby", Some(ME)), room("dev", Some("u:bob"))],
+            inbox: Default::default(),
+            quiet: None,
+        },
+    );
+    assert!(s.rooms["lobby"].owned);
+    assert!(!s.rooms["dev"].owned);
+    step(&mut s, joined_frame(0, None));
+    step(&mut s, ServerMsg::Message(chat("lobby", 1, "bob")));
+    let mut mine = chat("lobby", 2, "alice");
+    mine.ts = NOW - 1_000;
+    step(&mut s, ServerMsg::Message(mine));
+    // The owner deletes anyone's message; only the author edits, within the window.
+    assert!(s.may_delete(1));
+    assert!(!s.may_edit(1, NOW));
+    assert!(s.may_edit(2, NOW));
+    assert!(s.may_edit(2, NOW + 59_000));
+    assert!(!s.may_edit(2, NOW + 60_000));
+    assert!(
+        !s.edit_last(NOW + 60_000),
+        "nothing of ours is young enough"
+    );
+    assert!(s.edit_last(NOW));
 }

@@ -24,6 +24,7 @@ fn welcome(head: u64, unread: u64, rooms: Vec<MemberRoom>) -> ServerMsg {
 
 fn member(room: &str, notify: NotifyLevel) -> MemberRoom {
     MemberRoom {
+        owner: None,
         room: room.to_owned(),
         head: 0,
         epoch: "e1".to_owned(),

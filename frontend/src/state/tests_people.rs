@@ -12,6 +12,7 @@ fn step(s: &mut ChatState, m: ServerMsg) -> Vec<ClientMsg> {
 
 fn member(room: &str, head: u64, read: u64, unread: u64, mentions: u64) -> MemberRoom {
     MemberRoom {
+        owner: None,
         room: room.to_owned(),
         head,
         epoch: "e1".to_owned(),
