@@ -1037,7 +1037,13 @@ mod erasure_tests {
         let edit_secret = "an-edit-that-must-not-survive-either-1111";
         let mut batch = vec![NewEntry::message("r", "ann", "ann", "m1", secret)];
         for i in 0..50 {
-            batch.push(NewEntry::message("r", "bob", "bob", &format!("b{i}"), "filler"));
+            batch.push(NewEntry::message(
+                "r",
+                "bob",
+                "bob",
+                &format!("b{i}"),
+                "filler",
+            ));
         }
         store.append_batch(batch).await.unwrap();
         let edit = NewEntry {
@@ -1059,12 +1065,11 @@ mod erasure_tests {
         let out = store.append_batch(vec![delete]).await.unwrap();
         assert!(matches!(&out[0], AppendOutcome::Stored(_)), "{out:?}");
         drop(store);
-        // What is on disk once the log is folded into the file (as SQLite does on its
-        // own at checkpoints), and the log itself before that.
+        // What is on disk once the write-ahead log is folded into the file (as SQLite
+        // does on its own at checkpoints).
         let bytes = |p: &std::path::Path| std::fs::read(p).unwrap_or_default();
-        let found = |hay: &[u8], needle: &str| {
-            hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-        };
+        let found =
+            |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
         let conn = Connection::open(&path).unwrap();
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .unwrap();
