@@ -36,6 +36,7 @@ use tokio::task::JoinSet;
 use crate::guest::{Guest, STEP_TIMEOUT};
 use crate::measure::Latency;
 use crate::procstat::{ticks_per_sec, Proc, Sample};
+use crate::report::RunReport;
 use crate::scenario::parse_ws_url;
 use crate::signins::{cpus_allowed, online_cpus};
 
@@ -151,12 +152,12 @@ pub struct AlertReport {
     pub ok: bool,
 }
 
-impl AlertReport {
-    pub fn json_line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+impl RunReport for AlertReport {
+    fn passed(&self) -> bool {
+        self.ok
     }
 
-    pub fn human(&self) -> String {
+    fn human(&self) -> String {
         let mode = match self.mode {
             Mode::Mentions { per_message } => format!("mentions, {per_message} per message"),
             Mode::All => "all (every member at level all)".to_owned(),

@@ -40,6 +40,7 @@ use tokio::task::JoinSet;
 use crate::guest::{Guest, STEP_TIMEOUT};
 use crate::measure::Latency;
 use crate::procstat::{ticks_per_sec, Proc, Sample};
+use crate::report::RunReport;
 use crate::scenario::parse_ws_url;
 use crate::signins::{cpus_allowed, online_cpus};
 
@@ -233,12 +234,12 @@ pub struct HistoryReport {
     pub ok: bool,
 }
 
-impl HistoryReport {
-    pub fn json_line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+impl RunReport for HistoryReport {
+    fn passed(&self) -> bool {
+        self.ok
     }
 
-    pub fn human(&self) -> String {
+    fn human(&self) -> String {
         let ms = |us: u64| us as f64 / 1000.0;
         let lat = |l: &Latency| {
             format!(

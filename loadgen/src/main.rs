@@ -11,6 +11,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 
 use common::parse_duration;
+use loadgen::report::RunReport;
 use loadgen::scenario::{Load, Scenario, MAX_SOURCE_IPS};
 use loadgen::{alerts, history, plot, pushes, signins, verify, Options};
 
@@ -364,9 +365,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 label: a.label,
             };
             let report = runtime(a.threads)?.block_on(signins::signins(opts))?;
-            println!("{}", report.json_line());
-            eprint!("{}", report.human());
-            Ok(exit(report.ok))
+            Ok(finish(&report))
         }
         Command::Alerts(a) => {
             let opts = alerts::AlertOptions {
@@ -392,9 +391,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 label: a.label,
             };
             let report = runtime(a.threads)?.block_on(alerts::alerts(opts))?;
-            println!("{}", report.json_line());
-            eprint!("{}", report.human());
-            Ok(exit(report.ok))
+            Ok(finish(&report))
         }
         Command::Pushes(a) => {
             let opts = pushes::PushOptions {
@@ -411,9 +408,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 label: a.label,
             };
             let report = runtime(a.threads)?.block_on(pushes::pushes(opts))?;
-            println!("{}", report.json_line());
-            eprint!("{}", report.human());
-            Ok(exit(report.ok))
+            Ok(finish(&report))
         }
         Command::History(a) => {
             let mut opts = history::HistoryOptions {
@@ -443,9 +438,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 opts.plain();
             }
             let report = runtime(a.threads)?.block_on(history::history(opts))?;
-            println!("{}", report.json_line());
-            eprint!("{}", report.human());
-            Ok(exit(report.ok))
+            Ok(finish(&report))
         }
         Command::Plot {
             results,
@@ -519,6 +512,14 @@ fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// Prints a mode's report (the JSON line on stdout, the summary on stderr) and says how
+/// the run went.
+fn finish(report: &impl RunReport) -> ExitCode {
+    println!("{}", report.json_line());
+    eprint!("{}", report.human());
+    exit(report.passed())
 }
 
 fn exit(ok: bool) -> ExitCode {

@@ -30,6 +30,7 @@ use crate::guest::Guest;
 use crate::measure::Latency;
 use crate::procstat::{ticks_per_sec, Proc, Sample};
 use crate::push_service::{OnPush, PushService};
+use crate::report::RunReport;
 use crate::scenario::parse_ws_url;
 use crate::signins::{cpus_allowed, online_cpus, source_ip, Http, MAX_CONCURRENCY};
 
@@ -121,12 +122,12 @@ pub struct PushReport {
     pub ok: bool,
 }
 
-impl PushReport {
-    pub fn json_line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+impl RunReport for PushReport {
+    fn passed(&self) -> bool {
+        self.ok
     }
 
-    pub fn human(&self) -> String {
+    fn human(&self) -> String {
         let ms = |us: u64| us as f64 / 1000.0;
         let mib =
             |b: Option<u64>| b.map_or("?".to_owned(), |b| format!("{:.1}", b as f64 / 1048576.0));

@@ -121,14 +121,27 @@ pub struct RampPoint {
     pub server_rss_bytes: u64,
 }
 
-impl Report {
+/// What every mode's report gives the command line: one JSON line (what `cargo xtask
+/// bench` collects), a few lines for people, and whether the run passed.
+pub trait RunReport: Serialize {
+    /// A few lines for people.
+    fn human(&self) -> String;
+
+    /// Whether the run met its checks (no loss, no mismatch, …).
+    fn passed(&self) -> bool;
+
     /// The one JSON line.
-    pub fn json_line(&self) -> String {
+    fn json_line(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
+}
 
-    /// A few lines for people.
-    pub fn human(&self) -> String {
+impl RunReport for Report {
+    fn passed(&self) -> bool {
+        self.ok
+    }
+
+    fn human(&self) -> String {
         let mut out = String::new();
         let p = &self.params;
         let c = &self.connect;

@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::procstat::{ticks_per_sec, Proc};
+use crate::report::RunReport;
 use crate::scenario::parse_ws_url;
 
 /// The most concurrent clients: one source address each, at most 255 addresses, and
@@ -105,12 +106,12 @@ pub struct SigninReport {
     pub ok: bool,
 }
 
-impl SigninReport {
-    pub fn json_line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+impl RunReport for SigninReport {
+    fn passed(&self) -> bool {
+        self.ok
     }
 
-    pub fn human(&self) -> String {
+    fn human(&self) -> String {
         let mut s = format!(
             "signins ({}): {} CPUs online, server on CPU {}, loadgen on CPU {}; {} (one verify \
              {:.1} ms on loadgen's core); {} accounts\n",

@@ -20,6 +20,7 @@ use common::{ClientMsg, Limits, ServerMsg};
 use futures_util::{SinkExt as _, StreamExt as _};
 use loadgen::alerts::{AlertOptions, Mode};
 use loadgen::pushes::PushOptions;
+use loadgen::report::RunReport;
 use loadgen::{Load, Options, Scenario};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
