@@ -23,7 +23,7 @@ use super::redis::Shared;
 use crate::cluster::{pause, Retry, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::disconnect::Disconnect;
 use crate::logsafe::{Chain, Escaped};
-use crate::store::redis::{erased_by, fresh_epoch, stream_entry};
+use crate::store::redis::{fresh_epoch, offset_of, stream_entry};
 
 /// How long one `XREAD` waits for new entries. Also the longest a newly subscribed room
 /// waits before the reader includes it, so it is short.
@@ -140,11 +140,7 @@ async fn erased_in_holes(
     };
     let mut holes: Option<(u64, u64)> = None;
     for entry in entries {
-        let Some(offset) = entry
-            .id
-            .split_once('-')
-            .and_then(|(o, _)| o.parse::<u64>().ok())
-        else {
+        let Ok(offset) = offset_of(&entry.id) else {
             continue;
         };
         if prev > 0 && offset > prev + 1 && offset - prev <= HOLE_CHECK {
@@ -184,9 +180,8 @@ fn deliver_entries(shared: &Shared, room: &str, entries: &[StreamId], erased: &H
         }
         // A deletion removes the message and its edits from the stream: a hole it
         // accounts for is no loss.
-        let noted = erased_by(entry);
         let explained = offset - *position <= HOLE_CHECK
-            && (*position + 1..offset).all(|o| erased.contains(&o) || noted.contains(&o));
+            && (*position + 1..offset).all(|o| erased.contains(&o));
         if *position > 0 && offset > *position + 1 && !explained {
             // The stream was trimmed (`--history-max`) past what this instance had read:
             // its members would silently miss messages. Like an overflowing outbox,

@@ -70,9 +70,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 ///
 /// A deletion erases: the message's entry and its edits' entries are removed from the
 /// stream (XDEL: a stream entry cannot be rewritten), their offsets noted in `erased`,
-/// and what a `history` item of a deleted message shows (no text) kept in the state.
-/// The deletion's own entry lists what it erased (`x`), so a stream reader that meets
-/// the hole can tell it from a trim.
+/// and what a `history` item of a deleted message shows (no text) kept in the state. A
+/// stream reader that meets the hole looks it up in `erased` to tell it from a trim.
 const APPEND_LUA: &str = r"
 redis.call('SET', KEYS[1], ARGV[6], 'NX')
 local dup = redis.call('GET', KEYS[4])
@@ -145,8 +144,7 @@ elseif kind == 'd' then
     for _, o in ipairs(cjson.decode(was).at) do table.insert(erased, o) end
   end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], id, 'k', 'd', 'id', ARGV[2],
-    'nick', ARGV[3], 'text', '', 'ts', sts, 'user', ARGV[10], 't', ARGV[12],
-    'x', table.concat(erased, ','))
+    'nick', ARGV[3], 'text', '', 'ts', sts, 'user', ARGV[10], 't', ARGV[12])
   for _, o in ipairs(erased) do
     redis.call('XDEL', KEYS[3], o .. '-1')
     redis.call('ZADD', KEYS[9], o, o)
@@ -426,7 +424,7 @@ fn corrupt(what: impl Into<String>) -> StoreError {
 }
 
 /// The offset in a stream entry id `<offset>-<n>`.
-fn offset_of(entry_id: &str) -> Result<u64, StoreError> {
+pub(crate) fn offset_of(entry_id: &str) -> Result<u64, StoreError> {
     entry_id
         .split_once('-')
         .and_then(|(ms, _)| ms.parse().ok())
@@ -496,15 +494,6 @@ pub(crate) fn stream_entry(room: &str, entry: &StreamId) -> Result<Entry, StoreE
             )))
         }
     })
-}
-
-/// The offsets a deletion's stream entry erased (its `x`), so a reader that finds them
-/// missing knows they were not trimmed away; empty for any other entry.
-pub(crate) fn erased_by(entry: &StreamId) -> Vec<u64> {
-    entry
-        .get::<String>("x")
-        .map(|x| x.split(',').filter_map(|o| o.parse().ok()).collect())
-        .unwrap_or_default()
 }
 
 fn to_entries(room: &str, reply: &StreamRangeReply) -> Result<Vec<Entry>, StoreError> {
