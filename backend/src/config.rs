@@ -494,6 +494,20 @@ mod tests {
     }
 
     #[test]
+    fn the_edit_window_is_a_positive_duration_advertised_in_the_limits() {
+        for bad in ["0s", "0", "soon", "5 parsecs"] {
+            let err = Config::try_parse_from(["huddle", "--edit-window", bad])
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("--edit-window"), "{bad}: {err}");
+        }
+        let c = Config::try_parse_from(["huddle", "--edit-window", "15m"]).unwrap();
+        assert_eq!(c.edit_window, Some(Duration::from_secs(900)));
+        assert_eq!(c.limits().edit_window_ms, Some(900_000));
+        assert_eq!(Config::with_db("x.db").limits().edit_window_ms, None);
+    }
+
+    #[test]
     fn timers_refuse_zero_and_overflow_with_one_line() {
         for bad in ["0ms", "0", "999999999999999999m", "25h", "1441m"] {
             let err = Config::try_parse_from(["huddle", "--ping-interval", bad])
