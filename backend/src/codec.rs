@@ -3,6 +3,7 @@
 //! and control requests).
 
 use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use common::{decode_client, ClientMsg, DecodeError, ServerMsg};
 use serde::{Deserialize, Serialize};
 
@@ -12,13 +13,91 @@ use crate::session::outbox::ConnId;
 /// hands the same buffer to every recipient.
 pub(crate) type Frame = Utf8Bytes;
 
+/// A text frame ready for the socket: the WebSocket header and the JSON payload in one
+/// shared buffer, so a broadcast frames a message once and writes the same bytes to every
+/// member (server frames are never masked, so they are the same for everyone).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Wire {
+    bytes: Bytes,
+    /// The header's length: the payload starts here.
+    header: u8,
+}
+
+impl Wire {
+    /// The bytes to write.
+    pub(crate) fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Nothing to send (an item that only carries a directive).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The JSON payload.
+    pub(crate) fn text(&self) -> &str {
+        // Built only from `str`s (see `wire`/`wire_of`), so never invalid.
+        std::str::from_utf8(&self.bytes[usize::from(self.header)..]).unwrap_or_default()
+    }
+}
+
+/// The most a server text frame's header takes (no mask, 64-bit length).
+const MAX_HEADER: usize = 10;
+
+/// Encodes a server frame straight into its wire form: the JSON is written after room
+/// for the longest header, which then goes in front of it, so nothing is copied.
+pub(crate) fn wire(msg: &ServerMsg) -> Wire {
+    let mut buf = Vec::with_capacity(256);
+    buf.resize(MAX_HEADER, 0);
+    if let Err(e) = serde_json::to_writer(&mut buf, msg) {
+        tracing::error!(error = %e, "failed to encode a server frame");
+        return wire_of(ENCODING_FAILED);
+    }
+    finish_wire(buf)
+}
+
+/// The wire form of an already encoded frame (one copy of its bytes). Nothing gives
+/// nothing: an event that only carries a directive has no frame to send.
+pub(crate) fn wire_of(json: &str) -> Wire {
+    if json.is_empty() {
+        return Wire::default();
+    }
+    let mut buf = Vec::with_capacity(MAX_HEADER + json.len());
+    buf.resize(MAX_HEADER, 0);
+    buf.extend_from_slice(json.as_bytes());
+    finish_wire(buf)
+}
+
+/// Writes the text frame header for `buf[MAX_HEADER..]` just before it.
+fn finish_wire(mut buf: Vec<u8>) -> Wire {
+    let len = (buf.len() - MAX_HEADER) as u64;
+    let header = tungstenite::protocol::frame::FrameHeader {
+        is_final: true,
+        opcode: tungstenite::protocol::frame::coding::OpCode::Data(
+            tungstenite::protocol::frame::coding::Data::Text,
+        ),
+        ..Default::default()
+    };
+    let size = header.len(len);
+    let start = MAX_HEADER - size;
+    let mut slot = &mut buf[start..MAX_HEADER];
+    // Writing at most 10 bytes into a 10-byte slice cannot fail.
+    let _ = header.format(len, &mut slot);
+    Wire {
+        bytes: Bytes::from(buf).slice(start..),
+        header: size as u8,
+    }
+}
+
+const ENCODING_FAILED: &str = r#"{"type":"error","code":"internal","message":"encoding failed"}"#;
+
 /// Encodes a server frame.
 pub(crate) fn encode(msg: &ServerMsg) -> Frame {
     // Serializing these plain structs to a String cannot fail: no maps with non-string
     // keys, no custom Serialize impls that error.
     let json = serde_json::to_string(msg).unwrap_or_else(|e| {
         tracing::error!(error = %e, "failed to encode a server frame");
-        String::from(r#"{"type":"error","code":"internal","message":"encoding failed"}"#)
+        String::from(ENCODING_FAILED)
     });
     Utf8Bytes::from(json)
 }
@@ -72,7 +151,7 @@ pub(crate) fn history_frame(
     page: crate::store::Page,
     max: usize,
     slack: usize,
-) -> (Frame, usize) {
+) -> (Wire, usize) {
     let crate::store::Page {
         mut messages,
         has_more,
@@ -98,12 +177,12 @@ pub(crate) fn history_frame(
             has_more: has_more || trimmed,
             nicks,
         };
-        let frame = encode(&answer);
+        let frame = wire(&answer);
         let ServerMsg::History { messages: back, .. } = answer else {
             unreachable!("built as a history frame just above")
         };
         messages = back;
-        if frame.len() <= max || count <= 1 {
+        if frame.text().len() <= max || count <= 1 {
             return (frame, count);
         }
         // The names of who reacted did not fit beside the messages: one fewer.
@@ -190,6 +269,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn wire_frames_are_text_frames_of_the_json_whatever_its_length() {
+        use tungstenite::protocol::frame::FrameHeader;
+        assert!(wire_of("").is_empty(), "no frame for a directive alone");
+        for len in [1, 125, 126, 65_535, 65_536, 200_000] {
+            let json = "x".repeat(len);
+            let wire = wire_of(&json);
+            let mut cursor = std::io::Cursor::new(wire.bytes().as_ref());
+            let (header, payload) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
+            assert!(header.is_final && header.mask.is_none(), "{len}");
+            assert_eq!(payload, len as u64);
+            assert_eq!(cursor.position() as usize + len, wire.bytes().len());
+            assert_eq!(wire.text(), json);
+        }
+        let msg = ServerMsg::error(common::ErrorCode::Internal, "x", None);
+        assert_eq!(wire(&msg).text(), encode(&msg).as_str());
+    }
+
+    #[test]
     fn a_member_list_keeps_its_first_nicks_within_the_limit() {
         let mut nicks: Vec<String> = (0..5000).map(|i| format!("member-{i:05}")).collect();
         assert!(keep_first_within(&mut nicks, 64 * 1024 - 512));
@@ -231,7 +328,7 @@ mod tests {
             nicks: nicks_of(&[msg(1, 1000)]),
         };
         let (frame, count) = history_frame("r", page, 64 * 1024, 512);
-        let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
+        let v: serde_json::Value = serde_json::from_str(frame.text()).unwrap();
         assert_eq!(count, 1);
         assert_eq!(
             v["messages"][0]["reactions"]["👍"]
@@ -256,9 +353,9 @@ mod tests {
             has_more: false,
         };
         let (frame, count) = history_frame("r", page, 64 * 1024, 512);
-        assert!(frame.len() <= 64 * 1024, "{}", frame.len());
+        assert!(frame.text().len() <= 64 * 1024, "{}", frame.text().len());
         assert!(count < 100, "{count}");
-        let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
+        let v: serde_json::Value = serde_json::from_str(frame.text()).unwrap();
         assert_eq!(
             v["messages"].as_array().unwrap().last().unwrap()["offset"],
             100

@@ -2,7 +2,8 @@
 //! their outboxes of what the broker reports ([`BrokerEvents`]).
 //!
 //! This is the one place a stored message fans out to members ([`Hub::message`]):
-//! encoded once, its bytes shared by every outbox.
+//! encoded and framed once, its bytes written by every outbox (straight into the
+//! member's socket when nothing waits for it, see [`crate::session::outbox`]).
 //!
 //! All methods are synchronous and hold the lock only for map updates and outbox pushes,
 //! never across an `.await`; a slow connection can never slow a broadcast down. Joining
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use common::{Entry, ServerMsg};
 
 use crate::broker::{BrokerEvents, Directive, Event};
-use crate::codec::{self, Frame};
+use crate::codec::{self, Wire};
 use crate::disconnect::Disconnect;
 use crate::locks;
 use crate::session::outbox::{ConnId, Outbox, Outgoing};
@@ -31,7 +32,7 @@ struct Envelope {
     except: Option<ConnId>,
     /// A user none of whose connections receive it.
     except_user: Option<Arc<str>>,
-    frame: Frame,
+    frame: Wire,
     directive: Option<Directive>,
 }
 
@@ -220,7 +221,7 @@ impl BrokerEvents for Hub {
             offset: entry.offset(),
             except: None,
             except_user: None,
-            frame: codec::encode(&ServerMsg::stored(entry)),
+            frame: codec::wire(&ServerMsg::stored(entry)),
             directive: None,
         };
         self.deliver(&env);
@@ -232,7 +233,7 @@ impl BrokerEvents for Hub {
             offset: 0,
             except: event.except,
             except_user: event.except_user,
-            frame: event.frame,
+            frame: codec::wire_of(event.frame.as_str()),
             directive: event.directive,
         });
     }
@@ -274,8 +275,8 @@ mod tests {
         let hub = Hub::default();
         let metrics = Metrics::default();
         let room: Arc<str> = Arc::from("lobby");
-        let (a, rx_a, _) = Outbox::new(4, &metrics);
-        let (b, rx_b, _) = Outbox::new(4, &metrics);
+        let (a, rx_a, _) = Outbox::new(4, &metrics, None);
+        let (b, rx_b, _) = Outbox::new(4, &metrics, None);
         assert!(
             hub.join(&room, 1, &Arc::from("a"), "a".into(), a.clone())
                 .unwrap()
@@ -290,7 +291,7 @@ mod tests {
             offset: 7,
             except: Some(1),
             except_user: None,
-            frame: Frame::from("x"),
+            frame: codec::wire_of("x"),
             directive: None,
         });
         assert!(rx_a.try_recv().is_none());
@@ -306,7 +307,7 @@ mod tests {
         let hub = Hub::default();
         let metrics = Metrics::default();
         let room: Arc<str> = Arc::from("r");
-        let (a, _rx, control) = Outbox::new(1, &metrics);
+        let (a, _rx, control) = Outbox::new(1, &metrics, None);
         hub.join(&room, 1, &Arc::from("a"), "a".into(), a);
         for offset in 1..=2 {
             hub.deliver(&Envelope {
@@ -314,7 +315,7 @@ mod tests {
                 offset,
                 except: None,
                 except_user: None,
-                frame: Frame::from("x"),
+                frame: codec::wire_of("x"),
                 directive: None,
             });
         }
@@ -327,8 +328,8 @@ mod tests {
         let hub = Hub::default();
         let metrics = Metrics::default();
         let room: Arc<str> = Arc::from("r");
-        let (a, _rx_a, _) = Outbox::new(4, &metrics);
-        let (b, _rx_b, _) = Outbox::new(4, &metrics);
+        let (a, _rx_a, _) = Outbox::new(4, &metrics, None);
+        let (b, _rx_b, _) = Outbox::new(4, &metrics, None);
         let first = hub
             .join(&room, 1, &Arc::from("a"), "a".into(), a.clone())
             .unwrap();
@@ -357,7 +358,7 @@ mod tests {
         let hub = Hub::default();
         let metrics = Metrics::default();
         let room: Arc<str> = Arc::from("r");
-        let (a, rx_a, control) = Outbox::new(4, &metrics);
+        let (a, rx_a, control) = Outbox::new(4, &metrics, None);
         hub.join(&room, 1, &Arc::from("a"), "a".into(), a);
         hub.message(Entry::Message(common::ChatMessage {
             room: "r".to_owned(),
@@ -370,7 +371,7 @@ mod tests {
         }));
         let item = rx_a.try_recv().unwrap();
         assert_eq!((item.offset, item.room.as_deref()), (3, Some("r")));
-        assert!(item.frame.as_str().contains(r#""type":"message""#));
+        assert!(item.frame.text().contains(r#""type":"message""#));
         assert!(hub.has_members("r") && !hub.has_members("other"));
         hub.lost("r", Disconnect::FellBehind);
         assert_eq!(control.closed().await, Disconnect::FellBehind);

@@ -451,7 +451,7 @@ mod tests {
     }
 
     fn person(conn: ConnId, nick: &str, metrics: &Metrics) -> Person {
-        let (outbox, inbox, _) = Outbox::new(64, metrics);
+        let (outbox, inbox, _) = Outbox::new(64, metrics, None);
         Person {
             conn,
             who: Identity {
@@ -488,7 +488,7 @@ mod tests {
 
     /// A second connection of `p`'s user.
     fn tab(p: &Person, conn: ConnId, metrics: &Metrics) -> Person {
-        let (outbox, inbox, _) = Outbox::new(64, metrics);
+        let (outbox, inbox, _) = Outbox::new(64, metrics, None);
         Person {
             conn,
             who: p.who.clone(),
@@ -600,7 +600,7 @@ mod tests {
     fn received(p: &Person) -> Vec<ServerMsg> {
         let mut out = Vec::new();
         while let Some(item) = p.inbox.try_recv() {
-            out.push(serde_json::from_str(item.frame.as_str()).unwrap());
+            out.push(serde_json::from_str(item.frame.text()).unwrap());
         }
         out
     }

@@ -56,7 +56,7 @@ mod tests {
         let broker = MemoryBroker::new(Arc::new(hub.clone()));
         let metrics = Metrics::default();
         let room: Arc<str> = Arc::from("r");
-        let (outbox, inbox, _) = Outbox::new(8, &metrics);
+        let (outbox, inbox, _) = Outbox::new(8, &metrics, None);
         hub.join(&room, 1, &Arc::from("a"), "a".into(), outbox);
         broker.subscribe("r").await.unwrap();
         let msg = ChatMessage {

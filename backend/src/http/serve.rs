@@ -188,6 +188,10 @@ fn service(
     })
 }
 
+/// A connection as HTTP is spoken on it: plain TCP or TLS. Named, because an upgraded
+/// WebSocket takes it back from hyper by this type (`http::ws`).
+pub(crate) type Connection = Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>;
+
 /// A connection before it speaks HTTP.
 enum Stream {
     Plain(TcpStream),
@@ -198,10 +202,7 @@ enum Stream {
 
 impl Stream {
     /// The stream HTTP is spoken on, or `None` if the TLS handshake failed or stalled.
-    async fn open(
-        self,
-        peer: SocketAddr,
-    ) -> Option<Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>> {
+    async fn open(self, peer: SocketAddr) -> Option<Connection> {
         match self {
             Stream::Plain(tcp) => Some(Either::Left(tcp)),
             Stream::Handshake(tcp, acceptor, share) => {

@@ -4,15 +4,22 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
-use axum::http::header::ORIGIN;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{
+    CONNECTION, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
+    SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tungstenite::protocol::WebSocketConfig;
 
+use super::serve::Connection;
 use crate::disconnect::Disconnect;
 use crate::peers;
 use crate::session;
+use crate::session::socket::{Socket, Transport};
 use crate::state::AppState;
 
 /// Bytes read from the socket at a time, which is also what every connection keeps
@@ -20,32 +27,43 @@ use crate::state::AppState;
 /// are a few hundred bytes; a larger one (up to the frame limit) takes several reads.
 /// 4 KiB was the largest item in a heap profile of idle connections (BENCHMARKS.md).
 const READ_BUFFER: usize = 512;
-/// Bytes gathered before a write is flushed.
-const WRITE_BUFFER: usize = 8 * 1024;
-/// The most bytes one connection may have waiting to be written. It must fit the
-/// largest frame we send (a full `history` page); beyond it writes fail and the
-/// connection ends, so a stuck peer holds bounded memory.
-const MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
 
 pub(super) async fn upgrade(
-    ws: WebSocketUpgrade,
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let headers = &parts.headers;
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
+    let key = match handshake_key(headers) {
+        Ok(key) => key,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
+    let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            "this connection cannot be upgraded to a WebSocket\n",
+        )
+            .into_response();
+    };
     // Refused before the upgrade: a page from another site gets nothing to talk to.
-    if !state.origins.allows(&headers) {
+    if !state.origins.allows(headers) {
         tracing::info!(%peer, origin = ?headers.get(ORIGIN), "websocket refused: origin not allowed");
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
     }
     // The address the per-address limits count and the logs show: the peer, or the
     // client a trusted proxy names (the port stays the peer's; proxies do not pass it).
-    let client_ip = peers::client_ip(peer, &headers, &state.config.trusted_proxies);
+    let client_ip = peers::client_ip(peer, headers, &state.config.trusted_proxies);
     let peer = SocketAddr::new(client_ip, peer.port());
+    let protocol = subprotocol(headers);
     let max_frame = state.config.max_frame_bytes as usize;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(Some(max_frame))
+        .max_frame_size(Some(max_frame));
     // The token keeps shutdown waiting until this session has said goodbye.
     let token = state.sessions.token();
     // Over a limit (in total or per address) the upgrade still completes, so the client
@@ -57,34 +75,109 @@ pub(super) async fn upgrade(
     let slot = permit
         .as_ref()
         .and_then(|_| state.peers.try_connect(client_ip));
-    ws.protocols(common::SUBPROTOCOLS)
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(MAX_WRITE_BUFFER)
-        .max_message_size(max_frame)
-        .max_frame_size(max_frame)
-        .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
-        .on_upgrade(move |socket| async move {
-            // Counted as open until this future ends, however it ends.
-            let open = state.metrics.connection_opened();
-            match (permit, slot) {
-                (Some(permit), Some(slot)) => {
-                    // Boxed so this task's own state stays the size of the refusal path.
-                    Box::pin(session::run(socket, state, peer)).await;
-                    drop((slot, permit));
-                }
-                (None, _) => {
-                    let why = Disconnect::TooManyConnections;
-                    state.metrics.closed(why.code());
-                    session::refuse(socket, why, peer).await;
-                }
-                (Some(permit), None) => {
-                    drop(permit);
-                    let why = Disconnect::TooManyFromAddress;
-                    state.metrics.closed(why.code());
-                    session::refuse(socket, why, peer).await;
-                }
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                return;
             }
-            drop((open, token));
+        };
+        let socket = socket_of(upgraded, config);
+        // Counted as open until this future ends, however it ends.
+        let open = state.metrics.connection_opened();
+        match (permit, slot) {
+            (Some(permit), Some(slot)) => {
+                // Boxed so this task's own state stays the size of the refusal path.
+                Box::pin(session::run(socket, state, peer)).await;
+                drop((slot, permit));
+            }
+            (None, _) => {
+                let why = Disconnect::TooManyConnections;
+                state.metrics.closed(why.code());
+                session::refuse(socket, why, peer).await;
+            }
+            (Some(permit), None) => {
+                drop(permit);
+                let why = Disconnect::TooManyFromAddress;
+                state.metrics.closed(why.code());
+                session::refuse(socket, why, peer).await;
+            }
+        }
+        drop((open, token));
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let out = response.headers_mut();
+    out.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    out.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&tungstenite::handshake::derive_accept_key(key)) {
+        out.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if let Some(protocol) = protocol {
+        out.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
+    }
+    response
+}
+
+/// The client's `Sec-WebSocket-Key` if the request is a WebSocket handshake (RFC 6455
+/// §4.2.1), else what is wrong with it.
+fn handshake_key(headers: &HeaderMap) -> Result<&[u8], &'static str> {
+    let has_token = |name, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         })
+    };
+    if !has_token(CONNECTION, "upgrade") {
+        return Err("Connection header did not include 'upgrade'\n");
+    }
+    if !has_token(UPGRADE, "websocket") {
+        return Err("`Upgrade` header did not include 'websocket'\n");
+    }
+    if headers
+        .get(SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return Err("`Sec-WebSocket-Version` header did not include '13'\n");
+    }
+    headers
+        .get(SEC_WEBSOCKET_KEY)
+        .map(HeaderValue::as_bytes)
+        .ok_or("`Sec-WebSocket-Key` header missing\n")
+}
+
+/// The first subprotocol the client offers that we speak, if any.
+fn subprotocol(headers: &HeaderMap) -> Option<&'static str> {
+    headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find_map(|offered| {
+            common::SUBPROTOCOLS
+                .iter()
+                .copied()
+                .find(|ours| *ours == offered)
+        })
+}
+
+/// The WebSocket over an upgraded connection: on plain TCP the socket itself (shared
+/// with the outbox for direct writes), otherwise the stream as hyper hands it over.
+fn socket_of(upgraded: Upgraded, config: WebSocketConfig) -> Socket {
+    match upgraded.downcast::<TokioIo<Connection>>() {
+        Ok(parts) => {
+            let transport = match parts.io.into_inner() {
+                tokio_util::either::Either::Left(tcp) => Transport::Tcp(Arc::new(tcp)),
+                tokio_util::either::Either::Right(tls) => Transport::stream(Box::new(tls)),
+            };
+            Socket::new(transport, &parts.read_buf, config)
+        }
+        Err(upgraded) => Socket::new(
+            Transport::stream(Box::new(TokioIo::new(upgraded))),
+            &[],
+            config,
+        ),
+    }
 }

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::Message;
 use common::{validate, ClientMsg, ErrorCode, RoomInfo, ServerMsg};
 use tokio::time::Instant;
 
@@ -398,6 +397,7 @@ impl Session {
                         .depart(&room, self.conn, who, Farewell::Quiet)
                         .await;
                     self.rooms.remove(&room);
+                    self.inbox.forget(&room);
                 }
                 return self.internal_error("join").await;
             }
@@ -443,11 +443,11 @@ impl Session {
         let nicks = membership
             .members(&room, change.as_ref().map(|c| c.nicks.clone()))
             .await;
-        let sub = self.rooms.entry(Arc::clone(&room)).or_insert(RoomSub {
-            last_offset: 0,
-            last_typing: None,
-        });
-        sub.last_offset = sub.last_offset.max(head.head);
+        self.rooms
+            .entry(Arc::clone(&room))
+            .or_insert(RoomSub { last_typing: None });
+        // The room's frames wait from here until `joined` and the replay are written.
+        self.inbox.hold(&room);
         let mut nicks = nicks;
         let all = nicks.len();
         let max = self.state.config.max_frame_bytes as usize;
@@ -464,6 +464,7 @@ impl Session {
         if recovered == Some(true) {
             self.replay(&room, since.unwrap_or(0), head.head).await?;
         }
+        self.inbox.receive(&room, head.head);
         if let Some(change) = change {
             membership
                 .announce(&room, who, Passage::Joined, change)
@@ -529,9 +530,9 @@ impl Session {
                         }
                     }
                 }
-                let frame = codec::encode(&ServerMsg::stored(m));
-                self.reads.charge(1, frame.len());
-                self.write(Message::Text(frame)).await?;
+                let frame = codec::wire(&ServerMsg::stored(m));
+                self.reads.charge(1, frame.text().len());
+                self.send_frame(frame).await?;
             }
             cursor = last;
         }
@@ -542,6 +543,7 @@ impl Session {
     /// when they take the `left` this sends them.
     async fn leave(&mut self, who: &Identity, room: Arc<str>) -> Result<(), End> {
         let here = self.rooms.remove(&room).is_some();
+        self.inbox.forget(&room);
         let stored = match self.state.directory.remove_member(&room, &who.user).await {
             Ok(stored) => {
                 self.state.alerts.settings_changed(&room);
@@ -633,8 +635,8 @@ impl Session {
             Ok(page) => {
                 let max = self.state.config.max_frame_bytes as usize;
                 let (frame, count) = codec::history_frame(&room, page, max, FRAME_SLACK);
-                self.reads.charge(count, frame.len());
-                self.write(Message::Text(frame)).await
+                self.reads.charge(count, frame.text().len());
+                self.send_frame(frame).await
             }
             Err(e) => {
                 tracing::error!(room = %Escaped(&room), error = %Chain(&e), "history read failed");

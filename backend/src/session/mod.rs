@@ -10,22 +10,23 @@ mod handlers;
 mod inbox;
 pub(crate) mod outbox;
 mod people;
+pub(crate) mod socket;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use bytes::Bytes;
 use common::{ErrorCode, ServerMsg};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use futures_util::SinkExt;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::Instrument as _;
+use tungstenite::Message;
 
-use crate::broker::{is_user_channel, Directive};
-use crate::codec;
+use crate::broker::Directive;
+use crate::codec::{self, Wire};
 use crate::disconnect::Disconnect;
 use crate::identity::Identity;
 use crate::logsafe::{Chain, Escaped};
@@ -34,7 +35,8 @@ use crate::metrics::PeerClose;
 use crate::rate::{ReadBudget, TokenBucket};
 use crate::state::AppState;
 use crate::writer::AppendResult;
-use outbox::{ConnId, Control, Inbox, Outbox, Outgoing};
+use outbox::{ConnId, Control, Inbox, Outbox};
+use socket::Socket;
 
 /// How long to wait for the peer's half of the close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -54,11 +56,9 @@ enum End {
     PeerGone,
 }
 
-/// This connection's view of one joined room.
+/// This connection's view of one joined room (what it was sent of the room is the
+/// outbox's: [`Inbox::last_offset`]).
 struct RoomSub {
-    /// Highest offset sent to the peer; queued messages at or below it are duplicates
-    /// of what `joined.head` or a replay already covered.
-    last_offset: u64,
     /// When a `typing` from this connection was last forwarded to the room.
     last_typing: Option<Instant>,
 }
@@ -75,8 +75,11 @@ struct Session {
     conn: ConnId,
     /// The client's address (behind a trusted proxy, the one it forwarded).
     peer: SocketAddr,
-    socket: WebSocket,
+    socket: Socket,
+    /// The hub's way to this connection (handed to every room joined).
     outbox: Outbox,
+    /// The session's side of it: what waits, which rooms it receives.
+    inbox: Inbox,
     control: Arc<Control>,
     /// Set by a successful `hello`.
     identity: Option<Identity>,
@@ -107,16 +110,16 @@ struct Session {
 
 /// Serves one upgraded WebSocket until it closes, inside a `conn{id, peer}` span so
 /// every log line of the connection, from any handler, names it.
-pub(crate) async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
+pub(crate) async fn run(socket: Socket, state: AppState, peer: SocketAddr) {
     let conn = state.next_conn_id();
     let span = tracing::info_span!("conn", id = conn, %peer);
     connection(socket, state, peer, conn).instrument(span).await;
 }
 
-async fn connection(socket: WebSocket, state: AppState, peer: SocketAddr, conn: ConnId) {
+async fn connection(socket: Socket, state: AppState, peer: SocketAddr, conn: ConnId) {
     let metrics = state.metrics.clone();
     let _live = metrics.session_started();
-    let (outbox, rx, control) = Outbox::new(state.config.outbox, &metrics);
+    let (outbox, inbox, control) = Outbox::new(state.config.outbox, &metrics, socket.direct());
     let rate = TokenBucket::new(
         f64::from(state.config.rate_per_sec),
         f64::from(state.config.rate_burst),
@@ -131,6 +134,7 @@ async fn connection(socket: WebSocket, state: AppState, peer: SocketAddr, conn: 
         peer,
         socket,
         outbox,
+        inbox,
         control,
         identity: None,
         token_hash: None,
@@ -147,7 +151,7 @@ async fn connection(socket: WebSocket, state: AppState, peer: SocketAddr, conn: 
     };
     // The work before and after the loop is boxed, like every handler inside it (see
     // `on_incoming`): an idle connection's task then holds only the loop's own state.
-    let end = session.serve(rx).await;
+    let end = session.serve().await;
     Box::pin(session.leave_all()).await;
     let nick = session.identity.as_ref().map(|who| Arc::clone(&who.nick));
     // Counted before the close handshake, which may wait on the peer for a while.
@@ -176,19 +180,16 @@ async fn connection(socket: WebSocket, state: AppState, peer: SocketAddr, conn: 
 }
 
 /// Closes a socket that may not become a session, telling the peer why.
-pub(crate) async fn refuse(mut socket: WebSocket, why: Disconnect, peer: SocketAddr) {
+pub(crate) async fn refuse(mut socket: Socket, why: Disconnect, peer: SocketAddr) {
     let (code, reason) = (why.code().code(), why.reason());
     tracing::info!(%peer, code, reason, "connection refused");
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
-    let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(Message::Close(Some(frame)))).await;
+    let frame = socket.close_frame(code, reason);
+    let _ = tokio::time::timeout(CLOSE_GRACE, socket.write_all(vec![frame])).await;
     let _ = tokio::time::timeout(CLOSE_GRACE, socket.recv()).await;
 }
 
 impl Session {
-    async fn serve(&mut self, inbox: Inbox) -> End {
+    async fn serve(&mut self) -> End {
         let control = Arc::clone(&self.control);
         let shutdown = self.state.shutdown.clone();
         let mut ping = tokio::time::interval(self.state.config.ping_interval);
@@ -198,8 +199,6 @@ impl Session {
         // socket, a task and a place under the connection limits.
         let hello_deadline = tokio::time::sleep(self.state.config.hello_timeout);
         tokio::pin!(hello_deadline);
-        // Taken by each batch, so an idle connection keeps no buffer.
-        let mut batch = Vec::new();
         // Made once: recreated on every turn of the loop, each would register with its
         // token again (a lock, and for `shutdown` one shared by every connection).
         let closed = control.closed();
@@ -220,15 +219,14 @@ impl Session {
                     Some((ctx, result)) = self.pending.next(), if !self.pending.is_empty() => {
                         Box::pin(self.on_appended(ctx, result)).await?;
                     }
-                    () = inbox.recv_many(&mut batch, MAX_COALESCE) => {
-                        Box::pin(self.forward(std::mem::take(&mut batch))).await?;
-                    }
+                    () = self.inbox.ready() => Box::pin(self.forward()).await?,
                     incoming = self.socket.recv() => self.on_incoming(incoming).await?,
                     _ = ping.tick() => {
                         if self.last_seen.elapsed() >= self.state.config.idle_timeout {
                             return Err(End::Close(Disconnect::Idle));
                         }
-                        Box::pin(self.write(Message::Ping(Default::default()))).await?;
+                        let ping = self.socket.ping();
+                        Box::pin(self.write_all(vec![ping], 0)).await?;
                     }
                 }
             }
@@ -239,7 +237,7 @@ impl Session {
 
     async fn on_incoming(
         &mut self,
-        incoming: Option<Result<Message, axum::Error>>,
+        incoming: Option<Result<Message, tungstenite::Error>>,
     ) -> Result<(), End> {
         let msg = match incoming {
             None => return Err(End::PeerGone),
@@ -252,23 +250,25 @@ impl Session {
             // inline they would be reserved in every idle connection's task for good.
             Message::Text(text) => Box::pin(self.on_text(text.as_str())).await,
             Message::Binary(_) => Err(End::Close(Disconnect::Binary)),
-            // tungstenite answers pings itself; both only prove the peer is alive.
-            Message::Ping(_) | Message::Pong(_) => Ok(()),
+            // tungstenite makes the pong; it goes out in its turn.
+            Message::Ping(_) => {
+                let pong = self.socket.replies();
+                self.write_all(vec![pong], 0).await
+            }
+            Message::Pong(_) | Message::Frame(_) => Ok(()),
             Message::Close(_) => Err(End::PeerClosed),
         }
     }
 
-    /// Writes a batch taken from the outbox with one flush, skipping stale or already
-    /// sent frames, then does what the batch's directives asked.
-    async fn forward(&mut self, batch: Vec<Outgoing>) -> Result<(), End> {
-        let frames: Vec<Message> = batch
-            .into_iter()
-            .filter_map(|item| self.admit(item))
-            .map(Message::Text)
-            .collect();
-        if !frames.is_empty() {
-            self.write_all(frames).await?;
+    /// Writes what waits in the outbox (the rest of a direct write, then up to
+    /// [`MAX_COALESCE`] queued frames that are still due) with as few socket writes as
+    /// it takes, then does what the batch's directives asked.
+    async fn forward(&mut self) -> Result<(), End> {
+        let batch = self.inbox.take(MAX_COALESCE);
+        for directive in &batch.directives {
+            self.obey(directive);
         }
+        self.write_taken(batch.bytes, batch.frames).await?;
         if self.signed_out {
             return Err(End::Close(Disconnect::SignedOut));
         }
@@ -287,28 +287,6 @@ impl Session {
             }
         }
         Ok(())
-    }
-
-    /// The frame of a queued item to send, or `None` when it is stale, already sent, or
-    /// only a directive.
-    fn admit(&mut self, item: Outgoing) -> Option<codec::Frame> {
-        if let Some(directive) = &item.directive {
-            self.obey(directive);
-        }
-        if item.frame.is_empty() {
-            return None;
-        }
-        if let Some(room) = item.room.as_ref().filter(|r| !is_user_channel(r)) {
-            // None: queued before this connection left the room.
-            let sub = self.rooms.get_mut(room)?;
-            if item.offset > 0 {
-                if item.offset <= sub.last_offset {
-                    return None;
-                }
-                sub.last_offset = item.offset;
-            }
-        }
-        Some(item.frame)
     }
 
     /// Acts on a directive from the user's channel, in queue order: a room dropped here
@@ -382,7 +360,7 @@ impl Session {
         if let ServerMsg::Error { code, .. } = msg {
             self.state.metrics.error_sent(*code);
         }
-        self.write(Message::Text(codec::encode(msg))).await
+        self.send_frame(codec::wire(msg)).await
     }
 
     async fn reply_error(
@@ -395,43 +373,47 @@ impl Session {
             .await
     }
 
-    /// Writes one frame, giving up if the connection is asked to close meanwhile, or if
-    /// the peer takes nothing for the idle timeout. The heartbeat only runs between
-    /// writes, so without that bound a peer that vanished (or stopped reading) with the
-    /// socket full would hold its session, nick and presence until the kernel gives up
-    /// on the connection, which for a peer that still ACKs is never.
-    async fn write(&mut self, msg: Message) -> Result<(), End> {
-        self.write_all(vec![msg]).await
+    /// Writes one text frame, giving up if the connection is asked to close meanwhile,
+    /// or if the peer takes nothing for the idle timeout. The heartbeat only runs
+    /// between writes, so without that bound a peer that vanished (or stopped reading)
+    /// with the socket full would hold its session, nick and presence until the kernel
+    /// gives up on the connection, which for a peer that still ACKs is never.
+    async fn send_frame(&mut self, frame: Wire) -> Result<(), End> {
+        self.write_all(vec![frame.bytes().clone()], 1).await
     }
 
-    /// Writes frames with one flush, under the same bounds as [`Session::write`].
-    async fn write_all(&mut self, frames: Vec<Message>) -> Result<(), End> {
-        let texts = frames
-            .iter()
-            .filter(|m| matches!(m, Message::Text(_)))
-            .count() as u64;
+    /// Writes `bufs` (`frames` of them text frames), after whatever a direct write of
+    /// the outbox left unsent, under the same bounds as [`Session::send_frame`].
+    async fn write_all(&mut self, bufs: Vec<Bytes>, frames: u64) -> Result<(), End> {
+        let mut bytes = self.inbox.begin_write();
+        bytes.extend(bufs.into_iter().filter(|b| !b.is_empty()));
+        self.write_taken(bytes, frames).await
+    }
+
+    /// Writes what the session took while marked as writing, then clears the mark.
+    async fn write_taken(&mut self, bytes: Vec<Bytes>, frames: u64) -> Result<(), End> {
+        if bytes.is_empty() {
+            self.inbox.written(0);
+            return Ok(());
+        }
         let control = Arc::clone(&self.control);
         let stalled = tokio::time::sleep(self.state.config.idle_timeout);
-        let socket = &mut self.socket;
-        let send = async move {
-            for frame in frames {
-                socket.feed(frame).await?;
-            }
-            socket.flush().await
-        };
-        tokio::select! {
+        let send = self.socket.write_all(bytes);
+        let result = tokio::select! {
             // The send first: when the socket takes the frames at once (nearly always),
             // the timer is never polled, so it is never registered with the runtime.
             biased;
-            result = send => {
-                result.map_err(|_| End::PeerGone)?;
-                self.state.metrics.messages_out.inc_by(texts);
-                Ok(())
-            }
+            result = send => result.map_err(|_| End::PeerGone),
             why = control.closed() => Err(End::Close(why)),
             () = self.state.shutdown.cancelled() => Err(End::Close(Disconnect::Shutdown)),
             () = stalled => Err(End::Close(Disconnect::StalledWriter)),
+        };
+        // A write cut short ends the connection: the mark stays, so the fan-out cannot
+        // write between its rest (kept by the socket) and the close frame.
+        if result.is_ok() {
+            self.inbox.written(frames);
         }
+        result
     }
 
     /// Departs every room (telling the others, unless the whole server is stopping)
@@ -460,16 +442,15 @@ impl Session {
         self.state.nicks.release(&who, self.conn).await;
     }
 
-    /// Ends the WebSocket properly: our close frame, or our half of the peer's.
+    /// Ends the WebSocket properly: our close frame, or our half of the peer's, after
+    /// whatever a direct write left unsent (the outbox is closed first, so nothing can
+    /// be written after it).
     async fn finish(mut self, end: End) {
+        let mut bytes = self.inbox.close();
         match end {
             End::Close(why) => {
-                let frame = CloseFrame {
-                    code: why.code().code(),
-                    reason: why.reason().into(),
-                };
-                let send = self.socket.send(Message::Close(Some(frame)));
-                if tokio::time::timeout(CLOSE_GRACE, send)
+                bytes.push(self.socket.close_frame(why.code().code(), why.reason()));
+                if tokio::time::timeout(CLOSE_GRACE, self.socket.write_all(bytes))
                     .await
                     .is_ok_and(|r| r.is_ok())
                 {
@@ -486,8 +467,9 @@ impl Session {
                 }
             }
             End::PeerClosed => {
-                // tungstenite queued the reply to the peer's close; flush it.
-                let _ = tokio::time::timeout(CLOSE_GRACE, self.socket.close()).await;
+                // tungstenite made the reply to the peer's close.
+                bytes.push(self.socket.replies());
+                let _ = tokio::time::timeout(CLOSE_GRACE, self.socket.write_all(bytes)).await;
             }
             End::PeerGone => {}
         }
@@ -505,13 +487,9 @@ async fn expiry(at: Option<u64>) {
 }
 
 /// A read error is either an oversized frame (1009) or a dead transport.
-fn classify_read_error(err: &axum::Error) -> End {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
-            return End::Close(Disconnect::TooBig);
-        }
-        source = e.source();
+fn classify_read_error(err: &tungstenite::Error) -> End {
+    match err {
+        tungstenite::Error::Capacity(_) => End::Close(Disconnect::TooBig),
+        _ => End::PeerGone,
     }
-    End::PeerGone
 }

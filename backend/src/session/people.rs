@@ -89,7 +89,7 @@ impl Session {
         offset: u64,
     ) -> Result<(), End> {
         let head = match self.rooms.get(&room) {
-            Some(sub) => sub.last_offset,
+            Some(_) => self.inbox.last_offset(&room),
             None => {
                 match self.visible(who, &room, "read").await? {
                     None => return Ok(()),
