@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use common::parse_duration;
 use loadgen::report::RunReport;
 use loadgen::scenario::{Load, Scenario, MAX_SOURCE_IPS};
-use loadgen::{alerts, history, plot, pushes, signins, verify, Options};
+use loadgen::{alerts, floor, history, plot, pushes, signins, verify, Options};
 
 /// Exit status of a run that finished but found problems.
 const NOT_OK: u8 = 3;
@@ -74,6 +74,24 @@ enum Command {
     /// `--read-rate` and `--read-bytes` far above their defaults (and a high
     /// `--rate-per-sec`, or the fill is paced to the default 20/s per connection).
     History(HistoryArgs),
+    /// A minimal broadcast server (the floor Huddle is measured against): `hello`,
+    /// `join` and `send` only, each message encoded once and written to every member,
+    /// nothing stored. Prints its address on stdout and serves until killed.
+    Floor(FloorArgs),
+}
+
+#[derive(Args)]
+struct FloorArgs {
+    /// Address to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// Submit each message's fan-out as one io_uring batch instead of one `send` per
+    /// member.
+    #[arg(long)]
+    io_uring: bool,
+    /// Runtime worker threads (default: the CPUs this process may use, as Huddle).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Args)]
@@ -439,6 +457,22 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             let report = runtime(a.threads)?.block_on(history::history(opts))?;
             Ok(finish(&report))
+        }
+        Command::Floor(a) => {
+            let rt = runtime(a.threads)?;
+            rt.block_on(async {
+                let listener = floor::bind(a.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", a.listen))?;
+                println!("{}", listener.local_addr()?);
+                let opts = floor::FloorOptions {
+                    io_uring: a.io_uring,
+                };
+                floor::serve(listener, opts)
+                    .await
+                    .context("the floor server failed")
+            })?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Plot {
             results,

@@ -17,7 +17,15 @@ pub struct ResultLine {
     pub scenario: String,
     /// Names one `cargo xtask bench` invocation (its start time, RFC 3339-ish).
     pub run: String,
+    /// Which server was measured: `huddle` (also when absent: lines written before the
+    /// floor existed) or `floor` (`loadgen floor`).
+    #[serde(default = "huddle")]
+    pub server: String,
     pub report: Report,
+}
+
+fn huddle() -> String {
+    "huddle".to_owned()
 }
 
 /// One measured point.
@@ -39,6 +47,7 @@ pub fn fanout_points(jsonl: &str, scenario: &str) -> BTreeMap<usize, Vec<Point>>
         // fan-out to N members; its failure is in the file, not on the chart.
         .filter(|l| {
             l.scenario == scenario
+                && l.server == "huddle"
                 && l.report.offered_per_s > 0.0
                 && l.report.connect.ready == l.report.params.clients as u64
                 && l.report.disconnected == 0

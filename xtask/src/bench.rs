@@ -3,6 +3,13 @@
 //! pinned to CPU 0) and driven by the release `loadgen` (pinned to CPU 1), with the
 //! open-files limit raised for both.
 //!
+//! `fanout`, `idle`, `rooms` and `targets` also measure the floor (`loadgen floor`: a
+//! minimal broadcast server on the same sockets, started the same way) with the same
+//! clients and steps, alternating which server goes first at each step, so every figure
+//! is also a ratio to the floor taken on the same machine at the same moment (absolute
+//! numbers on these shared machines move by 30 % from day to day; the ratios much
+//! less). `targets` produces the issue's table of targets in one session.
+//!
 //! Each measurement is one `loadgen run` against a freshly started server, so no step
 //! inherits another's rooms, backlog or memory. Every result is appended as one JSON line
 //! to `<target>/bench/results.jsonl` (`{"scenario", "run", "step", "report"}`, the
@@ -22,6 +29,8 @@ use serde_json::{json, Value};
 
 use crate::process::Supervised;
 use crate::{exe, setup, Ctx};
+
+mod targets;
 
 /// The p99 the `fanout` ramp must stay within (the issue's target).
 const P99_LIMIT_MS: f64 = 100.0;
@@ -81,6 +90,28 @@ pub(crate) enum Scenario {
     /// 50th deleted, then the same room of plain messages; each on a fresh server
     /// (SQLite, or Redis with --redis), up to 10,000 pages or --duration (default 60).
     History,
+    /// The issue's targets in one session, each for Huddle and the floor with the ratio:
+    /// one room of N (default 5,000): server CPU at 50k deliveries/s, the highest
+    /// deliveries/s with p99 ≤ 100 ms (a ramp), 500k/s offered, RSS per connection; and
+    /// idle connections in rooms of 10 (default 10,000): RSS per idle connection.
+    Targets,
+}
+
+/// Which server a measurement is of; results lines carry it as `"server"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Server {
+    Huddle,
+    /// `loadgen floor`: the least a broadcast server can do with the same sockets.
+    Floor,
+}
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Server::Huddle => "huddle",
+            Server::Floor => "floor",
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -111,6 +142,12 @@ pub(crate) struct BenchArgs {
     /// release build of an earlier commit, for a before/after comparison).
     #[arg(long, value_name = "PATH")]
     server_bin: Option<PathBuf>,
+    /// fanout, idle, rooms, targets: measure Huddle only, not the floor beside it.
+    #[arg(long)]
+    no_floor: bool,
+    /// Run the floor with `--io-uring` (each fan-out submitted as one io_uring batch).
+    #[arg(long)]
+    floor_io_uring: bool,
     /// Extra flags for every `huddle` the bench starts, after `--` (e.g. `-- --outbox 65536`);
     /// one that the bench also sets (e.g. `--rate-per-sec`) replaces the bench's value.
     #[arg(last = true)]
@@ -143,6 +180,7 @@ pub(crate) fn bench(ctx: &Ctx, args: &BenchArgs) -> Result<()> {
         Scenario::Alerts => alerts(&b, args),
         Scenario::Pushes => pushes(&b, args),
         Scenario::History => history(&b, args),
+        Scenario::Targets => targets::targets(&b, args),
     };
     let _ = fs::remove_dir_all(&b.scratch);
     result?;
@@ -165,6 +203,8 @@ struct Bench<'a> {
     pin: bool,
     results: PathBuf,
     scratch: PathBuf,
+    /// Whether the floor runs beside Huddle, and with which flags.
+    floor: Option<Vec<&'static str>>,
     /// Names this invocation in the results.
     run: String,
     steps: std::cell::Cell<u32>,
@@ -233,6 +273,13 @@ impl<'a> Bench<'a> {
             pin,
             results: dir.join("results.jsonl"),
             scratch,
+            floor: (!args.no_floor).then(|| {
+                if args.floor_io_uring {
+                    vec!["--io-uring"]
+                } else {
+                    Vec::new()
+                }
+            }),
             run: format!("{secs:012}"),
             steps: std::cell::Cell::new(0),
         })
@@ -328,6 +375,46 @@ impl<'a> Bench<'a> {
         Ok(proc)
     }
 
+    /// Starts the floor (`loadgen floor`) on a free port, pinned and limited like
+    /// `huddle`.
+    fn start_floor(&self, dir: &Path) -> Result<Proc> {
+        let port = free_port()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut cmd = self.pinned(0, &self.loadgen);
+        cmd.arg("floor").arg("--listen").arg(addr.to_string());
+        cmd.args(self.floor.iter().flatten());
+        let mut proc = Proc::spawn("floor", cmd, &dir.join(format!("floor-{port}.log")))?;
+        proc.process.wait_listening(addr)?;
+        proc.addr = Some(addr);
+        Ok(proc)
+    }
+
+    /// The servers a floor-aware scenario measures, in the order of `step` (which
+    /// alternates, so neither always runs first on a warmer or busier machine).
+    fn servers(&self, step: usize) -> Vec<Server> {
+        match (&self.floor, step % 2) {
+            (None, _) => vec![Server::Huddle],
+            (Some(_), 0) => vec![Server::Huddle, Server::Floor],
+            (Some(_), _) => vec![Server::Floor, Server::Huddle],
+        }
+    }
+
+    /// Starts a fresh `server` (Huddle with a new database) for one step.
+    fn start(&self, server: Server, dir: &Path) -> Result<Proc> {
+        match server {
+            Server::Huddle => self.start_huddle(dir, &dir.join("bench.db"), &[]),
+            Server::Floor => self.start_floor(dir),
+        }
+    }
+
+    /// How the floor is started, for the results.
+    fn floor_flags(&self) -> Value {
+        match &self.floor {
+            Some(flags) => json!(flags),
+            None => Value::Null,
+        }
+    }
+
     /// Starts a private `redis-server` on a free port, pinned with the servers.
     fn start_redis(&self, dir: &Path) -> Result<(Proc, String)> {
         let redis = self
@@ -374,9 +461,21 @@ impl<'a> Bench<'a> {
         serde_json::from_str(line.trim()).context("loadgen printed no JSON report")
     }
 
-    /// Appends one result line.
+    /// Appends one result line (of Huddle).
     fn record(&self, scenario: &str, step: &Value, report: &Value) -> Result<()> {
-        let line = json!({"scenario": scenario, "run": self.run, "step": step, "report": report});
+        self.record_of(Server::Huddle, scenario, step, report)
+    }
+
+    /// Appends one result line of `server`.
+    fn record_of(
+        &self,
+        server: Server,
+        scenario: &str,
+        step: &Value,
+        report: &Value,
+    ) -> Result<()> {
+        let line = json!({"scenario": scenario, "run": self.run, "server": server.name(),
+                          "step": step, "report": report});
         if let Some(dir) = self.results.parent() {
             fs::create_dir_all(dir)?;
         }
@@ -398,7 +497,8 @@ enum Topology {
 }
 
 /// `fanout` and `cluster`: per room size, a fresh server per step, ramping the offered
-/// load until p99 passes 100 ms, delivery falls behind, or anything is lost.
+/// load until p99 passes 100 ms, delivery falls behind, or anything is lost. `fanout`
+/// ramps the floor beside Huddle, step by step (each server's ramp stops on its own).
 fn fanout(b: &Bench<'_>, args: &BenchArgs, topology: Topology) -> Result<()> {
     let name = match topology {
         Topology::Single => "fanout",
@@ -429,80 +529,23 @@ fn fanout(b: &Bench<'_>, args: &BenchArgs, topology: Topology) -> Result<()> {
             summary.push(format!("N = {n}: skipped (open-files limit {})", b.nofile));
             continue;
         }
-        let mut best: Option<(f64, f64)> = None;
-        let mut at_50k: Option<f64> = None;
-        let mut stopped = String::from("every step passed");
-        for &offered in &steps {
-            let rate = offered / n as f64;
-            let dir = b.step_dir()?;
-            let mut fleet = Vec::new();
-            let mut urls = Vec::new();
-            match topology {
-                Topology::Single => {
-                    let s = b.start_huddle(&dir, &dir.join("bench.db"), &[])?;
-                    urls.push(s.url());
-                    fleet.push(s);
-                }
-                Topology::Cluster => {
-                    let (redis, url) = b.start_redis(&dir)?;
-                    fleet.push(redis);
-                    for i in 0..3 {
-                        let db = dir.join(format!("unused-{i}.db"));
-                        let s = b.start_huddle(&dir, &db, &["--redis", url.as_str()])?;
-                        urls.push(s.url());
-                        fleet.push(s);
-                    }
-                }
-            }
-            let mut la = vec![
-                format!("--clients={n}"),
-                "--rooms=1".to_owned(),
-                format!("--senders={FANOUT_SENDERS}"),
-                format!("--rate={rate}"),
-                format!("--duration={duration}s"),
-                "--drain=5s".to_owned(),
-                "--setup-timeout=120s".to_owned(),
-            ];
-            la.extend(urls.iter().map(|u| format!("--url={u}")));
-            let label = format!("{name} n={n} offered={offered}");
-            let servers: Vec<&Proc> = fleet.iter().collect();
-            let report = b.loadgen(&label, &servers, &la)?;
-            drop(fleet);
-            b.record(
-                name,
-                &json!({"n": n, "offered": offered, "rate": rate}),
-                &report,
-            )?;
-            let r = Numbers::of(&report);
-            if (offered - 50e3).abs() < 1.0 {
-                at_50k = Some(r.server_cpu);
-            }
-            if r.ready < n as u64 || r.disconnected > 0 {
-                stopped = format!(
-                    "stopped at {offered} offered: {} of {n} clients joined, {} disconnected \
-                     ({})",
-                    r.ready, r.disconnected, r.reasons
-                );
-                break;
-            }
-            let keeping_up = r.delivered_per_s >= 0.9 * offered;
-            if r.p99_ms <= P99_LIMIT_MS && r.lossless && keeping_up {
-                best = Some((r.delivered_per_s, r.p99_ms));
-            } else {
-                stopped = format!(
-                    "stopped at {offered} offered: p99 {:.1} ms, delivered {:.0}/s, lost {}, dup {}, undelivered {}",
-                    r.p99_ms, r.delivered_per_s, r.lost, r.duplicated, r.undelivered
-                );
-                break;
-            }
+        let ramps = match topology {
+            Topology::Single => ramp(b, name, n, &steps, duration)?,
+            Topology::Cluster => cluster_ramp(b, n, &steps, duration)?,
+        };
+        for r in &ramps {
+            summary.push(format!("N = {n}, {}", r.line()));
         }
-        let best = best.map_or("none".to_owned(), |(d, p)| {
-            format!("{d:.0} msg/s (p99 {p:.1} ms)")
-        });
-        let cpu = at_50k.map_or("not measured".to_owned(), |c| format!("{c:.1} %"));
-        summary.push(format!(
-            "N = {n}: highest delivered with p99 ≤ 100 ms: {best}; server CPU at 50k/s: {cpu}; {stopped}"
-        ));
+        if let [h, f] = &ramps[..] {
+            summary.push(format!(
+                "N = {n}, huddle / floor: server CPU at 50k/s {}, highest with p99 ≤ 100 ms {}",
+                ratio(
+                    h.at_50k.as_ref().map(|x| x.server_cpu),
+                    f.at_50k.as_ref().map(|x| x.server_cpu)
+                ),
+                ratio(h.best.map(|x| x.0), f.best.map(|x| x.0)),
+            ));
+        }
     }
     if topology == Topology::Single {
         plot(b)?;
@@ -513,6 +556,185 @@ fn fanout(b: &Bench<'_>, args: &BenchArgs, topology: Topology) -> Result<()> {
         println!("  {line}");
     }
     Ok(())
+}
+
+/// One server's way up the ramp.
+struct Ramp {
+    server: Server,
+    /// Highest delivered/s that passed, with its p99 (ms).
+    best: Option<(f64, f64)>,
+    /// The step at 50k offered deliveries/s.
+    at_50k: Option<Numbers>,
+    /// Every step run, by offered deliveries/s.
+    points: Vec<(f64, Numbers)>,
+    /// Why the ramp ended.
+    stopped: String,
+    done: bool,
+}
+
+impl Ramp {
+    fn new(server: Server) -> Self {
+        Ramp {
+            server,
+            best: None,
+            at_50k: None,
+            points: Vec::new(),
+            stopped: "every step passed".to_owned(),
+            done: false,
+        }
+    }
+
+    /// Takes one step's result; marks the ramp done when the step failed.
+    fn take(&mut self, n: usize, offered: f64, r: Numbers) {
+        if (offered - 50e3).abs() < 1.0 {
+            self.at_50k = Some(r.clone());
+        }
+        if r.ready < n as u64 || r.disconnected > 0 {
+            self.stopped = format!(
+                "stopped at {offered} offered: {} of {n} clients joined, {} disconnected ({})",
+                r.ready, r.disconnected, r.reasons
+            );
+            self.done = true;
+        } else if r.p99_ms <= P99_LIMIT_MS && r.lossless && r.delivered_per_s >= 0.9 * offered {
+            self.best = Some((r.delivered_per_s, r.p99_ms));
+        } else {
+            self.stopped = format!(
+                "stopped at {offered} offered: p99 {:.1} ms, delivered {:.0}/s, lost {}, dup {}, undelivered {}",
+                r.p99_ms, r.delivered_per_s, r.lost, r.duplicated, r.undelivered
+            );
+            self.done = true;
+        }
+        self.points.push((offered, r));
+    }
+
+    fn line(&self) -> String {
+        let best = self.best.map_or("none".to_owned(), |(d, p)| {
+            format!("{d:.0} msg/s (p99 {p:.1} ms)")
+        });
+        let cpu = self.at_50k.as_ref().map_or("not measured".to_owned(), |c| {
+            format!("{:.1} %", c.server_cpu)
+        });
+        format!(
+            "{}: highest delivered with p99 ≤ 100 ms: {best}; server CPU at 50k/s: {cpu}; {}",
+            self.server.name(),
+            self.stopped
+        )
+    }
+}
+
+/// `a / b` as "1.23×", or "—" when either is missing or b is 0.
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "—".to_owned(),
+    }
+}
+
+/// Ramps Huddle and (unless `--no-floor`) the floor together over `steps` with one room
+/// of `n`: at each step each server still ramping runs once, a fresh process each time,
+/// the order alternating from step to step. Results are recorded under `scenario`.
+fn ramp(
+    b: &Bench<'_>,
+    scenario: &str,
+    n: usize,
+    steps: &[f64],
+    duration: u64,
+) -> Result<Vec<Ramp>> {
+    let mut ramps: Vec<Ramp> = b.servers(0).into_iter().map(Ramp::new).collect();
+    for (i, &offered) in steps.iter().enumerate() {
+        for server in b.servers(i) {
+            let Some(ramp) = ramps.iter_mut().find(|r| r.server == server && !r.done) else {
+                continue;
+            };
+            let report = one_room_run(b, server, scenario, n, offered, duration)?;
+            ramp.take(n, offered, Numbers::of(&report));
+        }
+        if ramps.iter().all(|r| r.done) {
+            break;
+        }
+    }
+    Ok(ramps)
+}
+
+/// One `loadgen run` with one room of `n` at `offered` deliveries/s against a fresh
+/// `server`; its report, recorded under `scenario`.
+fn one_room_run(
+    b: &Bench<'_>,
+    server: Server,
+    scenario: &str,
+    n: usize,
+    offered: f64,
+    duration: u64,
+) -> Result<Value> {
+    let rate = offered / n as f64;
+    let dir = b.step_dir()?;
+    let proc = b.start(server, &dir)?;
+    let la = vec![
+        format!("--url={}", proc.url()),
+        format!("--clients={n}"),
+        "--rooms=1".to_owned(),
+        format!("--senders={FANOUT_SENDERS}"),
+        format!("--rate={rate}"),
+        format!("--duration={duration}s"),
+        "--drain=5s".to_owned(),
+        "--setup-timeout=120s".to_owned(),
+    ];
+    let label = format!(
+        "{scenario} n={n} offered={offered} server={}",
+        server.name()
+    );
+    let report = b.loadgen(&label, &[&proc], &la)?;
+    drop(proc);
+    let mut step = json!({"n": n, "offered": offered, "rate": rate});
+    if server == Server::Floor {
+        step["floor_flags"] = b.floor_flags();
+    }
+    b.record_of(server, scenario, &step, &report)?;
+    Ok(report)
+}
+
+/// The `cluster` ramp: three instances and one Redis per step (no floor: it has no
+/// cluster to compare with).
+fn cluster_ramp(b: &Bench<'_>, n: usize, steps: &[f64], duration: u64) -> Result<Vec<Ramp>> {
+    let mut ramp = Ramp::new(Server::Huddle);
+    for &offered in steps {
+        let rate = offered / n as f64;
+        let dir = b.step_dir()?;
+        let mut fleet = Vec::new();
+        let mut urls = Vec::new();
+        let (redis, url) = b.start_redis(&dir)?;
+        fleet.push(redis);
+        for i in 0..3 {
+            let db = dir.join(format!("unused-{i}.db"));
+            let s = b.start_huddle(&dir, &db, &["--redis", url.as_str()])?;
+            urls.push(s.url());
+            fleet.push(s);
+        }
+        let mut la = vec![
+            format!("--clients={n}"),
+            "--rooms=1".to_owned(),
+            format!("--senders={FANOUT_SENDERS}"),
+            format!("--rate={rate}"),
+            format!("--duration={duration}s"),
+            "--drain=5s".to_owned(),
+            "--setup-timeout=120s".to_owned(),
+        ];
+        la.extend(urls.iter().map(|u| format!("--url={u}")));
+        let label = format!("cluster n={n} offered={offered}");
+        let servers: Vec<&Proc> = fleet.iter().collect();
+        let report = b.loadgen(&label, &servers, &la)?;
+        drop(fleet);
+        b.record(
+            "cluster",
+            &json!({"n": n, "offered": offered, "rate": rate}),
+            &report,
+        )?;
+        ramp.take(n, offered, Numbers::of(&report));
+        if ramp.done {
+            break;
+        }
+    }
+    Ok(vec![ramp])
 }
 
 /// Draws `docs/bench/fanout.svg` from every fanout result so far (newest run per size).
@@ -543,29 +765,59 @@ fn idle(b: &Bench<'_>, args: &BenchArgs) -> Result<()> {
             b.nofile
         );
     }
+    let mut held = Vec::new();
+    for server in b.servers(0) {
+        let report = idle_run(b, server, "idle", n, args.window(), 5)?;
+        b.record_of(server, "idle", &json!({"n": n, "wanted": wanted}), &report)?;
+        held.push((server, Numbers::of(&report)));
+    }
+    println!();
+    println!("idle summary (wanted {wanted}):");
+    for (server, r) in &held {
+        println!(
+            "  {}: {} connections held, {:.0} bytes of server RSS per connection, connected at \
+             {:.0} conn/s",
+            server.name(),
+            r.ready,
+            r.rss_per_conn,
+            r.connect_per_s
+        );
+    }
+    if let [(_, h), (_, f)] = &held[..] {
+        println!(
+            "  huddle / floor: RSS per connection {}",
+            ratio(Some(h.rss_per_conn), Some(f.rss_per_conn))
+        );
+    }
+    Ok(())
+}
+
+/// One `idle` run: `n` idle connections in rooms of 10 against a fresh `server`,
+/// opened in `ramp_steps` batches.
+fn idle_run(
+    b: &Bench<'_>,
+    server: Server,
+    scenario: &str,
+    n: usize,
+    window: u64,
+    ramp_steps: usize,
+) -> Result<Value> {
     let dir = b.step_dir()?;
-    let server = b.start_huddle(&dir, &dir.join("bench.db"), &[])?;
+    let proc = b.start(server, &dir)?;
     let la = vec![
-        format!("--url={}", server.url()),
+        format!("--url={}", proc.url()),
         format!("--clients={n}"),
         format!("--rooms={}", (n / 10).max(1)),
         "--idle".to_owned(),
-        format!("--duration={}s", args.window()),
-        "--ramp-steps=5".to_owned(),
+        format!("--duration={window}s"),
+        format!("--ramp-steps={ramp_steps}"),
         "--connect-concurrency=512".to_owned(),
         "--setup-timeout=600s".to_owned(),
     ];
-    let report = b.loadgen(&format!("idle n={n}"), &[&server], &la)?;
-    drop(server);
-    b.record("idle", &json!({"n": n, "wanted": wanted}), &report)?;
-    let r = Numbers::of(&report);
-    println!();
-    println!(
-        "idle summary: {} connections held (wanted {wanted}), {:.0} bytes of server RSS per \
-         connection, connected at {:.0} conn/s",
-        r.ready, r.rss_per_conn, r.connect_per_s
-    );
-    Ok(())
+    let label = format!("{scenario} idle n={n} server={}", server.name());
+    let report = b.loadgen(&label, &[&proc], &la)?;
+    drop(proc);
+    Ok(report)
 }
 
 /// `rooms`: rooms of 5, everyone sending 1 msg/s (10,000 rooms, or as many as the
@@ -580,33 +832,55 @@ fn rooms(b: &Bench<'_>, args: &BenchArgs) -> Result<()> {
         );
     }
     let clients = rooms * 5;
-    let dir = b.step_dir()?;
-    let server = b.start_huddle(&dir, &dir.join("bench.db"), &[])?;
-    let la = vec![
-        format!("--url={}", server.url()),
-        format!("--clients={clients}"),
-        format!("--rooms={rooms}"),
-        format!("--senders={clients}"),
-        format!("--rate={clients}"),
-        format!("--duration={}s", args.window()),
-        "--drain=10s".to_owned(),
-        "--connect-concurrency=512".to_owned(),
-        "--setup-timeout=300s".to_owned(),
-    ];
-    let report = b.loadgen(&format!("rooms rooms={rooms}"), &[&server], &la)?;
-    drop(server);
-    b.record(
-        "rooms",
-        &json!({"rooms": rooms, "wanted": wanted, "clients": clients}),
-        &report,
-    )?;
-    let r = Numbers::of(&report);
+    let mut done = Vec::new();
+    for server in b.servers(0) {
+        let dir = b.step_dir()?;
+        let proc = b.start(server, &dir)?;
+        let la = vec![
+            format!("--url={}", proc.url()),
+            format!("--clients={clients}"),
+            format!("--rooms={rooms}"),
+            format!("--senders={clients}"),
+            format!("--rate={clients}"),
+            format!("--duration={}s", args.window()),
+            "--drain=10s".to_owned(),
+            "--connect-concurrency=512".to_owned(),
+            "--setup-timeout=300s".to_owned(),
+        ];
+        let label = format!("rooms rooms={rooms} server={}", server.name());
+        let report = b.loadgen(&label, &[&proc], &la)?;
+        drop(proc);
+        b.record_of(
+            server,
+            "rooms",
+            &json!({"rooms": rooms, "wanted": wanted, "clients": clients}),
+            &report,
+        )?;
+        done.push((server, Numbers::of(&report)));
+    }
     println!();
-    println!(
-        "rooms summary: {rooms} rooms of 5, delivered {:.0} msg/s (offered {:.0}), p99 {:.1} ms, \
-         server CPU {:.1} %, lost {}, dup {}, undelivered {}",
-        r.delivered_per_s, r.offered, r.p99_ms, r.server_cpu, r.lost, r.duplicated, r.undelivered
-    );
+    println!("rooms summary ({rooms} rooms of 5, 1 msg/s each):");
+    for (server, r) in &done {
+        println!(
+            "  {}: delivered {:.0} msg/s (offered {:.0}), p99 {:.1} ms, server CPU {:.1} %, lost {}, \
+             dup {}, undelivered {}",
+            server.name(),
+            r.delivered_per_s,
+            r.offered,
+            r.p99_ms,
+            r.server_cpu,
+            r.lost,
+            r.duplicated,
+            r.undelivered
+        );
+    }
+    if let [(_, h), (_, f)] = &done[..] {
+        println!(
+            "  huddle / floor: server CPU {}, p99 {}",
+            ratio(Some(h.server_cpu), Some(f.server_cpu)),
+            ratio(Some(h.p99_ms), Some(f.p99_ms))
+        );
+    }
     Ok(())
 }
 
@@ -1082,6 +1356,7 @@ fn stored_argon2(db: &Path) -> Option<String> {
 }
 
 /// The figures the summaries need, read from a loadgen report.
+#[derive(Debug, Clone)]
 struct Numbers {
     ready: u64,
     disconnected: u64,
@@ -1096,6 +1371,8 @@ struct Numbers {
     server_cpu: f64,
     rss_per_conn: f64,
     connect_per_s: f64,
+    /// The load generator's own CPU (% of its core): near 100 it is the limit.
+    loadgen_cpu: f64,
     reasons: String,
 }
 
@@ -1119,6 +1396,7 @@ impl Numbers {
             server_cpu: f(&r["server"]["cpu_pct"]),
             rss_per_conn: f(&r["server"]["rss_per_conn_bytes"]),
             connect_per_s: f(&r["connect"]["per_s"]),
+            loadgen_cpu: f(&r["loadgen_cpu_pct"]),
             reasons: r["reasons"].to_string(),
         }
     }
