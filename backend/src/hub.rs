@@ -209,22 +209,43 @@ impl Hub {
         }
     }
 
+    /// Writes a room's stored entries (in offset order) to every member, each member's
+    /// share in one go.
+    fn deliver_stored(&self, room: &str, frames: &[(u64, Wire)]) {
+        let rooms = self.lock();
+        let Some((name, members)) = rooms.get_key_value(room) else {
+            return;
+        };
+        for member in members.members.values() {
+            member.outbox.push_stored(name, frames);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Room>> {
         locks::lock(&self.rooms)
     }
 }
 
 impl BrokerEvents for Hub {
-    fn message(&self, entry: Entry) {
-        let env = Envelope {
-            room: Arc::from(entry.room()),
-            offset: entry.offset(),
-            except: None,
-            except_user: None,
-            frame: codec::wire(&ServerMsg::stored(entry)),
-            directive: None,
-        };
-        self.deliver(&env);
+    fn messages(&self, entries: Vec<Entry>) {
+        // One commit's entries, usually of one room (or few): each room's run is framed
+        // once and handed to its members together.
+        let mut frames: Vec<(u64, Wire)> = Vec::with_capacity(entries.len());
+        let mut room = String::new();
+        for entry in entries {
+            if entry.room() != room && !frames.is_empty() {
+                self.deliver_stored(&room, &frames);
+                frames.clear();
+            }
+            if entry.room() != room {
+                entry.room().clone_into(&mut room);
+            }
+            let offset = entry.offset();
+            frames.push((offset, codec::wire(&ServerMsg::stored(entry))));
+        }
+        if !frames.is_empty() {
+            self.deliver_stored(&room, &frames);
+        }
     }
 
     fn event(&self, event: Event) {
@@ -360,7 +381,7 @@ mod tests {
         let room: Arc<str> = Arc::from("r");
         let (a, rx_a, control) = Outbox::new(4, &metrics, None);
         hub.join(&room, 1, &Arc::from("a"), "a".into(), a);
-        hub.message(Entry::Message(common::ChatMessage {
+        hub.messages(vec![Entry::Message(common::ChatMessage {
             room: "r".to_owned(),
             offset: 3,
             id: "m".to_owned(),
@@ -368,7 +389,7 @@ mod tests {
             text: "hi".to_owned(),
             ts: 1,
             ..Default::default()
-        }));
+        })]);
         let item = rx_a.try_recv().unwrap();
         assert_eq!((item.offset, item.room.as_deref()), (3, Some("r")));
         assert!(item.frame.text().contains(r#""type":"message""#));

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
-use crate::logsafe::{Chain, Escaped};
+use crate::logsafe::Chain;
 use crate::metrics::{Broadcast, Metrics};
 use crate::store::{AppendOutcome, HistoryStore, NewEntry, StoreError};
 
@@ -128,18 +128,32 @@ async fn run(
                 if std::mem::take(&mut refusing) {
                     tracing::warn!("history store accepts writes again");
                 }
-                for (outcome, reply) in outcomes.into_iter().zip(replies) {
-                    if let AppendOutcome::Stored(m) = &outcome {
-                        // The message is durable whatever happens here: members that miss
-                        // it recover it with `since`, so a broker failure is logged, not
-                        // turned into a failed append.
-                        match broker.publish_stored(m).await {
-                            Ok(()) => metrics.broadcast(Broadcast::Message),
-                            Err(e) => {
-                                tracing::warn!(error = %Chain(&e), room = %Escaped(m.room()), offset = m.offset(), "broadcast failed");
+                // The whole commit is published at once, so a member gets all of a
+                // room's new entries in one socket write: under load, batches grow and
+                // each delivery costs less.
+                let stored: Vec<Entry> = outcomes
+                    .iter()
+                    .filter_map(|o| match o {
+                        AppendOutcome::Stored(m) => Some(m.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                if !stored.is_empty() {
+                    // The entries are durable whatever happens here: members that miss
+                    // them recover them with `since`, so a broker failure is logged, not
+                    // turned into a failed append.
+                    match broker.publish_stored(&stored).await {
+                        Ok(()) => {
+                            for _ in &stored {
+                                metrics.broadcast(Broadcast::Message);
                             }
                         }
+                        Err(e) => {
+                            tracing::warn!(error = %Chain(&e), entries = stored.len(), "broadcast failed");
+                        }
                     }
+                }
+                for (outcome, reply) in outcomes.into_iter().zip(replies) {
                     // Only messages alert: an edit or a reaction is no news to be
                     // told of (and an edit adding `@nick` would alert twice over).
                     if let AppendOutcome::Stored(Entry::Message(m)) = &outcome {

@@ -27,8 +27,8 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
-    async fn publish_stored(&self, entry: &Entry) -> Result<(), BrokerError> {
-        self.node.message(entry.clone());
+    async fn publish_stored(&self, entries: &[Entry]) -> Result<(), BrokerError> {
+        self.node.messages(entries.to_vec());
         Ok(())
     }
 
@@ -68,7 +68,7 @@ mod tests {
             ts: 0,
             ..ChatMessage::default()
         };
-        broker.publish_stored(&Entry::Message(msg)).await.unwrap();
+        broker.publish_stored(&[Entry::Message(msg)]).await.unwrap();
         let event = Event {
             room: Arc::clone(&room),
             except: None,

@@ -103,8 +103,10 @@ pub(crate) enum BrokerError {
 pub(crate) trait Broker: Send + Sync + 'static {
     /// Delivers an event to the room's members on every node.
     async fn publish(&self, event: Event) -> Result<(), BrokerError>;
-    /// Delivers an entry of a room's log the history writer has just committed.
-    async fn publish_stored(&self, entry: &Entry) -> Result<(), BrokerError>;
+    /// Delivers the entries the history writer has just committed (one commit's, in
+    /// offset order per room), together: a member then gets all of a room's entries of
+    /// the commit in one socket write.
+    async fn publish_stored(&self, entries: &[Entry]) -> Result<(), BrokerError>;
     /// Starts delivering the room here; see the contract.
     async fn subscribe(&self, room: &str) -> Result<(), BrokerError>;
     /// Stops delivering the room here.
@@ -114,8 +116,8 @@ pub(crate) trait Broker: Send + Sync + 'static {
 /// What a broker reports to this node. Called from the broker's tasks: every method is
 /// synchronous and must not block.
 pub(crate) trait BrokerEvents: Send + Sync + 'static {
-    /// A stored entry for the room's local members, in offset order.
-    fn message(&self, entry: Entry);
+    /// Stored entries for their rooms' local members, in offset order per room.
+    fn messages(&self, entries: Vec<Entry>);
     /// An event for the room's local members.
     fn event(&self, event: Event);
     /// Delivery of the room broke (`why` says how): its local members must reconnect

@@ -120,7 +120,7 @@ impl Broker for RedisBroker {
     }
 
     /// The room's stream already has it: the stream reader delivers it.
-    async fn publish_stored(&self, _entry: &Entry) -> Result<(), BrokerError> {
+    async fn publish_stored(&self, _entries: &[Entry]) -> Result<(), BrokerError> {
         Ok(())
     }
 

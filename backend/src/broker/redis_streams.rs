@@ -165,6 +165,8 @@ fn deliver_entries(shared: &Shared, room: &str, entries: &[StreamId], erased: &H
     let Some(position) = rooms.get_mut(room) else {
         return;
     };
+    // Handed up together, so each member gets them in one socket write.
+    let mut batch = Vec::with_capacity(entries.len());
     for entry in entries {
         let msg = match stream_entry(room, entry) {
             Ok(msg) => msg,
@@ -187,9 +189,13 @@ fn deliver_entries(shared: &Shared, room: &str, entries: &[StreamId], erased: &H
             // its members would silently miss messages. Like an overflowing outbox,
             // 4008 makes them resume with `since`, which tells them what is gone.
             tracing::warn!(room = %Escaped(room), from = *position + 1, to = offset - 1, "fell behind the trimmed stream; closing members with 4008");
+            shared.node.messages(std::mem::take(&mut batch));
             shared.node.lost(room, Disconnect::FellBehind);
         }
         *position = offset;
-        shared.node.message(msg);
+        batch.push(msg);
+    }
+    if !batch.is_empty() {
+        shared.node.messages(batch);
     }
 }

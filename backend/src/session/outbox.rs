@@ -156,8 +156,8 @@ impl Items {
     /// Whether the frame of `item` goes out, by its room. `taking`: the session decides
     /// (a room it no longer receives means the item was queued before it left);
     /// otherwise the fan-out does, and leaves anything unsure to the session.
-    fn admit(&mut self, item: &Outgoing, taking: bool) -> Admit {
-        let Some(room) = item.room.as_ref().filter(|r| !is_user_channel(r)) else {
+    fn admit(&mut self, room: Option<&str>, offset: u64, taking: bool) -> Admit {
+        let Some(room) = room.filter(|r| !is_user_channel(r)) else {
             return Admit::Send;
         };
         let Some(receiving) = self.rooms.get_mut(room) else {
@@ -166,11 +166,11 @@ impl Items {
         if receiving.held && !taking {
             return Admit::Queue;
         }
-        if item.offset > 0 {
-            if item.offset <= receiving.last {
+        if offset > 0 {
+            if offset <= receiving.last {
                 return Admit::Skip;
             }
-            receiving.last = item.offset;
+            receiving.last = offset;
         }
         Admit::Send
     }
@@ -216,7 +216,7 @@ impl Outbox {
             return;
         }
         if items.idle() && !items.writing && item.directive.is_none() && items.direct.is_some() {
-            match items.admit(&item, false) {
+            match items.admit(item.room.as_deref(), item.offset, false) {
                 Admit::Skip => return,
                 Admit::Send => {
                     self.write_now(&mut items, item.frame.bytes());
@@ -236,6 +236,79 @@ impl Outbox {
         drop(items);
         // One wake-up per batch: the session takes everything queued when it runs.
         if wake {
+            self.queue.ready.notify_one();
+        }
+    }
+
+    /// Delivers a room's stored entries (in offset order) like [`Outbox::push`], all of
+    /// them in one socket write when they go out directly: under load the writer
+    /// commits several at once, and a member then costs one `send` for all of them.
+    pub(crate) fn push_stored(&self, room: &Arc<str>, frames: &[(u64, Wire)]) {
+        let mut items = self.queue.lock();
+        if items.closed {
+            return;
+        }
+        if items.idle() && !items.writing && items.direct.is_some() {
+            let mut due: Vec<&Bytes> = Vec::with_capacity(frames.len());
+            let mut queue_from = None;
+            for (i, (offset, frame)) in frames.iter().enumerate() {
+                match items.admit(Some(room), *offset, false) {
+                    Admit::Send => due.push(frame.bytes()),
+                    Admit::Skip => {}
+                    Admit::Queue => {
+                        queue_from = Some(i);
+                        break;
+                    }
+                }
+            }
+            self.write_many(&mut items, &due);
+            let Some(from) = queue_from else {
+                return;
+            };
+            drop(items);
+            self.queue_stored(room, &frames[from..]);
+            return;
+        }
+        drop(items);
+        self.queue_stored(room, frames);
+    }
+
+    fn queue_stored(&self, room: &Arc<str>, frames: &[(u64, Wire)]) {
+        for (offset, frame) in frames {
+            self.push(Outgoing {
+                room: Some(Arc::clone(room)),
+                offset: *offset,
+                frame: frame.clone(),
+                directive: None,
+            });
+        }
+    }
+
+    /// Writes `frames` into the socket with one vectored `send`; what it does not take
+    /// is left for the session, as in [`Outbox::write_now`].
+    fn write_many(&self, items: &mut Items, frames: &[&Bytes]) {
+        match frames {
+            [] => return,
+            [one] => return self.write_now(items, one),
+            _ => {}
+        }
+        let Some(tcp) = items.direct.as_ref() else {
+            return;
+        };
+        let slices: Vec<io::IoSlice<'_>> = frames.iter().map(|b| io::IoSlice::new(b)).collect();
+        let mut written = tcp.try_write_vectored(&slices).unwrap_or(0);
+        self.queue.sent.inc_by(frames.len() as u64);
+        let mut rest = false;
+        for frame in frames {
+            if written >= frame.len() {
+                written -= frame.len();
+                continue;
+            }
+            items.unsent.push_back(frame.slice(written..));
+            written = 0;
+            rest = true;
+        }
+        if rest {
             self.queue.ready.notify_one();
         }
     }
@@ -316,7 +389,7 @@ impl Inbox {
             if item.frame.is_empty() {
                 continue;
             }
-            if let Admit::Send = items.admit(&item, true) {
+            if let Admit::Send = items.admit(item.room.as_deref(), item.offset, true) {
                 batch.bytes.push(item.frame.bytes().clone());
                 batch.frames += 1;
             }
@@ -440,6 +513,34 @@ mod tests {
         assert!(inbox.try_recv().is_none(), "nothing was queued");
         assert_eq!(metrics.messages_out.get(), 2);
         assert_eq!(inbox.last_offset("r"), 3);
+    }
+
+    #[tokio::test]
+    async fn a_commits_entries_go_out_together_skipping_what_was_sent_or_queue_while_held() {
+        let metrics = Metrics::default();
+        let (tcp, mut peer) = pair().await;
+        let (outbox, inbox, _) = Outbox::new(8, &metrics, Some(tcp));
+        let room: Arc<str> = Arc::from("r");
+        let frames: Vec<(u64, Wire)> = (1..=4)
+            .map(|o| (o, crate::codec::wire_of(&format!("m{o}"))))
+            .collect();
+        inbox.receive(&room, 2);
+        outbox.push_stored(&room, &frames);
+        let expected: Vec<u8> = frames[2..]
+            .iter()
+            .flat_map(|(_, w)| w.bytes().to_vec())
+            .collect();
+        assert_eq!(received(&mut peer, expected.len()).await, expected);
+        assert!(inbox.try_recv().is_none());
+        assert_eq!(inbox.last_offset("r"), 4);
+        // Held (joining): everything waits for the session, in order.
+        let more: Vec<(u64, Wire)> = (5..=6)
+            .map(|o| (o, crate::codec::wire_of(&format!("m{o}"))))
+            .collect();
+        inbox.hold(&room);
+        outbox.push_stored(&room, &more);
+        assert_eq!(inbox.try_recv().unwrap().offset, 5);
+        assert_eq!(inbox.try_recv().unwrap().offset, 6);
     }
 
     #[tokio::test]
