@@ -26,25 +26,27 @@ pub(crate) fn Presence() -> impl IntoView {
             s.room().map(|r| r.members.clone()).unwrap_or_default()
         })
     });
-    // Everyone, not only the rows fetched so far.
-    let count = Memo::new(move |_| {
+    // Everyone, not only the rows fetched so far; and whether a next page can be
+    // asked for (`Some(waiting)`). Plain closures: each is read in one place.
+    let count = move || {
         chat.with(parts, |s| {
-            s.room()
-                .map_or(0, |r| r.member_total.unwrap_or(r.members.len() as u64))
+            s.room().map_or(0, |r| {
+                r.member_total.map_or(r.members.len(), |t| t as usize)
+            })
         })
-    });
-    let more = Memo::new(move |_| {
+    };
+    let more = move || {
         chat.with(parts, |s| {
             s.room()
                 .filter(|r| r.members_next.is_some())
                 .map(|r| r.loading_members)
         })
-    });
+    };
     // While disconnected the list is the last one we know, greyed out as possibly stale.
     let stale = Memo::new(move |_| chat.with(parts, |s| !s.room().is_some_and(|r| r.joined)));
     view! {
         <aside class="presence" class:stale=stale aria-label="Who is here">
-            <h2>"Here " <span class="count">{move || count.get()}</span></h2>
+            <h2>"Here " <span class="count">{count}</span></h2>
             <ul>
                 <For each=move || members.get() key=|nick| nick.clone() let(nick)>
                     <li>
@@ -54,10 +56,10 @@ pub(crate) fn Presence() -> impl IntoView {
                 </For>
             </ul>
             {move || {
-                more.get()
+                more()
                     .map(|loading| {
                         let shown = members.with(Vec::len);
-                        let label = format!("Show more ({shown} of {})", count.get());
+                        let label = format!("Show more ({shown} of {})", count());
                         view! {
                             <button
                                 class="more-members"
