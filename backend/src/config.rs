@@ -97,7 +97,9 @@ pub struct Config {
     /// Rooms with more members than this (across instances) get no `joined`/`left`
     /// notifications and no `presence` lists when someone comes or goes: each would be
     /// sent to every member, so a crowd arriving would cost members² frames, and a list
-    /// of thousands of nicks per change. The joiner still gets the list in `joined`.
+    /// of thousands of nicks per change. The joiner gets the first page of the list in
+    /// `joined` (this many nicks, at most 100) with the total, and may page through the
+    /// rest with `members`.
     #[arg(long, env = "HUDDLE_ANNOUNCE_LIMIT", default_value_t = 200)]
     pub announce_limit: u64,
 

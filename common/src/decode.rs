@@ -44,7 +44,8 @@ fn string_fields(kind: &str) -> Option<&'static [(&'static str, ErrorCode, Need)
             ("nick", ErrorCode::InvalidNick, IfPresent),
             ("token", ErrorCode::InvalidToken, IfPresent),
         ],
-        "join" | "leave" | "typing" | "history" | "read" | "create_room" | "room_notify" => ROOM,
+        "join" | "leave" | "typing" | "history" | "read" | "create_room" | "room_notify"
+        | "members" => ROOM,
         "send" => &[
             ("room", ErrorCode::InvalidRoom, Required),
             ("text", ErrorCode::InvalidText, Required),

@@ -44,5 +44,10 @@ pub const SUBPROTOCOLS: [&str; 2] = ["huddle.v2", "huddle.v1"];
 /// at ~100 bytes a room, a page stays far below the frame limit however many rooms exist.
 pub const MAX_ROOMS_PAGE: u64 = 100;
 
+/// The most nicks in one `members` answer, and the page size when `members` names
+/// none: at most ~13 KB even of 32-character nicks in four-byte characters, so a page
+/// stays far below the frame limit however large the room.
+pub const MAX_MEMBERS_PAGE: u64 = 100;
+
 /// The path of the WebSocket endpoint.
 pub const WS_PATH: &str = "/ws";

@@ -75,6 +75,18 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u64>,
     },
+    /// Ask for a page of a joined room's members, in the order of their nicks (an
+    /// addition to the contract: `joined` lists only the first page of a crowd).
+    Members {
+        room: String,
+        /// Where to continue: members whose nick sorts after this one (the `next` of
+        /// the previous page, or of `joined`); from the first when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        /// Nicks per page, 1 to [`crate::MAX_MEMBERS_PAGE`] (the default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u64>,
+    },
     /// Ask for a page of the rooms that exist now (an addition to v1: both fields are
     /// optional, so a bare `list_rooms` gets the first page).
     ListRooms {
@@ -134,6 +146,7 @@ impl ClientMsg {
             ClientMsg::Typing { .. } => "typing",
             ClientMsg::History { .. } => "history",
             ClientMsg::ListRooms { .. } => "list_rooms",
+            ClientMsg::Members { .. } => "members",
             ClientMsg::Read { .. } => "read",
             ClientMsg::CreateRoom { .. } => "create_room",
             ClientMsg::Invite { .. } => "invite",
@@ -159,6 +172,7 @@ impl ClientMsg {
             | ClientMsg::React { room, .. }
             | ClientMsg::Typing { room }
             | ClientMsg::History { room, .. }
+            | ClientMsg::Members { room, .. }
             | ClientMsg::Read { room, .. }
             | ClientMsg::CreateRoom { room, .. }
             | ClientMsg::Invite { room, .. }
@@ -222,11 +236,17 @@ pub enum ServerMsg {
         /// Present exactly when the join carried `since`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         recovered: Option<bool>,
-        /// How many members the room has, present only when `nicks` is not all of them
-        /// (a room so large that its list would outgrow the frame limit). An addition to
-        /// v1.
+        /// How many members the room has, present only when `nicks` is not all of them:
+        /// a crowd (more members than the server announces), whose `nicks` are the first
+        /// page of the `members` order, or a room whose list would outgrow the frame
+        /// limit. An addition to v1.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         members: Option<u64>,
+        /// In a crowd, the `after` of a `members` request for the page after `nicks`;
+        /// absent when `nicks` is all of them or not a page of that order (an
+        /// addition to the contract).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     /// The answer to `leave`.
     Left { room: String },
@@ -278,6 +298,18 @@ pub enum ServerMsg {
         #[serde(default)]
         total: u64,
         /// The cursor for the next page; absent on the last one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
+    },
+    /// The answer to `members`: one page of a room's members, ordered by nick (an
+    /// addition to the contract).
+    Members {
+        room: String,
+        /// Each member's nick once, ascending (by Unicode code point).
+        nicks: Vec<String>,
+        /// Members in all.
+        total: u64,
+        /// The `after` of the next page; absent on the last one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         next: Option<String>,
     },

@@ -181,7 +181,7 @@ prop_compose! {
         nicks in vec(s(), 0..4),
         recovered in option::of(any::<bool>()),
     ) -> ServerMsg {
-        ServerMsg::Joined { room, head, epoch, nicks, recovered, members: None }
+        ServerMsg::Joined { room, head, epoch, nicks, recovered, members: None, next: None }
     }
 }
 

@@ -220,6 +220,11 @@ fn client_kind_is_the_type_tag() {
             cursor: None,
             limit: None,
         },
+        ClientMsg::Members {
+            room: "r".into(),
+            after: None,
+            limit: None,
+        },
     ];
     for msg in all {
         let value: serde_json::Value = serde_json::from_str(&enc(&msg)).unwrap();
@@ -592,6 +597,7 @@ fn server_joined_recovered_only_when_set() {
             nicks: vec!["alice".into(), "bob".into()],
             recovered: None,
             members: None,
+            next: None,
         },
         r#"{"type":"joined","room":"lobby","head":41,"epoch":"e1","nicks":["alice","bob"]}"#,
     );
@@ -603,6 +609,7 @@ fn server_joined_recovered_only_when_set() {
             nicks: vec![],
             recovered: Some(true),
             members: None,
+            next: None,
         },
         r#"{"type":"joined","room":"lobby","head":0,"epoch":"e1","nicks":[],"recovered":true}"#,
     );
@@ -614,6 +621,7 @@ fn server_joined_recovered_only_when_set() {
             nicks: vec!["alice".into()],
             recovered: Some(false),
             members: None,
+            next: None,
         },
         r#"{"type":"joined","room":"lobby","head":7,"epoch":"e2","nicks":["alice"],"recovered":false}"#,
     );
@@ -769,6 +777,82 @@ fn server_rooms() {
     );
 }
 
+/// `members` (an addition): a page of a crowd's members, its answer, and the first
+/// page as `joined` carries it.
+#[test]
+fn members_pages() {
+    golden_client(
+        &ClientMsg::Members {
+            room: "hall".into(),
+            after: None,
+            limit: None,
+        },
+        r#"{"type":"members","room":"hall"}"#,
+    );
+    golden_client(
+        &ClientMsg::Members {
+            room: "hall".into(),
+            after: Some("bob".into()),
+            limit: Some(50),
+        },
+        r#"{"type":"members","room":"hall","after":"bob","limit":50}"#,
+    );
+    golden_server(
+        &ServerMsg::Members {
+            room: "hall".into(),
+            nicks: vec!["carol".into(), "dave".into()],
+            total: 5000,
+            next: Some("dave".into()),
+        },
+        r#"{"type":"members","room":"hall","nicks":["carol","dave"],"total":5000,"next":"dave"}"#,
+    );
+    golden_server(
+        &ServerMsg::Members {
+            room: "hall".into(),
+            nicks: vec![],
+            total: 2,
+            next: None,
+        },
+        r#"{"type":"members","room":"hall","nicks":[],"total":2}"#,
+    );
+    golden_server(
+        &ServerMsg::Joined {
+            room: "hall".into(),
+            head: 3,
+            epoch: "e1".into(),
+            nicks: vec!["alice".into(), "bob".into()],
+            recovered: None,
+            members: Some(5000),
+            next: Some("bob".into()),
+        },
+        r#"{"type":"joined","room":"hall","head":3,"epoch":"e1","nicks":["alice","bob"],"members":5000,"next":"bob"}"#,
+    );
+    // A wrong type for an optional field is `bad_json` about `members`, a missing room
+    // `invalid_room`.
+    for (frame, code) in [
+        (r#"{"type":"members"}"#, ErrorCode::InvalidRoom),
+        (
+            r#"{"type":"members","room":"hall","after":7}"#,
+            ErrorCode::BadJson,
+        ),
+        (
+            r#"{"type":"members","room":"hall","limit":-1}"#,
+            ErrorCode::BadJson,
+        ),
+        (
+            r#"{"type":"members","room":"hall","limit":"9"}"#,
+            ErrorCode::BadJson,
+        ),
+    ] {
+        let e = decode_client(frame).unwrap_err();
+        assert_eq!(
+            (e.code, e.reference.as_deref()),
+            (code, Some("members")),
+            "{frame}"
+        );
+    }
+}
+
 #[test]
 fn server_error_with_every_code() {
     let wire = [
@@ -880,7 +964,8 @@ fn contract_example_frames_decode() {
             epoch: "e1".into(),
             nicks: vec!["alice".into(), "bob".into()],
             recovered: None,
-            members: None
+            members: None,
+            next: None
         }
     );
     // C: send

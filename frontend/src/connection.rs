@@ -413,6 +413,11 @@ impl Connection {
         self.act(Parts::NONE, |s| s.more_rooms().into_iter().collect());
     }
 
+    /// Asks for the next page of the member list of the room on screen (a crowd).
+    pub(crate) fn more_members(self) {
+        self.act(Parts::MEMBERS, |s| s.more_members().into_iter().collect());
+    }
+
     pub(crate) fn retry(self, room: &str, id: &str) {
         self.act(Parts::MESSAGES, |s| s.retry(room, id).into_iter().collect());
     }

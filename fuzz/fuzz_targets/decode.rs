@@ -47,6 +47,7 @@ const KNOWN: &[(&str, &[ErrorCode])] = &[
         ],
     ),
     ("list_rooms", &[]),
+    ("members", &[ErrorCode::InvalidRoom]),
     (
         "edit",
         &[
@@ -194,6 +195,11 @@ fn fields(msg: &ClientMsg) -> Vec<&str> {
             room, emoji, id, ..
         } => vec![room.as_str(), emoji.as_str(), id.as_str()],
         ClientMsg::ListRooms { .. } => Vec::new(),
+        ClientMsg::Members { room, after, .. } => {
+            let mut v = vec![room.as_str()];
+            v.extend(after.as_deref());
+            v
+        }
     }
 }
 

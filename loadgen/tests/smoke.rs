@@ -412,7 +412,7 @@ async fn fake_session(stream: TcpStream, room: Arc<Mutex<Room>>, members: Arc<At
                     ClientMsg::Join { room: name, .. } => {
                         let r = room.lock().unwrap();
                         rx = Some(r.tx.subscribe());
-                        ServerMsg::Joined { room: name, head: r.head, epoch: "e".into(), nicks: vec![], recovered: None , members: None}
+                        ServerMsg::Joined { room: name, head: r.head, epoch: "e".into(), nicks: vec![], recovered: None, members: None, next: None }
                     }
                     ClientMsg::Send {
                         room: name, text, id, ..

@@ -20,8 +20,10 @@ use crate::logsafe::{Chain, Escaped};
 use crate::membership::{Farewell, Passage};
 use crate::nicks::ClaimError;
 
+use super::members;
+
 /// Bytes of a `history` or `joined` frame besides its list (type, room name, epoch…).
-const FRAME_SLACK: usize = 512;
+pub(super) const FRAME_SLACK: usize = 512;
 
 /// Messages fetched from the store per step of a `since` replay.
 const REPLAY_PAGE: u32 = 100;
@@ -159,6 +161,9 @@ impl Session {
             (ClientMsg::Typing { .. }, Some(who), Some(room)) => self.typing(&who, room).await,
             (ClientMsg::History { before, limit, .. }, Some(who), Some(room)) => {
                 self.history(&who, room, before, limit).await
+            }
+            (ClientMsg::Members { after, limit, .. }, Some(who), Some(room)) => {
+                self.members(&who, room, after, limit).await
             }
             (ClientMsg::Read { offset, .. }, Some(who), Some(room)) => {
                 self.read(&who, room, offset).await
@@ -448,17 +453,21 @@ impl Session {
             .or_insert(RoomSub { last_typing: None });
         // The room's frames wait from here until `joined` and the replay are written.
         self.inbox.hold(&room);
-        let mut nicks = nicks;
-        let all = nicks.len();
+        // A crowd's joiner gets the first page and the count, not thousands of nicks.
         let max = self.state.config.max_frame_bytes as usize;
-        let cut = codec::keep_first_within(&mut nicks, max.saturating_sub(FRAME_SLACK));
+        let list = members::joined_list(
+            nicks,
+            self.state.config.announce_limit,
+            max.saturating_sub(FRAME_SLACK),
+        );
         let joined = ServerMsg::Joined {
             room: room.to_string(),
             head: head.head,
             epoch: head.epoch,
-            nicks,
+            nicks: list.nicks,
             recovered,
-            members: cut.then_some(all as u64),
+            members: list.members,
+            next: list.next,
         };
         self.reply(&joined).await?;
         if recovered == Some(true) {

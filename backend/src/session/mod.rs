@@ -8,6 +8,7 @@
 mod conversation;
 mod handlers;
 mod inbox;
+mod members;
 pub(crate) mod outbox;
 mod people;
 pub(crate) mod socket;

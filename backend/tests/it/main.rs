@@ -20,6 +20,7 @@ mod faults;
 mod http_limits;
 mod lifecycle;
 mod limits;
+mod members;
 mod notifications;
 mod ops;
 mod people;

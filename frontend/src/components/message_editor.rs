@@ -18,8 +18,10 @@ pub(crate) fn MessageEditor(offset: u64, text: String) -> impl IntoView {
     let field = NodeRef::<Textarea>::new();
     // The editor is taller than the text: the last row must not slip out of view.
     keep_at_bottom(expect_context::<Store>());
+    // The editor may be gone by the next frame (saved, cancelled, the page left):
+    // then there is nothing to focus, and its node ref is disposed.
     request_animation_frame(move || {
-        if let Some(el) = field.get_untracked() {
+        if let Some(el) = field.try_get_untracked().flatten() {
             let _ = el.focus();
             let end = el.value().encode_utf16().count() as u32;
             let _ = el.set_selection_range(end, end);

@@ -23,10 +23,12 @@ pub(crate) fn ReactionPicker(
     };
     let conn = expect_context::<Connection>();
     let menu = NodeRef::<Div>::new();
-    // The keyboard goes to the first reaction, so arrows and Tab walk them.
+    // The keyboard goes to the first reaction, so arrows and Tab walk them (unless the
+    // picker closed before the frame came: its node ref is disposed then).
     request_animation_frame(move || {
         let first = menu
-            .get_untracked()
+            .try_get_untracked()
+            .flatten()
             .and_then(|m| m.query_selector("button").ok().flatten())
             .and_then(|b| b.dyn_into::<web_sys::HtmlElement>().ok());
         if let Some(first) = first {

@@ -19,10 +19,12 @@
 //! - `sidebar`: joined rooms with unread counts, the room directory.
 //! - `room_view`: the components together as `App` lays them out (focus, unmounting).
 //! - `inbox`: the bell, its list and reads, the room's level, messages naming us.
+//! - `members`: a crowd's member list by the page, a small room's whole.
 
 mod composer;
 mod conversation;
 mod inbox;
+mod members;
 mod message_list;
 mod people;
 mod rich_text;
@@ -232,6 +234,7 @@ fn joined(room: &str, head: u64, nicks: &[&str]) -> ServerMsg {
         nicks: nicks.iter().map(|n| (*n).to_owned()).collect(),
         recovered: None,
         members: None,
+        next: None,
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod conversation;
 mod inbox;
+mod members;
 mod people;
 pub(crate) mod room;
 
@@ -160,7 +161,9 @@ impl Parts {
     pub(crate) fn of(msg: &ServerMsg) -> Parts {
         match msg {
             ServerMsg::Typing { .. } => Parts::TYPING,
-            ServerMsg::Presence { .. } => Parts::MEMBERS | Parts::DIRECTORY,
+            ServerMsg::Presence { .. } | ServerMsg::Members { .. } => {
+                Parts::MEMBERS | Parts::DIRECTORY
+            }
             ServerMsg::Rooms { .. } => Parts::DIRECTORY,
             ServerMsg::History { .. } | ServerMsg::Ack { .. } => Parts::MESSAGES,
             // Entries change rows in place: the rows they touched are woken one by one
@@ -384,16 +387,21 @@ impl ChatState {
                 out.push(self.on_welcome_inbox(inbox, quiet));
                 return out;
             }
-            // `members` (a room too large to list whole) is not shown: the list holds
-            // the first few thousand, which is all a sidebar can show anyway.
+            // In a crowd `nicks` is the first page: `members` counts them all and
+            // `next` continues (`members` requests, see `state::members`).
             ServerMsg::Joined {
                 room,
                 head,
                 epoch,
                 nicks,
                 recovered,
-                ..
-            } => return self.on_joined(&room, head, epoch, nicks, recovered),
+                members,
+                next,
+            } => {
+                let out = self.on_joined(&room, head, epoch, nicks, recovered);
+                self.on_member_page(&room, members, next);
+                return out;
+            }
             ServerMsg::Left { room } => self.on_left(&room),
             ServerMsg::Message(m) => self.on_message(m),
             ServerMsg::Edited(e) => self.on_edited(e),
@@ -464,9 +472,18 @@ impl ChatState {
                     entry.members = nicks.len() as u64;
                 }
                 if let Some(r) = self.room_mut(&room) {
+                    // Lists are sent only for rooms small enough to list whole.
                     r.members = nicks;
+                    r.member_total = None;
+                    r.members_next = None;
                 }
             }
+            ServerMsg::Members {
+                room,
+                nicks,
+                total,
+                next,
+            } => self.on_members(&room, nicks, total, next),
             ServerMsg::Typing { room, nick } => {
                 let until = now + TYPING_SHOWN_MS;
                 if let Some(r) = self.room_mut(&room) {
@@ -762,6 +779,18 @@ impl ChatState {
                     }
                 }
                 self.room_error = Some(message);
+            }
+            (code, Some("members")) => {
+                // The "more" button may ask again; running out of read budget is no
+                // news worth a line, anything else is.
+                for r in self.rooms.values_mut() {
+                    r.loading_members = false;
+                }
+                if code != ErrorCode::RateLimited {
+                    if let Some(current) = self.current.clone() {
+                        self.notice(&current, NoticeKind::Error, message, now);
+                    }
+                }
             }
             (code, Some("history")) => {
                 // The page can be asked for again (the connection does so after a

@@ -51,7 +51,16 @@ pub(crate) struct Room {
     /// Sent but not acknowledged, by client id. Ids end in a zero-padded counter, so
     /// the map iterates in send order.
     pub(crate) pending: BTreeMap<String, Outgoing>,
+    /// Who is here: the whole list, or in a crowd the pages fetched so far (ordered by
+    /// nick, as the server pages them).
     pub(crate) members: Vec<String>,
+    /// In a crowd (the server sends its first page only), how many members there are
+    /// in all; `None` when `members` is the whole list.
+    pub(crate) member_total: Option<u64>,
+    /// The `after` of the next page of members, while there is one.
+    pub(crate) members_next: Option<String>,
+    /// A `members` request is on its way (the "more" button waits for it).
+    pub(crate) loading_members: bool,
     /// Whether the server has messages older than the ones we hold.
     pub(crate) has_more: bool,
     /// A `history` request for older messages is on its way.
@@ -190,6 +199,9 @@ impl Room {
             notices: Vec::new(),
             pending: BTreeMap::new(),
             members: Vec::new(),
+            member_total: None,
+            members_next: None,
+            loading_members: false,
             has_more: false,
             loading_older: false,
             unread: 0,

@@ -54,6 +54,7 @@ fn joined_frame(room: &str, head: u64, epoch: &str, recovered: Option<bool>) -> 
         nicks: vec!["alice".to_owned(), "bob".to_owned()],
         recovered,
         members: None,
+        next: None,
     }
 }
 
@@ -668,4 +669,93 @@ fn a_stored_notice_takes_its_offset_among_the_messages() {
     let notice = &lobby(&s).messages[&4];
     assert!(notice.is_notice());
     assert_eq!(notice.text, "deploy at 5");
+}
+
+/// `joined` of a crowd: the first page of its members, the total and the cursor.
+fn crowd_joined(room: &str) -> ServerMsg {
+    ServerMsg::Joined {
+        room: room.to_owned(),
+        head: 0,
+        epoch: "e1".to_owned(),
+        nicks: vec!["alice".to_owned(), "bob".to_owned()],
+        recovered: None,
+        members: Some(5),
+        next: Some("bob".to_owned()),
+    }
+}
+
+fn members_page(nicks: &[&str], total: u64, next: Option<&str>) -> ServerMsg {
+    ServerMsg::Members {
+        room: "lobby".to_owned(),
+        nicks: nicks.iter().map(|n| (*n).to_owned()).collect(),
+        total,
+        next: next.map(str::to_owned),
+    }
+}
+
+fn more_after(after: &str) -> Option<ClientMsg> {
+    Some(ClientMsg::Members {
+        room: "lobby".to_owned(),
+        after: Some(after.to_owned()),
+        limit: Some(common::MAX_MEMBERS_PAGE),
+    })
+}
+
+#[test]
+fn a_small_room_is_listed_whole_with_nothing_more_to_ask() {
+    let mut s = joined(0);
+    assert_eq!(lobby(&s).members, ["alice", "bob"]);
+    assert_eq!(lobby(&s).member_total, None);
+    assert_eq!(s.more_members(), None);
+}
+
+#[test]
+fn a_crowd_is_paged_in_on_request_each_member_once() {
+    let mut s = joined(0);
+    step(&mut s, crowd_joined("lobby"));
+    assert_eq!(lobby(&s).member_total, Some(5));
+    assert_eq!(s.more_members(), more_after("bob"));
+    assert_eq!(s.more_members(), None, "one page at a time");
+    // A page repeating a nick held already (it joined between two pages) shows it once.
+    let page = s.apply(
+        members_page(&["bob", "carol", "dave"], 5, Some("dave")),
+        NOW,
+    );
+    assert_eq!(page.changed | Parts::MEMBERS, page.changed);
+    assert_eq!(lobby(&s).members, ["alice", "bob", "carol", "dave"]);
+    assert_eq!(s.more_members(), more_after("dave"));
+    step(&mut s, members_page(&["erin"], 6, None));
+    assert_eq!(lobby(&s).members.len(), 5);
+    assert_eq!(lobby(&s).member_total, Some(6), "the latest count");
+    assert_eq!(s.more_members(), None, "the last page");
+}
+
+#[test]
+fn a_refused_page_may_be_asked_for_again_and_a_whole_list_ends_the_paging() {
+    let mut s = joined(0);
+    step(&mut s, crowd_joined("lobby"));
+    assert!(s.more_members().is_some());
+    step(
+        &mut s,
+        ServerMsg::Error {
+            code: ErrorCode::RateLimited,
+            message: "slow down".to_owned(),
+            reference: Some("members".to_owned()),
+        },
+    );
+    assert_eq!(s.more_members(), more_after("bob"));
+    // Back under the announce limit the server sends whole lists again.
+    step(
+        &mut s,
+        ServerMsg::Presence {
+            room: "lobby".to_owned(),
+            nicks: vec!["alice".to_owned()],
+        },
+    );
+    assert_eq!(lobby(&s).member_total, None);
+    assert_eq!(s.more_members(), None);
+    // A rejoin of a small room clears what the crowd left.
+    step(&mut s, crowd_joined("lobby"));
+    step(&mut s, joined_frame("lobby", 0, "e1", None));
+    assert_eq!((lobby(&s).member_total, s.more_members()), (None, None));
 }

@@ -87,6 +87,7 @@ fn joined_frame(head: u64, recovered: Option<bool>) -> ServerMsg {
         nicks: vec!["alice".to_owned(), "bob".to_owned()],
         recovered,
         members: None,
+        next: None,
     }
 }
 
@@ -386,6 +387,7 @@ fn in_a_room_we_created_we_may_delete_anyones_message() {
             nicks: vec![],
             recovered: None,
             members: None,
+            next: None,
         },
     );
     step(&mut s, ServerMsg::Message(chat("plans", 1, "bob")));

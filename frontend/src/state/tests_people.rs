@@ -47,6 +47,7 @@ fn joined_frame(room: &str, head: u64) -> ServerMsg {
         nicks: vec!["alice".to_owned()],
         recovered: None,
         members: None,
+        next: None,
     }
 }
 
