@@ -19,7 +19,22 @@ use crate::metrics::{Broadcast, Metrics};
 use crate::store::{AppendOutcome, HistoryStore, NewEntry, StoreError};
 
 /// What a sender learns about its append.
-pub(crate) type AppendResult = Result<AppendOutcome, WriteError>;
+pub(crate) type AppendResult = Result<AppendOutcome<Stored>, WriteError>;
+
+/// Where a sender's entry was stored: all its answer needs. The entry itself is not
+/// handed back: it goes to the broker and, a message, moves on to the alerts, so the
+/// writer copies none of its strings for the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stored {
+    offset: u64,
+}
+
+impl Stored {
+    /// The entry's place in its room's log.
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+}
 
 /// Why an append was not stored.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -114,12 +129,19 @@ async fn run(
     metrics: Metrics,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
+    // Kept across batches, so taking a batch apart allocates only the entries' vector
+    // (which the store takes).
+    let mut replies = Vec::with_capacity(max_batch);
     // Whether the store refused the last batch as full or read-only: that is logged when
     // it starts and when it ends, not once per batch, so a full store that senders keep
     // trying cannot flood the log.
     let mut refusing = false;
     while rx.recv_many(&mut batch, max_batch).await > 0 {
-        let (msgs, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|r| (r.msg, r.reply)).unzip();
+        let mut msgs = Vec::with_capacity(batch.len());
+        for Request { msg, reply } in batch.drain(..) {
+            msgs.push(msg);
+            replies.push(reply);
+        }
         let (size, started) = (msgs.len(), std::time::Instant::now());
         let stored = store.append_batch(msgs).await;
         metrics.history_batch(size, started.elapsed(), stored.is_ok());
@@ -128,16 +150,16 @@ async fn run(
                 if std::mem::take(&mut refusing) {
                     tracing::warn!("history store accepts writes again");
                 }
+                let mut answers = Vec::with_capacity(outcomes.len());
+                let mut stored = Vec::with_capacity(outcomes.len());
+                for outcome in outcomes {
+                    let (answer, entry) = split(outcome);
+                    answers.push(answer);
+                    stored.extend(entry);
+                }
                 // The whole commit is published at once, so a member gets all of a
                 // room's new entries in one socket write: under load, batches grow and
                 // each delivery costs less.
-                let stored: Vec<Entry> = outcomes
-                    .iter()
-                    .filter_map(|o| match o {
-                        AppendOutcome::Stored(m) => Some(m.clone()),
-                        _ => None,
-                    })
-                    .collect();
                 if !stored.is_empty() {
                     // The entries are durable whatever happens here: members that miss
                     // them recover them with `since`, so a broker failure is logged, not
@@ -153,18 +175,20 @@ async fn run(
                         }
                     }
                 }
-                for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                for entry in stored {
                     // Only messages alert: an edit or a reaction is no news to be
                     // told of (and an edit adding `@nick` would alert twice over).
-                    if let AppendOutcome::Stored(Entry::Message(m)) = &outcome {
+                    if let Entry::Message(m) = entry {
                         // Waits when the alerts are a full queue behind: they then
                         // slow the writer rather than grow without bound. After the
                         // broadcast, so an alert never arrives before its message.
-                        if committed.send(m.clone()).await.is_err() {
+                        if committed.send(m).await.is_err() {
                             tracing::debug!("alerts have stopped; message not looked at");
                         }
                     }
-                    let _ = reply.send(Ok(outcome));
+                }
+                for (answer, reply) in answers.into_iter().zip(replies.drain(..)) {
+                    let _ = reply.send(Ok(answer));
                 }
             }
             Err(e) => {
@@ -174,10 +198,23 @@ async fn run(
                     tracing::warn!(error = %Chain(&e), "history store refuses writes (full or read-only); sends are answered `unavailable` until it accepts them again");
                 }
                 let err = WriteError::Store(Arc::new(e));
-                for reply in replies {
+                for reply in replies.drain(..) {
                     let _ = reply.send(Err(err.clone()));
                 }
             }
         }
+    }
+}
+
+/// The sender's answer and, when stored, the entry (for the broker and the alerts).
+fn split(outcome: AppendOutcome) -> (AppendOutcome<Stored>, Option<Entry>) {
+    match outcome {
+        AppendOutcome::Stored(entry) => {
+            let offset = entry.offset();
+            (AppendOutcome::Stored(Stored { offset }), Some(entry))
+        }
+        AppendOutcome::Duplicate { offset } => (AppendOutcome::Duplicate { offset }, None),
+        AppendOutcome::RoomLimit => (AppendOutcome::RoomLimit, None),
+        AppendOutcome::Refused(why) => (AppendOutcome::Refused(why), None),
     }
 }

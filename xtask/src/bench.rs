@@ -918,7 +918,21 @@ fn durable(b: &Bench<'_>, args: &BenchArgs) -> Result<()> {
     drop(server);
 
     // Same address and database: the restarted server must hold every acked message.
-    let restarted = b.start_huddle_at(&dir, &db, port, &extra_ref)?;
+    // `verify` reads every room's whole history, far beyond the default read budget
+    // (it would be refused `rate_limited`), so the restarted server gets the history
+    // bench's budget.
+    // (Unless given after `--`: a flag twice is an error.)
+    let given = |flag: &str| {
+        b.server_args
+            .iter()
+            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    };
+    let budget = HISTORY_FLAGS
+        .chunks(2)
+        .filter(|pair| !given(pair[0]))
+        .flatten();
+    let verify_flags: Vec<&str> = extra_ref.iter().chain(budget).copied().collect();
+    let restarted = b.start_huddle_at(&dir, &db, port, &verify_flags)?;
     let mut verify = Command::new(&b.loadgen);
     verify
         .arg("verify")

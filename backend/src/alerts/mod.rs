@@ -184,11 +184,11 @@ impl Alerts {
         sender: &str,
     ) -> Result<Vec<(String, NewAlert)>, StoreError> {
         let room = &msg.room;
-        let settings = self.targets.settings(room).await?;
-        if let Some(peer) = settings.as_ref().and_then(|s| s.dm_peer(sender)) {
-            let peer = peer.to_owned();
-            let level = self.targets.level(room, &peer).await?;
-            if level == NotifyLevel::Nothing || self.membership.user_in(room, &peer).await {
+        // One look at the cache per message: settings and members from the same entry.
+        let targets = self.targets.of(room).await?;
+        if let Some(peer) = targets.settings.as_ref().and_then(|s| s.dm_peer(sender)) {
+            let level = targets.level(peer);
+            if level == NotifyLevel::Nothing || self.membership.user_in(room, peer).await {
                 return Ok(Vec::new());
             }
             let alert = NewAlert {
@@ -199,9 +199,9 @@ impl Alerts {
                 offset: Some(msg.offset),
                 url: None,
             };
-            return Ok(vec![(peer, alert)]);
+            return Ok(vec![(peer.to_owned(), alert)]);
         }
-        let members = self.targets.members(room).await?;
+        let members = &targets.members;
         let answered = match msg.reply_to {
             Some(original) => self.author_of(room, original).await?,
             None => None,

@@ -24,17 +24,29 @@ const MAX_ROOMS: usize = 10_000;
 /// directory's order).
 const MAX_MEMBERS: usize = 20_000;
 
-#[derive(Clone)]
-struct Entry {
+/// A room's targets as cached: its settings and its members with their levels. Shared
+/// (`Arc`), so each message reads them without copying them.
+pub(crate) struct RoomTargets {
     at: Instant,
-    settings: Option<RoomSettings>,
-    members: Arc<Vec<AlertTarget>>,
+    pub(crate) settings: Option<RoomSettings>,
+    pub(crate) members: Vec<AlertTarget>,
+}
+
+impl RoomTargets {
+    /// `user`'s level in the room (the default when they are not a member).
+    pub(crate) fn level(&self, user: &str) -> NotifyLevel {
+        self.members
+            .iter()
+            .find(|t| t.user == user)
+            .map(|t| t.level)
+            .unwrap_or_default()
+    }
 }
 
 /// The cache; see the module docs.
 pub(crate) struct Targets {
     directory: Arc<dyn Directory>,
-    rooms: Mutex<HashMap<String, Entry>>,
+    rooms: Mutex<HashMap<String, Arc<RoomTargets>>>,
 }
 
 impl Targets {
@@ -45,44 +57,25 @@ impl Targets {
         }
     }
 
-    async fn entry(&self, room: &str) -> Result<Entry, StoreError> {
+    /// The room's settings and members, from the cache while they are fresh.
+    pub(crate) async fn of(&self, room: &str) -> Result<Arc<RoomTargets>, StoreError> {
         let cached = locks::lock(&self.rooms).get(room).cloned();
         if let Some(entry) = cached.filter(|e| e.at.elapsed() < TTL) {
             return Ok(entry);
         }
         let settings = self.directory.settings(room).await?;
         let members = self.directory.alert_targets(room, MAX_MEMBERS).await?;
-        let entry = Entry {
+        let entry = Arc::new(RoomTargets {
             at: Instant::now(),
             settings,
-            members: Arc::new(members),
-        };
+            members,
+        });
         let mut rooms = locks::lock(&self.rooms);
         if rooms.len() >= MAX_ROOMS {
             rooms.clear();
         }
-        rooms.insert(room.to_owned(), entry.clone());
+        rooms.insert(room.to_owned(), Arc::clone(&entry));
         Ok(entry)
-    }
-
-    pub(crate) async fn settings(&self, room: &str) -> Result<Option<RoomSettings>, StoreError> {
-        Ok(self.entry(room).await?.settings)
-    }
-
-    pub(crate) async fn members(&self, room: &str) -> Result<Arc<Vec<AlertTarget>>, StoreError> {
-        Ok(self.entry(room).await?.members)
-    }
-
-    /// `user`'s level in `room` (the default when they are not a member).
-    pub(crate) async fn level(&self, room: &str, user: &str) -> Result<NotifyLevel, StoreError> {
-        Ok(self
-            .entry(room)
-            .await?
-            .members
-            .iter()
-            .find(|t| t.user == user)
-            .map(|t| t.level)
-            .unwrap_or_default())
     }
 
     /// Drops `room`'s entry: its members or levels changed here.

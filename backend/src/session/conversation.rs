@@ -23,7 +23,7 @@ impl Session {
         &mut self,
         who: &Identity,
         room: Arc<str>,
-        raw_text: &str,
+        raw_text: String,
         id: String,
         reply_to: Option<u64>,
     ) -> Result<(), End> {
@@ -42,7 +42,7 @@ impl Session {
         who: &Identity,
         room: Arc<str>,
         target: u64,
-        raw_text: &str,
+        raw_text: String,
         id: String,
     ) -> Result<(), End> {
         if !self.writable(who, &room, "edit", &id).await? {
@@ -116,23 +116,27 @@ impl Session {
         kind: &str,
         id: &str,
     ) -> Result<bool, End> {
-        let reference = Some(id.to_owned());
+        // The reference is copied only for an answer, never for a valid send.
         if !self.rooms.contains_key(room) {
-            self.not_joined_or_forbidden(who, room, kind, reference)
+            self.not_joined_or_forbidden(who, room, kind, Some(id.to_owned()))
                 .await?;
             return Ok(false);
         }
         if let Err(e) = validate::id(id, &self.state.limits) {
-            self.reply_error(e.code(), e.to_string(), reference).await?;
+            self.reply_error(e.code(), e.to_string(), Some(id.to_owned()))
+                .await?;
             return Ok(false);
         }
         Ok(true)
     }
 
     /// The text trimmed as it will be stored, or `None` once the peer was told why not.
-    async fn checked_text(&mut self, raw: &str, id: &str) -> Result<Option<String>, End> {
-        match validate::text(raw, &self.state.limits) {
-            Ok(t) => Ok(Some(t.to_owned())),
+    /// Text with nothing to trim is stored as it came, not copied.
+    async fn checked_text(&mut self, raw: String, id: &str) -> Result<Option<String>, End> {
+        let checked = validate::text(&raw, &self.state.limits)
+            .map(|t| (t.len() < raw.len()).then(|| t.to_owned()));
+        match checked {
+            Ok(trimmed) => Ok(Some(trimmed.unwrap_or(raw))),
             Err(e) => {
                 self.reply_error(e.code(), e.to_string(), Some(id.to_owned()))
                     .await?;

@@ -108,7 +108,13 @@ impl Session {
         let room: Option<Arc<str>> = match msg.room().map(|r| validate::room(r, &self.state.limits))
         {
             None => None,
-            Some(Ok(room)) => Some(Arc::from(room)),
+            // A joined room's name is shared with the session's map rather than copied
+            // for every frame.
+            Some(Ok(room)) => Some(
+                self.rooms
+                    .get_key_value(room)
+                    .map_or_else(|| Arc::from(room), |(name, _)| Arc::clone(name)),
+            ),
             Some(Err(e)) => {
                 let reference = Some(msg.reference().to_owned());
                 return self.reply_error(e.code(), e.to_string(), reference).await;
@@ -136,14 +142,14 @@ impl Session {
                 },
                 Some(who),
                 Some(room),
-            ) => self.send(&who, room, &text, id, reply_to).await,
+            ) => self.send(&who, room, text, id, reply_to).await,
             (
                 ClientMsg::Edit {
                     offset, text, id, ..
                 },
                 Some(who),
                 Some(room),
-            ) => self.edit(&who, room, offset, &text, id).await,
+            ) => self.edit(&who, room, offset, text, id).await,
             (ClientMsg::Delete { offset, id, .. }, Some(who), Some(room)) => {
                 self.delete(&who, room, offset, id).await
             }

@@ -131,15 +131,17 @@ impl NewEntry {
     }
 }
 
-/// What became of one appended entry.
+/// What became of one appended entry. `S` is what a stored one carries: the entry
+/// itself from the store; in the writer's answer to its sender only where it was stored
+/// (`writer::Stored`), since the entry itself moves on to the broker and the alerts.
+///
+/// `Stored(Entry)` is much larger than the other variants; it is not boxed, since one
+/// per appended entry is moved once to the writer and a box would cost an allocation
+/// per message on the hot path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per appended entry, moved once to its sender; boxing would cost an allocation per message on the hot path"
-)]
-pub enum AppendOutcome {
+pub enum AppendOutcome<S = Entry> {
     /// Stored at the next offset of its room.
-    Stored(Entry),
+    Stored(S),
     /// The same room + user + id was stored before, at this offset; nothing was written.
     Duplicate { offset: u64 },
     /// The message would have created a room while the store holds as many as it may

@@ -531,9 +531,12 @@ fn append_in_tx(
     // upgrade to a write (SQLITE_BUSY at once, no waiting).
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     // New heads are applied to the cache only after the commit succeeds, so a failed
-    // batch leaves no phantom offsets behind.
-    let mut new_heads: HashMap<String, u64> = HashMap::new();
-    let mut outcomes = Vec::with_capacity(batch.len());
+    // batch leaves no phantom offsets behind. They borrow the rooms' names from the
+    // batch: nothing is copied per entry.
+    let mut new_heads: HashMap<&str, u64> = HashMap::new();
+    // Per entry, its outcome with only the offset of a stored one; the stored entries
+    // are built after the commit, when the batch is no longer borrowed.
+    let mut placed: Vec<AppendOutcome<u64>> = Vec::with_capacity(batch.len());
     let ts = now_ms();
     {
         let mut find_dup = tx.prepare_cached(
@@ -542,22 +545,32 @@ fn append_in_tx(
         let mut load_head = tx.prepare_cached("SELECT head FROM rooms WHERE room = ?1")?;
         let mut revive =
             tx.prepare_cached("DELETE FROM forgotten WHERE room = ?1 RETURNING head")?;
+        // A retry of a stored entry (same room, user and id) inserts nothing: the
+        // dedupe index turns it into no change, which is then looked up.
         let mut insert = tx.prepare_cached(
             "INSERT INTO messages
                (room, offset, id, nick, nick_key, text, ts, user, kind, target, reply_to, emoji, react_on)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5, ?8, ?9, ?10, ?11, ?12)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (room, nick_key, id) DO NOTHING",
         )?;
         let mut find_target = tx.prepare_cached(
             "SELECT kind, coalesce(user, ''), nick, ts, deleted IS NOT NULL FROM messages
              WHERE room = ?1 AND offset = ?2",
         )?;
-        for m in batch {
-            if let Some(offset) = find_dup
-                .query_row(params![m.room, m.user, m.id], |r| r.get::<_, u64>(0))
-                .optional()?
-            {
-                outcomes.push(AppendOutcome::Duplicate { offset });
-                continue;
+        for m in &batch {
+            // A plain message (no reply) is checked against nothing in the log, so its
+            // duplicate is found by the insert itself, which saves a lookup per message.
+            // Anything else is looked up first: a retry must be answered as a duplicate
+            // before its target is checked again.
+            let plain = matches!(m.change, Change::Message { reply_to: None, .. });
+            if !plain {
+                if let Some(offset) = find_dup
+                    .query_row(params![m.room, m.user, m.id], |r| r.get::<_, u64>(0))
+                    .optional()?
+                {
+                    placed.push(AppendOutcome::Duplicate { offset });
+                    continue;
+                }
             }
             if let Some(at) = target_of(&m.change) {
                 let target = find_target
@@ -571,12 +584,15 @@ fn append_in_tx(
                         })
                     })
                     .optional()?;
-                if let Err(refusal) = check(&m, target.as_ref()) {
-                    outcomes.push(AppendOutcome::Refused(refusal));
+                if let Err(refusal) = check(m, target.as_ref()) {
+                    placed.push(AppendOutcome::Refused(refusal));
                     continue;
                 }
             }
-            let head = match new_heads.get(&m.room).or_else(|| heads.get(&m.room)) {
+            let head = match new_heads
+                .get(m.room.as_str())
+                .or_else(|| heads.get(&m.room))
+            {
                 Some(h) => *h,
                 None => match load_head
                     .query_row([&m.room], |r| r.get::<_, u64>(0))
@@ -584,10 +600,21 @@ fn append_in_tx(
                 {
                     Some(h) => h,
                     None => {
-                        // A new room, or a forgotten one coming back.
+                        // A new room, or a forgotten one coming back. (A stored message
+                        // keeps its room in `rooms`, so no retry lands here; a plain one
+                        // is still looked up before the room is counted or revived.)
+                        if plain {
+                            if let Some(offset) = find_dup
+                                .query_row(params![m.room, m.user, m.id], |r| r.get::<_, u64>(0))
+                                .optional()?
+                            {
+                                placed.push(AppendOutcome::Duplicate { offset });
+                                continue;
+                            }
+                        }
                         let count = room_count.unwrap_or(0) + new_rooms;
                         if max_rooms > 0 && count >= max_rooms {
-                            outcomes.push(AppendOutcome::RoomLimit);
+                            placed.push(AppendOutcome::RoomLimit);
                             continue;
                         }
                         new_rooms += 1;
@@ -616,12 +643,18 @@ fn append_in_tx(
                     Some(*on),
                 ),
             };
-            insert.execute(params![
+            let inserted = insert.execute(params![
                 m.room, offset, m.id, m.nick, m.user, text, ts, kind, target, reply_to, emoji, on
             ])?;
-            apply_change(&tx, &m, offset, ts)?;
-            new_heads.insert(m.room.clone(), offset);
-            outcomes.push(AppendOutcome::Stored(m.stored(offset, ts)));
+            if inserted == 0 {
+                let offset =
+                    find_dup.query_row(params![m.room, m.user, m.id], |r| r.get::<_, u64>(0))?;
+                placed.push(AppendOutcome::Duplicate { offset });
+                continue;
+            }
+            apply_change(&tx, m, offset, ts)?;
+            new_heads.insert(&m.room, offset);
+            placed.push(AppendOutcome::Stored(offset));
         }
         let mut upsert = tx.prepare_cached(
             "INSERT INTO rooms (room, head) VALUES (?1, ?2)
@@ -632,11 +665,27 @@ fn append_in_tx(
         }
     }
     tx.commit()?;
-    heads.extend(new_heads);
+    for (room, head) in new_heads {
+        match heads.get_mut(room) {
+            Some(cached) => *cached = head,
+            None => {
+                heads.insert(room.to_owned(), head);
+            }
+        }
+    }
     if let Some(count) = room_count {
         *count += new_rooms;
     }
-    Ok(outcomes)
+    Ok(batch
+        .into_iter()
+        .zip(placed)
+        .map(|(m, placed)| match placed {
+            AppendOutcome::Stored(offset) => AppendOutcome::Stored(m.stored(offset, ts)),
+            AppendOutcome::Duplicate { offset } => AppendOutcome::Duplicate { offset },
+            AppendOutcome::RoomLimit => AppendOutcome::RoomLimit,
+            AppendOutcome::Refused(why) => AppendOutcome::Refused(why),
+        })
+        .collect())
 }
 
 /// What an edit, deletion or reaction does to the current state of its target.
@@ -965,6 +1014,33 @@ mod tests {
 
     fn msg(room: &str, nick: &str, id: &str) -> NewEntry {
         NewEntry::message(room, nick, &nick.to_lowercase(), id, &format!("text {id}"))
+    }
+
+    #[tokio::test]
+    async fn a_retry_in_a_later_batch_is_a_duplicate_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+        let reply = || NewEntry {
+            change: Change::Message {
+                text: "re".to_owned(),
+                reply_to: Some(1),
+            },
+            ..msg("a", "x", "2")
+        };
+        store
+            .append_batch(vec![msg("a", "x", "1"), reply()])
+            .await
+            .unwrap();
+        // The plain message is found by its insert, the reply by its look-up first.
+        let out = store
+            .append_batch(vec![msg("a", "x", "1"), reply(), msg("a", "x", "3")])
+            .await
+            .unwrap();
+        assert_eq!(out[0], AppendOutcome::Duplicate { offset: 1 });
+        assert_eq!(out[1], AppendOutcome::Duplicate { offset: 2 });
+        assert!(matches!(&out[2], AppendOutcome::Stored(m) if m.offset() == 3));
+        assert_eq!(store.head("a").await.unwrap().head, 3);
+        assert_eq!(store.after("a", 0, 10).await.unwrap().len(), 3);
     }
 
     #[tokio::test]
