@@ -95,13 +95,13 @@ pub(super) async fn upgrade(
             (None, _) => {
                 let why = Disconnect::TooManyConnections;
                 state.metrics.closed(why.code());
-                session::refuse(socket, why, peer).await;
+                Box::pin(session::refuse(socket, why, peer)).await;
             }
             (Some(permit), None) => {
                 drop(permit);
                 let why = Disconnect::TooManyFromAddress;
                 state.metrics.closed(why.code());
-                session::refuse(socket, why, peer).await;
+                Box::pin(session::refuse(socket, why, peer)).await;
             }
         }
         drop((open, token));

@@ -196,10 +196,14 @@ impl Session {
         let mut ping = tokio::time::interval(self.state.config.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ping.tick().await;
-        // Until its `hello` succeeds a connection is of no use to anyone, yet it holds a
-        // socket, a task and a place under the connection limits.
-        let hello_deadline = tokio::time::sleep(self.state.config.hello_timeout);
-        tokio::pin!(hello_deadline);
+        // One timer for the two deadlines a connection can have: until its `hello`
+        // succeeds (it is of no use to anyone, yet holds a socket, a task and a place
+        // under the connection limits), then its host token's expiry, if it has one.
+        // Boxed: a timer in the loop's own state would be reserved in every idle
+        // connection's task for good.
+        let mut deadline = Box::pin(tokio::time::sleep(self.state.config.hello_timeout));
+        // The expiry the timer is set for once signed in (`None`: not yet set).
+        let mut armed: Option<Option<u64>> = None;
         // Made once: recreated on every turn of the loop, each would register with its
         // token again (a lock, and for `shutdown` one shared by every connection).
         let closed = control.closed();
@@ -207,15 +211,24 @@ impl Session {
         tokio::pin!(closed, stopping);
         let result: Result<(), End> = async {
             loop {
+                let signed_in = self.identity.is_some();
+                if signed_in && armed != Some(self.expires) {
+                    // Signed in, or a fresh host token came in band.
+                    armed = Some(self.expires);
+                    if let Some(at) = self.expires {
+                        deadline.as_mut().reset(expires_at(at));
+                    }
+                }
                 tokio::select! {
                     biased;
                     why = &mut closed => return Err(End::Close(why)),
                     () = &mut stopping => return Err(End::Close(Disconnect::Shutdown)),
-                    () = &mut hello_deadline, if self.identity.is_none() => {
-                        return Err(End::Close(Disconnect::HelloTimeout));
-                    }
-                    () = expiry(self.expires), if self.expires.is_some() => {
-                        return Err(End::Close(Disconnect::TokenExpired));
+                    () = &mut deadline, if !signed_in || self.expires.is_some() => {
+                        return Err(End::Close(if signed_in {
+                            Disconnect::TokenExpired
+                        } else {
+                            Disconnect::HelloTimeout
+                        }));
                     }
                     Some((ctx, result)) = self.pending.next(), if !self.pending.is_empty() => {
                         Box::pin(self.on_appended(ctx, result)).await?;
@@ -254,7 +267,7 @@ impl Session {
             // tungstenite makes the pong; it goes out in its turn.
             Message::Ping(_) => {
                 let pong = self.socket.replies();
-                self.write_all(vec![pong], 0).await
+                Box::pin(self.write_all(vec![pong], 0)).await
             }
             Message::Pong(_) | Message::Frame(_) => Ok(()),
             Message::Close(_) => Err(End::PeerClosed),
@@ -477,14 +490,15 @@ impl Session {
     }
 }
 
-/// Resolves when a host token that expires at `at` (seconds since the epoch) has
-/// expired; never without one.
-async fn expiry(at: Option<u64>) {
-    let Some(at) = at else {
-        return std::future::pending().await;
-    };
+/// When a host token that expires at `at` (seconds since the epoch) has expired; one
+/// too far ahead to express is as good as never.
+fn expires_at(at: u64) -> Instant {
     let now = crate::clock::now_ms() / 1000;
-    tokio::time::sleep(Duration::from_secs(at.saturating_sub(now))).await;
+    let left = Duration::from_secs(at.saturating_sub(now));
+    let never = Duration::from_secs(100 * 365 * 86_400);
+    Instant::now()
+        .checked_add(left.min(never))
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400))
 }
 
 /// A read error is either an oversized frame (1009) or a dead transport.
