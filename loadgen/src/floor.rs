@@ -20,9 +20,6 @@
 //! tungstenite does the handshake and parses the clients' frames (masking, control
 //! frames, fragments) over [`Feed`], a non-blocking adapter on the shared socket; only
 //! the server's outgoing frames bypass it.
-//!
-//! With `--io-uring` the fan-out of one frame is submitted as one batch of sends in one
-//! `io_uring_enter` ([`uring`]) instead of one `send` call per member.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Read, Write};
@@ -41,31 +38,16 @@ use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
-pub mod uring;
-
 /// Frames queued for one member before it is dropped as too slow (Huddle's default
 /// outbox holds as many).
 const QUEUE_LIMIT: usize = 1024;
 /// Most queued frames one vectored write takes.
 const WRITE_BATCH: usize = 64;
 
-/// How the floor runs.
-#[derive(Debug, Clone)]
-pub struct FloorOptions {
-    /// Submit each fan-out as one io_uring batch instead of a `send` per member.
-    pub io_uring: bool,
-}
-
 /// Accepts connections on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, opts: FloorOptions) -> io::Result<()> {
-    let fanout = if opts.io_uring {
-        Fanout::Uring(Box::new(Mutex::new(uring::Batch::new()?)))
-    } else {
-        Fanout::Direct
-    };
+pub async fn serve(listener: TcpListener) -> io::Result<()> {
     let floor = Arc::new(Floor {
         rooms: Mutex::new(HashMap::new()),
-        fanout,
         next_session: AtomicU64::new(1),
     });
     loop {
@@ -87,18 +69,10 @@ pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// The shared state: rooms by name, and how a fan-out is written.
+/// The shared state: rooms by name.
 struct Floor {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
-    fanout: Fanout,
     next_session: AtomicU64,
-}
-
-enum Fanout {
-    /// One non-blocking `send` per member.
-    Direct,
-    /// One io_uring submission per round of frames.
-    Uring(Box<Mutex<uring::Batch>>),
 }
 
 /// One room: its last offset, its members and the frames not yet written to them. Every
@@ -124,23 +98,16 @@ impl Room {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes the pending frames to every member (under the room's lock).
-    fn fan_out(floor: &Floor, state: &mut RoomState) {
+    /// Writes the pending frames to every member, one non-blocking write each (under
+    /// the room's lock).
+    fn fan_out(state: &mut RoomState) {
         if state.pending.is_empty() {
             return;
         }
         let frames = std::mem::take(&mut state.pending);
-        match &floor.fanout {
-            Fanout::Direct => {
-                let slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
-                for m in &state.members {
-                    m.send_many(&frames, &slices);
-                }
-            }
-            Fanout::Uring(batch) => {
-                let mut batch = batch.lock().unwrap_or_else(|e| e.into_inner());
-                batch.send_all(&state.members, &frames);
-            }
+        let slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
+        for m in &state.members {
+            m.send_many(&frames, &slices);
         }
         // Keep the allocation for the next round.
         state.pending = frames;
@@ -149,15 +116,15 @@ impl Room {
 }
 
 /// The room's task: writes pending frames whenever woken, until the process ends.
-async fn room_task(floor: Arc<Floor>, room: Arc<Room>) {
+async fn room_task(room: Arc<Room>) {
     loop {
         room.wake.notified().await;
-        Room::fan_out(&floor, &mut room.lock());
+        Room::fan_out(&mut room.lock());
     }
 }
 
 /// One connection's socket and its queue of frames not yet written.
-pub(crate) struct Member {
+struct Member {
     stream: TcpStream,
     out: Mutex<Out>,
     /// Wakes the member's task when its queue fills or it must close.
@@ -165,11 +132,9 @@ pub(crate) struct Member {
 }
 
 #[derive(Default)]
-pub(crate) struct Out {
+struct Out {
     /// Frames (or the unwritten rest of one) waiting for the socket.
     queue: VecDeque<Bytes>,
-    /// An io_uring send to this socket is in flight: write nothing else now.
-    busy: bool,
     /// Too slow, or the socket failed: the task closes the connection.
     closed: bool,
 }
@@ -185,7 +150,7 @@ impl Member {
         if out.closed {
             return;
         }
-        if out.queue.is_empty() && !out.busy {
+        if out.queue.is_empty() {
             match self.stream.try_write(&frame) {
                 Ok(n) if n == frame.len() => return,
                 Ok(n) => out.queue.push_back(frame.slice(n..)),
@@ -209,7 +174,7 @@ impl Member {
         if out.closed {
             return;
         }
-        if out.queue.is_empty() && !out.busy {
+        if out.queue.is_empty() {
             let written = if let [one] = frames {
                 self.stream.try_write(one)
             } else {
@@ -241,10 +206,6 @@ impl Member {
     fn flush(&self) -> io::Result<bool> {
         let mut out = self.lock();
         loop {
-            if out.busy {
-                // The io_uring batch wakes us when its send completed.
-                return Ok(true);
-            }
             if out.queue.is_empty() {
                 return Ok(true);
             }
@@ -384,7 +345,7 @@ async fn handshake(member: &Member, feed: Feed) -> Option<WebSocket<Feed>> {
 }
 
 struct Session<'a> {
-    floor: &'a Arc<Floor>,
+    floor: &'a Floor,
     member: &'a Arc<Member>,
     nick: Option<String>,
     /// The rooms joined, by name.
@@ -460,14 +421,14 @@ impl Session<'_> {
                     let mut rooms = self.floor.rooms.lock().unwrap_or_else(|e| e.into_inner());
                     Arc::clone(rooms.entry(room.clone()).or_insert_with(|| {
                         let new = Arc::new(Room::default());
-                        tokio::spawn(room_task(Arc::clone(self.floor), Arc::clone(&new)));
+                        tokio::spawn(room_task(Arc::clone(&new)));
                         new
                     }))
                 };
                 {
                     let mut state = handle.lock();
                     // Frames up to the head go to the members before this one joins.
-                    Room::fan_out(self.floor, &mut state);
+                    Room::fan_out(&mut state);
                     state.members.push(Arc::clone(self.member));
                     let joined = ServerMsg::Joined {
                         room: room.clone(),

@@ -25,8 +25,7 @@
 //! - [`pushes`]: Web Pushes per second from the notifications API into a local push
 //!   service (`push_service`) that decrypts every one.
 //! - [`floor`]: `loadgen floor`, a minimal broadcast server speaking the clients' part
-//!   of the protocol, the floor `cargo xtask bench` measures Huddle against (with
-//!   `--io-uring`, each fan-out as one io_uring submission).
+//!   of the protocol, the floor `cargo xtask bench` measures Huddle against.
 //! - [`history`](mod@history): `history` page latency in a room whose messages carry
 //!   reactions and edits (or plain ones), every page checked once.
 

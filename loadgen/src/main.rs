@@ -85,10 +85,6 @@ struct FloorArgs {
     /// Address to listen on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: std::net::SocketAddr,
-    /// Submit each message's fan-out as one io_uring batch instead of one `send` per
-    /// member.
-    #[arg(long)]
-    io_uring: bool,
     /// Runtime worker threads (default: the CPUs this process may use, as Huddle).
     #[arg(long)]
     threads: Option<usize>,
@@ -465,10 +461,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     .await
                     .with_context(|| format!("cannot listen on {}", a.listen))?;
                 println!("{}", listener.local_addr()?);
-                let opts = floor::FloorOptions {
-                    io_uring: a.io_uring,
-                };
-                floor::serve(listener, opts)
+                floor::serve(listener)
                     .await
                     .context("the floor server failed")
             })?;

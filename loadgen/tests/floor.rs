@@ -1,14 +1,14 @@
 //! The floor (`loadgen floor`): the part of the protocol the load generator uses, over
 //! real WebSockets on 127.0.0.1 — `hello`/`join`/`send` give the sender its `ack` and
 //! every member (the sender included) each message once, offsets in order — and the
-//! load generator's own run against it, with and without io_uring.
+//! load generator's own run against it.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use common::{ClientMsg, ServerMsg};
 use futures_util::{SinkExt as _, StreamExt as _};
-use loadgen::floor::{self, FloorOptions};
+use loadgen::floor;
 use loadgen::report::RunReport as _;
 use loadgen::{Load, Options, Scenario};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -18,10 +18,10 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Starts a floor on a random port in this process; its WebSocket URL.
-async fn start(io_uring: bool) -> String {
+async fn start() -> String {
     let listener = floor::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(floor::serve(listener, FloorOptions { io_uring }));
+    tokio::spawn(floor::serve(listener));
     format!("ws://{addr}/ws")
 }
 
@@ -71,8 +71,9 @@ async fn member(url: &str, nick: &str, room: &str) -> (Ws, u64) {
     }
 }
 
-async fn every_member_gets_every_message_in_order(io_uring: bool) {
-    let url = start(io_uring).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_join_send_reach_every_member_in_order() {
+    let url = start().await;
     let mut members = Vec::new();
     for i in 0..3 {
         members.push(member(&url, &format!("m{i}"), "lobby").await);
@@ -148,20 +149,11 @@ async fn every_member_gets_every_message_in_order(io_uring: bool) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hello_join_send_reach_every_member_in_order() {
-    every_member_gets_every_message_in_order(false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_io_uring_fan_out_reaches_every_member_in_order() {
-    every_member_gets_every_message_in_order(true).await;
-}
-
 /// The load generator's own clients against the floor: every message to every member
 /// exactly once, nothing lost or repeated.
-async fn loadgen_run_is_clean(io_uring: bool) {
-    let url = start(io_uring).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loadgen_run_against_the_floor_is_clean() {
+    let url = start().await;
     let mut s = Scenario::new(url);
     s.clients = 200;
     s.rooms = 2;
@@ -185,16 +177,6 @@ async fn loadgen_run_is_clean(io_uring: bool) {
     assert!(r.acked >= 300, "acked only {}", r.acked);
     // Each acked message reached its room's 100 members.
     assert_eq!(r.delivered, r.acked * 100);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_loadgen_run_against_the_floor_is_clean() {
-    loadgen_run_is_clean(false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_loadgen_run_against_the_io_uring_floor_is_clean() {
-    loadgen_run_is_clean(true).await;
 }
 
 /// `loadgen floor --listen 127.0.0.1:0` prints the address it bound, and serves there.

@@ -145,9 +145,6 @@ pub(crate) struct BenchArgs {
     /// fanout, idle, rooms, targets: measure Huddle only, not the floor beside it.
     #[arg(long)]
     no_floor: bool,
-    /// Run the floor with `--io-uring` (each fan-out submitted as one io_uring batch).
-    #[arg(long)]
-    floor_io_uring: bool,
     /// Extra flags for every `huddle` the bench starts, after `--` (e.g. `-- --outbox 65536`);
     /// one that the bench also sets (e.g. `--rate-per-sec`) replaces the bench's value.
     #[arg(last = true)]
@@ -203,8 +200,8 @@ struct Bench<'a> {
     pin: bool,
     results: PathBuf,
     scratch: PathBuf,
-    /// Whether the floor runs beside Huddle, and with which flags.
-    floor: Option<Vec<&'static str>>,
+    /// Whether the floor runs beside Huddle.
+    floor: bool,
     /// Names this invocation in the results.
     run: String,
     steps: std::cell::Cell<u32>,
@@ -273,13 +270,7 @@ impl<'a> Bench<'a> {
             pin,
             results: dir.join("results.jsonl"),
             scratch,
-            floor: (!args.no_floor).then(|| {
-                if args.floor_io_uring {
-                    vec!["--io-uring"]
-                } else {
-                    Vec::new()
-                }
-            }),
+            floor: !args.no_floor,
             run: format!("{secs:012}"),
             steps: std::cell::Cell::new(0),
         })
@@ -382,7 +373,6 @@ impl<'a> Bench<'a> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut cmd = self.pinned(0, &self.loadgen);
         cmd.arg("floor").arg("--listen").arg(addr.to_string());
-        cmd.args(self.floor.iter().flatten());
         let mut proc = Proc::spawn("floor", cmd, &dir.join(format!("floor-{port}.log")))?;
         proc.process.wait_listening(addr)?;
         proc.addr = Some(addr);
@@ -392,10 +382,10 @@ impl<'a> Bench<'a> {
     /// The servers a floor-aware scenario measures, in the order of `step` (which
     /// alternates, so neither always runs first on a warmer or busier machine).
     fn servers(&self, step: usize) -> Vec<Server> {
-        match (&self.floor, step % 2) {
-            (None, _) => vec![Server::Huddle],
-            (Some(_), 0) => vec![Server::Huddle, Server::Floor],
-            (Some(_), _) => vec![Server::Floor, Server::Huddle],
+        match (self.floor, step % 2) {
+            (false, _) => vec![Server::Huddle],
+            (true, 0) => vec![Server::Huddle, Server::Floor],
+            (true, _) => vec![Server::Floor, Server::Huddle],
         }
     }
 
@@ -404,14 +394,6 @@ impl<'a> Bench<'a> {
         match server {
             Server::Huddle => self.start_huddle(dir, &dir.join("bench.db"), &[]),
             Server::Floor => self.start_floor(dir),
-        }
-    }
-
-    /// How the floor is started, for the results.
-    fn floor_flags(&self) -> Value {
-        match &self.floor {
-            Some(flags) => json!(flags),
-            None => Value::Null,
         }
     }
 
@@ -685,10 +667,7 @@ fn one_room_run(
     );
     let report = b.loadgen(&label, &[&proc], &la)?;
     drop(proc);
-    let mut step = json!({"n": n, "offered": offered, "rate": rate});
-    if server == Server::Floor {
-        step["floor_flags"] = b.floor_flags();
-    }
+    let step = json!({"n": n, "offered": offered, "rate": rate});
     b.record_of(server, scenario, &step, &report)?;
     Ok(report)
 }
