@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{ErrorCode, ServerMsg};
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, FutureExt as _};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::Instrument as _;
@@ -322,7 +322,20 @@ impl Session {
         }
     }
 
+    /// Answers an append, and every other one already answered by the writer, with
+    /// one socket write: a commit answers many of a busy sender's messages at once.
     async fn on_appended(&mut self, ctx: PendingSend, result: AppendResult) -> Result<(), End> {
+        let mut frames = vec![self.answer(ctx, result)];
+        while let Some(Some((ctx, result))) = self.pending.next().now_or_never() {
+            frames.push(self.answer(ctx, result));
+        }
+        let n = frames.len() as u64;
+        let bytes = frames.iter().map(|f| f.bytes().clone()).collect();
+        self.write_all(bytes, n).await
+    }
+
+    /// The frame answering an append.
+    fn answer(&self, ctx: PendingSend, result: AppendResult) -> Wire {
         use crate::store::AppendOutcome;
         let reply = match result {
             Ok(AppendOutcome::Stored(m)) => ServerMsg::Ack {
@@ -366,7 +379,10 @@ impl Session {
                 )
             }
         };
-        self.reply(&reply).await
+        if let ServerMsg::Error { code, .. } = &reply {
+            self.state.metrics.error_sent(*code);
+        }
+        codec::wire(&reply)
     }
 
     /// Sends a frame meant for this connection only.
