@@ -437,6 +437,7 @@ impl Session<'_> {
                         nicks: Vec::new(),
                         recovered: None,
                         members: Some(state.members.len() as u64),
+                        next: None,
                     };
                     // Under the room's lock: no message can overtake `joined`.
                     self.member.send(encode(&joined));
