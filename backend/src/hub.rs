@@ -1,7 +1,7 @@
 //! The local rooms: which connections on this node are in which room, and delivery to
 //! their outboxes of what the broker reports ([`BrokerEvents`]).
 //!
-//! This is the one place a stored message fans out to members ([`Hub::message`]):
+//! This is the one place a stored message fans out to members ([`Hub::messages`]):
 //! encoded and framed once, its bytes written by every outbox (straight into the
 //! member's socket when nothing waits for it, see [`crate::session::outbox`]).
 //!
