@@ -56,6 +56,38 @@ pub(crate) fn wire(msg: &ServerMsg) -> Wire {
     finish_wire(buf)
 }
 
+/// The frame of a stored entry, as `ServerMsg::stored` would encode it, without
+/// copying the entry: the fan-out encodes each entry of a commit from the writer's own.
+pub(crate) fn wire_stored(entry: &common::Entry) -> Wire {
+    /// `ServerMsg`'s variants for log entries, borrowing.
+    #[derive(Serialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    enum Stored<'a> {
+        Message(&'a common::ChatMessage),
+        Edited(&'a common::Edited),
+        Deleted(&'a common::Deleted),
+        Reacted(&'a common::Reacted),
+    }
+    let stored = match entry {
+        // A stored notice goes out as a `notification`, shaped apart: the rare case
+        // takes the copy.
+        common::Entry::Message(m) if m.is_notice() => {
+            return wire(&ServerMsg::stored(entry.clone()));
+        }
+        common::Entry::Message(m) => Stored::Message(m),
+        common::Entry::Edited(e) => Stored::Edited(e),
+        common::Entry::Deleted(d) => Stored::Deleted(d),
+        common::Entry::Reacted(r) => Stored::Reacted(r),
+    };
+    let mut buf = Vec::with_capacity(256);
+    buf.resize(MAX_HEADER, 0);
+    if let Err(e) = serde_json::to_writer(&mut buf, &stored) {
+        tracing::error!(error = %e, "failed to encode a stored entry");
+        return wire_of(ENCODING_FAILED);
+    }
+    finish_wire(buf)
+}
+
 /// The wire form of an already encoded frame (one copy of its bytes). Nothing gives
 /// nothing: an event that only carries a directive has no frame to send.
 pub(crate) fn wire_of(json: &str) -> Wire {
@@ -284,6 +316,62 @@ mod tests {
         }
         let msg = ServerMsg::error(common::ErrorCode::Internal, "x", None);
         assert_eq!(wire(&msg).text(), encode(&msg).as_str());
+    }
+
+    #[test]
+    fn a_stored_entry_is_framed_as_its_server_frame_would_be() {
+        let message = common::ChatMessage {
+            room: "r".to_owned(),
+            offset: 3,
+            id: "m".to_owned(),
+            nick: "a".to_owned(),
+            text: "hi @b".to_owned(),
+            ts: 5,
+            reply_to: Some(1),
+            ..Default::default()
+        };
+        let notice = common::ChatMessage {
+            nick: String::new(),
+            user: None,
+            id: String::new(),
+            ..message.clone()
+        };
+        let entries = [
+            common::Entry::Message(message),
+            common::Entry::Message(notice),
+            common::Entry::Edited(common::Edited {
+                room: "r".to_owned(),
+                offset: 4,
+                target: 3,
+                text: "hello".to_owned(),
+                user: "a".to_owned(),
+                ts: 6,
+            }),
+            common::Entry::Deleted(common::Deleted {
+                room: "r".to_owned(),
+                offset: 5,
+                target: 3,
+                user: "a".to_owned(),
+                ts: 7,
+            }),
+            common::Entry::Reacted(common::Reacted {
+                room: "r".to_owned(),
+                offset: 6,
+                target: 3,
+                emoji: "👍".to_owned(),
+                user: "b".to_owned(),
+                on: true,
+                ts: 8,
+                nick: "b".to_owned(),
+            }),
+        ];
+        for entry in entries {
+            assert_eq!(
+                wire_stored(&entry),
+                wire(&ServerMsg::stored(entry.clone())),
+                "{entry:?}"
+            );
+        }
     }
 
     #[test]

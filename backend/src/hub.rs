@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{Entry, ServerMsg};
+use common::Entry;
 
 use crate::broker::{BrokerEvents, Directive, Event};
 use crate::codec::{self, Wire};
@@ -276,7 +276,7 @@ impl Hub {
 }
 
 impl BrokerEvents for Hub {
-    fn messages(&self, entries: Vec<Entry>) {
+    fn messages(&self, entries: &[Entry]) {
         // One commit's entries, usually of one room (or few): each room's run is framed
         // once and handed to its members together.
         let mut frames: Vec<(u64, Wire)> = Vec::with_capacity(entries.len());
@@ -289,8 +289,7 @@ impl BrokerEvents for Hub {
             if entry.room() != room {
                 entry.room().clone_into(&mut room);
             }
-            let offset = entry.offset();
-            frames.push((offset, codec::wire(&ServerMsg::stored(entry))));
+            frames.push((entry.offset(), codec::wire_stored(entry)));
         }
         if !frames.is_empty() {
             self.deliver_stored(&room, &frames);
@@ -430,7 +429,7 @@ mod tests {
         let room: Arc<str> = Arc::from("r");
         let (a, rx_a, control) = Outbox::new(4, &metrics, None);
         hub.join(&room, 1, &Arc::from("a"), "a".into(), a);
-        hub.messages(vec![Entry::Message(common::ChatMessage {
+        hub.messages(&[Entry::Message(common::ChatMessage {
             room: "r".to_owned(),
             offset: 3,
             id: "m".to_owned(),

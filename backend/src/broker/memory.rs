@@ -28,7 +28,7 @@ impl Broker for MemoryBroker {
     }
 
     async fn publish_stored(&self, entries: &[Entry]) -> Result<(), BrokerError> {
-        self.node.messages(entries.to_vec());
+        self.node.messages(entries);
         Ok(())
     }
 

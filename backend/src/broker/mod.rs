@@ -117,7 +117,7 @@ pub(crate) trait Broker: Send + Sync + 'static {
 /// synchronous and must not block.
 pub(crate) trait BrokerEvents: Send + Sync + 'static {
     /// Stored entries for their rooms' local members, in offset order per room.
-    fn messages(&self, entries: Vec<Entry>);
+    fn messages(&self, entries: &[Entry]);
     /// An event for the room's local members.
     fn event(&self, event: Event);
     /// Delivery of the room broke (`why` says how): its local members must reconnect

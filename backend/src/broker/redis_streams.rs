@@ -189,13 +189,14 @@ fn deliver_entries(shared: &Shared, room: &str, entries: &[StreamId], erased: &H
             // its members would silently miss messages. Like an overflowing outbox,
             // 4008 makes them resume with `since`, which tells them what is gone.
             tracing::warn!(room = %Escaped(room), from = *position + 1, to = offset - 1, "fell behind the trimmed stream; closing members with 4008");
-            shared.node.messages(std::mem::take(&mut batch));
+            shared.node.messages(&batch);
+            batch.clear();
             shared.node.lost(room, Disconnect::FellBehind);
         }
         *position = offset;
         batch.push(msg);
     }
     if !batch.is_empty() {
-        shared.node.messages(batch);
+        shared.node.messages(&batch);
     }
 }
