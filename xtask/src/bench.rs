@@ -651,16 +651,8 @@ fn one_room_run(
     let rate = offered / n as f64;
     let dir = b.step_dir()?;
     let proc = b.start(server, &dir)?;
-    let la = vec![
-        format!("--url={}", proc.url()),
-        format!("--clients={n}"),
-        "--rooms=1".to_owned(),
-        format!("--senders={FANOUT_SENDERS}"),
-        format!("--rate={rate}"),
-        format!("--duration={duration}s"),
-        "--drain=5s".to_owned(),
-        "--setup-timeout=120s".to_owned(),
-    ];
+    let mut la = one_room_args(n, rate, duration);
+    la.push(format!("--url={}", proc.url()));
     let label = format!(
         "{scenario} n={n} offered={offered} server={}",
         server.name()
@@ -670,6 +662,20 @@ fn one_room_run(
     let step = json!({"n": n, "offered": offered, "rate": rate});
     b.record_of(server, scenario, &step, &report)?;
     Ok(report)
+}
+
+/// loadgen's flags for one room of `n` with the fan-out senders at `rate` messages/s
+/// each (the servers' `--url`s still to add).
+fn one_room_args(n: usize, rate: f64, duration: u64) -> Vec<String> {
+    vec![
+        format!("--clients={n}"),
+        "--rooms=1".to_owned(),
+        format!("--senders={FANOUT_SENDERS}"),
+        format!("--rate={rate}"),
+        format!("--duration={duration}s"),
+        "--drain=5s".to_owned(),
+        "--setup-timeout=120s".to_owned(),
+    ]
 }
 
 /// The `cluster` ramp: three instances and one Redis per step (no floor: it has no
@@ -689,15 +695,7 @@ fn cluster_ramp(b: &Bench<'_>, n: usize, steps: &[f64], duration: u64) -> Result
             urls.push(s.url());
             fleet.push(s);
         }
-        let mut la = vec![
-            format!("--clients={n}"),
-            "--rooms=1".to_owned(),
-            format!("--senders={FANOUT_SENDERS}"),
-            format!("--rate={rate}"),
-            format!("--duration={duration}s"),
-            "--drain=5s".to_owned(),
-            "--setup-timeout=120s".to_owned(),
-        ];
+        let mut la = one_room_args(n, rate, duration);
         la.extend(urls.iter().map(|u| format!("--url={u}")));
         let label = format!("cluster n={n} offered={offered}");
         let servers: Vec<&Proc> = fleet.iter().collect();

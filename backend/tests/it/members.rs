@@ -311,17 +311,7 @@ async fn pages_draw_on_the_read_budget() {
 async fn pages_span_the_instances_of_a_cluster() {
     require();
     let redis = RedisServer::start().await;
-    let mut servers = Vec::new();
-    for _ in 0..3 {
-        let url = redis.url();
-        servers.push(
-            TestServer::with(move |c| {
-                c.redis = Some(url);
-                c.announce_limit = 2;
-            })
-            .await,
-        );
-    }
+    let servers = redis.instances(3, |c| c.announce_limit = 2).await;
     let _a = fill(&servers[0], "hall", &["eel", "ant"]).await;
     let mut b = fill(&servers[1], "hall", &["fox", "bee"]).await;
     let _c = fill(&servers[2], "hall", &["cat"]).await;

@@ -14,12 +14,7 @@ use serde_json::json;
 
 /// Three instances on one Redis; each with its own (unused) database path.
 async fn cluster(redis: &RedisServer) -> Vec<TestServer> {
-    let mut servers = Vec::new();
-    for _ in 0..3 {
-        let url = redis.url();
-        servers.push(TestServer::with(move |c| c.redis = Some(url)).await);
-    }
-    servers
+    redis.instances(3, |_| {}).await
 }
 
 /// Reads frames until the message with offset `last` arrived; returns every message's
@@ -921,17 +916,7 @@ async fn two_prefixes_on_one_redis_are_two_separate_chats() {
 async fn a_user_is_one_member_and_one_count_across_instances() {
     require();
     let redis = RedisServer::start().await;
-    let mut servers = Vec::new();
-    for _ in 0..3 {
-        let url = redis.url();
-        servers.push(
-            TestServer::with(move |c| {
-                c.redis = Some(url);
-                c.max_connections_per_user = 2;
-            })
-            .await,
-        );
-    }
+    let servers = redis.instances(3, |c| c.max_connections_per_user = 2).await;
     let mut watcher = servers[2].client().await;
     watcher.hello("watcher").await;
     watcher.join("hall").await;
@@ -984,17 +969,9 @@ async fn alerts_reach_a_user_on_every_instance_and_each_push_is_sent_once() {
     let redis = RedisServer::start().await;
     let service = PushService::start().await;
     // Three instances with the pusher running on each, and a short push delay.
-    let mut servers = Vec::new();
-    for _ in 0..3 {
-        let url = redis.url();
-        servers.push(
-            TestServer::with(move |c| {
-                c.redis = Some(url);
-                c.push_delay = Duration::from_millis(500);
-            })
-            .await,
-        );
-    }
+    let servers = redis
+        .instances(3, |c| c.push_delay = Duration::from_millis(500))
+        .await;
     let mut ann = servers[0].client().await;
     let welcome = ann.hello("ann").await;
     let session = welcome["session"].as_str().unwrap().to_owned();

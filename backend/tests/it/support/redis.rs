@@ -48,6 +48,26 @@ impl RedisServer {
         Self::start_with(false).await
     }
 
+    /// `n` Huddle instances sharing this Redis, each also set up by `tweak`.
+    pub async fn instances(
+        &self,
+        n: usize,
+        tweak: impl Fn(&mut backend::Config) + Clone,
+    ) -> Vec<super::TestServer> {
+        let mut servers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (url, tweak) = (self.url(), tweak.clone());
+            servers.push(
+                super::TestServer::with(move |c| {
+                    c.redis = Some(url);
+                    tweak(c);
+                })
+                .await,
+            );
+        }
+        servers
+    }
+
     /// A server with an fsynced-every-write append-only file: a restart keeps every key.
     pub async fn start_persistent() -> Self {
         require();
