@@ -5,8 +5,9 @@
 //! encoded and framed once, its bytes written by every outbox (straight into the
 //! member's socket when nothing waits for it, see [`crate::session::outbox`]).
 //!
-//! All methods are synchronous and hold the lock only for map updates and outbox pushes,
-//! never across an `.await`; a slow connection can never slow a broadcast down. Joining
+//! All methods are synchronous and hold the lock only for map updates and for taking a
+//! room's outboxes, never while writing to them and never across an `.await`; a slow
+//! connection can never slow a broadcast down. Joining
 //! and leaving go through [`crate::membership`], which keeps the broker and presence in
 //! step with the hub.
 
@@ -241,15 +242,21 @@ impl Hub {
     /// Queues a frame for every member of its room except `env.except` and the
     /// connections of `env.except_user`.
     fn deliver(&self, env: &Envelope) {
-        let rooms = self.lock();
-        let Some(room) = rooms.get(&*env.room) else {
-            return;
+        let outboxes: Vec<Outbox> = {
+            let rooms = self.lock();
+            let Some(room) = rooms.get(&*env.room) else {
+                return;
+            };
+            room.members
+                .iter()
+                .filter(|(conn, member)| {
+                    Some(**conn) != env.except && env.except_user.as_ref() != Some(&member.user)
+                })
+                .map(|(_, member)| member.outbox.clone())
+                .collect()
         };
-        for (conn, member) in room.members.iter() {
-            if Some(*conn) == env.except || env.except_user.as_ref() == Some(&member.user) {
-                continue;
-            }
-            member.outbox.push(Outgoing {
+        for outbox in outboxes {
+            outbox.push(Outgoing {
                 room: Some(Arc::clone(&env.room)),
                 offset: env.offset,
                 frame: env.frame.clone(),
@@ -261,13 +268,24 @@ impl Hub {
     /// Writes a room's stored entries (in offset order) to every member, each member's
     /// share in one go.
     fn deliver_stored(&self, room: &str, frames: &[(u64, Wire)]) {
-        let rooms = self.lock();
-        let Some((name, members)) = rooms.get_key_value(room) else {
+        let Some((name, outboxes)) = self.outboxes(room) else {
             return;
         };
-        for member in members.members.values() {
-            member.outbox.push_stored(name, frames);
+        for outbox in outboxes {
+            outbox.push_stored(&name, frames);
         }
+    }
+
+    /// The room's name and its members' outboxes now. Taken under the lock, written to
+    /// after it: a fan-out's sends take milliseconds in a big room, and joins, leaves
+    /// and other rooms' deliveries must not wait for them. A member who joins after
+    /// this was taken reads the room's head after it too, so nothing is missed; one who
+    /// left has forgotten the room in its outbox, which skips the frames.
+    fn outboxes(&self, room: &str) -> Option<(Arc<str>, Vec<Outbox>)> {
+        let rooms = self.lock();
+        let (name, room) = rooms.get_key_value(room)?;
+        let outboxes = room.members.values().map(|m| m.outbox.clone()).collect();
+        Some((Arc::clone(name), outboxes))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Room>> {
