@@ -31,7 +31,6 @@ use crate::codec::Wire;
 use crate::disconnect::Disconnect;
 use crate::locks;
 use crate::metrics::Metrics;
-use crate::session::socket::MAX_SLICES;
 
 /// Identifies one WebSocket connection for the life of the process.
 pub(crate) type ConnId = u64;
@@ -177,20 +176,6 @@ impl Items {
     }
 }
 
-impl Items {
-    /// Where the frames of `room` still due start (a commit's frames of one room are in
-    /// offset order, so those already sent are a prefix), taking them as sent; `None`
-    /// when the room's frames must wait for the session (held, or not received yet).
-    fn due(&mut self, room: &str, frames: &[(u64, Wire)]) -> Option<usize> {
-        let receiving = self.rooms.get_mut(room).filter(|r| !r.held)?;
-        let from = frames.partition_point(|(offset, _)| *offset <= receiving.last);
-        if let Some((last, _)) = frames.last() {
-            receiving.last = receiving.last.max(*last);
-        }
-        Some(from)
-    }
-}
-
 impl Outbox {
     /// A new outbox holding at most `capacity` frames, its receiver, and its control;
     /// frames it has to drop are counted in `metrics`. With `direct`, frames are written
@@ -234,7 +219,7 @@ impl Outbox {
             match items.admit(item.room.as_deref(), item.offset, false) {
                 Admit::Skip => return,
                 Admit::Send => {
-                    self.write_now(&mut items, std::iter::once(item.frame.bytes()));
+                    self.write_now(&mut items, item.frame.bytes());
                     return;
                 }
                 Admit::Queue => {}
@@ -264,13 +249,31 @@ impl Outbox {
             return;
         }
         if items.idle() && !items.writing && items.direct.is_some() {
-            if let Some(from) = items.due(room, frames) {
-                let due = frames[from..].iter().map(|(_, frame)| frame.bytes());
-                self.write_now(&mut items, due);
-                return;
+            let mut due: Vec<&Bytes> = Vec::with_capacity(frames.len());
+            let mut queue_from = None;
+            for (i, (offset, frame)) in frames.iter().enumerate() {
+                match items.admit(Some(room), *offset, false) {
+                    Admit::Send => due.push(frame.bytes()),
+                    Admit::Skip => {}
+                    Admit::Queue => {
+                        queue_from = Some(i);
+                        break;
+                    }
+                }
             }
+            self.write_many(&mut items, &due);
+            let Some(from) = queue_from else {
+                return;
+            };
+            drop(items);
+            self.queue_stored(room, &frames[from..]);
+            return;
         }
         drop(items);
+        self.queue_stored(room, frames);
+    }
+
+    fn queue_stored(&self, room: &Arc<str>, frames: &[(u64, Wire)]) {
         for (offset, frame) in frames {
             self.push(Outgoing {
                 room: Some(Arc::clone(room)),
@@ -281,29 +284,22 @@ impl Outbox {
         }
     }
 
-    /// Writes `frames` into the socket with one vectored `send`, without waiting; what
-    /// it does not take is left for the session, which is woken to finish it when the
-    /// socket has room.
-    fn write_now<'a>(&self, items: &mut Items, frames: impl Iterator<Item = &'a Bytes> + Clone) {
+    /// Writes `frames` into the socket with one vectored `send`; what it does not take
+    /// is left for the session, as in [`Outbox::write_now`].
+    fn write_many(&self, items: &mut Items, frames: &[&Bytes]) {
+        match frames {
+            [] => return,
+            [one] => return self.write_now(items, one),
+            _ => {}
+        }
         let Some(tcp) = items.direct.as_ref() else {
             return;
         };
-        // On the stack: this runs once per member of every fan-out.
-        let mut slices = [io::IoSlice::new(&[]); MAX_SLICES];
-        let mut n = 0;
-        for (slot, frame) in slices.iter_mut().zip(frames.clone()) {
-            *slot = io::IoSlice::new(frame);
-            n += 1;
-        }
-        if n == 0 {
-            return;
-        }
-        // A broken socket writes nothing too: the session's next read or write finds
-        // out and ends.
-        let mut written = tcp.try_write_vectored(&slices[..n]).unwrap_or(0);
+        let slices: Vec<io::IoSlice<'_>> = frames.iter().map(|b| io::IoSlice::new(b)).collect();
+        let mut written = tcp.try_write_vectored(&slices).unwrap_or(0);
+        self.queue.sent.inc_by(frames.len() as u64);
         let mut rest = false;
         for frame in frames {
-            self.queue.sent.inc();
             if written >= frame.len() {
                 written -= frame.len();
                 continue;
@@ -313,6 +309,29 @@ impl Outbox {
             rest = true;
         }
         if rest {
+            self.queue.ready.notify_one();
+        }
+    }
+
+    /// Writes `bytes` into the socket without waiting; what it does not take is left
+    /// for the session, which is woken to finish it when the socket has room.
+    fn write_now(&self, items: &mut Items, bytes: &Bytes) {
+        let Some(tcp) = items.direct.as_ref() else {
+            return;
+        };
+        if bytes.is_empty() {
+            return;
+        }
+        let rest = match tcp.try_write(bytes) {
+            Ok(n) if n == bytes.len() => None,
+            Ok(n) => Some(bytes.slice(n..)),
+            // A broken socket too: the session's next read or write finds out and ends.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(bytes.clone()),
+            Err(_) => Some(bytes.clone()),
+        };
+        self.queue.sent.inc();
+        if let Some(rest) = rest {
+            items.unsent.push_back(rest);
             self.queue.ready.notify_one();
         }
     }
