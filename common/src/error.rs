@@ -65,11 +65,17 @@ pub enum ErrorCode {
     /// A `react` whose emoji is not one of the reactions the server offers (v2, an
     /// addition to the contract).
     InvalidEmoji,
+    /// Only in the body of a `404` to `POST /sse/send`: no open stream has that id (it
+    /// ended, or never existed). An addition to the contract.
+    NoStream,
+    /// Only in the body of a `413` to `POST /sse/send`: more frames or bytes than one
+    /// POST may carry. An addition to the contract.
+    TooLarge,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::HelloRequired,
@@ -93,6 +99,8 @@ impl ErrorCode {
         ErrorCode::UnknownMessage,
         ErrorCode::EditExpired,
         ErrorCode::InvalidEmoji,
+        ErrorCode::NoStream,
+        ErrorCode::TooLarge,
     ];
 
     /// The code as it appears on the wire.
@@ -121,6 +129,8 @@ impl ErrorCode {
             ErrorCode::UnknownMessage => "unknown_message",
             ErrorCode::EditExpired => "edit_expired",
             ErrorCode::InvalidEmoji => "invalid_emoji",
+            ErrorCode::NoStream => "no_stream",
+            ErrorCode::TooLarge => "too_large",
         }
     }
 }

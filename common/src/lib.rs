@@ -51,3 +51,15 @@ pub const MAX_MEMBERS_PAGE: u64 = 100;
 
 /// The path of the WebSocket endpoint.
 pub const WS_PATH: &str = "/ws";
+
+/// The Server-Sent Events stream, the fallback transport's server-to-client half.
+pub const SSE_PATH: &str = "/sse";
+
+/// Where the fallback transport's client frames are posted (a JSON array of frames).
+pub const SSE_SEND_PATH: &str = "/sse/send";
+
+/// The header of a `POST` to [`SSE_SEND_PATH`] naming the stream it is for.
+pub const STREAM_HEADER: &str = "huddle-stream";
+
+/// The most frames one `POST` to [`SSE_SEND_PATH`] may carry.
+pub const MAX_POSTED_FRAMES: usize = 64;

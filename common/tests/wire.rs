@@ -879,6 +879,8 @@ fn server_error_with_every_code() {
         (ErrorCode::UnknownMessage, "unknown_message"),
         (ErrorCode::EditExpired, "edit_expired"),
         (ErrorCode::InvalidEmoji, "invalid_emoji"),
+        (ErrorCode::NoStream, "no_stream"),
+        (ErrorCode::TooLarge, "too_large"),
     ];
     assert_eq!(wire.len(), ErrorCode::ALL.len());
     for ((code, name), listed) in wire.into_iter().zip(ErrorCode::ALL) {
