@@ -173,6 +173,11 @@ pub struct Config {
     #[arg(long, env = "HUDDLE_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<PathBuf>,
 
+    /// How long after an SSE stream dropped an EventSource reconnecting with its
+    /// `Last-Event-ID` may resume its session, on any instance (`0s`: never).
+    #[arg(long, env = "HUDDLE_SSE_RESUME", default_value = "2m", value_parser = grace)]
+    pub sse_resume: Duration,
+
     /// A connection that has not completed a `hello` this long after opening is closed
     /// with 1008 ("hello timeout").
     #[arg(long, env = "HUDDLE_HELLO_TIMEOUT", default_value = "10s", value_parser = timer)]

@@ -38,6 +38,8 @@ pub(crate) enum Disconnect {
     Binary,
     /// A frame over the size limit.
     TooBig,
+    /// Another SSE stream resumed this one's session (`Last-Event-ID`).
+    Resumed,
 }
 
 impl Disconnect {
@@ -48,7 +50,8 @@ impl Disconnect {
             | Disconnect::Idle
             | Disconnect::StalledWriter
             | Disconnect::ReplayFailed
-            | Disconnect::EpochChanged => CloseCode::GoingAway,
+            | Disconnect::EpochChanged
+            | Disconnect::Resumed => CloseCode::GoingAway,
             Disconnect::SlowConsumer | Disconnect::FellBehind => CloseCode::SlowConsumer,
             Disconnect::Displaced => CloseCode::SessionTaken,
             Disconnect::SignedOut | Disconnect::TokenExpired => CloseCode::SignedOut,
@@ -80,6 +83,7 @@ impl Disconnect {
             Disconnect::TooManyFromAddress => "too many connections from this address",
             Disconnect::Binary => CloseCode::Unsupported.reason(),
             Disconnect::TooBig => CloseCode::TooBig.reason(),
+            Disconnect::Resumed => "resumed by a newer stream",
         }
     }
 }
@@ -106,6 +110,7 @@ mod tests {
             Disconnect::TooManyFromAddress,
             Disconnect::Binary,
             Disconnect::TooBig,
+            Disconnect::Resumed,
         ];
         let mut reasons: Vec<&str> = all.iter().map(|d| d.reason()).collect();
         assert!(reasons.iter().all(|r| r.len() <= 123));

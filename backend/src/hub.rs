@@ -227,7 +227,7 @@ impl Hub {
     pub(crate) fn memberships(&self) -> Vec<Membership> {
         self.lock()
             .iter()
-            .filter(|(room, _)| !crate::broker::is_user_channel(room))
+            .filter(|(room, _)| !crate::broker::is_channel(room))
             .flat_map(|(room, r)| {
                 r.members.iter().map(|(conn, m)| Membership {
                     room: Arc::clone(room),

@@ -59,6 +59,7 @@ mod session;
 mod shutdown;
 mod state;
 mod store;
+mod streams;
 mod tls;
 mod web;
 mod writer;
@@ -259,6 +260,7 @@ pub async fn run(
             api_keys: Arc::new(api_keys),
             accounts,
             store: backends.store,
+            streams: backends.streams,
             writer,
             metrics,
         },
@@ -418,6 +420,7 @@ struct Backends {
     presence: Arc<dyn Presence>,
     nicks: Arc<dyn NickRegistry>,
     directory: Arc<dyn Directory>,
+    streams: Arc<dyn streams::Streams>,
     /// The Redis implementations' background tasks (none without Redis).
     tasks: cluster::Tasks,
     /// Members of dead instances to announce as left (only with Redis).
@@ -441,6 +444,7 @@ async fn open_backends(config: &Config, hub: &Hub) -> Result<Backends, RunError>
                 config.max_connections_per_user,
             )),
             directory: Arc::new(directory),
+            streams: Arc::new(streams::MemoryStreams::default()),
             tasks: cluster::Tasks::default(),
             departed: None,
         });
@@ -484,6 +488,10 @@ async fn open_backends(config: &Config, hub: &Hub) -> Result<Backends, RunError>
         config.max_connections_per_user,
     ));
     tasks.spawn(Arc::clone(&nicks).obey_control(client, tasks.token()));
+    let streams = Arc::new(streams::RedisStreams::new(
+        conn.clone(),
+        instance.keys().clone(),
+    ));
     let (departures, departed) = mpsc::channel(DEPARTURES_QUEUE);
     let recorded: Vec<Arc<dyn Recorded>> = vec![presence.clone(), nicks.clone()];
     tasks.spawn(cluster::instance::keep(
@@ -502,6 +510,7 @@ async fn open_backends(config: &Config, hub: &Hub) -> Result<Backends, RunError>
         presence,
         nicks,
         directory: Arc::new(directory),
+        streams,
         tasks,
         departed: Some(departed),
     })

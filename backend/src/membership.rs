@@ -15,9 +15,9 @@ use common::{NotificationKind, ServerMsg};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::broker::{user_channel, Broker, BrokerError, Directive, Event};
+use crate::broker::{stream_channel, user_channel, Broker, BrokerError, Directive, Event};
 use crate::clock::now_ms;
-use crate::codec;
+use crate::codec::{self, Frame};
 use crate::hub::{Change, Hub};
 use crate::identity::Identity;
 use crate::logsafe::{Chain, Escaped};
@@ -132,6 +132,56 @@ impl Membership {
                 self.broker.unsubscribe(&channel).await;
             }
         }
+    }
+
+    /// Subscribes connection `conn`, SSE stream `id`, to the stream's own channel, where
+    /// its POSTs arrive from any node ([`Membership::post_to_stream`]).
+    pub(crate) async fn join_stream(
+        &self,
+        conn: ConnId,
+        id: &str,
+        outbox: &Outbox,
+    ) -> Result<(), BrokerError> {
+        let channel = stream_channel(id);
+        let nobody: Arc<str> = Arc::from("");
+        if self
+            .hub
+            .join(&channel, conn, &nobody, nobody.clone(), outbox.clone())
+            .is_some()
+        {
+            if let Err(e) = self.broker.subscribe(&channel).await {
+                self.leave_stream(conn, id).await;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes [`Membership::join_stream`].
+    pub(crate) async fn leave_stream(&self, conn: ConnId, id: &str) {
+        let channel = stream_channel(id);
+        if let Some(change) = self.hub.leave(&channel, conn) {
+            if change.edge {
+                self.broker.unsubscribe(&channel).await;
+            }
+        }
+    }
+
+    /// Hands `directive` to the session of SSE stream `id`, on whichever node holds
+    /// it; `false` when no node does (the stream ended, or never was).
+    pub(crate) async fn post_to_stream(
+        &self,
+        id: &str,
+        directive: Directive,
+    ) -> Result<bool, BrokerError> {
+        let event = Event {
+            room: stream_channel(id),
+            except: None,
+            except_user: None,
+            frame: Frame::default(),
+            directive: Some(directive),
+        };
+        self.broker.publish_heard(event).await
     }
 
     /// Sends `msg` (and `directive`) to every connection of `user` but `except`.

@@ -21,6 +21,7 @@ use crate::nicks::NickRegistry;
 use crate::peers::{PeerLimits, Peers};
 use crate::session::outbox::ConnId;
 use crate::store::HistoryStore;
+use crate::streams::Streams;
 use crate::writer::Writer;
 
 /// Cheap-to-clone handle to the server's shared parts.
@@ -46,6 +47,8 @@ pub(crate) struct Shared {
     /// Signing in: accounts and tokens.
     pub(crate) accounts: Arc<Accounts>,
     pub(crate) store: Arc<dyn HistoryStore>,
+    /// The SSE streams' resume records.
+    pub(crate) streams: Arc<dyn Streams>,
     pub(crate) writer: Writer,
     /// Cancelled when the server starts shutting down; sessions then close with 1001.
     pub(crate) shutdown: CancellationToken,
@@ -79,6 +82,7 @@ pub(crate) struct Parts {
     pub(crate) api_keys: Arc<ApiKeys>,
     pub(crate) accounts: Arc<Accounts>,
     pub(crate) store: Arc<dyn HistoryStore>,
+    pub(crate) streams: Arc<dyn Streams>,
     pub(crate) writer: Writer,
     pub(crate) metrics: Metrics,
 }
@@ -107,6 +111,7 @@ impl AppState {
             api_keys: parts.api_keys,
             accounts: parts.accounts,
             store: parts.store,
+            streams: parts.streams,
             writer: parts.writer,
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),

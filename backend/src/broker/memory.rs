@@ -27,6 +27,12 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
+    async fn publish_heard(&self, event: Event) -> Result<bool, BrokerError> {
+        let heard = self.node.has_members(&event.room);
+        self.node.event(event);
+        Ok(heard)
+    }
+
     async fn publish_stored(&self, entries: &[Entry]) -> Result<(), BrokerError> {
         self.node.messages(entries);
         Ok(())

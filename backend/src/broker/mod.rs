@@ -69,6 +69,11 @@ pub(crate) enum Directive {
     SignOut { token: String },
     /// The frame is the user's alert `seq`: once written, it was delivered.
     Alerted { seq: u64 },
+    /// Client frames posted for an SSE stream (`POST /sse/send`), to handle in order as
+    /// if they had come over a WebSocket.
+    Frames { frames: Vec<String> },
+    /// Another stream resumed this SSE stream's session: close with 1001.
+    Resumed,
 }
 
 /// The hub room and broker channel that reach every connection of `user`. Not a valid
@@ -77,9 +82,16 @@ pub(crate) fn user_channel(user: &str) -> Arc<str> {
     Arc::from(format!("@{user}"))
 }
 
-/// Whether a hub room is a [`user_channel`].
-pub(crate) fn is_user_channel(room: &str) -> bool {
-    room.starts_with('@')
+/// The hub room and broker channel that reach the session of SSE stream `id`, on
+/// whichever node holds it (`~` is no more valid in a room name than `@`).
+pub(crate) fn stream_channel(id: &str) -> Arc<str> {
+    Arc::from(format!("~{id}"))
+}
+
+/// Whether a hub room is a channel ([`user_channel`], [`stream_channel`]) rather than a
+/// chat room: no history, no offsets, no presence.
+pub(crate) fn is_channel(room: &str) -> bool {
+    room.starts_with('@') || room.starts_with('~')
 }
 
 /// A failure to publish or subscribe (a remote broker being unreachable).
@@ -103,6 +115,9 @@ pub(crate) enum BrokerError {
 pub(crate) trait Broker: Send + Sync + 'static {
     /// Delivers an event to the room's members on every node.
     async fn publish(&self, event: Event) -> Result<(), BrokerError>;
+    /// [`Broker::publish`] to a channel with one listener somewhere (a stream's), and
+    /// whether any node has it subscribed: `false` means nobody got it.
+    async fn publish_heard(&self, event: Event) -> Result<bool, BrokerError>;
     /// Delivers the entries the history writer has just committed (one commit's, in
     /// offset order per room), together: a member then gets all of a room's entries of
     /// the commit in one socket write.

@@ -119,6 +119,18 @@ impl Broker for RedisBroker {
         Ok(())
     }
 
+    async fn publish_heard(&self, event: Event) -> Result<bool, BrokerError> {
+        let payload = codec::encode_relayed(&self.shared.origin, &event);
+        // PUBLISH answers how many subscribers got it: an instance subscribes to a
+        // stream's channel for as long as the stream's session lives there.
+        let heard: i64 = self
+            .conn
+            .clone()
+            .publish(self.shared.keys.events(&event.room), payload)
+            .await?;
+        Ok(heard > 0)
+    }
+
     /// The room's stream already has it: the stream reader delivers it.
     async fn publish_stored(&self, _entries: &[Entry]) -> Result<(), BrokerError> {
         Ok(())

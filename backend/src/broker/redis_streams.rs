@@ -18,7 +18,7 @@ use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, AsyncConnectionConfig};
 use tokio_util::sync::CancellationToken;
 
-use super::is_user_channel;
+use super::is_channel;
 use super::redis::Shared;
 use crate::cluster::{pause, Retry, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::disconnect::Disconnect;
@@ -99,7 +99,7 @@ async fn read_loop(
         let (keys, ids): (Vec<String>, Vec<String>) = shared
             .rooms()
             .iter()
-            .filter(|(room, _)| !is_user_channel(room))
+            .filter(|(room, _)| !is_channel(room))
             .map(|(room, last)| (shared.keys.log(room), format!("{last}-1")))
             .unzip();
         if keys.is_empty() {

@@ -138,6 +138,12 @@ impl Keys {
         )
     }
 
+    /// String, JSON: who an SSE stream's session signed in as, so another instance can
+    /// resume it (`streams::Resume`), with a TTL.
+    pub fn stream(&self, id: &str) -> String {
+        format!("{}:stream:{id}", self.prefix)
+    }
+
     // People (the directory).
 
     /// Hash of a user seen: `nick`, `key` (nick key), `kind` (guest, account, host),

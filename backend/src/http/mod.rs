@@ -5,6 +5,7 @@ mod auth;
 pub(crate) mod ops;
 pub(crate) mod origin;
 pub(crate) mod serve;
+mod sse;
 mod ws;
 
 use std::net::SocketAddr;
@@ -27,6 +28,8 @@ pub(crate) fn router(state: AppState) -> Router {
     // for the hosts this server answers for (see `origin::PublicHosts`).
     let guarded = Router::new()
         .route(common::WS_PATH, get(ws::upgrade))
+        .route(common::SSE_PATH, get(sse::open))
+        .route(common::SSE_SEND_PATH, axum::routing::post(sse::send))
         .route("/metrics", get(ops::metrics))
         .merge(api::routes())
         .merge(auth::routes())

@@ -19,6 +19,7 @@ use super::serve::Connection;
 use crate::disconnect::Disconnect;
 use crate::peers;
 use crate::session;
+use crate::session::link::Link;
 use crate::session::socket::{Socket, Transport};
 use crate::state::AppState;
 
@@ -89,19 +90,19 @@ pub(super) async fn upgrade(
         match (permit, slot) {
             (Some(permit), Some(slot)) => {
                 // Boxed so this task's own state stays the size of the refusal path.
-                Box::pin(session::run(socket, state, peer)).await;
+                Box::pin(session::run(Link::WebSocket(socket), state, peer, None)).await;
                 drop((slot, permit));
             }
             (None, _) => {
                 let why = Disconnect::TooManyConnections;
                 state.metrics.closed(why.code());
-                Box::pin(session::refuse(socket, why, peer)).await;
+                Box::pin(session::refuse(Link::WebSocket(socket), why, peer)).await;
             }
             (Some(permit), None) => {
                 drop(permit);
                 let why = Disconnect::TooManyFromAddress;
                 state.metrics.closed(why.code());
-                Box::pin(session::refuse(socket, why, peer)).await;
+                Box::pin(session::refuse(Link::WebSocket(socket), why, peer)).await;
             }
         }
         drop((open, token));

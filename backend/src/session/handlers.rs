@@ -358,10 +358,11 @@ impl Session {
         self.identity = Some(who);
         self.token_hash = token_hash;
         self.expires = expires;
+        self.keep_stream().await;
         self.reply(&welcome).await
     }
 
-    async fn join(
+    pub(super) async fn join(
         &mut self,
         who: &Identity,
         room: Arc<str>,
@@ -409,6 +410,7 @@ impl Session {
                         .await;
                     self.rooms.remove(&room);
                     self.inbox.forget(&room);
+                    self.link.forget(&room);
                 }
                 return self.internal_error("join").await;
             }
@@ -475,6 +477,10 @@ impl Session {
             members: list.members,
             next: list.next,
         };
+        // An SSE stream's position in the room: the replay's start, or (set as the
+        // `joined` goes out) the head.
+        let replay_from = since.filter(|_| recovered == Some(true));
+        self.link.joining(&room, replay_from);
         self.reply(&joined).await?;
         if recovered == Some(true) {
             self.replay(&room, since.unwrap_or(0), head.head).await?;
@@ -559,6 +565,7 @@ impl Session {
     async fn leave(&mut self, who: &Identity, room: Arc<str>) -> Result<(), End> {
         let here = self.rooms.remove(&room).is_some();
         self.inbox.forget(&room);
+        self.link.forget(&room);
         let stored = match self.state.directory.remove_member(&room, &who.user).await {
             Ok(stored) => {
                 self.state.alerts.settings_changed(&room);

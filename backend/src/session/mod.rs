@@ -6,14 +6,17 @@
 //! raced against close requests, so a peer that stops reading cannot wedge its session.
 
 mod conversation;
+pub(crate) mod events;
 mod handlers;
 mod inbox;
+pub(crate) mod link;
 mod members;
 pub(crate) mod outbox;
 mod people;
 pub(crate) mod socket;
+mod stream;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +39,9 @@ use crate::metrics::PeerClose;
 use crate::rate::{ReadBudget, TokenBucket};
 use crate::state::AppState;
 use crate::writer::AppendResult;
+use link::Link;
 use outbox::{ConnId, Control, Inbox, Outbox};
-use socket::Socket;
+pub(crate) use stream::Resumption;
 
 /// How long to wait for the peer's half of the close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -76,7 +80,7 @@ struct Session {
     conn: ConnId,
     /// The client's address (behind a trusted proxy, the one it forwarded).
     peer: SocketAddr,
-    socket: Socket,
+    link: Link,
     /// The hub's way to this connection (handed to every room joined).
     outbox: Outbox,
     /// The session's side of it: what waits, which rooms it receives.
@@ -95,6 +99,11 @@ struct Session {
     dropped: Vec<Arc<str>>,
     /// Set when a sign-out of this connection's token arrived.
     signed_out: bool,
+    /// Set when another SSE stream resumed this one's session.
+    superseded: bool,
+    /// Client frames posted for this SSE stream, to handle in order once the batch
+    /// that brought them is written.
+    posted: VecDeque<String>,
     /// The newest alert written in the batch being sent (0: none), to record as
     /// delivered once it is on the wire.
     alerted: u64,
@@ -109,18 +118,27 @@ struct Session {
     last_seen: Instant,
 }
 
-/// Serves one upgraded WebSocket until it closes, inside a `conn{id, peer}` span so
-/// every log line of the connection, from any handler, names it.
-pub(crate) async fn run(socket: Socket, state: AppState, peer: SocketAddr) {
+/// Serves one upgraded WebSocket or SSE stream (resuming a session if `resume` says
+/// so) until it closes, inside a `conn{id, peer}` span so every log line of the
+/// connection, from any handler, names it.
+pub(crate) async fn run(link: Link, state: AppState, peer: SocketAddr, resume: Option<Resumption>) {
     let conn = state.next_conn_id();
     let span = tracing::info_span!("conn", id = conn, %peer);
-    connection(socket, state, peer, conn).instrument(span).await;
+    connection(link, state, peer, conn, resume)
+        .instrument(span)
+        .await;
 }
 
-async fn connection(socket: Socket, state: AppState, peer: SocketAddr, conn: ConnId) {
+async fn connection(
+    link: Link,
+    state: AppState,
+    peer: SocketAddr,
+    conn: ConnId,
+    resume: Option<Resumption>,
+) {
     let metrics = state.metrics.clone();
     let _live = metrics.session_started();
-    let (outbox, inbox, control) = Outbox::new(state.config.outbox, &metrics, socket.direct());
+    let (outbox, inbox, control) = Outbox::new(state.config.outbox, &metrics, link.direct());
     let rate = TokenBucket::new(
         f64::from(state.config.rate_per_sec),
         f64::from(state.config.rate_burst),
@@ -133,7 +151,7 @@ async fn connection(socket: Socket, state: AppState, peer: SocketAddr, conn: Con
         state,
         conn,
         peer,
-        socket,
+        link,
         outbox,
         inbox,
         control,
@@ -142,6 +160,8 @@ async fn connection(socket: Socket, state: AppState, peer: SocketAddr, conn: Con
         expires: None,
         dropped: Vec::new(),
         signed_out: false,
+        superseded: false,
+        posted: VecDeque::new(),
         alerted: 0,
         rooms: HashMap::new(),
         rate,
@@ -152,8 +172,12 @@ async fn connection(socket: Socket, state: AppState, peer: SocketAddr, conn: Con
     };
     // The work before and after the loop is boxed, like every handler inside it (see
     // `on_incoming`): an idle connection's task then holds only the loop's own state.
-    let end = session.serve().await;
+    let end = match Box::pin(session.open_stream(resume)).await {
+        Ok(()) => session.serve().await,
+        Err(end) => end,
+    };
     Box::pin(session.leave_all()).await;
+    Box::pin(session.close_stream(end)).await;
     let nick = session.identity.as_ref().map(|who| Arc::clone(&who.nick));
     // Counted before the close handshake, which may wait on the peer for a while.
     let close_code = match end {
@@ -180,13 +204,16 @@ async fn connection(socket: Socket, state: AppState, peer: SocketAddr, conn: Con
     tracing::info!(nick = %Escaped(nick), close_code, reason, "connection closed");
 }
 
-/// Closes a socket that may not become a session, telling the peer why.
-pub(crate) async fn refuse(mut socket: Socket, why: Disconnect, peer: SocketAddr) {
+/// Closes a connection that may not become a session, telling the peer why.
+pub(crate) async fn refuse(mut link: Link, why: Disconnect, peer: SocketAddr) {
     let (code, reason) = (why.code().code(), why.reason());
     tracing::info!(%peer, code, reason, "connection refused");
-    let frame = socket.close_frame(code, reason);
-    let _ = tokio::time::timeout(CLOSE_GRACE, socket.write_all(vec![frame])).await;
-    let _ = tokio::time::timeout(CLOSE_GRACE, socket.recv()).await;
+    let frame = link.close_frame(code, reason);
+    let _ = tokio::time::timeout(CLOSE_GRACE, link.write_all(vec![frame])).await;
+    // A WebSocket waits for the peer's close; a stream ends when dropped.
+    if let Link::WebSocket(_) = link {
+        let _ = tokio::time::timeout(CLOSE_GRACE, link.recv()).await;
+    }
 }
 
 impl Session {
@@ -234,12 +261,15 @@ impl Session {
                         Box::pin(self.on_appended(ctx, result)).await?;
                     }
                     () = self.inbox.ready() => Box::pin(self.forward()).await?,
-                    incoming = self.socket.recv() => self.on_incoming(incoming).await?,
+                    incoming = self.link.recv() => self.on_incoming(incoming).await?,
                     _ = ping.tick() => {
-                        if self.last_seen.elapsed() >= self.state.config.idle_timeout {
+                        // An SSE client has no pings to answer: only a stalled write
+                        // tells it is gone.
+                        let answers = self.link.stream().is_none();
+                        if answers && self.last_seen.elapsed() >= self.state.config.idle_timeout {
                             return Err(End::Close(Disconnect::Idle));
                         }
-                        let ping = self.socket.ping();
+                        let ping = self.link.ping();
                         Box::pin(self.write_all(vec![ping], 0)).await?;
                     }
                 }
@@ -266,7 +296,7 @@ impl Session {
             Message::Binary(_) => Err(End::Close(Disconnect::Binary)),
             // tungstenite makes the pong; it goes out in its turn.
             Message::Ping(_) => {
-                let pong = self.socket.replies();
+                let pong = self.link.replies();
                 Box::pin(self.write_all(vec![pong], 0)).await
             }
             Message::Pong(_) | Message::Frame(_) => Ok(()),
@@ -286,6 +316,9 @@ impl Session {
         if self.signed_out {
             return Err(End::Close(Disconnect::SignedOut));
         }
+        if self.superseded {
+            return Err(End::Close(Disconnect::Resumed));
+        }
         let alerted = std::mem::take(&mut self.alerted);
         if alerted > 0 {
             if let Some(who) = self.identity.clone() {
@@ -300,6 +333,13 @@ impl Session {
                     .await;
             }
         }
+        while let Some(frame) = self.posted.pop_front() {
+            if frame.len() > self.state.config.max_frame_bytes as usize {
+                return Err(End::Close(Disconnect::TooBig));
+            }
+            self.last_seen = Instant::now();
+            Box::pin(self.on_text(&frame)).await?;
+        }
         Ok(())
     }
 
@@ -308,10 +348,14 @@ impl Session {
     fn obey(&mut self, directive: &Directive) {
         match directive {
             Directive::Drop { room } => {
+                self.link.forget(room);
                 if let Some((room, _)) = self.rooms.remove_entry(room.as_str()) {
                     self.dropped.push(room);
                 }
             }
+            // Only a stream's own channel carries these (`POST /sse/send`, a resume).
+            Directive::Frames { frames } => self.posted.extend(frames.iter().cloned()),
+            Directive::Resumed => self.superseded = true,
             Directive::SignOut { token } => {
                 let mine = self.token_hash.as_deref();
                 if mine.is_some_and(|mine| crate::auth::tokens::same(mine, token)) {
@@ -428,7 +472,7 @@ impl Session {
         }
         let control = Arc::clone(&self.control);
         let stalled = tokio::time::sleep(self.state.config.idle_timeout);
-        let send = self.socket.write_all(bytes);
+        let send = self.link.write_all(bytes);
         let result = tokio::select! {
             // The send first: when the socket takes the frames at once (nearly always),
             // the timer is never polled, so it is never registered with the runtime.
@@ -479,15 +523,16 @@ impl Session {
         let mut bytes = self.inbox.close();
         match end {
             End::Close(why) => {
-                bytes.push(self.socket.close_frame(why.code().code(), why.reason()));
-                if tokio::time::timeout(CLOSE_GRACE, self.socket.write_all(bytes))
+                bytes.push(self.link.close_frame(why.code().code(), why.reason()));
+                let written = tokio::time::timeout(CLOSE_GRACE, self.link.write_all(bytes))
                     .await
-                    .is_ok_and(|r| r.is_ok())
-                {
+                    .is_ok_and(|r| r.is_ok());
+                // A stream ends with its close event; a WebSocket waits for the peer.
+                if written && self.link.stream().is_none() {
                     // Wait for the peer's close so our close frame is not lost to a reset
                     // caused by closing with unread data in the socket.
                     let _ = tokio::time::timeout(CLOSE_GRACE, async {
-                        while let Some(Ok(msg)) = self.socket.recv().await {
+                        while let Some(Ok(msg)) = self.link.recv().await {
                             if matches!(msg, Message::Close(_)) {
                                 break;
                             }
@@ -498,8 +543,8 @@ impl Session {
             }
             End::PeerClosed => {
                 // tungstenite made the reply to the peer's close.
-                bytes.push(self.socket.replies());
-                let _ = tokio::time::timeout(CLOSE_GRACE, self.socket.write_all(bytes)).await;
+                bytes.push(self.link.replies());
+                let _ = tokio::time::timeout(CLOSE_GRACE, self.link.write_all(bytes)).await;
             }
             End::PeerGone => {}
         }

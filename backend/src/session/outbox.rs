@@ -26,7 +26,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{is_user_channel, Directive};
+use crate::broker::{is_channel, Directive};
 use crate::codec::Wire;
 use crate::disconnect::Disconnect;
 use crate::locks;
@@ -157,7 +157,7 @@ impl Items {
     /// (a room it no longer receives means the item was queued before it left);
     /// otherwise the fan-out does, and leaves anything unsure to the session.
     fn admit(&mut self, room: Option<&str>, offset: u64, taking: bool) -> Admit {
-        let Some(room) = room.filter(|r| !is_user_channel(r)) else {
+        let Some(room) = room.filter(|r| !is_channel(r)) else {
             return Admit::Send;
         };
         let Some(receiving) = self.rooms.get_mut(room) else {
