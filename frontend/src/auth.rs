@@ -6,10 +6,9 @@
 //! Rust and unit-tested; the browser calls below them are thin.
 
 use serde::{Deserialize, Serialize};
-use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen::JsValue;
 
-use crate::prefs;
+use crate::{http, prefs};
 
 /// Longest account name (the server's rule: 1–32 of `a-z 0-9 - _ .`).
 pub(crate) const USER_MAX_CHARS: usize = 32;
@@ -235,7 +234,7 @@ struct Issued {
 pub(crate) async fn sign_in(mode: Mode, user: &str, password: &str) -> Result<String, AuthError> {
     let body =
         serde_json::to_string(&Credentials { user, password }).map_err(|_| AuthError::Network)?;
-    let (status, text) = post(mode.path(), Some(&body), None)
+    let (status, text) = http::post(mode.path(), Some(&body), &[])
         .await
         .map_err(|_| AuthError::Network)?;
     if !(200..300).contains(&status) {
@@ -249,36 +248,10 @@ pub(crate) async fn sign_in(mode: Mode, user: &str, password: &str) -> Result<St
 /// Revokes an account token on the server (its other connections close with 4003).
 /// Failing is not the person's problem: the token is forgotten here either way.
 pub(crate) async fn logout(token: &str) {
-    if let Err(err) = post("/api/auth/logout", None, Some(token)).await {
+    let bearer = format!("Bearer {token}");
+    if let Err(err) = http::post("/api/auth/logout", None, &[("Authorization", &bearer)]).await {
         leptos::logging::warn!("logout failed: {err:?}");
     }
-}
-
-/// A `POST` to this server: the status and the body's text.
-async fn post(
-    path: &str,
-    json: Option<&str>,
-    bearer: Option<&str>,
-) -> Result<(u16, String), JsValue> {
-    let init = web_sys::RequestInit::new();
-    init.set_method("POST");
-    if let Some(json) = json {
-        init.set_body(&JsValue::from_str(json));
-    }
-    let request = web_sys::Request::new_with_str_and_init(path, &init)?;
-    let headers = request.headers();
-    if json.is_some() {
-        headers.set("Content-Type", "application/json")?;
-    }
-    if let Some(token) = bearer {
-        headers.set("Authorization", &format!("Bearer {token}"))?;
-    }
-    let window = web_sys::window().ok_or_else(|| JsValue::from_str("no window"))?;
-    let response: web_sys::Response = JsFuture::from(window.fetch_with_request(&request))
-        .await?
-        .dyn_into()?;
-    let text = JsFuture::from(response.text()?).await?;
-    Ok((response.status(), text.as_string().unwrap_or_default()))
 }
 
 #[cfg(test)]

@@ -1,73 +1,78 @@
-//! The WebSocket to the server, shared by every component through one context.
+//! The connection to the server, shared by every component through one context.
 //!
-//! Components never see the socket: they read [`Connection::status`] and call the
-//! methods here. Incoming frames are decoded and applied to the [`ChatState`] in the
-//! [`Store`] right in the `message` handler, so a burst of frames cannot be lost the
-//! way it could through a "latest message" signal. What `apply` returns is acted on
-//! here: the frames it asks for (joins, history, resends) go straight back out, its
-//! alerts become notifications, and only the parts of the page it changed are woken.
-//! When to reconnect is decided by [`crate::link`].
+//! Components never see the socket or the stream: they read [`Connection::status`]
+//! (and [`Connection::transport`]) and call the methods here. Incoming frames are
+//! decoded and applied to the [`ChatState`] in the [`Store`] right in the carrier's
+//! handler, so a burst of frames cannot be lost the way it could through a "latest
+//! message" signal. What `apply` returns is acted on there: the frames it asks for
+//! (joins, history, resends) go straight back out, its alerts become notifications,
+//! and only the parts of the page it changed are woken.
+//!
+//! This file is what components call; `lifecycle` opens, watches and replaces the
+//! carrier ([`crate::carrier`]: a WebSocket, or the SSE fallback), with the decisions
+//! made in plain Rust by [`crate::link`] (when to reconnect) and [`crate::transport`]
+//! (which way).
 
-use common::{Alert, ClientMsg, CloseCode, ErrorCode, NotifyLevel, Quiet, ServerMsg};
+mod lifecycle;
+
+use common::{Alert, ClientMsg, NotifyLevel, Quiet};
 use leptos::prelude::*;
-use wasm_bindgen::prelude::*;
-use web_sys::{CloseEvent, Event, EventTarget, MessageEvent, WebSocket};
 
 use crate::auth::{self, SignIn, TokenKind};
-use crate::link::{ws_url, AfterClose, Reconnect, Status};
+use crate::carrier::{Carrier, Probe};
+use crate::link::{Reconnect, Status};
 use crate::state::{ChatState, Parts};
 use crate::store::Store;
+use crate::transport::{Chooser, Transport};
 use crate::{notify, prefs, push};
 
 /// How long after a `history` refused for the read budget the page is asked for again.
 const HISTORY_RETRY_MS: u64 = 1000;
 
 /// The handle components get from the context. It is `Copy`: every field is an arena
-/// handle, and the socket itself stays on the browser's thread in `link`.
+/// handle, and the carrier itself stays on the browser's thread in `link`.
 #[derive(Clone, Copy)]
 pub(crate) struct Connection {
     /// What the header shows.
     pub(crate) status: ReadSignal<Status>,
     set_status: WriteSignal<Status>,
+    /// The transport of the connection in use or being opened (the header says it).
+    pub(crate) transport: ReadSignal<Transport>,
+    set_transport: WriteSignal<Transport>,
     /// `welcome`s received since the page loaded (shown as `data-welcomes`, so tests
     /// and curious people can see reconnects).
     pub(crate) welcomes: RwSignal<u32>,
     /// Wall-clock ms, ticking every second: countdowns and typing expiry follow it.
     pub(crate) clock: RwSignal<u64>,
     chat: Store,
-    /// The socket, its event handlers and the reconnect timer. Local storage because
-    /// JS objects cannot cross threads.
+    /// The carrier, its timers and the policies deciding about them. Local storage
+    /// because JS objects cannot cross threads.
     link: StoredValue<Link, LocalStorage>,
 }
 
 /// The browser-side objects behind a [`Connection`].
 #[derive(Default)]
 struct Link {
-    /// The socket currently in use; events from older sockets are ignored.
-    socket: Option<WebSocket>,
-    /// Created once and attached to every socket, so no handler is ever dropped while
-    /// the browser might still call it.
-    handlers: Option<Handlers>,
+    /// The carrier in use (a WebSocket or an SSE stream).
+    carrier: Option<Carrier>,
+    /// The number of the carrier in use: its reports carry it, so those of carriers
+    /// already replaced are recognised and ignored.
+    serial: u32,
+    /// Whether the carrier in use delivered a frame yet.
+    heard: bool,
+    /// When to reconnect.
     policy: Reconnect,
+    /// Which transport to connect with.
+    transports: Chooser,
     /// The pending reconnect, cancelled when the person reconnects by hand.
     retry: Option<TimeoutHandle>,
+    /// Gives up on a carrier that delivers nothing in time.
+    watchdog: Option<TimeoutHandle>,
+    /// While on SSE: the timer of the WebSocket probes, and the probe out with its
+    /// deadline.
+    prober: Option<IntervalHandle>,
+    probe: Option<(Probe, TimeoutHandle)>,
     ticker: Option<IntervalHandle>,
-}
-
-struct Handlers {
-    open: Closure<dyn FnMut(Event)>,
-    message: Closure<dyn FnMut(MessageEvent)>,
-    close: Closure<dyn FnMut(CloseEvent)>,
-}
-
-impl Handlers {
-    fn new(conn: Connection) -> Self {
-        Handlers {
-            open: Closure::new(move |ev: Event| conn.on_open(&ev)),
-            message: Closure::new(move |ev: MessageEvent| conn.on_message(&ev)),
-            close: Closure::new(move |ev: CloseEvent| conn.on_close(&ev)),
-        }
-    }
 }
 
 fn now() -> u64 {
@@ -78,9 +83,12 @@ fn now() -> u64 {
 /// token is chosen.
 pub(crate) fn provide_connection_context(chat: Store) -> Connection {
     let (status, set_status) = signal(Status::Offline);
+    let (transport, set_transport) = signal(Transport::default());
     let conn = Connection {
         status,
         set_status,
+        transport,
+        set_transport,
         welcomes: RwSignal::new(0),
         clock: RwSignal::new(now()),
         chat,
@@ -125,24 +133,6 @@ impl Connection {
         self.say_hello();
     }
 
-    /// Says `hello` on the open socket, or opens one (whose `open` says it).
-    fn say_hello(self) {
-        let ready = self
-            .link
-            .with_value(|l| l.socket.as_ref().map(WebSocket::ready_state));
-        match ready {
-            // A socket whose `hello` was refused stays open: retry on it.
-            Some(WebSocket::OPEN) => {
-                if let Some(hello) = self.chat.with_untracked(ChatState::hello) {
-                    self.send(&hello);
-                }
-            }
-            // `on_open` will say hello with the nick just chosen.
-            Some(WebSocket::CONNECTING) => {}
-            _ => self.reconnect_now(),
-        }
-    }
-
     /// Signs out: an account's token is revoked on the server (which closes the
     /// person's other connections with 4003), a host's token is only forgotten; the
     /// socket closes and the sign-in screen comes back, with nothing of theirs on it.
@@ -159,22 +149,6 @@ impl Connection {
         self.stop();
         self.chat.update(Parts::ALL, ChatState::sign_out);
         self.set_status.set(Status::Offline);
-    }
-
-    /// Closes the socket and cancels any reconnect, keeping the clock.
-    fn stop(self) {
-        let link = self.link.try_update_value(|l| {
-            l.policy.reset();
-            (l.socket.take(), l.retry.take())
-        });
-        if let Some((socket, retry)) = link {
-            if let Some(retry) = retry {
-                retry.clear();
-            }
-            if let Some(socket) = socket {
-                detach(&socket);
-            }
-        }
     }
 
     /// Sends the `read` frames the store holds back (throttled per room).
@@ -452,221 +426,13 @@ impl Connection {
         self.flush_reads();
     }
 
-    /// Connects now, forgetting the backoff (also after the session moved elsewhere).
-    pub(crate) fn reconnect_now(self) {
-        let retry = self.link.try_update_value(|l| {
-            l.policy.reset();
-            l.retry.take()
-        });
-        if let Some(retry) = retry.flatten() {
-            retry.clear();
-        }
-        self.chat
-            .update(Parts::SESSION, |s| s.session_taken = false);
-        self.connect();
-    }
-
-    fn connect(self) {
-        let status = if self.chat.with_untracked(|s| s.me.is_some()) {
-            Status::Reconnecting { retry_at: None }
-        } else {
-            Status::Connecting
-        };
+    /// Shows `status` over `transport` without connecting (the DOM tests have no
+    /// server).
+    #[cfg(all(test, target_arch = "wasm32"))]
+    pub(crate) fn show(self, status: Status, transport: Transport) {
         self.set_status.set(status);
-        let location = window().location();
-        let url = ws_url(
-            &location.protocol().unwrap_or_default(),
-            &location.host().unwrap_or_default(),
-        );
-        let socket = match WebSocket::new(&url) {
-            Ok(socket) => socket,
-            Err(err) => {
-                leptos::logging::warn!("cannot open {url}: {err:?}");
-                self.schedule_reconnect(None);
-                return;
-            }
-        };
-        let old = self.link.try_update_value(|l| {
-            let h = l.handlers.get_or_insert_with(|| Handlers::new(self));
-            socket.set_onopen(Some(h.open.as_ref().unchecked_ref()));
-            socket.set_onmessage(Some(h.message.as_ref().unchecked_ref()));
-            socket.set_onclose(Some(h.close.as_ref().unchecked_ref()));
-            l.socket.replace(socket)
-        });
-        if let Some(old) = old.flatten() {
-            detach(&old);
-        }
+        self.set_transport.set(transport);
     }
-
-    /// Sends one frame if the socket is open. Frames that cannot go out now are not
-    /// queued here: `hello` and `join` are rebuilt on reconnect and unacked messages
-    /// are resent from the store.
-    fn send(self, msg: &ClientMsg) {
-        let Ok(json) = serde_json::to_string(msg) else {
-            return;
-        };
-        self.link.with_value(|l| {
-            if let Some(socket) = l
-                .socket
-                .as_ref()
-                .filter(|s| s.ready_state() == WebSocket::OPEN)
-            {
-                if let Err(err) = socket.send_with_str(&json) {
-                    leptos::logging::warn!("send failed: {err:?}");
-                }
-            }
-        });
-    }
-
-    /// Whether an event comes from the socket in use (not from one replaced earlier).
-    fn is_current(self, ev: &Event) -> bool {
-        let target = ev.target();
-        self.link.with_value(|l| {
-            l.socket
-                .as_ref()
-                .is_some_and(|s| target.as_ref() == Some(AsRef::<EventTarget>::as_ref(s)))
-        })
-    }
-
-    fn on_open(self, ev: &Event) {
-        if !self.is_current(ev) {
-            return;
-        }
-        if let Some(hello) = self.chat.with_untracked(ChatState::hello) {
-            self.send(&hello);
-        }
-    }
-
-    fn on_message(self, ev: &MessageEvent) {
-        if !self.is_current(ev) {
-            return;
-        }
-        // The protocol is text-only; anything else is not ours to interpret.
-        let Some(text) = ev.data().as_string() else {
-            return;
-        };
-        let msg = match serde_json::from_str::<ServerMsg>(&text) {
-            Ok(msg) => msg,
-            Err(err) => {
-                // Newer servers may add frame types; skipping them keeps us compatible.
-                leptos::logging::warn!("ignoring frame: {err}");
-                return;
-            }
-        };
-        let history_refused = matches!(
-            &msg,
-            ServerMsg::Error { code: ErrorCode::RateLimited, reference: Some(r), .. } if r == "history"
-        );
-        let welcomed = matches!(msg, ServerMsg::Welcome { .. });
-        if let ServerMsg::Welcome { nick, session, .. } = &msg {
-            // A guest's session reclaims the nick next time; a signed-in person's
-            // token does that.
-            if !self.chat.with_untracked(ChatState::has_token) {
-                prefs::save(nick, session);
-            }
-            self.link.update_value(|l| l.policy.welcomed());
-            self.set_status.set(Status::Connected);
-            self.welcomes.update(|n| *n += 1);
-        }
-        let Some(applied) = self.chat.apply(msg, now()) else {
-            return;
-        };
-        if history_refused {
-            // Over the server's read budget: ask for the page again in a moment, as
-            // scrolling to the top again would.
-            let retry = std::time::Duration::from_millis(HISTORY_RETRY_MS);
-            if let Err(err) = set_timeout_with_handle(move || self.load_older(), retry) {
-                leptos::logging::warn!("cannot schedule a history retry: {err:?}");
-            }
-        }
-        if applied.forget_token {
-            auth::forget_token();
-        }
-        for reply in &applied.replies {
-            self.send(reply);
-        }
-        for alert in &applied.alerts {
-            notify::alert(alert);
-        }
-        if welcomed {
-            self.resubscribe_push();
-        }
-        self.flush_reads();
-    }
-
-    fn on_close(self, ev: &CloseEvent) {
-        if !self.is_current(ev) {
-            return;
-        }
-        self.link.update_value(|l| l.socket = None);
-        self.chat.update(Parts::ALL, ChatState::disconnected);
-        // 1005/1006: no close frame (the network dropped, or the server died).
-        let code = Some(ev.code()).filter(|c| !matches!(c, 1005 | 1006));
-        let refused = self.chat.with_untracked(ChatState::refused);
-        let next = self
-            .link
-            .try_update_value(|l| l.policy.closed(code, refused, js_sys::Math::random()));
-        match next {
-            Some(AfterClose::Retry(delay)) => self.schedule_reconnect(Some(delay)),
-            Some(AfterClose::SessionTaken) => {
-                self.chat.update(Parts::ALL, ChatState::taken_over);
-                self.set_status.set(Status::Offline);
-            }
-            Some(AfterClose::SignedOut) => {
-                // The token is dead: forget it, and do not come back with it.
-                auth::forget_token();
-                self.chat.update(Parts::ALL, ChatState::signed_out);
-                self.set_status.set(Status::Offline);
-            }
-            Some(AfterClose::NickRefused) | None => self.set_status.set(Status::Offline),
-        }
-    }
-
-    /// Reconnects after `delay`, or after the policy's next delay when `None`.
-    fn schedule_reconnect(self, delay: Option<std::time::Duration>) {
-        let delay = delay.unwrap_or_else(|| {
-            match self
-                .link
-                .try_update_value(|l| l.policy.closed(None, false, js_sys::Math::random()))
-            {
-                Some(AfterClose::Retry(d)) => d,
-                _ => std::time::Duration::from_secs(5),
-            }
-        });
-        let retry_at = now() + delay.as_millis() as u64;
-        self.set_status.set(Status::Reconnecting {
-            retry_at: Some(retry_at),
-        });
-        match set_timeout_with_handle(move || self.connect(), delay) {
-            Ok(handle) => self.link.update_value(|l| l.retry = Some(handle)),
-            Err(err) => leptos::logging::warn!("cannot schedule a reconnect: {err:?}"),
-        }
-    }
-
-    fn shut_down(self) {
-        let link = self
-            .link
-            .try_update_value(|l| (l.socket.take(), l.retry.take(), l.ticker.take()));
-        if let Some((socket, retry, ticker)) = link {
-            if let Some(retry) = retry {
-                retry.clear();
-            }
-            if let Some(ticker) = ticker {
-                ticker.clear();
-            }
-            if let Some(socket) = socket {
-                detach(&socket);
-            }
-        }
-    }
-}
-
-/// Stops listening to a socket we no longer use, and closes it.
-fn detach(socket: &WebSocket) {
-    socket.set_onopen(None);
-    socket.set_onmessage(None);
-    socket.set_onclose(None);
-    let _ = socket.close_with_code(CloseCode::Normal.code());
 }
 
 /// A prefix for message ids that differs on every page load: the server de-duplicates

@@ -9,8 +9,14 @@
 //!   frame wakes only what it changed.
 //! - `link`: when to reconnect (backoff with full jitter) and what the status says;
 //!   plain Rust, unit-tested.
-//! - `connection`: the WebSocket context, the glue between the socket, `link` and the
-//!   store.
+//! - `transport`: which transport carries the protocol (the WebSocket, or the SSE
+//!   fallback after two silent sockets, and back once a probe answers); plain Rust,
+//!   unit-tested.
+//! - `carrier`: the two transports behind one face (`WebSocket`; `EventSource` with
+//!   one `POST` at a time), reporting opens, frames and closes the same way.
+//! - `connection`: the context components call, and the glue between the carrier,
+//!   `link`, `transport` and the store.
+//! - `http`: the one helper for plain HTTP posts to the server.
 //! - `route`: the room on screen in the URL (`#/r/<room>`).
 //! - `notify`: tab visibility, the title's unread count, desktop notifications of
 //!   alerts.
@@ -27,10 +33,12 @@
 
 mod auth;
 mod avatar;
+mod carrier;
 mod components;
 mod connection;
 #[cfg(all(test, target_arch = "wasm32"))]
 mod dom_tests;
+mod http;
 mod link;
 mod notify;
 mod prefs;
@@ -39,6 +47,7 @@ mod route;
 mod state;
 mod store;
 mod text;
+mod transport;
 
 use leptos::prelude::*;
 

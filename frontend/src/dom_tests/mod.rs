@@ -20,9 +20,11 @@
 //! - `room_view`: the components together as `App` lays them out (focus, unmounting).
 //! - `inbox`: the bell, its list and reads, the room's level, messages naming us.
 //! - `members`: a crowd's member list by the page, a small room's whole.
+//! - `header`: the status badge, which says which transport carries the chat.
 
 mod composer;
 mod conversation;
+mod header;
 mod inbox;
 mod members;
 mod message_list;
