@@ -15,6 +15,7 @@ mod bundle;
 mod chat;
 mod conversation;
 mod failover;
+mod fallback;
 mod members;
 mod notifications;
 mod people;

@@ -404,6 +404,18 @@ impl Huddle {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// Stops the process with SIGTERM (a graceful shutdown: every connection is told
+    /// 1001) and reaps it.
+    pub async fn terminate(&mut self) {
+        let pid = self.child.id().expect("huddle is running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+        self.child.wait().await.expect("reap huddle");
+    }
+
     /// Kills the process with SIGKILL (no shutdown, no close frames) and reaps it.
     pub async fn kill9(&mut self) {
         self.child.start_kill().expect("kill huddle");

@@ -15,7 +15,8 @@ use tokio::process::{Child, Command};
 
 use super::{free_port, which};
 
-const TEMPLATE: &str = include_str!("../../../../deploy/nginx-cluster.conf");
+/// The deployed configuration, with its placeholders (see the file's header).
+pub const TEMPLATE: &str = include_str!("../../../../deploy/nginx-cluster.conf");
 
 /// The nginx binary to run, if there is one: `$HUDDLE_NGINX`, `nginx` on PATH, or the one
 /// `cargo xtask setup` unpacks into the default target directory.
@@ -56,6 +57,12 @@ impl Drop for Nginx {
 impl Nginx {
     /// Starts nginx in front of `upstreams` and waits until it accepts connections.
     pub async fn start(upstreams: &[SocketAddr]) -> Nginx {
+        Nginx::start_with(TEMPLATE, upstreams).await
+    }
+
+    /// Like [`Nginx::start`], with a configuration of its own: `template` has the
+    /// placeholders of [`TEMPLATE`] (a test's variation of it).
+    pub async fn start_with(template: &str, upstreams: &[SocketAddr]) -> Nginx {
         let binary = binary().expect("nginx is not installed (run `cargo xtask setup`)");
         let dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -63,7 +70,7 @@ impl Nginx {
             .iter()
             .map(|a| format!("server {a} max_fails=1 fail_timeout=5s;"))
             .collect();
-        let conf = TEMPLATE
+        let conf = template
             .replace("__PREFIX__", &dir.path().display().to_string())
             .replace("__LISTEN__", &addr.to_string())
             .replace("__UPSTREAMS__", &servers.join("\n        "));
