@@ -76,6 +76,41 @@ async fn black_hole() -> SocketAddr {
     addr
 }
 
+/// A TCP proxy in front of `upstream` that answers every WebSocket upgrade (`GET /ws`)
+/// with 403 while `refuse` is set, and passes everything else through.
+async fn gatekeeper(upstream: SocketAddr, refuse: Arc<AtomicBool>) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let refuse = refuse.clone();
+            tokio::spawn(async move {
+                let mut first = vec![0u8; 8192];
+                let Ok(n) = client.read(&mut first).await else {
+                    return;
+                };
+                if first[..n].starts_with(b"GET /ws") && refuse.load(Ordering::SeqCst) {
+                    let _ = client
+                        .write_all(
+                            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\
+                              Connection: close\r\n\r\n",
+                        )
+                        .await;
+                    return;
+                }
+                let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                if server.write_all(&first[..n]).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// The transport the status badge names (`data-transport`).
 async fn transport(b: &Browser) -> Option<String> {
     js(
@@ -240,4 +275,61 @@ async fn when_websockets_open_but_carry_nothing_the_page_falls_back_to_sse_by_it
         assert_eq!(message_texts(b).await, expected, "what {who} sees");
     }
     assert_eq!(stored(&server, "lobby").await, expected);
+}
+
+#[ignore = "needs Chromium, chromedriver and the web bundle; `cargo xtask test` runs it"]
+#[tokio::test]
+async fn once_websockets_work_again_the_page_moves_back_to_them_losing_nothing() {
+    require();
+    let server = TestServer::start().await;
+    let refuse = Arc::new(AtomicBool::new(true));
+    let proxy = gatekeeper(server.addr, refuse.clone()).await;
+    let base = format!("http://{proxy}/");
+    let driver = Driver::start().await;
+    let (alice, _p1) = driver.browser(900, 700).await;
+    let (bob, _p2) = driver.browser(900, 700).await;
+    sign_in(&alice, &base, "alice").await;
+    sign_in(&bob, &base, "bob").await;
+    assert_eq!(transport(&alice).await.as_deref(), Some("sse"));
+
+    // The network heals while alice talks; her next probe (every 30 s after her
+    // stream opened) finds the WebSocket working, and her page moves over
+    // mid-conversation: she keeps talking until a few messages after it did.
+    refuse.store(false, Ordering::SeqCst);
+    let mut hers = Vec::new();
+    let mut moved_at = None;
+    for i in 1..=600 {
+        let text = format!("m{i}");
+        say(&alice, &text).await;
+        hers.push(text);
+        if moved_at.is_none() && transport(&alice).await.as_deref() == Some("ws") {
+            moved_at = Some(i);
+        }
+        if moved_at.is_some_and(|at| i >= at + 5) {
+            break;
+        }
+        // Slowly enough that all of them fit the page's window of rows.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        moved_at.is_some(),
+        "the page never moved back to the WebSocket"
+    );
+    wait_css(&alice, ".status-connected[data-transport=ws]").await;
+    wait_all_acked(&alice).await;
+    say(&bob, "welcome back").await;
+    let mut expected = hers.clone();
+    expected.push("welcome back".to_owned());
+    for (who, b) in [("alice", &alice), ("bob", &bob)] {
+        wait_for_all(b, who, &expected).await;
+    }
+    assert!(welcomes(&alice).await >= 2, "alice never reconnected");
+    let mut probe = server.login("probe").await;
+    let stored: Vec<String> = probe
+        .whole_history("lobby")
+        .await
+        .into_iter()
+        .map(|(_, _, _, text)| text)
+        .collect();
+    assert_eq!(stored, expected);
 }
