@@ -178,6 +178,8 @@ async fn the_heartbeat_keeps_a_silent_client_and_a_full_server_says_1008() {
     let server = TestServer::with(|c| {
         c.ping_interval = Duration::from_millis(100);
         c.idle_timeout = Duration::from_millis(300);
+        // An idle keep-alive connection's limit: a stream mid-response is not idle.
+        c.header_timeout = Duration::from_millis(200);
         c.max_connections = 1;
     })
     .await
