@@ -31,6 +31,7 @@ use crate::codec::Wire;
 use crate::disconnect::Disconnect;
 use crate::locks;
 use crate::metrics::Metrics;
+use crate::session::socket::try_send_vectored;
 
 /// Identifies one WebSocket connection for the life of the process.
 pub(crate) type ConnId = u64;
@@ -296,7 +297,9 @@ impl Outbox {
             return;
         };
         let slices: Vec<io::IoSlice<'_>> = frames.iter().map(|b| io::IoSlice::new(b)).collect();
-        let mut written = tcp.try_write_vectored(&slices).unwrap_or(0);
+        // `sendmsg` with `MSG_NOSIGNAL`, not `writev`: a peer that has gone must not
+        // raise SIGPIPE. A broken socket writes nothing: the session finds out.
+        let mut written = try_send_vectored(tcp, &slices).unwrap_or(0);
         self.queue.sent.inc_by(frames.len() as u64);
         let mut rest = false;
         for frame in frames {
