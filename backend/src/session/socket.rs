@@ -41,8 +41,9 @@ impl Transport {
     }
 }
 
-/// The most buffers handed to one vectored write.
-const MAX_SLICES: usize = 64;
+/// The most buffers handed to one vectored write (here and by the outbox's direct
+/// writes).
+pub(crate) const MAX_SLICES: usize = 64;
 
 /// One WebSocket connection's socket.
 pub(crate) struct Socket {
