@@ -64,6 +64,12 @@ pub fn client_ip(peer: SocketAddr, forwarded: &[&str], trusted: &[&str]) -> IpAd
     peers::client_ip(peer, &headers(&pairs), &trusted)
 }
 
+/// What a resume reads from a `Last-Event-ID` header (the stream, and each room's
+/// offset), allowing at most `max_rooms` rooms.
+pub fn event_id(id: &str, max_rooms: usize) -> Option<(String, Vec<(String, u64)>)> {
+    crate::session::events::parse_event_id(id, max_rooms)
+}
+
 /// For an `--api-token` (`None` if the server would refuse it) and an `Authorization`
 /// header: whether the API lets the request in.
 pub fn api_authorized(token: &str, authorization: Option<&str>) -> Option<bool> {

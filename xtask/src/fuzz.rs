@@ -19,8 +19,15 @@ use anyhow::{bail, Context as _, Result};
 use crate::Ctx;
 
 /// Every fuzz target, `fuzz/fuzz_targets/<name>.rs`, in the order they run.
-pub(crate) const TARGETS: [&str; 6] =
-    ["decode", "origin", "forwarded", "bearer", "text", "session"];
+pub(crate) const TARGETS: [&str; 7] = [
+    "decode",
+    "origin",
+    "forwarded",
+    "bearer",
+    "text",
+    "event_id",
+    "session",
+];
 
 /// Installed when `cargo fuzz` is missing; any installed cargo-fuzz is used as it is.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";

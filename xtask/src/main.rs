@@ -79,7 +79,7 @@ enum Task {
         /// How long to fuzz each target, in seconds.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
-        /// Only this target (decode, origin, forwarded, bearer, text or session).
+        /// Only this target (decode, origin, forwarded, bearer, text, event_id or session).
         #[arg(long)]
         target: Option<String>,
     },

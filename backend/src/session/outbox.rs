@@ -31,6 +31,7 @@ use crate::codec::Wire;
 use crate::disconnect::Disconnect;
 use crate::locks;
 use crate::metrics::Metrics;
+use crate::session::socket::{try_send_vectored, MAX_SLICES};
 
 /// Identifies one WebSocket connection for the life of the process.
 pub(crate) type ConnId = u64;
@@ -176,6 +177,20 @@ impl Items {
     }
 }
 
+impl Items {
+    /// Where the frames of `room` still due start (a commit's frames of one room are in
+    /// offset order, so those already sent are a prefix), taking them as sent; `None`
+    /// when the room's frames must wait for the session (held, or not received yet).
+    fn due(&mut self, room: &str, frames: &[(u64, Wire)]) -> Option<usize> {
+        let receiving = self.rooms.get_mut(room).filter(|r| !r.held)?;
+        let from = frames.partition_point(|(offset, _)| *offset <= receiving.last);
+        if let Some((last, _)) = frames.last() {
+            receiving.last = receiving.last.max(*last);
+        }
+        Some(from)
+    }
+}
+
 impl Outbox {
     /// A new outbox holding at most `capacity` frames, its receiver, and its control;
     /// frames it has to drop are counted in `metrics`. With `direct`, frames are written
@@ -219,7 +234,7 @@ impl Outbox {
             match items.admit(item.room.as_deref(), item.offset, false) {
                 Admit::Skip => return,
                 Admit::Send => {
-                    self.write_now(&mut items, item.frame.bytes());
+                    self.write_now(&mut items, std::iter::once(item.frame.bytes()));
                     return;
                 }
                 Admit::Queue => {}
@@ -249,31 +264,13 @@ impl Outbox {
             return;
         }
         if items.idle() && !items.writing && items.direct.is_some() {
-            let mut due: Vec<&Bytes> = Vec::with_capacity(frames.len());
-            let mut queue_from = None;
-            for (i, (offset, frame)) in frames.iter().enumerate() {
-                match items.admit(Some(room), *offset, false) {
-                    Admit::Send => due.push(frame.bytes()),
-                    Admit::Skip => {}
-                    Admit::Queue => {
-                        queue_from = Some(i);
-                        break;
-                    }
-                }
-            }
-            self.write_many(&mut items, &due);
-            let Some(from) = queue_from else {
+            if let Some(from) = items.due(room, frames) {
+                let due = frames[from..].iter().map(|(_, frame)| frame.bytes());
+                self.write_now(&mut items, due);
                 return;
-            };
-            drop(items);
-            self.queue_stored(room, &frames[from..]);
-            return;
+            }
         }
         drop(items);
-        self.queue_stored(room, frames);
-    }
-
-    fn queue_stored(&self, room: &Arc<str>, frames: &[(u64, Wire)]) {
         for (offset, frame) in frames {
             self.push(Outgoing {
                 room: Some(Arc::clone(room)),
@@ -284,22 +281,32 @@ impl Outbox {
         }
     }
 
-    /// Writes `frames` into the socket with one vectored `send`; what it does not take
-    /// is left for the session, as in [`Outbox::write_now`].
-    fn write_many(&self, items: &mut Items, frames: &[&Bytes]) {
-        match frames {
-            [] => return,
-            [one] => return self.write_now(items, one),
-            _ => {}
-        }
+    /// Writes `frames` into the socket with one vectored `send`, without waiting; what
+    /// it does not take (past the first [`MAX_SLICES`] frames too) is left for the
+    /// session, which is woken to finish it when the socket has room. Empty frames are
+    /// not sent.
+    fn write_now<'a>(&self, items: &mut Items, frames: impl Iterator<Item = &'a Bytes> + Clone) {
         let Some(tcp) = items.direct.as_ref() else {
             return;
         };
-        let slices: Vec<io::IoSlice<'_>> = frames.iter().map(|b| io::IoSlice::new(b)).collect();
-        let mut written = tcp.try_write_vectored(&slices).unwrap_or(0);
-        self.queue.sent.inc_by(frames.len() as u64);
+        let frames = frames.filter(|frame| !frame.is_empty());
+        // On the stack: this runs once per member of every fan-out.
+        let mut slices = [io::IoSlice::new(&[]); MAX_SLICES];
+        let mut n = 0;
+        for (slot, frame) in slices.iter_mut().zip(frames.clone()) {
+            *slot = io::IoSlice::new(frame);
+            n += 1;
+        }
+        if n == 0 {
+            return;
+        }
+        // `sendmsg` with `MSG_NOSIGNAL`, not `writev`: a peer that has gone must not
+        // raise SIGPIPE. A broken socket writes nothing too: the session's next read or
+        // write finds out and ends.
+        let mut written = try_send_vectored(tcp, &slices[..n]).unwrap_or(0);
         let mut rest = false;
         for frame in frames {
+            self.queue.sent.inc();
             if written >= frame.len() {
                 written -= frame.len();
                 continue;
@@ -309,29 +316,6 @@ impl Outbox {
             rest = true;
         }
         if rest {
-            self.queue.ready.notify_one();
-        }
-    }
-
-    /// Writes `bytes` into the socket without waiting; what it does not take is left
-    /// for the session, which is woken to finish it when the socket has room.
-    fn write_now(&self, items: &mut Items, bytes: &Bytes) {
-        let Some(tcp) = items.direct.as_ref() else {
-            return;
-        };
-        if bytes.is_empty() {
-            return;
-        }
-        let rest = match tcp.try_write(bytes) {
-            Ok(n) if n == bytes.len() => None,
-            Ok(n) => Some(bytes.slice(n..)),
-            // A broken socket too: the session's next read or write finds out and ends.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(bytes.clone()),
-            Err(_) => Some(bytes.clone()),
-        };
-        self.queue.sent.inc();
-        if let Some(rest) = rest {
-            items.unsent.push_back(rest);
             self.queue.ready.notify_one();
         }
     }
@@ -541,6 +525,36 @@ mod tests {
         outbox.push_stored(&room, &more);
         assert_eq!(inbox.try_recv().unwrap().offset, 5);
         assert_eq!(inbox.try_recv().unwrap().offset, 6);
+    }
+
+    #[tokio::test]
+    async fn a_commit_past_the_slice_limit_leaves_the_rest_for_the_session_in_order() {
+        let metrics = Metrics::default();
+        let (tcp, mut peer) = pair().await;
+        let (outbox, inbox, _) = Outbox::new(8, &metrics, Some(tcp));
+        let room: Arc<str> = Arc::from("r");
+        let total = MAX_SLICES as u64 + 3;
+        let frames: Vec<(u64, Wire)> = (1..=total)
+            .map(|o| (o, crate::codec::wire_of(&format!("m{o}"))))
+            .collect();
+        inbox.receive(&room, 0);
+        outbox.push_stored(&room, &frames);
+        let bytes = |frames: &[(u64, Wire)]| -> Vec<u8> {
+            frames
+                .iter()
+                .flat_map(|(_, w)| w.bytes().to_vec())
+                .collect()
+        };
+        let first = bytes(&frames[..MAX_SLICES]);
+        assert_eq!(received(&mut peer, first.len()).await, first);
+        // The frames past one write's slices wait as unsent bytes, ahead of anything.
+        let batch = inbox.take(64);
+        let rest: Vec<u8> = batch.bytes.iter().flat_map(|b| b.to_vec()).collect();
+        assert_eq!(rest, bytes(&frames[MAX_SLICES..]));
+        assert_eq!(batch.frames, 0, "counted when written directly");
+        inbox.written(batch.frames);
+        assert_eq!(metrics.messages_out.get(), total);
+        assert_eq!(inbox.last_offset("r"), total);
     }
 
     #[tokio::test]

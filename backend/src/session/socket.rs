@@ -41,8 +41,9 @@ impl Transport {
     }
 }
 
-/// The most buffers handed to one vectored write.
-const MAX_SLICES: usize = 64;
+/// The most buffers handed to one vectored write (here and by the outbox's direct
+/// writes).
+pub(crate) const MAX_SLICES: usize = 64;
 
 /// One WebSocket connection's socket.
 pub(crate) struct Socket {
@@ -169,6 +170,41 @@ async fn write_stream(
     write.flush().await
 }
 
+/// Writes `slices` into `tcp` with one vectored send, without waiting (`WouldBlock` when
+/// the socket is full, with tokio's readiness cleared so the next `writable` waits).
+///
+/// Not `try_write_vectored`: that is `writev`, which has no `MSG_NOSIGNAL`, so writing
+/// to a peer that has gone raises SIGPIPE, and kills a host that does not ignore it (the
+/// `huddle` binary does, as every Rust `main`; libFuzzer's C `main` does not). `sendmsg`
+/// with `MSG_NOSIGNAL` returns `EPIPE` instead, as std's `send` for a single buffer does.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd"
+))]
+pub(crate) fn try_send_vectored(tcp: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    tcp.try_io(tokio::io::Interest::WRITABLE, || {
+        socket2::SockRef::from(tcp).send_vectored_with_flags(slices, libc::MSG_NOSIGNAL)
+    })
+}
+
+/// Writes `slices` into `tcp` with one vectored send, without waiting. Where there is
+/// no `MSG_NOSIGNAL` (macOS, Windows): `writev`, as before.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd"
+)))]
+pub(crate) fn try_send_vectored(tcp: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    tcp.try_write_vectored(slices)
+}
+
 /// Writes `queue` with as few vectored `send`s as the socket allows, taking each
 /// buffer off as it is written.
 async fn write_tcp(tcp: &TcpStream, queue: &mut VecDeque<Bytes>) -> io::Result<()> {
@@ -181,7 +217,7 @@ async fn write_tcp(tcp: &TcpStream, queue: &mut VecDeque<Bytes>) -> io::Result<(
                 *slot = IoSlice::new(buf);
                 n += 1;
             }
-            tcp.try_write_vectored(&slices[..n])
+            try_send_vectored(tcp, &slices[..n])
         };
         match result {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -270,5 +306,105 @@ impl Write for Replies<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::signal::unix::{signal, SignalKind};
+
+    /// Set in the child process that runs the check itself.
+    const CHILD: &str = "HUDDLE_SIGPIPE_CHILD";
+
+    /// A vectored write to a peer that has gone fails with `EPIPE` (or `ECONNRESET`)
+    /// and raises no SIGPIPE, through [`try_send_vectored`] and the session's writer.
+    ///
+    /// The test harness, like every Rust `main`, ignores SIGPIPE, so an ignored signal
+    /// would go unnoticed and `writev` would pass too. Instead the check installs a
+    /// SIGPIPE handler (tokio's, no unsafe code) and fails if the signal arrives: with
+    /// `writev` it does. A handler is process-wide, and another test writing to a closed
+    /// socket at the same time could trip it, so the check runs alone, in a child process
+    /// of this test binary that runs only this test.
+    #[test]
+    fn a_vectored_write_to_a_closed_peer_raises_no_sigpipe() {
+        if std::env::var_os(CHILD).is_some() {
+            closed_peer_check();
+            return;
+        }
+        let name = concat!(
+            module_path!(),
+            "::a_vectored_write_to_a_closed_peer_raises_no_sigpipe"
+        );
+        // The harness names tests without the crate.
+        let name = name.split_once("::").map_or(name, |(_, rest)| rest);
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--test-threads=1", "--nocapture"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "the check failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+        assert!(
+            stdout.contains("1 passed"),
+            "the check did not run:\n{stdout}"
+        );
+    }
+
+    fn closed_peer_check() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut sigpipe = signal(SignalKind::pipe()).unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let peer = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (tcp, _) = listener.accept().await.unwrap();
+            drop(peer);
+            let frames = [Bytes::from_static(b"one"), Bytes::from_static(b"two")];
+            let slices = [IoSlice::new(&frames[0]), IoSlice::new(&frames[1])];
+            // The first send after the peer's close is taken; its reset makes a later
+            // one fail.
+            let mut tries = 0;
+            let err = loop {
+                tries += 1;
+                assert!(tries < 100, "writes to a closed peer kept succeeding");
+                match try_send_vectored(&tcp, &slices) {
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        tcp.writable().await.unwrap();
+                    }
+                    Err(e) => break e,
+                }
+            };
+            assert!(
+                matches!(
+                    err.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ),
+                "{err}"
+            );
+            // The session's writer, on the same socket.
+            let mut queue: VecDeque<Bytes> = frames.iter().cloned().collect();
+            let err = write_tcp(&tcp, &mut queue).await.unwrap_err();
+            assert!(
+                matches!(
+                    err.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ),
+                "{err}"
+            );
+            let raised = tokio::time::timeout(Duration::from_millis(200), sigpipe.recv()).await;
+            assert!(raised.is_err(), "a vectored write raised SIGPIPE");
+        });
     }
 }

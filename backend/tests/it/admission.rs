@@ -50,7 +50,7 @@ async fn connect_from(server: &TestServer, origin: &str) -> Result<Client, u16> 
 /// Reads until the server's close frame; returns its code and reason.
 async fn close_frame(client: &mut Client) -> (u16, String) {
     loop {
-        let next = tokio::time::timeout(WAIT, client.ws.next())
+        let next = tokio::time::timeout(WAIT, client.ws().next())
             .await
             .expect("timed out waiting for close");
         match next {
@@ -140,13 +140,13 @@ async fn connections_beyond_the_per_address_limit_are_closed_with_1008() {
         (1008, "too many connections from this address".to_owned())
     );
     // Closing one frees its place.
-    a.ws.close(None).await.unwrap();
+    a.ws().close(None).await.unwrap();
     a.expect_close().await;
     let mut admitted = false;
     for _ in 0..50 {
         let mut d = server.client().await;
         d.send(json!({"type": "hello", "nick": "d"})).await;
-        match tokio::time::timeout(WAIT, d.ws.next()).await.unwrap() {
+        match tokio::time::timeout(WAIT, d.ws().next()).await.unwrap() {
             Some(Ok(Message::Text(t))) if t.as_str().contains("welcome") => {
                 admitted = true;
                 break;

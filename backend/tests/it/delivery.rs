@@ -148,7 +148,7 @@ async fn a_repeated_id_is_acked_with_its_original_offset_and_not_broadcast_again
     b.expect_nothing_queued().await;
 
     // The key is room + nick + id: it survives a reconnect of the same nick…
-    a.ws.close(None).await.unwrap();
+    a.ws().close(None).await.unwrap();
     b.next_of("presence").await;
     let mut a2 = server.client().await;
     a2.send(json!({"type": "hello", "nick": "alice", "session": session}))
@@ -181,7 +181,7 @@ async fn room_with_messages(server: &TestServer, n: usize) -> (Client, String) {
         .as_str()
         .unwrap()
         .to_owned();
-    probe.ws.close(None).await.unwrap();
+    probe.ws().close(None).await.unwrap();
     a.next_of("presence").await;
     a.next_of("presence").await;
     (a, epoch)

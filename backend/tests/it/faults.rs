@@ -327,7 +327,7 @@ async fn send_stream(
     text: impl Fn(u64) -> String + Send + 'static,
     total: Arc<AtomicUsize>,
 ) -> Acks {
-    let (mut tx, mut rx) = c.ws.split();
+    let (mut tx, mut rx) = c.into_ws().split();
     let window = Arc::new(tokio::sync::Semaphore::new(WINDOW));
     let sending = {
         let (window, room) = (Arc::clone(&window), room.clone());
@@ -480,7 +480,7 @@ const PRESENCE: &str = r#"{"type":"presence""#;
 /// The next text frame, unparsed (pings and pongs skipped).
 async fn next_text(c: &mut Client) -> String {
     loop {
-        let msg = tokio::time::timeout(WAIT, c.ws.next())
+        let msg = tokio::time::timeout(WAIT, c.ws().next())
             .await
             .expect("timed out waiting for a frame")
             .expect("connection ended")
@@ -931,9 +931,9 @@ async fn a_peer_that_vanishes_without_a_fin_is_reaped_by_the_heartbeat() {
     // While frames flow, the proxied peer outlives the idle timeout several times over:
     // reading answers the server's pings.
     let ghost_reader =
-        tokio::spawn(async move { while let Some(Ok(_)) = ghost.ws.next().await {} });
+        tokio::spawn(async move { while let Some(Ok(_)) = ghost.ws().next().await {} });
     let quiet_until = tokio::time::Instant::now() + IDLE * 3;
-    while let Ok(frame) = tokio::time::timeout_at(quiet_until, watcher.ws.next()).await {
+    while let Ok(frame) = tokio::time::timeout_at(quiet_until, watcher.ws().next()).await {
         match frame {
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
             other => panic!("the proxied peer was dropped while it answered pings: {other:?}"),

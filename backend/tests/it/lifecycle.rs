@@ -106,7 +106,7 @@ async fn acked_messages_survive_kill_9_and_offsets_stay_gap_free() {
             loop {
                 match tokio::time::timeout(
                     Duration::from_secs(10),
-                    futures_util::StreamExt::next(&mut c.ws),
+                    futures_util::StreamExt::next(c.ws()),
                 )
                 .await
                 {

@@ -50,7 +50,7 @@ async fn sends_beyond_the_rate_limit_are_refused_one_by_one_and_not_delivered() 
 async fn a_binary_frame_closes_with_1003() {
     let server = TestServer::start().await;
     let mut a = server.login("alice").await;
-    a.ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    a.ws().send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
     assert_eq!(a.expect_close().await, Some(1003));
 }
 
@@ -160,7 +160,7 @@ async fn pings_keep_a_reading_peer_alive_and_an_idle_peer_is_closed() {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(1200);
     while tokio::time::Instant::now() < deadline {
         if let Ok(Some(Ok(Message::Ping(_)))) =
-            tokio::time::timeout(Duration::from_millis(50), alive.ws.next()).await
+            tokio::time::timeout(Duration::from_millis(50), alive.ws().next()).await
         {
             pings += 1;
         }
@@ -183,13 +183,13 @@ async fn connections_beyond_the_limit_are_closed_with_1008() {
     let mut c = server.client().await;
     assert_eq!(c.expect_close().await, Some(1008));
     // A freed slot is usable again.
-    a.ws.close(None).await.unwrap();
+    a.ws().close(None).await.unwrap();
     a.expect_close().await;
     let mut admitted = false;
     for _ in 0..50 {
         let mut d = server.client().await;
         d.send(json!({"type": "hello", "nick": "d"})).await;
-        if let Some(Ok(Message::Text(t))) = d.ws.next().await {
+        if let Some(Ok(Message::Text(t))) = d.ws().next().await {
             admitted = t.as_str().contains("welcome");
             break;
         }

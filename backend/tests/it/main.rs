@@ -29,4 +29,5 @@ mod readme;
 mod redis_cluster;
 mod redis_store;
 mod retention;
+mod sse;
 mod tls;

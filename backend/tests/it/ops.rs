@@ -65,9 +65,9 @@ async fn metrics_follow_traffic_errors_and_closes_and_live_sessions_return_to_ze
     );
 
     // One leaves politely, the other is closed by the server (binary frame: 1003).
-    a.ws.close(None).await.unwrap();
+    a.ws().close(None).await.unwrap();
     a.expect_close().await;
-    b.ws.send(Message::binary(vec![0u8])).await.unwrap();
+    b.ws().send(Message::binary(vec![0u8])).await.unwrap();
     assert_eq!(b.expect_close().await, Some(1003));
     settle(&server, metrics::SESSIONS_LIVE, 0.0).await;
     settle(&server, metrics::CONNECTIONS_OPEN, 0.0).await;
@@ -220,14 +220,14 @@ async fn json_logs_are_one_object_per_line_and_carry_the_connection_id() {
     let logs = logs_of(&["--log-format", "json"], "info", |url| async move {
         let mut c = Client::connect(&url).await;
         assert_eq!(c.hello("alice").await["type"], "welcome");
-        c.ws.send(Message::binary(vec![1u8])).await.unwrap();
+        c.ws().send(Message::binary(vec![1u8])).await.unwrap();
         assert_eq!(c.expect_close().await, Some(1003));
         // JSON escapes control characters itself, but not line separators: those must
         // not reach a `tail -f` of the log raw either. (Bidi overrides no longer pass
         // the nick rule at all.)
         let mut d = Client::connect(&url).await;
         assert_eq!(d.hello("bi\u{2028}di").await["type"], "welcome");
-        d.ws.close(None).await.unwrap();
+        d.ws().close(None).await.unwrap();
         d.expect_close().await;
     })
     .await;
@@ -284,7 +284,7 @@ async fn client_text_cannot_forge_or_colour_pretty_log_lines() {
         let id = c.say("lobby", "text\nINFO forged\x1b[31m").await;
         c.next_of("ack").await;
         assert!(!id.is_empty());
-        c.ws.close(None).await.unwrap();
+        c.ws().close(None).await.unwrap();
         c.expect_close().await;
     })
     .await;

@@ -333,7 +333,7 @@ async fn a_reload_within_the_grace_period_shows_the_others_nothing() {
     back.join("lobby").await;
     hal.expect_silence(Duration::from_millis(2000)).await;
     // A real departure is announced once the grace is over.
-    back.ws.close(None).await.unwrap();
+    back.ws().close(None).await.unwrap();
     let started = std::time::Instant::now();
     let note = hal.next_of("notification").await;
     assert_eq!(note["text"], "gil left");

@@ -1,13 +1,13 @@
-//! Every frame type and error code of protocol v1, over real WebSockets.
+//! Every frame type and error code of protocol v1, each case over a real WebSocket and
+//! over a real SSE stream with its POSTs (`over_websocket::*`, `over_sse::*`).
 
 use std::time::Duration;
 
-use crate::support::TestServer;
+use crate::support::{TestServer, Transport};
 use serde_json::json;
 
-#[tokio::test]
-async fn hello_gets_welcome_with_session_server_and_limits() {
-    let server = TestServer::start().await;
+async fn hello_gets_welcome_with_session_server_and_limits(t: Transport) {
+    let server = TestServer::start().await.over(t);
     let mut c = server.client().await;
     let w = c.hello("  alice ").await;
     assert_eq!(w["type"], "welcome");
@@ -26,9 +26,8 @@ async fn hello_gets_welcome_with_session_server_and_limits() {
     assert_eq!(l["max_frame_bytes"], 65536);
 }
 
-#[tokio::test]
-async fn frames_before_hello_get_hello_required_and_hello_can_be_retried() {
-    let server = TestServer::start().await;
+async fn frames_before_hello_get_hello_required_and_hello_can_be_retried(t: Transport) {
+    let server = TestServer::start().await.over(t);
     let mut c = server.client().await;
     c.send(json!({"type": "join", "room": "lobby"})).await;
     let e = c.expect_error("hello_required").await;
@@ -55,9 +54,8 @@ async fn frames_before_hello_get_hello_required_and_hello_can_be_retried() {
     c.expect_error("invalid_nick").await;
 }
 
-#[tokio::test]
-async fn bad_json_and_unknown_type_after_hello() {
-    let server = TestServer::start().await;
+async fn bad_json_and_unknown_type_after_hello(t: Transport) {
+    let server = TestServer::start().await.over(t);
     let mut c = server.login("alice").await;
     c.send_raw("[1, 2, 3]").await;
     c.expect_error("bad_json").await;
@@ -75,9 +73,8 @@ async fn bad_json_and_unknown_type_after_hello() {
     c.expect("joined").await;
 }
 
-#[tokio::test]
-async fn no_nick_can_pose_as_one_that_is_online() {
-    let server = TestServer::start().await;
+async fn no_nick_can_pose_as_one_that_is_online(t: Transport) {
+    let server = TestServer::start().await.over(t);
     let _alice = server.login("alice").await;
     let mut b = server.client().await;
     // Invisible characters, direction overrides, and a Cyrillic letter among Latin ones.
@@ -101,10 +98,11 @@ async fn no_nick_can_pose_as_one_that_is_online() {
     assert_eq!(b.hello("alicia").await["type"], "welcome");
 }
 
-#[tokio::test]
-async fn nicks_are_unique_case_insensitively_among_connected_sessions() {
-    let server = TestServer::with(|c| c.presence_grace = Duration::ZERO).await;
-    let mut a = server.login("Alice").await;
+async fn nicks_are_unique_case_insensitively_among_connected_sessions(t: Transport) {
+    let server = TestServer::with(|c| c.presence_grace = Duration::ZERO)
+        .await
+        .over(t);
+    let a = server.login("Alice").await;
     let mut b = server.client().await;
     b.send(json!({"type": "hello", "nick": "alice"})).await;
     let e = b.expect_error("nick_taken").await;
@@ -113,7 +111,7 @@ async fn nicks_are_unique_case_insensitively_among_connected_sessions() {
     b.send(json!({"type": "hello", "nick": "ALICE", "session": "s_000000000000000000000000"}))
         .await;
     b.expect_error("nick_taken").await;
-    a.ws.close(None).await.unwrap();
+    a.close().await;
     // Once the holder is gone the nick is free again.
     let mut ok = false;
     for _ in 0..50 {
@@ -127,9 +125,8 @@ async fn nicks_are_unique_case_insensitively_among_connected_sessions() {
     assert!(ok, "nick was not released after its holder disconnected");
 }
 
-#[tokio::test]
-async fn join_leave_and_membership_errors() {
-    let server = TestServer::start().await;
+async fn join_leave_and_membership_errors(t: Transport) {
+    let server = TestServer::start().await.over(t);
     let mut c = server.login("alice").await;
     for bad in ["", "Lobby", "lob by", "lobby!", &"a".repeat(65)] {
         c.send(json!({"type": "join", "room": bad})).await;
@@ -162,9 +159,8 @@ async fn join_leave_and_membership_errors() {
     c.expect_error("invalid_room").await;
 }
 
-#[tokio::test]
-async fn send_is_acked_and_broadcast_to_every_member_including_the_sender() {
-    let server = TestServer::start().await;
+async fn send_is_acked_and_broadcast_to_every_member_including_the_sender(t: Transport) {
+    let server = TestServer::start().await.over(t);
     let mut a = server.member("alice", "lobby").await;
     let mut b = server.member("bob", "lobby").await;
     a.next_of("presence").await;
@@ -204,9 +200,8 @@ async fn send_is_acked_and_broadcast_to_every_member_including_the_sender() {
     );
 }
 
-#[tokio::test]
-async fn invalid_text_and_id_are_refused_with_ref() {
-    let server = TestServer::start().await;
+async fn invalid_text_and_id_are_refused_with_ref(t: Transport) {
+    let server = TestServer::start().await.over(t);
     let mut a = server.member("alice", "lobby").await;
     a.send(json!({"type": "send", "room": "lobby", "text": " \n ", "id": "t1"}))
         .await;
@@ -234,9 +229,8 @@ async fn invalid_text_and_id_are_refused_with_ref() {
     assert_eq!(offset, 1);
 }
 
-#[tokio::test]
-async fn others_get_joined_left_notifications_and_presence() {
-    let server = TestServer::start().await;
+async fn others_get_joined_left_notifications_and_presence(t: Transport) {
+    let server = TestServer::start().await.over(t);
     let mut a = server.member("alice", "lobby").await;
     let mut b = server.client().await;
     b.hello("bob").await;
@@ -265,9 +259,9 @@ async fn others_get_joined_left_notifications_and_presence() {
     assert_eq!(a.expect("presence").await["nicks"], json!(["alice"]));
 
     // Closing the connection leaves every room too.
-    let mut c = server.member("carol", "lobby").await;
+    let c = server.member("carol", "lobby").await;
     a.next_of("presence").await;
-    c.ws.close(None).await.unwrap();
+    c.close().await;
     let n = a.expect("notification").await;
     assert_eq!(
         (n["kind"].as_str(), n["nick"].as_str()),
@@ -276,9 +270,8 @@ async fn others_get_joined_left_notifications_and_presence() {
     assert_eq!(a.expect("presence").await["nicks"], json!(["alice"]));
 }
 
-#[tokio::test]
-async fn typing_is_forwarded_to_others_at_most_once_per_interval() {
-    let server = TestServer::start().await;
+async fn typing_is_forwarded_to_others_at_most_once_per_interval(t: Transport) {
+    let server = TestServer::start().await.over(t);
     let mut a = server.member("alice", "lobby").await;
     let mut b = server.member("bob", "lobby").await;
     a.next_of("presence").await;
@@ -295,9 +288,8 @@ async fn typing_is_forwarded_to_others_at_most_once_per_interval() {
     a.expect_nothing_queued().await;
 }
 
-#[tokio::test]
-async fn history_pages_backwards() {
-    let server = TestServer::with(|c| c.rate_burst = 1000).await;
+async fn history_pages_backwards(t: Transport) {
+    let server = TestServer::with(|c| c.rate_burst = 1000).await.over(t);
     let mut a = server.member("alice", "lobby").await;
     for i in 1..=120 {
         a.say("lobby", &format!("msg {i}")).await;
@@ -359,9 +351,8 @@ async fn history_pages_backwards() {
     a.expect_error("invalid_room").await;
 }
 
-#[tokio::test]
-async fn list_rooms_shows_members_and_heads() {
-    let server = TestServer::start().await;
+async fn list_rooms_shows_members_and_heads(t: Transport) {
+    let server = TestServer::start().await.over(t);
     let mut a = server.member("alice", "lobby").await;
     a.say_acked("lobby", "one").await;
     a.say_acked("lobby", "two").await;
@@ -412,12 +403,13 @@ async fn the_subprotocol_is_echoed() {
     assert_eq!(resp.headers()["sec-websocket-protocol"], "huddle.v1");
 }
 
-#[tokio::test]
-async fn a_dropped_nick_is_kept_for_its_session_through_the_grace() {
-    let server = TestServer::with(|c| c.presence_grace = Duration::from_millis(1500)).await;
+async fn a_dropped_nick_is_kept_for_its_session_through_the_grace(t: Transport) {
+    let server = TestServer::with(|c| c.presence_grace = Duration::from_millis(1500))
+        .await
+        .over(t);
     let mut alice = server.client().await;
     let session = alice.hello("alice").await["session"].clone();
-    alice.ws.close(None).await.unwrap();
+    alice.close().await;
     let mut squatter = server.client().await;
     // Until the server has seen the close, the nick is simply in use; then it is kept.
     let refused = loop {
@@ -441,7 +433,7 @@ async fn a_dropped_nick_is_kept_for_its_session_through_the_grace() {
     back.send(json!({"type": "hello", "nick": "alice", "session": session}))
         .await;
     assert_eq!(back.expect("welcome").await["session"], session);
-    back.ws.close(None).await.unwrap();
+    back.close().await;
     // After the grace it is anyone's.
     tokio::time::sleep(Duration::from_millis(1600)).await;
     loop {
@@ -456,3 +448,37 @@ async fn a_dropped_nick_is_kept_for_its_session_through_the_grace() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Runs each case over both transports.
+macro_rules! over_both {
+    ($($case:ident),* $(,)?) => {
+        mod over_websocket {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::Transport::WebSocket).await;
+            })*
+        }
+        mod over_sse {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::Transport::Sse).await;
+            })*
+        }
+    };
+}
+
+over_both!(
+    hello_gets_welcome_with_session_server_and_limits,
+    frames_before_hello_get_hello_required_and_hello_can_be_retried,
+    bad_json_and_unknown_type_after_hello,
+    no_nick_can_pose_as_one_that_is_online,
+    nicks_are_unique_case_insensitively_among_connected_sessions,
+    join_leave_and_membership_errors,
+    send_is_acked_and_broadcast_to_every_member_including_the_sender,
+    invalid_text_and_id_are_refused_with_ref,
+    others_get_joined_left_notifications_and_presence,
+    typing_is_forwarded_to_others_at_most_once_per_interval,
+    history_pages_backwards,
+    list_rooms_shows_members_and_heads,
+    a_dropped_nick_is_kept_for_its_session_through_the_grace,
+);

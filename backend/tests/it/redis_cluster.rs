@@ -618,13 +618,13 @@ async fn one_user_on_two_instances_keeps_both_and_a_dm_and_read_state_cross_them
     );
 
     // Her newest connection going does not free the nick while the first is open.
-    second.ws.close(None).await.unwrap();
+    second.ws().close(None).await.unwrap();
     settle(&servers[2], metric_names::SESSIONS_LIVE, 0.0).await;
     let mut late = servers[1].client().await;
     late.send(json!({"type": "hello", "nick": "alice"})).await;
     late.expect_error("nick_taken").await;
     // Once her last one goes, it is free anywhere (the grace is 0 in tests).
-    first.ws.close(None).await.unwrap();
+    first.ws().close(None).await.unwrap();
     settle(&servers[0], metric_names::SESSIONS_LIVE, 0.0).await;
     let deadline = Instant::now() + WAIT;
     loop {
@@ -646,7 +646,7 @@ async fn drain_until_dead(client: &mut Client) -> (Vec<(u64, String)>, BTreeSet<
     use tokio_tungstenite::tungstenite::Message;
     let (mut messages, mut acks) = (Vec::new(), BTreeSet::new());
     loop {
-        let next = tokio::time::timeout(WAIT, client.ws.next())
+        let next = tokio::time::timeout(WAIT, client.ws().next())
             .await
             .expect("a killed server's connection must end");
         let Some(Ok(Message::Text(text))) = next else {
@@ -939,7 +939,7 @@ async fn a_user_is_one_member_and_one_count_across_instances() {
     watcher.expect_nothing_queued().await;
 
     // Her connection on one instance going is no departure while the other is there.
-    a0.ws.close(None).await.unwrap();
+    a0.ws().close(None).await.unwrap();
     settle(&servers[0], metric_names::SESSIONS_LIVE, 0.0).await;
     watcher.expect_nothing_queued().await;
 
@@ -1223,4 +1223,101 @@ async fn edits_and_reactions_from_two_instances_reach_everyone_in_one_order() {
     assert!(msgs[0].get("reactions").is_none(), "{h}");
     assert_eq!(msgs.len(), 13);
     assert!(msgs[1..].iter().all(|m| m["deleted"] == true), "{h}");
+}
+
+#[ignore = "needs redis-server; `cargo xtask test` runs it"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sse_posts_reach_the_stream_on_any_instance_and_a_stream_resumes_on_another() {
+    use crate::support::sse;
+    require();
+    let redis = RedisServer::start().await;
+    let servers = cluster(&redis).await;
+    let mut bob = servers[2].member("bob", "lobby").await;
+    // Alice's stream is on instance 0; every one of her POSTs lands elsewhere, as a
+    // round-robin proxy would send them.
+    let mut alice = Client::connect_sse(servers[0].addr, None).await;
+    let id = alice.sse().id.clone();
+    let http = sse::http();
+    let post = |to: usize, frames: serde_json::Value| {
+        let http = &http;
+        let (addr, id) = (servers[to].addr, &id);
+        async move { sse::post(http, addr, Some(id), frames.to_string(), &[]).await }
+    };
+    let (status, body) = post(
+        1,
+        json!([{"type": "hello", "nick": "alice"}, {"type": "join", "room": "lobby"}]),
+    )
+    .await;
+    assert_eq!((status, body), (202, json!({"accepted": 2})));
+    assert_eq!(alice.expect("welcome").await["nick"], "alice");
+    assert_eq!(alice.expect("joined").await["room"], "lobby");
+    bob.next_of("presence").await;
+    // Order, acks and de-duplication as on a WebSocket: five sends over two instances,
+    // one repeated, one POST at a time.
+    for i in 1..=5u64 {
+        let send = json!([{"type": "send", "room": "lobby", "id": format!("m{i}"), "text": format!("t{i}")}]);
+        assert_eq!(post(1 + (i as usize % 2), send).await.0, 202);
+    }
+    let again = json!([{"type": "send", "room": "lobby", "id": "m3", "text": "t3"}]);
+    assert_eq!(post(2, again).await.0, 202);
+    let mut acks = Vec::new();
+    let mut seen = Vec::new();
+    while acks.len() < 6 {
+        let v = alice.recv().await;
+        match v["type"].as_str() {
+            Some("ack") => acks.push((
+                v["id"].as_str().unwrap().to_owned(),
+                v["offset"].as_u64().unwrap(),
+            )),
+            Some("message") => seen.push(v["offset"].as_u64().unwrap()),
+            _ => {}
+        }
+    }
+    let want: Vec<(String, u64)> = (1..=5)
+        .map(|i| (format!("m{i}"), i))
+        .chain([("m3".to_owned(), 3)])
+        .collect();
+    assert_eq!(
+        acks, want,
+        "acked in order; the repeat gets its original offset"
+    );
+    let got = messages_until(&mut bob, 5).await;
+    assert_gap_free(got.iter().map(|(o, _)| *o), 1, 5);
+    while seen.len() < 5 {
+        let v = alice.recv().await;
+        if v["type"] == "message" {
+            seen.push(v["offset"].as_u64().unwrap());
+        }
+    }
+    assert_gap_free(seen, 1, 5);
+    // The stream drops; its EventSource reconnects through the proxy to another
+    // instance, which resumes the session from Redis and replays what was missed.
+    let last = alice.sse().last_id.clone().unwrap();
+    assert!(last.ends_with(",lobby:5"), "{last}");
+    alice.close().await;
+    send_one(&mut bob, "lobby", "while away").await.unwrap();
+    let mut back = Client::connect_sse(servers[1].addr, Some(&last)).await;
+    assert!(back.sse().resumed);
+    assert_eq!(back.expect("welcome").await["nick"], "alice");
+    assert_eq!(back.expect("joined").await["recovered"], true);
+    assert_eq!(
+        messages_until(&mut back, 6).await,
+        vec![(6, "while away".to_owned())]
+    );
+    // A POST for the old stream finds nobody once its instance let it go (the resume
+    // told it to close): the client must use the new one.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = post(2, json!([])).await;
+        if status == 404 {
+            assert_eq!(body["code"], "no_stream");
+            break;
+        }
+        assert_eq!(status, 202);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the old stream never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

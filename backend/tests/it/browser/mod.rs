@@ -551,7 +551,7 @@ async fn flood(
     let mut c = Client::connect(ws_url).await;
     assert_eq!(c.hello(nick).await["type"], "welcome");
     assert_eq!(c.join(room).await["type"], "joined");
-    let (mut sink, mut stream) = c.ws.split();
+    let (mut sink, mut stream) = c.into_ws().split();
     let stopped = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
     let done_sending = Arc::new(AtomicBool::new(false));

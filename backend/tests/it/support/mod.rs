@@ -6,6 +6,7 @@
 pub mod nginx;
 pub mod push_service;
 pub mod redis;
+pub mod sse;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +32,8 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), RunError>>>,
     _dir: Option<tempfile::TempDir>,
+    /// What [`TestServer::client`] connects with.
+    transport: Transport,
 }
 
 impl TestServer {
@@ -73,6 +76,7 @@ impl TestServer {
             stop: Some(stop),
             handle: Some(handle),
             _dir: None,
+            transport: Transport::WebSocket,
         }
     }
 
@@ -95,7 +99,16 @@ impl TestServer {
     }
 
     pub async fn client(&self) -> Client {
-        Client::connect(&self.ws_url()).await
+        match self.transport {
+            Transport::WebSocket => Client::connect(&self.ws_url()).await,
+            Transport::Sse => Client::connect_sse(self.addr, None).await,
+        }
+    }
+
+    /// The same server, its clients speaking `transport`.
+    pub fn over(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
     }
 
     /// A client that said hello as `nick`.
@@ -123,10 +136,28 @@ impl Drop for TestServer {
     }
 }
 
-/// A protocol v1 client over a real WebSocket.
+/// Which transport a [`Client`] speaks the protocol over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket,
+    /// `GET /sse` for the server's frames, `POST /sse/send` for ours.
+    Sse,
+}
+
+/// A protocol client over a real WebSocket or a real SSE stream: the same calls, so one
+/// test can run over both.
 pub struct Client {
-    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    link: Link,
     next_id: u64,
+}
+
+enum Link {
+    WebSocket(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
+    Sse {
+        stream: Box<sse::Stream>,
+        /// Error frames a refused POST answered with, delivered before the stream's next.
+        answers: std::collections::VecDeque<Value>,
+    },
 }
 
 impl Client {
@@ -137,38 +168,111 @@ impl Client {
         Client::from_stream(ws)
     }
 
+    /// A client over an SSE stream of the server at `addr` (resuming `last_id`'s).
+    pub async fn connect_sse(addr: SocketAddr, last_id: Option<&str>) -> Self {
+        Client::from_sse(sse::Stream::open(addr, last_id).await)
+    }
+
+    pub fn from_sse(stream: sse::Stream) -> Self {
+        Client {
+            link: Link::Sse {
+                stream: Box::new(stream),
+                answers: Default::default(),
+            },
+            next_id: 0,
+        }
+    }
+
     pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
-        Client { ws, next_id: 0 }
+        Client {
+            link: Link::WebSocket(Box::new(ws)),
+            next_id: 0,
+        }
+    }
+
+    /// The WebSocket, for tests of the WebSocket itself. Panics on SSE.
+    pub fn ws(&mut self) -> &mut WebSocketStream<MaybeTlsStream<TcpStream>> {
+        match &mut self.link {
+            Link::WebSocket(ws) => ws,
+            Link::Sse { .. } => panic!("this client speaks SSE"),
+        }
+    }
+
+    /// The WebSocket, owned. Panics on SSE.
+    pub fn into_ws(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        match self.link {
+            Link::WebSocket(ws) => *ws,
+            Link::Sse { .. } => panic!("this client speaks SSE"),
+        }
+    }
+
+    /// The SSE stream. Panics on a WebSocket.
+    pub fn sse(&mut self) -> &mut sse::Stream {
+        match &mut self.link {
+            Link::Sse { stream, .. } => stream,
+            Link::WebSocket(_) => panic!("this client speaks WebSocket"),
+        }
+    }
+
+    /// Goes away: a WebSocket closes (its close frame sent), an SSE stream is dropped.
+    pub async fn close(self) {
+        match self.link {
+            Link::WebSocket(mut ws) => WebSocketStream::close(&mut ws, None).await.unwrap(),
+            Link::Sse { stream, .. } => drop(stream),
+        }
     }
 
     pub async fn send(&mut self, frame: Value) {
-        self.ws
-            .send(Message::text(frame.to_string()))
-            .await
-            .expect("send");
+        self.send_raw(&frame.to_string()).await;
     }
 
+    /// Sends `text` as one frame: a WebSocket text message, or the one element of a
+    /// POST's array (text that is not JSON makes the whole POST refused with
+    /// `bad_json`, which then counts as the frame's answer).
     pub async fn send_raw(&mut self, text: &str) {
-        self.ws
-            .send(Message::text(text.to_owned()))
-            .await
-            .expect("send");
+        match &mut self.link {
+            Link::WebSocket(ws) => ws.send(Message::text(text.to_owned())).await.expect("send"),
+            Link::Sse { stream, answers } => {
+                let (status, body) = stream.post(format!("[{text}]")).await;
+                if status != 202 {
+                    assert_eq!(body["type"], "error", "POST answered {status}: {body}");
+                    answers.push_back(body);
+                }
+            }
+        }
     }
 
-    /// The next JSON frame, skipping pings and pongs; panics on close or timeout.
+    /// The next JSON frame, skipping pings, pongs and heartbeats; panics on close or
+    /// timeout.
     pub async fn recv(&mut self) -> Value {
-        loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("timed out waiting for a frame")
-                .expect("connection ended")
-                .expect("read error");
-            match msg {
-                Message::Text(t) => {
-                    return serde_json::from_str(t.as_str()).expect("server sent invalid JSON")
+        match &mut self.link {
+            Link::WebSocket(ws) => loop {
+                let msg = tokio::time::timeout(WAIT, ws.next())
+                    .await
+                    .expect("timed out waiting for a frame")
+                    .expect("connection ended")
+                    .expect("read error");
+                match msg {
+                    Message::Text(t) => {
+                        return serde_json::from_str(t.as_str()).expect("server sent invalid JSON")
+                    }
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                    other => panic!("expected a text frame, got {other:?}"),
                 }
-                Message::Ping(_) | Message::Pong(_) => continue,
-                other => panic!("expected a text frame, got {other:?}"),
+            },
+            Link::Sse { stream, answers } => {
+                if let Some(answer) = answers.pop_front() {
+                    return answer;
+                }
+                loop {
+                    match stream.next_event().await.expect("connection ended") {
+                        sse::Event::Comment(_) => continue,
+                        sse::Event::Data {
+                            event: None, data, ..
+                        } => return serde_json::from_str(&data).expect("server sent invalid JSON"),
+                        other => panic!("expected a frame, got {other:?}"),
+                    }
+                }
             }
         }
     }
@@ -218,11 +322,23 @@ impl Client {
     /// Asserts that nothing arrives for `wait`: only for checks about time itself (a
     /// timer that must not fire); otherwise use [`Client::expect_nothing_queued`].
     pub async fn expect_silence(&mut self, wait: Duration) {
-        loop {
-            match tokio::time::timeout(wait, self.ws.next()).await {
-                Err(_) => return,
-                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-                Ok(other) => panic!("expected silence, got {other:?}"),
+        match &mut self.link {
+            Link::WebSocket(ws) => loop {
+                match tokio::time::timeout(wait, ws.next()).await {
+                    Err(_) => return,
+                    Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                    Ok(other) => panic!("expected silence, got {other:?}"),
+                }
+            },
+            Link::Sse { stream, answers } => {
+                assert!(answers.is_empty(), "expected silence, got {answers:?}");
+                loop {
+                    match stream.event_within(wait).await {
+                        Err(()) => return,
+                        Ok(Some(sse::Event::Comment(_))) => continue,
+                        Ok(other) => panic!("expected silence, got {other:?}"),
+                    }
+                }
             }
         }
     }
@@ -236,17 +352,35 @@ impl Client {
     /// The close frame's code and reason, skipping other frames; `None` when the
     /// connection ended without one.
     pub async fn expect_close_frame(&mut self) -> Option<(u16, String)> {
-        loop {
-            match tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("timed out waiting for close")
-            {
-                Some(Ok(Message::Close(frame))) => {
-                    return frame.map(|f| (f.code.into(), f.reason.to_string()))
+        match &mut self.link {
+            Link::WebSocket(ws) => loop {
+                match tokio::time::timeout(WAIT, ws.next())
+                    .await
+                    .expect("timed out waiting for close")
+                {
+                    Some(Ok(Message::Close(frame))) => {
+                        return frame.map(|f| (f.code.into(), f.reason.to_string()))
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => return None,
                 }
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return None,
-            }
+            },
+            Link::Sse { stream, .. } => loop {
+                match stream.next_event().await? {
+                    sse::Event::Data {
+                        event: Some(event),
+                        data,
+                        ..
+                    } if event == "close" => {
+                        let v: Value = serde_json::from_str(&data).unwrap();
+                        let code = v["code"].as_u64().unwrap() as u16;
+                        // The stream ends after its close event.
+                        assert_eq!(stream.event_within(WAIT).await, Ok(None));
+                        return Some((code, v["reason"].as_str().unwrap().to_owned()));
+                    }
+                    _ => continue,
+                }
+            },
         }
     }
 
