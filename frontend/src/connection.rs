@@ -66,12 +66,13 @@ struct Link {
     transports: Chooser,
     /// The pending reconnect, cancelled when the person reconnects by hand.
     retry: Option<TimeoutHandle>,
-    /// Gives up on a carrier that delivers nothing in time.
-    watchdog: Option<TimeoutHandle>,
-    /// While on SSE: the timer of the WebSocket probes, and the probe out with its
-    /// deadline.
-    prober: Option<IntervalHandle>,
-    probe: Option<(Probe, TimeoutHandle)>,
+    /// When (ms) the carrier in use is given up on if it delivered nothing by then.
+    /// Deadlines are checked by the clock's tick, like the probes': no timer each.
+    mute_at: u64,
+    /// While on SSE: when the next WebSocket probe goes out, and the probe out with
+    /// the time it fails at.
+    next_probe: Option<u64>,
+    probe: Option<(Probe, u64)>,
     ticker: Option<IntervalHandle>,
 }
 
@@ -102,6 +103,7 @@ pub(crate) fn provide_connection_context(chat: Store) -> Connection {
             move || {
                 clock.update(|c| *c = (*c).max(now()));
                 conn.flush_reads();
+                conn.tick(now());
             },
             std::time::Duration::from_secs(1),
         )

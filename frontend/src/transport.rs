@@ -60,14 +60,12 @@ impl Transport {
     /// The status badge's tooltip and accessible name: its `label` as a sentence,
     /// with the transport (`Connected (fallback: SSE)`).
     pub(crate) fn badge_title(self, label: &str) -> String {
-        let mut chars = label.chars();
-        let first = chars.next().map(|c| c.to_uppercase().collect::<String>());
-        format!(
-            "{}{} ({})",
-            first.unwrap_or_default(),
-            chars.as_str(),
-            self.describe()
-        )
+        let mut title = format!("{label} ({})", self.describe());
+        // The labels start with an ASCII letter.
+        if let Some(first) = title.get_mut(..1) {
+            first.make_ascii_uppercase();
+        }
+        title
     }
 }
 

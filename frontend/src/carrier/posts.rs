@@ -5,15 +5,13 @@
 //! every POST answered before it was sent (docs/protocol.md), so waiting for each
 //! answer is what keeps our frames in the order we wrote them, as a WebSocket would.
 
-use std::collections::VecDeque;
-
 use common::MAX_POSTED_FRAMES;
 
 /// Frames waiting to be posted, and whether a POST is out.
 #[derive(Debug)]
 pub(crate) struct Posts {
     /// Each frame's JSON, oldest first.
-    waiting: VecDeque<String>,
+    waiting: Vec<String>,
     in_flight: bool,
     /// The most bytes one body may have (the server's limit: four frames' worth).
     max_body: usize,
@@ -22,7 +20,7 @@ pub(crate) struct Posts {
 impl Posts {
     pub(crate) fn new(max_body: usize) -> Self {
         Posts {
-            waiting: VecDeque::new(),
+            waiting: Vec::new(),
             in_flight: false,
             max_body,
         }
@@ -30,7 +28,7 @@ impl Posts {
 
     /// Queues a frame behind those already written.
     pub(crate) fn push(&mut self, frame: String) {
-        self.waiting.push_back(frame);
+        self.waiting.push(frame);
     }
 
     /// The next body to post (a JSON array of the oldest waiting frames: at most
@@ -41,22 +39,20 @@ impl Posts {
         if self.in_flight || self.waiting.is_empty() {
             return None;
         }
-        let mut body = String::from("[");
+        // The brackets, then each frame and its comma.
+        let mut len = 1;
         let mut count = 0;
-        while let Some(frame) = self.waiting.front() {
-            // The frame, its comma and the closing bracket.
-            let grown = body.len() + frame.len() + 2;
-            if count == MAX_POSTED_FRAMES || (count > 0 && grown > self.max_body) {
+        for frame in &self.waiting {
+            len += frame.len() + 1;
+            if count == MAX_POSTED_FRAMES || (count > 0 && len > self.max_body) {
                 break;
             }
-            if count > 0 {
-                body.push(',');
-            }
-            body.push_str(frame);
-            self.waiting.pop_front();
             count += 1;
         }
-        body.push(']');
+        let body = format!(
+            "[{}]",
+            self.waiting.drain(..count).collect::<Vec<_>>().join(",")
+        );
         self.in_flight = true;
         Some(body)
     }

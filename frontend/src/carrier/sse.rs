@@ -12,7 +12,6 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use web_sys::{Event, EventSource, MessageEvent};
 
@@ -54,16 +53,24 @@ pub(crate) struct Stream {
     _error: Closure<dyn FnMut(Event)>,
 }
 
-/// The `stream` event's data.
-#[derive(Deserialize)]
-struct Named {
-    stream: String,
-}
-
-/// The `close` event's data.
-#[derive(Deserialize)]
-struct Close {
-    code: u16,
+/// The value of `key` in the flat JSON object of a `stream` or `close` event, as
+/// text: `{"stream":"abc","resumed":false}` has `abc` for `stream`, `false` for
+/// `resumed`. The values read here (a stream id, a close code) hold no quotes or
+/// escapes and come before any text that could look like the key, so splitting at
+/// quotes is all the parsing they need, and far smaller in the bundle than a
+/// deserializer per event.
+fn field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let mut parts = json.split('"');
+    parts.position(|p| p == key)?;
+    let after = parts.next()?.trim();
+    if after == ":" {
+        return parts.next();
+    }
+    after
+        .strip_prefix(':')?
+        .split([',', '}'])
+        .next()
+        .map(str::trim)
 }
 
 impl Stream {
@@ -85,16 +92,16 @@ impl Stream {
         };
         // The first event names the stream: frames may go out from now on.
         let stream = on(|shared, data| {
-            let Ok(named) = serde_json::from_str::<Named>(&data) else {
+            let Some(id) = field(&data, "stream") else {
                 return shared.end(None);
             };
-            shared.state.borrow_mut().id = Some(named.stream);
+            shared.state.borrow_mut().id = Some(id.to_owned());
             (shared.sink)(Incoming::Open);
         });
         let message = on(|shared, data| (shared.sink)(Incoming::Frame(data)));
         // The server's close frame: the code says whether and how to come back.
         let close = on(|shared, data| {
-            shared.end(serde_json::from_str::<Close>(&data).ok().map(|c| c.code));
+            shared.end(field(&data, "code").and_then(|c| c.parse().ok()));
         });
         let error = {
             let shared = shared.clone();
@@ -185,5 +192,24 @@ impl Drop for Stream {
             .remove_event_listener_with_callback("stream", self._stream.as_ref().unchecked_ref());
         let _ = source
             .remove_event_listener_with_callback("close", self._close.as_ref().unchecked_ref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field;
+
+    #[test]
+    fn the_fields_of_the_named_events() {
+        let stream = r#"{"stream":"a1B2c3","resumed":false}"#;
+        assert_eq!(field(stream, "stream"), Some("a1B2c3"));
+        assert_eq!(field(stream, "resumed"), Some("false"));
+        let close = r#"{"code": 4001, "reason": "too many connections"}"#;
+        assert_eq!(field(close, "code"), Some("4001"));
+        assert_eq!(field(close, "reason"), Some("too many connections"));
+        assert_eq!(field(r#"{"reason":"x","code":1001}"#, "code"), Some("1001"));
+        assert_eq!(field(r#"{"code":1001}"#, "code"), Some("1001"));
+        assert_eq!(field(close, "stream"), None);
+        assert_eq!(field("not json", "code"), None);
     }
 }

@@ -66,21 +66,21 @@ pub(crate) fn Header() -> impl IntoView {
             </Show>
             <h1>"Huddle"</h1>
             <Show when=show_status>
-                // Which transport carries the chat: said in the tooltip and the
-                // accessible name, and shown when it is the fallback, which behaves
-                // the same but costs more.
+                // Which transport carries the chat: said in the tooltip, and shown
+                // when it is the fallback, which behaves the same but costs more.
                 <span
                     class=move || format!("status status-{}", status.get().class())
                     role="status"
                     data-welcomes=move || conn.welcomes.get()
                     data-transport=move || conn.transport.get().attr()
                     title=move || conn.transport.get().badge_title(&label())
-                    aria-label=move || conn.transport.get().badge_title(&label())
                 >
-                    {label}
                     {move || {
-                        (conn.transport.get() == Transport::Sse && status.get() == Status::Connected)
-                            .then_some(" \u{b7} SSE")
+                        let mut shown = label();
+                        if conn.transport.get() == Transport::Sse && status.get() == Status::Connected {
+                            shown.push_str(" \u{b7} SSE");
+                        }
+                        shown
                     }}
                 </span>
             </Show>

@@ -1,8 +1,9 @@
 //! The connection's carrier from opening to end: which transport it uses
-//! ([`crate::transport`] decides), when to try again ([`crate::link`] decides), the
-//! watchdog that gives up on a carrier that delivers nothing, the WebSocket probes
-//! while on SSE, and every server frame applied to the store, whichever carrier
-//! brought it.
+//! ([`crate::transport`] decides), when to try again ([`crate::link`] decides), giving
+//! up on a carrier that delivers nothing, the WebSocket probes while on SSE, and every
+//! server frame applied to the store, whichever carrier brought it. The deadlines are
+//! checked by the clock's one-second tick ([`Connection::tick`]) rather than a timer
+//! each: a second more or less does not matter to them.
 //!
 //! Each carrier gets a serial number, and its reports carry it: anything from a carrier
 //! already replaced is ignored, so a late event of an old socket or stream can never
@@ -63,10 +64,22 @@ impl Connection {
             Status::Connecting
         };
         self.set_status.set(status);
+        let at = now();
         let Some((transport, serial)) = self.link.try_update_value(|l| {
             l.serial = l.serial.wrapping_add(1);
             l.heard = false;
-            (l.transports.current(), l.serial)
+            let transport = l.transports.current();
+            let wait = match transport {
+                Transport::WebSocket => WS_SILENCE,
+                Transport::Sse => {
+                    // On SSE, probes go out from now on.
+                    l.next_probe
+                        .get_or_insert(at + PROBE_EVERY.as_millis() as u64);
+                    SSE_SILENCE
+                }
+            };
+            l.mute_at = at + wait.as_millis() as u64;
+            (transport, l.serial)
         }) else {
             return;
         };
@@ -78,10 +91,6 @@ impl Connection {
             Ok(carrier) => {
                 let old = self.link.try_update_value(|l| l.carrier.replace(carrier));
                 drop(old);
-                self.watch(serial, transport);
-                if transport == Transport::Sse {
-                    self.start_probing();
-                }
             }
             Err(err) => {
                 leptos::logging::warn!("cannot connect: {err:?}");
@@ -90,31 +99,28 @@ impl Connection {
         }
     }
 
-    /// Gives up on carrier `serial` if it delivers no frame in time: a WebSocket that
-    /// opens and stays mute is how some proxies break them.
-    fn watch(self, serial: u32, transport: Transport) {
-        let wait = match transport {
-            Transport::WebSocket => WS_SILENCE,
-            Transport::Sse => SSE_SILENCE,
+    /// The clock's tick: gives up on a carrier that delivered nothing in time (a
+    /// WebSocket that opens and stays mute is how some proxies break them), and runs
+    /// the probes.
+    pub(super) fn tick(self, now: u64) {
+        let Some((mute, probe_failed, probe_due)) = self.link.try_with_value(|l| {
+            let mute = (l.carrier.is_some() && !l.heard && now >= l.mute_at).then_some(l.serial);
+            let probe_failed = l.probe.as_ref().is_some_and(|(_, at)| now >= *at);
+            let probe_due = l.transports.probing()
+                && l.probe.is_none()
+                && l.next_probe.is_some_and(|at| now >= at);
+            (mute, probe_failed, probe_due)
+        }) else {
+            return;
         };
-        let watchdog = set_timeout_with_handle(
-            move || {
-                let mute = self
-                    .link
-                    .try_with_value(|l| l.serial == serial && !l.heard)
-                    .unwrap_or(false);
-                if mute {
-                    self.on_incoming(serial, Incoming::Closed(None));
-                }
-            },
-            wait,
-        )
-        .ok();
-        let old = self
-            .link
-            .try_update_value(|l| std::mem::replace(&mut l.watchdog, watchdog));
-        if let Some(old) = old.flatten() {
-            old.clear();
+        if let Some(serial) = mute {
+            self.on_incoming(serial, Incoming::Closed(None));
+        }
+        if probe_failed {
+            self.probed(false);
+        }
+        if probe_due {
+            self.probe(now);
         }
     }
 
@@ -155,22 +161,14 @@ impl Connection {
         }
     }
 
-    /// The carrier in use delivered a frame: the watchdog can rest, and its transport
-    /// works.
+    /// The carrier in use delivered a frame: it is not mute, and its transport works.
     fn heard(self) {
-        let watchdog = self.link.try_update_value(|l| {
-            if l.heard {
-                return None;
-            }
+        self.link.update_value(|l| {
             l.heard = true;
             if let Some(transport) = l.carrier.as_ref().map(Carrier::transport) {
                 l.transports.heard(transport);
             }
-            l.watchdog.take()
         });
-        if let Some(watchdog) = watchdog.flatten() {
-            watchdog.clear();
-        }
     }
 
     /// A server frame, from either carrier: applied to the store, its effects carried
@@ -234,15 +232,12 @@ impl Connection {
             // against WebSockets.
             let switched =
                 code.is_none() && !l.heard && transport.is_some_and(|t| l.transports.silent(t));
-            (carrier, l.watchdog.take(), switched)
+            (carrier, switched)
         });
-        let Some((carrier, watchdog, switched)) = ended else {
+        let Some((carrier, switched)) = ended else {
             return;
         };
         drop(carrier);
-        if let Some(watchdog) = watchdog {
-            watchdog.clear();
-        }
         self.chat.update(Parts::ALL, ChatState::disconnected);
         let refused = self.chat.with_untracked(ChatState::refused);
         let next = self
@@ -287,105 +282,63 @@ impl Connection {
         }
     }
 
-    /// While on SSE: a WebSocket probe every [`PROBE_EVERY`].
-    fn start_probing(self) {
-        if self.link.with_value(|l| l.prober.is_some()) {
-            return;
-        }
-        match set_interval_with_handle(move || self.probe(), PROBE_EVERY) {
-            Ok(prober) => self.link.update_value(|l| l.prober = Some(prober)),
-            Err(err) => leptos::logging::warn!("cannot schedule probes: {err:?}"),
-        }
-    }
-
-    /// Opens a probe, unless one is out, the page is back on WebSockets, or it is not
+    /// Opens a probe (while on SSE, every [`PROBE_EVERY`]), unless the page is not
     /// connecting at all (signed out, refused, closed for newer tabs).
-    fn probe(self) {
+    fn probe(self, now: u64) {
         let wanted = self
             .link
-            .try_with_value(|l| {
-                l.probe.is_none()
-                    && l.transports.probing()
-                    && (l.carrier.is_some() || l.retry.is_some())
+            .try_update_value(|l| {
+                l.next_probe = Some(now + PROBE_EVERY.as_millis() as u64);
+                l.carrier.is_some() || l.retry.is_some()
             })
             .unwrap_or(false);
         if !wanted {
             return;
         }
-        let probe = match Probe::start(move |answered| self.probed(answered)) {
-            Ok(probe) => probe,
-            Err(err) => return leptos::logging::warn!("cannot probe: {err:?}"),
-        };
-        let Ok(timeout) = set_timeout_with_handle(move || self.probed(false), PROBE_WAIT) else {
-            return;
-        };
-        self.link.update_value(|l| l.probe = Some((probe, timeout)));
+        match Probe::start(move |answered| self.probed(answered)) {
+            Ok(probe) => {
+                let fails_at = now + PROBE_WAIT.as_millis() as u64;
+                self.link
+                    .update_value(|l| l.probe = Some((probe, fails_at)));
+            }
+            Err(err) => leptos::logging::warn!("cannot probe: {err:?}"),
+        }
     }
 
     /// The probe out has its answer (`false`: none in time, or its socket closed).
     /// Frames came back: WebSockets work again, so the stream is closed and the page
     /// reconnects on a WebSocket at once, resuming like after any reconnect.
     fn probed(self, answered: bool) {
-        let Some((probe, timeout)) = self.link.try_update_value(|l| l.probe.take()).flatten()
-        else {
+        let Some((probe, moved, stream, retrying)) = self.link.try_update_value(|l| {
+            let probe = l.probe.take();
+            let moved = probe.is_some() && answered && l.transports.probe_answered();
+            if moved {
+                l.next_probe = None;
+            }
+            let stream = if moved { l.carrier.take() } else { None };
+            (probe, moved, stream, l.retry.is_some())
+        }) else {
             return;
         };
-        timeout.clear();
         drop(probe);
-        let moved = answered
-            && self
-                .link
-                .try_update_value(|l| l.transports.probe_answered())
-                .unwrap_or(false);
-        if !moved {
-            return;
-        }
-        self.stop_probing();
-        let stream = self.link.try_update_value(|l| {
-            let stream = l.carrier.take();
-            (stream, l.watchdog.take(), l.retry.is_some())
-        });
-        let Some((stream, watchdog, retrying)) = stream else {
-            return;
-        };
-        if let Some(watchdog) = watchdog {
-            watchdog.clear();
-        }
-        if stream.is_some() || retrying {
+        if moved && (stream.is_some() || retrying) {
             drop(stream);
             self.chat.update(Parts::ALL, ChatState::disconnected);
             self.reconnect_now();
         }
     }
 
-    /// Stops the probes, and drops the one out.
-    fn stop_probing(self) {
-        let taken = self
-            .link
-            .try_update_value(|l| (l.prober.take(), l.probe.take()));
-        if let Some((prober, probe)) = taken {
-            if let Some(prober) = prober {
-                prober.clear();
-            }
-            if let Some((probe, timeout)) = probe {
-                timeout.clear();
-                drop(probe);
-            }
-        }
-    }
-
-    /// Closes the carrier and cancels any reconnect, watchdog and probe, keeping the
-    /// clock.
+    /// Closes the carrier and cancels any reconnect and probe, keeping the clock.
     pub(super) fn stop(self) {
-        self.stop_probing();
         let link = self.link.try_update_value(|l| {
             l.policy.reset();
-            (l.carrier.take(), l.retry.take(), l.watchdog.take())
+            l.next_probe = None;
+            (l.carrier.take(), l.retry.take(), l.probe.take())
         });
-        if let Some((carrier, retry, watchdog)) = link {
-            drop(carrier);
-            for timer in [retry, watchdog].into_iter().flatten() {
-                timer.clear();
+        if let Some((carrier, retry, probe)) = link {
+            drop((carrier, probe));
+            if let Some(retry) = retry {
+                retry.clear();
             }
         }
     }

@@ -188,12 +188,7 @@ async fn behind_a_proxy_refusing_websockets_the_chat_runs_over_sse_through_resta
             Some("sse"),
             "{who}'s transport"
         );
-        let name: String = js(
-            b,
-            "return document.querySelector('.status').getAttribute('aria-label')",
-            vec![],
-        )
-        .await;
+        let name: String = js(b, "return document.querySelector('.status').title", vec![]).await;
         assert_eq!(name, "Connected (fallback: SSE)");
     }
     screenshot(&alice, "fallback-sse.png").await;
