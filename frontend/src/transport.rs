@@ -8,11 +8,13 @@
 //! nothing ever comes through it (a proxy that does not forward frames). So the rule is
 //! about what a socket *delivered*: one that ends, or is given up on after
 //! [`WS_SILENCE`], without a single frame from the server is silent, and
-//! [`SILENT_TO_SWITCH`] silent sockets in a row move the page to SSE. A server that is
-//! merely restarting also gives silent sockets; the page then lands on SSE too, and the
+//! [`SILENT_TO_SWITCH`] silent sockets in a row move the page to SSE, where a
 //! background probe ([`PROBE_EVERY`]) brings it back to the WebSocket once one answers.
-//! Nothing is lost either way: every switch is a reconnect, with `join {since}` and
-//! unacknowledged sends resent under their ids.
+//! A server that is merely restarting (or a network that is down) also gives silent
+//! sockets; but then the stream gets nothing either, and a silent stream sends the page
+//! back to trying WebSockets first, so a restart does not leave every page on the
+//! fallback. Nothing is lost either way: every switch is a reconnect, with
+//! `join {since}` and unacknowledged sends resent under their ids.
 
 use std::time::Duration;
 
@@ -91,16 +93,22 @@ impl Chooser {
     }
 
     /// A carrier of `transport` ended, or was given up on, without delivering a frame.
-    /// Returns `true` when this moves the page to SSE.
+    /// Returns `true` when this changes the transport: to SSE after enough silent
+    /// WebSockets, back to WebSockets after a silent stream (the server or the network
+    /// is away, not just WebSockets).
     pub(crate) fn silent(&mut self, transport: Transport) -> bool {
-        if transport != Transport::WebSocket || self.current != Transport::WebSocket {
+        if transport != self.current {
             return false;
         }
-        self.silent += 1;
-        if self.silent < SILENT_TO_SWITCH {
-            return false;
+        if transport == Transport::WebSocket {
+            self.silent += 1;
+            if self.silent < SILENT_TO_SWITCH {
+                return false;
+            }
+            self.current = Transport::Sse;
+        } else {
+            self.current = Transport::WebSocket;
         }
-        self.current = Transport::Sse;
         self.silent = 0;
         true
     }
@@ -134,9 +142,26 @@ mod tests {
         assert!(c.silent(Transport::WebSocket));
         assert_eq!(c.current(), Transport::Sse);
         assert!(c.probing());
-        // Further silence changes nothing: SSE streams are not counted.
-        assert!(!c.silent(Transport::Sse));
+        // A late report of an older socket changes nothing.
         assert!(!c.silent(Transport::WebSocket));
+        assert_eq!(c.current(), Transport::Sse);
+        // A stream that works keeps the page on SSE.
+        c.heard(Transport::Sse);
+        assert_eq!(c.current(), Transport::Sse);
+    }
+
+    #[test]
+    fn a_silent_stream_sends_the_page_back_to_websockets() {
+        // A restarting server: two refused sockets, then the stream is refused too.
+        let mut c = Chooser::default();
+        c.silent(Transport::WebSocket);
+        c.silent(Transport::WebSocket);
+        assert!(c.silent(Transport::Sse));
+        assert_eq!(c.current(), Transport::WebSocket);
+        assert!(!c.probing());
+        // And it takes two silent sockets again to fall back.
+        assert!(!c.silent(Transport::WebSocket));
+        assert!(c.silent(Transport::WebSocket));
         assert_eq!(c.current(), Transport::Sse);
     }
 

@@ -70,7 +70,10 @@ impl Connection {
             l.heard = false;
             let transport = l.transports.current();
             let wait = match transport {
-                Transport::WebSocket => WS_SILENCE,
+                Transport::WebSocket => {
+                    l.next_probe = None;
+                    WS_SILENCE
+                }
                 Transport::Sse => {
                     // On SSE, probes go out from now on.
                     l.next_probe
@@ -228,13 +231,18 @@ impl Connection {
         let ended = self.link.try_update_value(|l| {
             let carrier = l.carrier.take();
             let transport = carrier.as_ref().map(Carrier::transport);
-            // A WebSocket that brought nothing, not even a close frame, counts
-            // against WebSockets.
+            // A carrier that brought nothing, not even a close frame, counts
+            // against its transport.
             let switched =
                 code.is_none() && !l.heard && transport.is_some_and(|t| l.transports.silent(t));
-            (carrier, switched)
+            // To the fallback at once: the WebSocket is no reason to wait for the
+            // stream. Back to WebSockets with the backoff: the server is away.
+            (
+                carrier,
+                switched && l.transports.current() == Transport::Sse,
+            )
         });
-        let Some((carrier, switched)) = ended else {
+        let Some((carrier, to_sse)) = ended else {
             return;
         };
         drop(carrier);
@@ -244,8 +252,7 @@ impl Connection {
             .link
             .try_update_value(|l| l.policy.closed(code, refused, js_sys::Math::random()));
         match next {
-            // Another transport is no reason to wait.
-            Some(AfterClose::Retry(_)) if switched => self.schedule_reconnect(Some(Duration::ZERO)),
+            Some(AfterClose::Retry(_)) if to_sse => self.schedule_reconnect(Some(Duration::ZERO)),
             Some(AfterClose::Retry(delay)) => self.schedule_reconnect(Some(delay)),
             Some(AfterClose::SessionTaken) => {
                 self.chat.update(Parts::ALL, ChatState::taken_over);
