@@ -270,6 +270,9 @@ async fn when_websockets_open_but_carry_nothing_the_page_falls_back_to_sse_by_it
         assert_eq!(message_texts(b).await, expected, "what {who} sees");
     }
     assert_eq!(stored(&server, "lobby").await, expected);
+    // The picture in the README (with `HUDDLE_SCREENSHOTS=1`): the badge says SSE.
+    let (path, _, _) = screenshot_to(&bob, &screenshot_dir(true), "screenshot-fallback.png").await;
+    assert!(path.exists());
 }
 
 #[ignore = "needs Chromium, chromedriver and the web bundle; `cargo xtask test` runs it"]
