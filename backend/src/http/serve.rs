@@ -79,7 +79,12 @@ pub(crate) async fn serve(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .max_buf_size(MAX_HEAD_BYTES);
+        .max_buf_size(MAX_HEAD_BYTES)
+        // One `send` per write, not `writev`: std's send passes MSG_NOSIGNAL, writev
+        // cannot, and a client gone before its response would raise SIGPIPE in a host
+        // that does not ignore it (the fuzz harness). Responses are small or streamed in
+        // small chunks, so flattening them costs a copy of little.
+        .writev(false);
     let connections = TaskTracker::new();
     loop {
         let (tcp, peer) = tokio::select! {
