@@ -2,6 +2,9 @@
 //! `join`, then read every frame (checking offsets and latency) and, if it is a sender,
 //! send on schedule, until the run says stop. No second task and no channel per
 //! connection, and a 4 KiB read buffer, so a quarter of a million of them stay cheap.
+//!
+//! A client is a WebSocket, or with `--transport sse` an SSE stream ([`sse`]); what it
+//! does with the frames (the checks, the pacing) is the same [`Conn`] either way.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -18,7 +21,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::measure::{OffsetTracker, Shared};
-use crate::scenario::{parse_stamp, send_frame, Load, Scenario};
+use crate::scenario::{parse_stamp, send_frame, Load, Scenario, Transport};
+
+mod sse;
 
 type Ws = WebSocketStream<TcpStream>;
 
@@ -86,9 +91,16 @@ enum End {
 /// the connections being set up at once, given back once it has joined.
 pub(crate) async fn client(ctx: Arc<Ctx>, index: usize, permit: OwnedSemaphorePermit) {
     let room = ctx.scenario.room_of(index);
-    let joined = set_up(&ctx, index, room).await;
+    let joined = match ctx.scenario.transport_of(index) {
+        Transport::WebSocket => set_up(&ctx, index, room)
+            .await
+            .map(|(ws, head)| (Link::Ws(ws), head)),
+        Transport::Sse => Box::pin(sse::set_up(&ctx, index, room))
+            .await
+            .map(|(stream, head)| (Link::Sse(Box::new(stream)), head)),
+    };
     drop(permit);
-    let (mut ws, head) = match joined {
+    let (link, head) = match joined {
         Ok(ok) => ok,
         Err(why) => {
             ctx.shared.setup_failed.fetch_add(1, Relaxed);
@@ -110,7 +122,10 @@ pub(crate) async fn client(ctx: Arc<Ctx>, index: usize, permit: OwnedSemaphorePe
         sending: false,
         acks: Vec::new(),
     };
-    let end = conn.run(&mut ws).await;
+    let end = match link {
+        Link::Ws(mut ws) => conn.run(&mut ws).await,
+        Link::Sse(mut stream) => Box::pin(conn.run_sse(&mut stream)).await,
+    };
     if let Some(all) = &ctx.acks {
         all.lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -127,24 +142,35 @@ pub(crate) async fn client(ctx: Arc<Ctx>, index: usize, permit: OwnedSemaphorePe
     }
 }
 
+/// A joined client's connection. It lives on its task's stack: boxing the WebSocket
+/// would cost every connection an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Link {
+    Ws(Ws),
+    /// Boxed: its buffers and parser are bigger than a WebSocket.
+    Sse(Box<sse::Sse>),
+}
+
+/// A TCP connection to `addr` from the source address `from`, without Nagle's delay.
+async fn connect_from(addr: SocketAddr, from: std::net::Ipv4Addr) -> Result<TcpStream, String> {
+    let socket = TcpSocket::new_v4().map_err(|e| e.kind().to_string())?;
+    socket
+        .bind(SocketAddr::new(from.into(), 0))
+        .map_err(|e| format!("bind: {}", e.kind()))?;
+    let stream = socket
+        .connect(addr)
+        .await
+        .map_err(|e| e.kind().to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.kind().to_string())?;
+    Ok(stream)
+}
+
 /// Connects, says hello and joins; returns the socket and the room's head.
 async fn set_up(ctx: &Ctx, index: usize, room: usize) -> Result<(Ws, u64), String> {
     let s = &ctx.scenario;
     let server = s.server_of(index);
     let addr = ctx.addrs[server];
-    let stream = step("connect", async {
-        let socket = TcpSocket::new_v4().map_err(|e| e.kind().to_string())?;
-        socket
-            .bind(SocketAddr::new(s.source_ip(index).into(), 0))
-            .map_err(|e| format!("bind: {}", e.kind()))?;
-        let stream = socket
-            .connect(addr)
-            .await
-            .map_err(|e| e.kind().to_string())?;
-        stream.set_nodelay(true).map_err(|e| e.kind().to_string())?;
-        Ok(stream)
-    })
-    .await?;
+    let stream = step("connect", connect_from(addr, s.source_ip(index))).await?;
     let (mut ws, _response) = step("handshake", async {
         tokio_tungstenite::client_async_with_config(
             s.urls[server].as_str(),
@@ -274,25 +300,14 @@ impl Conn<'_> {
         // Tasks that start late (a slow set-up) may find the window already open.
         let mut phase = *phase_rx.borrow_and_update();
         loop {
-            match phase {
-                Phase::Stop => return End::Stopped,
-                Phase::Run { start } if !self.sending && ctx.scenario.is_sender(self.index) => {
-                    self.sending = true;
-                    match ctx.scenario.load {
-                        Load::Rate(_) => pacer = Some(Pacer::new(&ctx.scenario, self.index, start)),
-                        Load::InFlight(n) => {
-                            if let Err(e) = self.send_more(ws, n).await {
-                                return End::Lost(e);
-                            }
-                        }
-                        Load::Idle => {}
+            match self.turn(phase, &mut pacer) {
+                Turn::Stop => return End::Stopped,
+                Turn::Send(n) => {
+                    if let Err(e) = self.send_more(ws, n).await {
+                        return End::Lost(e);
                     }
                 }
-                Phase::Drain if self.sending => {
-                    self.sending = false;
-                    pacer = None;
-                }
-                _ => {}
+                Turn::Go => {}
             }
             tokio::select! {
                 changed = phase_rx.changed() => {
@@ -321,6 +336,29 @@ impl Conn<'_> {
                 }
             }
         }
+    }
+
+    /// What the run's `phase` asks of this connection now: senders start their pacer
+    /// (or, closed loop, their first sends) when the window opens and stop at the drain.
+    fn turn(&mut self, phase: Phase, pacer: &mut Option<Pacer>) -> Turn {
+        let ctx = self.ctx;
+        match phase {
+            Phase::Stop => return Turn::Stop,
+            Phase::Run { start } if !self.sending && ctx.scenario.is_sender(self.index) => {
+                self.sending = true;
+                match ctx.scenario.load {
+                    Load::Rate(_) => *pacer = Some(Pacer::new(&ctx.scenario, self.index, start)),
+                    Load::InFlight(n) => return Turn::Send(n),
+                    Load::Idle => {}
+                }
+            }
+            Phase::Drain if self.sending => {
+                self.sending = false;
+                *pacer = None;
+            }
+            _ => {}
+        }
+        Turn::Go
     }
 
     /// Handles one frame from the socket; `Some` ends the connection.
@@ -420,44 +458,68 @@ impl Conn<'_> {
 
     /// Sends `n` messages stamped now (closed loop).
     async fn send_more(&mut self, ws: &mut Ws, n: usize) -> Result<(), String> {
-        let stamp = self.ctx.shared.clock.now_us();
-        self.send_batch(ws, n as u64, |_| stamp).await
+        let frames = self.more_frames(n);
+        send_all(ws, frames).await
     }
 
-    /// Sends the messages the pacer says are due, each stamped with the time it was due
-    /// (not when it went out), so a late sender shows as latency: no coordinated omission.
+    /// Sends the messages the pacer says are due.
     async fn send_due(&mut self, ws: &mut Ws, due: Due) -> Result<(), String> {
+        let frames = self.due_frames(due);
+        send_all(ws, frames).await
+    }
+
+    /// `n` more `send` frames stamped now (closed loop).
+    fn more_frames(&mut self, n: usize) -> Vec<String> {
+        let stamp = self.ctx.shared.clock.now_us();
+        self.frames(n as u64, |_| stamp)
+    }
+
+    /// The `send` frames the pacer says are due, each stamped with the time it was due
+    /// (not when it goes out), so a late sender shows as latency: no coordinated omission.
+    fn due_frames(&mut self, due: Due) -> Vec<String> {
         let clock = self.ctx.shared.clock;
         let first = self.seq;
         let n = due.until.saturating_sub(first).min(MAX_BURST);
-        self.send_batch(ws, n, |k| clock.us_at(due.pacer_at(first + k)))
-            .await
+        self.frames(n, |k| clock.us_at(due.pacer_at(first + k)))
     }
 
-    /// Feeds `n` frames and flushes once: one write carries them all.
-    async fn send_batch(
-        &mut self,
-        ws: &mut Ws,
-        n: u64,
-        stamp: impl Fn(u64) -> u64,
-    ) -> Result<(), String> {
+    /// The next `n` `send` frames, counted as sent.
+    fn frames(&mut self, n: u64, stamp: impl Fn(u64) -> u64) -> Vec<String> {
         // The window may have closed since this tick or ack was ready: a send now would
         // race the drain's "everything answered" check.
         if n == 0 || !self.ctx.shared.in_window.load(Relaxed) {
-            return Ok(());
+            return Vec::new();
         }
         let bytes = self.ctx.scenario.msg_bytes;
-        for k in 0..n {
-            let frame = send_frame(&self.room_name, self.index, self.seq, stamp(k), bytes);
-            ws.feed(Message::text(frame))
-                .await
-                .map_err(|e| short_ws_error(&e))?;
-            self.seq += 1;
-            self.outstanding += 1;
-            self.ctx.shared.sent.fetch_add(1, Relaxed);
-        }
-        ws.flush().await.map_err(|e| short_ws_error(&e))
+        let frames = (0..n)
+            .map(|k| send_frame(&self.room_name, self.index, self.seq + k, stamp(k), bytes))
+            .collect();
+        self.seq += n;
+        self.outstanding += n as usize;
+        self.ctx.shared.sent.fetch_add(n, Relaxed);
+        frames
     }
+}
+
+/// What the phase asks of a connection (see [`Conn::turn`]).
+enum Turn {
+    Stop,
+    /// Send this many now (a closed loop starting).
+    Send(usize),
+    Go,
+}
+
+/// Feeds `frames` and flushes once: one write carries them all.
+async fn send_all(ws: &mut Ws, frames: Vec<String>) -> Result<(), String> {
+    if frames.is_empty() {
+        return Ok(());
+    }
+    for frame in frames {
+        ws.feed(Message::text(frame))
+            .await
+            .map_err(|e| short_ws_error(&e))?;
+    }
+    ws.flush().await.map_err(|e| short_ws_error(&e))
 }
 
 /// Most frames handled in one turn of a connection's loop before it looks at the

@@ -10,7 +10,10 @@
 //! # Layout
 //! - [`scenario`]: the run's shape (clients → servers, source addresses, rooms,
 //!   senders, pacing) as functions of the client index, the hard caps, the stamped text.
-//! - `conn`: one client connection as one task (set-up, reading, sending on schedule).
+//! - `conn`: one client connection as one task (set-up, reading, sending on schedule),
+//!   over a WebSocket or (`--transport sse`) the SSE fallback.
+//! - [`event_stream`]: the SSE stream's bytes: the response head, the chunked coding,
+//!   the `text/event-stream` format, each parsed in pieces as the socket gives them.
 //! - [`measure`]: counters, the latency histogram, the offset tracker for loss and
 //!   duplicates.
 //! - [`procstat`]: RSS, CPU time and the open-files limit from `/proc`.
@@ -31,6 +34,7 @@
 
 pub mod alerts;
 mod conn;
+pub mod event_stream;
 pub mod floor;
 mod guest;
 pub mod history;
@@ -48,5 +52,5 @@ pub mod verify;
 pub use conn::AckRecord;
 pub use report::Report;
 pub use runner::{run, Options, Outcome, RunError};
-pub use scenario::{Load, Scenario};
+pub use scenario::{Load, Scenario, Transport};
 pub use verify::{verify, Verdict};

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use common::parse_duration;
 use loadgen::report::RunReport;
-use loadgen::scenario::{Load, Scenario, MAX_SOURCE_IPS};
+use loadgen::scenario::{Load, Scenario, Transport, MAX_SOURCE_IPS};
 use loadgen::{alerts, floor, history, plot, pushes, signins, verify, Options};
 
 /// Exit status of a run that finished but found problems.
@@ -331,6 +331,14 @@ struct RunArgs {
     /// Runtime worker threads (default: the CPUs this process may use).
     #[arg(long)]
     threads: Option<usize>,
+    /// How the clients connect: `ws`, or `sse` for the fallback over plain HTTP
+    /// (`GET /sse` for the server's frames, `POST /sse/send` for theirs, at the address
+    /// of --url).
+    #[arg(long, value_enum, default_value_t = Transport::WebSocket)]
+    transport: Transport,
+    /// How the senders connect (default: as --transport).
+    #[arg(long, value_enum)]
+    sender_transport: Option<Transport>,
 }
 
 fn main() -> ExitCode {
@@ -508,6 +516,8 @@ fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     scenario.ramp_steps = a.ramp_steps;
     scenario.setup_timeout = a.setup_timeout;
     scenario.room_prefix = a.room_prefix;
+    scenario.transport = a.transport;
+    scenario.sender_transport = a.sender_transport.unwrap_or(a.transport);
     if let Some(prefix) = a.nick_prefix {
         scenario.nick_prefix = prefix;
     }

@@ -81,6 +81,17 @@ pub struct Params {
     pub drain_s: f64,
     pub msg_bytes: usize,
     pub source_ips: u8,
+    /// How the clients that do not send connected: `ws` or `sse` (lines from before
+    /// the SSE transport have none: `ws`).
+    #[serde(default = "ws")]
+    pub transport: String,
+    /// How the senders connected.
+    #[serde(default = "ws")]
+    pub sender_transport: String,
+}
+
+fn ws() -> String {
+    "ws".to_owned()
 }
 
 /// The set-up phase.
@@ -150,6 +161,13 @@ impl RunReport for Report {
             "loadgen {}: {} clients in {} room(s), {} sender(s), {:.0}s window",
             self.label, p.clients, p.rooms, p.senders, self.window_s
         );
+        if p.transport != "ws" || p.sender_transport != "ws" {
+            let _ = writeln!(
+                out,
+                "  transport: {} (senders: {})",
+                p.transport, p.sender_transport
+            );
+        }
         let _ = writeln!(
             out,
             "  connect: {} ready of {} ({} failed) in {:.1}s = {:.0} conn/s",

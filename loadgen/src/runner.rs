@@ -320,6 +320,8 @@ fn params(s: &Scenario) -> Params {
         drain_s: s.drain.as_secs_f64(),
         msg_bytes: s.msg_bytes,
         source_ips: s.source_ips,
+        transport: s.transport.name().to_owned(),
+        sender_transport: s.sender_transport.name().to_owned(),
     }
 }
 

@@ -38,10 +38,34 @@ pub enum Load {
     InFlight(usize),
 }
 
+/// How a client carries the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Transport {
+    /// A WebSocket (`/ws`).
+    #[default]
+    #[value(name = "ws")]
+    WebSocket,
+    /// The fallback over plain HTTP: `GET /sse` carries the server's frames as
+    /// Server-Sent Events, `POST /sse/send` the client's (docs/protocol.md).
+    #[value(name = "sse")]
+    Sse,
+}
+
+impl Transport {
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "ws",
+            Transport::Sse => "sse",
+        }
+    }
+}
+
 /// One run's parameters. Build it, then [`Scenario::validate`] before use.
 #[derive(Debug, Clone)]
 pub struct Scenario {
-    /// WebSocket URLs (`ws://127.0.0.1:PORT/ws`); client `i` uses `urls[i % len]`.
+    /// WebSocket URLs (`ws://127.0.0.1:PORT/ws`); client `i` uses `urls[i % len]` (an
+    /// SSE client the same address's `/sse`).
     pub urls: Vec<String>,
     /// Connections to open.
     pub clients: usize,
@@ -68,6 +92,10 @@ pub struct Scenario {
     pub room_prefix: String,
     /// Nicks are `<nick_prefix><index>`; unique per run so runs never collide.
     pub nick_prefix: String,
+    /// How the clients that do not send connect (at the address of `urls`).
+    pub transport: Transport,
+    /// How the senders connect.
+    pub sender_transport: Transport,
 }
 
 /// A scenario that cannot run, with what to change.
@@ -97,6 +125,8 @@ impl Scenario {
             setup_timeout: Duration::from_secs(120),
             room_prefix: "bench-".to_owned(),
             nick_prefix: default_nick_prefix(),
+            transport: Transport::WebSocket,
+            sender_transport: Transport::WebSocket,
         }
     }
 
@@ -212,6 +242,15 @@ impl Scenario {
         client < self.senders && self.load != Load::Idle
     }
 
+    /// How client `i` connects.
+    pub fn transport_of(&self, client: usize) -> Transport {
+        if self.is_sender(client) {
+            self.sender_transport
+        } else {
+            self.transport
+        }
+    }
+
     /// Messages per second for each sender (open loop only).
     pub fn rate_per_sender(&self) -> f64 {
         match self.load {
@@ -249,8 +288,16 @@ impl Scenario {
     }
 
     /// Connections the run needs file descriptors for, plus a margin for everything else.
+    /// An SSE client has a second connection for its POSTs: a sender keeps it, the
+    /// others close it once joined.
     pub fn needed_fds(&self) -> u64 {
-        self.clients as u64 + 64
+        let sse = [self.transport, self.sender_transport].contains(&Transport::Sse);
+        let posting = if sse {
+            self.senders + self.connect_concurrency
+        } else {
+            0
+        };
+        (self.clients + posting) as u64 + 64
     }
 }
 

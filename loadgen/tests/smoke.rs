@@ -6,6 +6,8 @@
 //! drops one message for one client and repeats one for another) and asserts the run is
 //! reported as failed: the smoke bench can fail, and would catch a dropped message.
 //!
+//! Another runs clients over the SSE fallback instead of WebSockets.
+//!
 //! Two more run `alerts` (both variants, a room of 30) and `pushes` (10 users, 3 alerts
 //! each, through the load generator's own push service) against the real server.
 
@@ -21,7 +23,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use loadgen::alerts::{AlertOptions, Mode};
 use loadgen::pushes::PushOptions;
 use loadgen::report::RunReport;
-use loadgen::{Load, Options, Scenario};
+use loadgen::{Load, Options, Scenario, Transport};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
@@ -91,6 +93,55 @@ async fn a_few_hundred_clients_get_every_message_exactly_once() {
         "connect",
     ] {
         assert!(line.get(field).is_some(), "missing {field}");
+    }
+}
+
+/// The same over the SSE fallback (`GET /sse`, `POST /sse/send`), senders included,
+/// and once with the senders on WebSockets: the stream carries every message once, in
+/// order, and the POSTs' frames are all acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_clients_get_every_message_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&huddle_bin(), &dir.path().join("sse.db")).await;
+    for senders in [Transport::Sse, Transport::WebSocket] {
+        // 200 clients in 2 rooms of 100 (at most one stream per source address), 10
+        // senders at 10 msg/s each.
+        let mut s = Scenario::new(server.url());
+        s.clients = 200;
+        s.rooms = 2;
+        s.senders = 10;
+        s.load = Load::Rate(100.0);
+        s.duration = Duration::from_secs(2);
+        s.drain = Duration::from_secs(10);
+        s.setup_timeout = Duration::from_secs(60);
+        s.transport = Transport::Sse;
+        s.sender_transport = senders;
+        s.room_prefix = format!("sse-{}-", senders.name());
+        let outcome = loadgen::run(Options {
+            scenario: s,
+            label: format!("smoke sse, senders {}", senders.name()),
+            server_pids: vec![server.pid()],
+            record_acks: false,
+            kill_at_end: false,
+        })
+        .await
+        .expect("the SSE run could not start");
+        let r = &outcome.report;
+        eprintln!("{}", r.human());
+        assert_eq!(r.connect.ready, 200, "every stream opens and joins");
+        assert!(
+            r.sent >= 150,
+            "the senders sent (~200 expected): {}",
+            r.sent
+        );
+        assert_eq!(r.acked, r.sent, "every posted send is acked on the stream");
+        assert_eq!((r.lost, r.duplicated, r.undelivered), (0, 0, 0));
+        assert_eq!(r.delivered, r.acked * 100);
+        assert_eq!(r.latency.count, r.delivered);
+        assert_eq!(r.disconnected, 0, "{:?}", r.reasons);
+        assert_eq!(r.params.transport, "sse");
+        assert_eq!(r.params.sender_transport, senders.name());
+        assert!(r.ok);
     }
 }
 

@@ -13,7 +13,9 @@
 //! Each measurement is one `loadgen run` against a freshly started server, so no step
 //! inherits another's rooms, backlog or memory. Every result is appended as one JSON line
 //! to `<target>/bench/results.jsonl` (`{"scenario", "run", "step", "report"}`, the
-//! report being loadgen's line); `fanout` also redraws `docs/bench/fanout.svg`. The
+//! report being loadgen's line); `fanout` also redraws `docs/bench/fanout.svg`. With
+//! `--transport sse` the clients use the SSE fallback instead of WebSockets, and the
+//! results are their own series (`fanout-sse`; no floor, no chart). The
 //! scenarios are bounded: a fixed list of steps, each with loadgen's own time limits.
 
 use std::fs;
@@ -97,6 +99,60 @@ pub(crate) enum Scenario {
     Targets,
 }
 
+/// How the load generator's clients connect (`loadgen run --transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum Transport {
+    /// WebSockets (`/ws`).
+    #[default]
+    Ws,
+    /// The SSE fallback: `GET /sse` for the server's frames, `POST /sse/send` for the
+    /// client's.
+    Sse,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Ws => "ws",
+            Transport::Sse => "sse",
+        }
+    }
+}
+
+/// The transports of a run's members and senders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Transports {
+    members: Transport,
+    senders: Transport,
+}
+
+impl Transports {
+    fn all_ws(self) -> bool {
+        self.members == Transport::Ws && self.senders == Transport::Ws
+    }
+
+    /// What a scenario's name in the results gets: nothing for WebSockets, `-sse` for
+    /// SSE throughout, `-sse-ws-senders` for SSE members with WebSocket senders.
+    fn suffix(self) -> String {
+        match (self.members, self.senders) {
+            (Transport::Ws, Transport::Ws) => String::new(),
+            (m, s) if m == s => format!("-{}", m.name()),
+            (m, s) => format!("-{}-{}-senders", m.name(), s.name()),
+        }
+    }
+
+    /// `loadgen run`'s flags for them (none for WebSockets, the default).
+    fn args(self) -> Vec<String> {
+        if self.all_ws() {
+            return Vec::new();
+        }
+        vec![
+            format!("--transport={}", self.members.name()),
+            format!("--sender-transport={}", self.senders.name()),
+        ]
+    }
+}
+
 /// Which server a measurement is of; results lines carry it as `"server"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Server {
@@ -145,6 +201,16 @@ pub(crate) struct BenchArgs {
     /// fanout, idle, rooms, targets: measure Huddle only, not the floor beside it.
     #[arg(long)]
     no_floor: bool,
+    /// fanout, cluster: how the room's members connect. `sse`: the fallback over plain
+    /// HTTP (`GET /sse`, `POST /sse/send`); its results are recorded as `fanout-sse`
+    /// (`cluster-sse`), without the floor (it speaks WebSocket only), and
+    /// docs/bench/fanout.svg is not redrawn.
+    #[arg(long, value_enum, default_value_t = Transport::Ws)]
+    transport: Transport,
+    /// fanout, cluster: how the senders connect (default: as --transport); SSE members
+    /// with WebSocket senders are recorded as `fanout-sse-ws-senders`.
+    #[arg(long, value_enum)]
+    sender_transport: Option<Transport>,
     /// Extra flags for every `huddle` the bench starts, after `--` (e.g. `-- --outbox 65536`);
     /// one that the bench also sets (e.g. `--rate-per-sec`) replaces the bench's value.
     #[arg(last = true)]
@@ -152,6 +218,13 @@ pub(crate) struct BenchArgs {
 }
 
 impl BenchArgs {
+    fn transports(&self) -> Transports {
+        Transports {
+            members: self.transport,
+            senders: self.sender_transport.unwrap_or(self.transport),
+        }
+    }
+
     /// Seconds of each measurement window: `--duration`, 10 by default, 3 with `--quick`.
     fn window(&self) -> u64 {
         match (self.duration, self.quick) {
@@ -165,6 +238,10 @@ impl BenchArgs {
 pub(crate) fn bench(ctx: &Ctx, args: &BenchArgs) -> Result<()> {
     if args.duration.is_some_and(|d| d == 0 || d > 600) {
         bail!("--duration must be 1..=600 seconds");
+    }
+    if !args.transports().all_ws() && !matches!(args.scenario, Scenario::Fanout | Scenario::Cluster)
+    {
+        bail!("--transport and --sender-transport apply to fanout and cluster only");
     }
     let b = Bench::prepare(ctx, args)?;
     let result = match args.scenario {
@@ -202,6 +279,8 @@ struct Bench<'a> {
     scratch: PathBuf,
     /// Whether the floor runs beside Huddle.
     floor: bool,
+    /// How `loadgen run`'s clients connect.
+    transports: Transports,
     /// Names this invocation in the results.
     run: String,
     steps: std::cell::Cell<u32>,
@@ -270,7 +349,9 @@ impl<'a> Bench<'a> {
             pin,
             results: dir.join("results.jsonl"),
             scratch,
-            floor: !args.no_floor,
+            // The floor speaks WebSocket only: an SSE run measures Huddle alone.
+            floor: !args.no_floor && args.transports().all_ws(),
+            transports: args.transports(),
             run: format!("{secs:012}"),
             steps: std::cell::Cell::new(0),
         })
@@ -426,14 +507,21 @@ impl<'a> Bench<'a> {
     /// returns its report; the run's own summary goes to the terminal.
     fn loadgen(&self, label: &str, servers: &[&Proc], args: &[String]) -> Result<Value> {
         let mut cmd = self.pinned(1, &self.loadgen);
-        cmd.arg("run").args(args).args(["--label", label]);
+        let transport = self.transports.args();
+        cmd.arg("run")
+            .args(args)
+            .args(&transport)
+            .args(["--label", label]);
         cmd.args(["--threads", "1"]);
         for s in servers {
             cmd.args(["--server-pid", &s.pid().to_string()]);
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         println!();
-        println!("$ loadgen run {} --label {label:?}", args.join(" "));
+        println!(
+            "$ loadgen run {} --label {label:?}",
+            [args, &transport[..]].concat().join(" ")
+        );
         let out = cmd.output().context("could not start loadgen")?;
         // 0: all good; 3: the run finished but found problems (still a result).
         if !matches!(out.status.code(), Some(0 | 3)) {
@@ -482,10 +570,12 @@ enum Topology {
 /// load until p99 passes 100 ms, delivery falls behind, or anything is lost. `fanout`
 /// ramps the floor beside Huddle, step by step (each server's ramp stops on its own).
 fn fanout(b: &Bench<'_>, args: &BenchArgs, topology: Topology) -> Result<()> {
-    let name = match topology {
+    let base = match topology {
         Topology::Single => "fanout",
         Topology::Cluster => "cluster",
     };
+    // Other transports are their own series: the chart and the floor are WebSocket's.
+    let name = &format!("{base}{}", b.transports.suffix());
     let sizes: Vec<usize> = match (args.n, args.quick) {
         (Some(n), _) => vec![n],
         (None, true) => vec![500],
@@ -529,7 +619,7 @@ fn fanout(b: &Bench<'_>, args: &BenchArgs, topology: Topology) -> Result<()> {
             ));
         }
     }
-    if topology == Topology::Single {
+    if topology == Topology::Single && b.transports.all_ws() {
         plot(b)?;
     }
     println!();
@@ -697,12 +787,12 @@ fn cluster_ramp(b: &Bench<'_>, n: usize, steps: &[f64], duration: u64) -> Result
         }
         let mut la = one_room_args(n, rate, duration);
         la.extend(urls.iter().map(|u| format!("--url={u}")));
-        let label = format!("cluster n={n} offered={offered}");
+        let label = format!("cluster{} n={n} offered={offered}", b.transports.suffix());
         let servers: Vec<&Proc> = fleet.iter().collect();
         let report = b.loadgen(&label, &servers, &la)?;
         drop(fleet);
         b.record(
-            "cluster",
+            &format!("cluster{}", b.transports.suffix()),
             &json!({"n": n, "offered": offered, "rate": rate}),
             &report,
         )?;
