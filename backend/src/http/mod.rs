@@ -1,5 +1,6 @@
 //! The HTTP surface: routes, and the WebSocket upgrade that hands a socket to a session.
 
+mod admit;
 pub(crate) mod api;
 mod auth;
 pub(crate) mod ops;

@@ -7,7 +7,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -20,13 +19,14 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use crate::broker::Directive;
-use crate::disconnect::Disconnect;
 use crate::logsafe::Chain;
 use crate::peers;
 use crate::session::events::{self, EventStream};
 use crate::session::link::Link;
-use crate::session::{self, Resumption};
+use crate::session::Resumption;
 use crate::state::AppState;
+
+use super::admit::Admission;
 
 /// `GET /sse`: a new stream (resuming the session its `Last-Event-ID` names, if it
 /// may), or a stream that only says why it cannot be one.
@@ -51,33 +51,10 @@ pub(super) async fn open(
         .map(|(from, rooms)| Resumption { from, rooms });
     let (body, chunks) = mpsc::channel(events::BODY_QUEUE);
     let stream = EventStream::new(events::new_stream_id(), body);
-    // As for a WebSocket: over a limit the stream still opens, to say why it ends.
-    let token = state.sessions.token();
-    let permit = Arc::clone(&state.connection_slots).try_acquire_owned().ok();
-    let slot = permit
-        .as_ref()
-        .and_then(|_| state.peers.try_connect(client_ip));
+    let admission = Admission::take(&state, client_ip);
     tokio::spawn(async move {
-        let open = state.metrics.connection_opened();
         let link = Link::Events(stream);
-        match (permit, slot) {
-            (Some(permit), Some(slot)) => {
-                Box::pin(session::run(link, state, peer, resume)).await;
-                drop((slot, permit));
-            }
-            (None, _) => {
-                let why = Disconnect::TooManyConnections;
-                state.metrics.closed(why.code());
-                Box::pin(session::refuse(link, why, peer)).await;
-            }
-            (Some(permit), None) => {
-                drop(permit);
-                let why = Disconnect::TooManyFromAddress;
-                state.metrics.closed(why.code());
-                Box::pin(session::refuse(link, why, peer)).await;
-            }
-        }
-        drop((open, token));
+        admission.serve(link, state, peer, resume).await;
     });
     let body = futures_util::stream::unfold(chunks, |mut chunks| async move {
         let chunk = chunks.recv().await?;

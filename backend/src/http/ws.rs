@@ -15,10 +15,9 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tungstenite::protocol::WebSocketConfig;
 
+use super::admit::Admission;
 use super::serve::Connection;
-use crate::disconnect::Disconnect;
 use crate::peers;
-use crate::session;
 use crate::session::link::Link;
 use crate::session::socket::{Socket, Transport};
 use crate::state::AppState;
@@ -65,17 +64,10 @@ pub(super) async fn upgrade(
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(max_frame))
         .max_frame_size(Some(max_frame));
-    // The token keeps shutdown waiting until this session has said goodbye.
-    let token = state.sessions.token();
     // Over a limit (in total or per address) the upgrade still completes, so the client
     // gets a close code (1008) and reason it can act on rather than an opaque failed
     // handshake, as the contract lists 1008 for connection limits.
-    let permit = Arc::clone(&state.connection_slots).try_acquire_owned().ok();
-    // Only a connection within the total takes a per-address place, which keeps the
-    // live entries of the per-address table within --max-connections.
-    let slot = permit
-        .as_ref()
-        .and_then(|_| state.peers.try_connect(client_ip));
+    let admission = Admission::take(&state, client_ip);
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
@@ -84,28 +76,8 @@ pub(super) async fn upgrade(
                 return;
             }
         };
-        let socket = socket_of(upgraded, config);
-        // Counted as open until this future ends, however it ends.
-        let open = state.metrics.connection_opened();
-        match (permit, slot) {
-            (Some(permit), Some(slot)) => {
-                // Boxed so this task's own state stays the size of the refusal path.
-                Box::pin(session::run(Link::WebSocket(socket), state, peer, None)).await;
-                drop((slot, permit));
-            }
-            (None, _) => {
-                let why = Disconnect::TooManyConnections;
-                state.metrics.closed(why.code());
-                Box::pin(session::refuse(Link::WebSocket(socket), why, peer)).await;
-            }
-            (Some(permit), None) => {
-                drop(permit);
-                let why = Disconnect::TooManyFromAddress;
-                state.metrics.closed(why.code());
-                Box::pin(session::refuse(Link::WebSocket(socket), why, peer)).await;
-            }
-        }
-        drop((open, token));
+        let link = Link::WebSocket(socket_of(upgraded, config));
+        admission.serve(link, state, peer, None).await;
     });
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let out = response.headers_mut();
