@@ -173,10 +173,16 @@ impl EventStream {
 
     /// Whether the frame `json` is about a room's position, updating it if so.
     fn moves(&mut self, json: &str) -> bool {
-        let joined = json.starts_with(r#"{"type":"joined""#);
-        let entry = ["message", "edited", "deleted", "reacted", "notification"]
-            .iter()
-            .any(|t| json.starts_with(&format!(r#"{{"type":"{t}""#)));
+        // Every frame is encoded with its `type` first (`codec`).
+        let kind = json
+            .strip_prefix(r#"{"type":""#)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default();
+        let joined = kind == "joined";
+        let entry = matches!(
+            kind,
+            "message" | "edited" | "deleted" | "reacted" | "notification"
+        );
         if !joined && !entry {
             return false;
         }
