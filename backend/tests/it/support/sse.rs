@@ -14,6 +14,9 @@ use tokio::task::JoinHandle;
 
 use super::WAIT;
 
+/// The HTTP client the stream and its posts use.
+pub type Http = HttpClient<hyper_util::client::legacy::connect::HttpConnector, String>;
+
 /// One event of the stream (comments included: they are the heartbeat).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -90,7 +93,7 @@ pub struct Stream {
     pub last_id: Option<String>,
     events: mpsc::Receiver<Event>,
     reader: JoinHandle<()>,
-    http: HttpClient<hyper_util::client::legacy::connect::HttpConnector, String>,
+    http: Http,
 }
 
 impl Drop for Stream {
@@ -173,13 +176,9 @@ impl Stream {
 
     /// The next event, or `None` once the response ended. Panics after [`WAIT`].
     pub async fn next_event(&mut self) -> Option<Event> {
-        let event = tokio::time::timeout(WAIT, self.events.recv())
+        self.event_within(WAIT)
             .await
-            .expect("timed out waiting for an event")?;
-        if let Event::Data { id: Some(id), .. } = &event {
-            self.last_id = Some(id.clone());
-        }
-        Some(event)
+            .expect("timed out waiting for an event")
     }
 
     /// The next event within `wait`, if any (`Err` when none came).
@@ -204,7 +203,7 @@ impl Stream {
 /// `POST /sse/send` of `body` for stream `id` (no header when `None`): (status, body as
 /// JSON, or `null`).
 pub async fn post(
-    http: &HttpClient<hyper_util::client::legacy::connect::HttpConnector, String>,
+    http: &Http,
     addr: SocketAddr,
     id: Option<&str>,
     body: String,
@@ -239,7 +238,7 @@ pub async fn post(
 }
 
 /// A plain HTTP client for [`post`] from tests that hold no stream.
-pub fn http() -> HttpClient<hyper_util::client::legacy::connect::HttpConnector, String> {
+pub fn http() -> Http {
     HttpClient::builder(TokioExecutor::new()).build_http::<String>()
 }
 
