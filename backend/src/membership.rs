@@ -108,30 +108,13 @@ impl Membership {
         outbox: &Outbox,
     ) -> Result<(), BrokerError> {
         let channel = user_channel(&who.user);
-        let change = self.hub.join(
-            &channel,
-            conn,
-            &who.user,
-            Arc::clone(&who.nick),
-            outbox.clone(),
-        );
-        if change.is_some() {
-            if let Err(e) = self.broker.subscribe(&channel).await {
-                self.leave_user(conn, who).await;
-                return Err(e);
-            }
-        }
-        Ok(())
+        self.join_channel(&channel, conn, &who.user, &who.nick, outbox)
+            .await
     }
 
     /// Undoes [`Membership::join_user`].
     pub(crate) async fn leave_user(&self, conn: ConnId, who: &Identity) {
-        let channel = user_channel(&who.user);
-        if let Some(change) = self.hub.leave(&channel, conn) {
-            if change.edge {
-                self.broker.unsubscribe(&channel).await;
-            }
-        }
+        self.leave_channel(&user_channel(&who.user), conn).await;
     }
 
     /// Subscribes connection `conn`, SSE stream `id`, to the stream's own channel, where
@@ -142,27 +125,44 @@ impl Membership {
         id: &str,
         outbox: &Outbox,
     ) -> Result<(), BrokerError> {
-        let channel = stream_channel(id);
         let nobody: Arc<str> = Arc::from("");
-        if self
+        self.join_channel(&stream_channel(id), conn, &nobody, &nobody, outbox)
+            .await
+    }
+
+    /// Undoes [`Membership::join_stream`].
+    pub(crate) async fn leave_stream(&self, conn: ConnId, id: &str) {
+        self.leave_channel(&stream_channel(id), conn).await;
+    }
+
+    /// Adds `conn` to a channel's hub room, subscribing this node to it if it is the
+    /// first there; undone if the subscription fails.
+    async fn join_channel(
+        &self,
+        channel: &Arc<str>,
+        conn: ConnId,
+        user: &Arc<str>,
+        nick: &Arc<str>,
+        outbox: &Outbox,
+    ) -> Result<(), BrokerError> {
+        let change = self
             .hub
-            .join(&channel, conn, &nobody, nobody.clone(), outbox.clone())
-            .is_some()
-        {
-            if let Err(e) = self.broker.subscribe(&channel).await {
-                self.leave_stream(conn, id).await;
+            .join(channel, conn, user, Arc::clone(nick), outbox.clone());
+        if change.is_some() {
+            if let Err(e) = self.broker.subscribe(channel).await {
+                self.leave_channel(channel, conn).await;
                 return Err(e);
             }
         }
         Ok(())
     }
 
-    /// Undoes [`Membership::join_stream`].
-    pub(crate) async fn leave_stream(&self, conn: ConnId, id: &str) {
-        let channel = stream_channel(id);
-        if let Some(change) = self.hub.leave(&channel, conn) {
+    /// Removes `conn` from a channel's hub room, unsubscribing this node if it was the
+    /// last there.
+    async fn leave_channel(&self, channel: &Arc<str>, conn: ConnId) {
+        if let Some(change) = self.hub.leave(channel, conn) {
             if change.edge {
-                self.broker.unsubscribe(&channel).await;
+                self.broker.unsubscribe(channel).await;
             }
         }
     }
