@@ -515,6 +515,19 @@ mod tests {
     }
 
     #[test]
+    fn the_sse_resume_window_is_at_most_an_hour_and_zero_turns_it_off() {
+        for bad in ["61m", "2h", "soon", "5 parsecs"] {
+            let err = Config::try_parse_from(["huddle", "--sse-resume", bad])
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("--sse-resume"), "{bad}: {err}");
+        }
+        assert_eq!(Config::with_db("x.db").sse_resume, Duration::from_secs(120));
+        let off = Config::try_parse_from(["huddle", "--sse-resume", "0s"]).unwrap();
+        assert!(off.sse_resume.is_zero());
+    }
+
+    #[test]
     fn timers_refuse_zero_and_overflow_with_one_line() {
         for bad in ["0ms", "0", "999999999999999999m", "25h", "1441m"] {
             let err = Config::try_parse_from(["huddle", "--ping-interval", bad])
